@@ -1,0 +1,136 @@
+//! hattrick's connection to PostgreSQL.
+//!
+//! Three things live here because every other crate needs them and none of them knows the domain:
+//! - [`connect`]: a pool whose every connection runs in UTC (SPEC 9), so `timestamp without time zone` columns of a
+//!   legacy database are read and bound as UTC;
+//! - [`migrate`]: the desired schema (`migrations/schema.sql`) and the migrator that brings any database, fresh or
+//!   legacy, to it by adding only what is missing;
+//! - [`cluster`]: a throwaway PostgreSQL cluster started from the machine's binaries, for tests and the demo when
+//!   no server is reachable.
+
+pub mod cluster;
+pub mod migrate;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+/// The URL used when neither `DATABASE_URL` nor the configuration names one.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// A query or connection failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// The migrator found a database it must not touch, or a step failed.
+    #[error("migration: {0}")]
+    Migration(String),
+    /// Starting or stopping a throwaway cluster failed.
+    #[error("throwaway cluster: {0}")]
+    Cluster(String),
+    /// A filesystem or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to open connections.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Largest number of connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a connection before giving up.
+    pub acquire_timeout: Duration,
+    /// Sent to the server as `application_name`, so operators can tell hattrick's sessions apart.
+    pub application_name: String,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10), application_name: "hattrick".to_owned() }
+    }
+}
+
+/// Parses a PostgreSQL URL into connect options that pin the session time zone to UTC.
+pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl(e.to_string()))?;
+    Ok(options
+        .options([("TimeZone", "UTC")])
+        .application_name(application_name)
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(5)))
+}
+
+/// Opens a pool on `url`; every connection runs with `TimeZone=UTC`.
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool> {
+    let options = connect_options(url, &settings.application_name)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Opens a single connection on `url` (used by the migrator, which needs one session for its advisory lock).
+pub async fn connect_one(url: &str, application_name: &str) -> Result<sqlx::PgConnection> {
+    Ok(connect_options(url, application_name)?.connect().await?)
+}
+
+/// Returns `url` with its password (in the authority or a `password=` parameter) replaced by `***`, for logs and
+/// printed configuration.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let mut out = match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}{}:***{}", &url[..scheme_end + 3], &authority[..colon], &url[scheme_end + 3 + at..])
+        }
+        _ => url.to_owned(),
+    };
+    if let Some(query_start) = out.find('?') {
+        let query: Vec<String> = out[query_start + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..query_start], query.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_only_the_password() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require&password=x"),
+            "postgres://h/db?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

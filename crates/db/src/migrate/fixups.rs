@@ -1,0 +1,221 @@
+//! Changes a legacy database needs beyond missing tables, columns, constraints and indexes (SCHEMA.md, "Migrating
+//! an existing database"). Each is detected from the live catalog and data, so a second run finds nothing to do.
+
+use std::fmt;
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use super::catalog::Catalog;
+use crate::Result;
+
+const BACKFILL_BATCH: i64 = 10_000;
+
+/// Legacy columns of the first version's `job_execution_logs` and the column hattrick writes that each mirrors.
+const JOB_LOG_LEGACY_COLUMNS: &[(&str, &str)] =
+    &[("finished_at", "completed_at"), ("rows_affected", "items_processed"), ("metadata", "details")];
+
+/// One legacy fix-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fixup {
+    /// The app still writes `customer_push_tokens.fcm_token`: keep `token` and `fcm_token` equal on every write.
+    PushTokenMirror,
+    /// Copy `fcm_token` into `token` where `token` is empty, in batches.
+    PushTokenBackfill {
+        /// Rows to fill.
+        rows: i64,
+    },
+    /// Make `customer_push_tokens.token` NOT NULL once every row has one.
+    PushTokenNotNull {
+        /// Rows that still have no token (the step waits while there are any).
+        rows_without_token: i64,
+    },
+    /// The first version's `job_execution_logs` columns: fill them from hattrick's on every write, so old
+    /// dashboards keep working.
+    JobLogLegacyMirror {
+        /// The legacy columns present.
+        columns: Vec<String>,
+    },
+    /// Campaigns the first version left `sending`: mark them `failed`, never re-send them.
+    FailStuckCampaigns {
+        /// How many.
+        rows: i64,
+    },
+}
+
+impl fmt::Display for Fixup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fixup::PushTokenMirror => write!(f, "keep customer_push_tokens.token and fcm_token equal (trigger)"),
+            Fixup::PushTokenBackfill { rows } => {
+                write!(f, "back-fill customer_push_tokens.token from fcm_token ({rows} row(s))")
+            }
+            Fixup::PushTokenNotNull { rows_without_token: 0 } => {
+                write!(f, "make customer_push_tokens.token NOT NULL")
+            }
+            Fixup::PushTokenNotNull { rows_without_token } => write!(
+                f,
+                "make customer_push_tokens.token NOT NULL once {rows_without_token} row(s) without a token are fixed"
+            ),
+            Fixup::JobLogLegacyMirror { columns } => {
+                write!(f, "mirror job_execution_logs into legacy columns {} (trigger)", columns.join(", "))
+            }
+            Fixup::FailStuckCampaigns { rows } => {
+                write!(f, "mark {rows} campaign(s) stuck in 'sending' as failed (never re-sent)")
+            }
+        }
+    }
+}
+
+async fn trigger_exists(conn: &mut PgConnection, name: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND NOT tgisinternal)")
+        .bind(name)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Lists the fix-ups `live` needs. `first_adoption`: hattrick has never migrated this database.
+pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: bool) -> Result<Vec<Fixup>> {
+    let mut fixups = Vec::new();
+
+    if let Some(tokens) = live.tables.get("customer_push_tokens")
+        && tokens.column("fcm_token").is_some()
+    {
+        if !trigger_exists(conn, "hattrick_push_tokens_token_mirror").await? {
+            fixups.push(Fixup::PushTokenMirror);
+        }
+        let has_token = tokens.column("token").is_some();
+        let (to_fill, without): (i64, i64) = if has_token {
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE token IS NULL AND fcm_token IS NOT NULL),
+                        count(*) FILTER (WHERE token IS NULL AND fcm_token IS NULL)
+                 FROM customer_push_tokens",
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        } else {
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE fcm_token IS NOT NULL), count(*) FILTER (WHERE fcm_token IS NULL)
+                 FROM customer_push_tokens",
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        };
+        if to_fill > 0 {
+            fixups.push(Fixup::PushTokenBackfill { rows: to_fill });
+        }
+        if !tokens.column("token").is_some_and(|c| c.not_null) {
+            fixups.push(Fixup::PushTokenNotNull { rows_without_token: without });
+        }
+    }
+
+    if let Some(logs) = live.tables.get("job_execution_logs") {
+        let columns: Vec<String> = JOB_LOG_LEGACY_COLUMNS
+            .iter()
+            .filter(|(legacy, _)| logs.column(legacy).is_some())
+            .map(|(legacy, _)| (*legacy).to_owned())
+            .collect();
+        if !columns.is_empty() && !trigger_exists(conn, "hattrick_job_logs_legacy_mirror").await? {
+            fixups.push(Fixup::JobLogLegacyMirror { columns });
+        }
+    }
+
+    if first_adoption && live.tables.contains_key("scheduled_notifications") {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM scheduled_notifications WHERE status = 'sending'")
+            .fetch_one(&mut *conn)
+            .await?;
+        if rows > 0 {
+            fixups.push(Fixup::FailStuckCampaigns { rows });
+        }
+    }
+    Ok(fixups)
+}
+
+/// Carries out one fix-up.
+pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
+    match fixup {
+        Fixup::PushTokenMirror => {
+            sqlx::query(
+                "CREATE OR REPLACE FUNCTION hattrick_push_tokens_token_mirror() RETURNS trigger
+                 LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.token IS NULL THEN NEW.token := NEW.fcm_token; END IF;
+                     IF NEW.fcm_token IS NULL THEN NEW.fcm_token := NEW.token; END IF;
+                     RETURN NEW;
+                 END $$",
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "CREATE OR REPLACE TRIGGER hattrick_push_tokens_token_mirror
+                 BEFORE INSERT OR UPDATE ON customer_push_tokens
+                 FOR EACH ROW EXECUTE FUNCTION hattrick_push_tokens_token_mirror()",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Fixup::PushTokenBackfill { .. } => loop {
+            // Short batches: each UPDATE holds its row locks only briefly.
+            let filled = sqlx::query(
+                "UPDATE customer_push_tokens SET token = fcm_token
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM customer_push_tokens
+                                         WHERE token IS NULL AND fcm_token IS NOT NULL LIMIT $1))",
+            )
+            .bind(BACKFILL_BATCH)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if filled == 0 {
+                break;
+            }
+        },
+        Fixup::PushTokenNotNull { .. } => {
+            let missing: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_push_tokens WHERE token IS NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+            if missing > 0 {
+                tracing::warn!(rows = missing, "customer_push_tokens.token stays nullable: rows have no token");
+                return Ok(());
+            }
+            // A validated check lets SET NOT NULL skip its full-table scan under an exclusive lock.
+            for sql in [
+                "ALTER TABLE customer_push_tokens ADD CONSTRAINT hattrick_token_not_null CHECK (token IS NOT NULL) \
+                 NOT VALID",
+                "ALTER TABLE customer_push_tokens VALIDATE CONSTRAINT hattrick_token_not_null",
+                "ALTER TABLE customer_push_tokens ALTER COLUMN token SET NOT NULL",
+                "ALTER TABLE customer_push_tokens DROP CONSTRAINT hattrick_token_not_null",
+            ] {
+                sqlx::query(sql).execute(&mut *conn).await?;
+            }
+        }
+        Fixup::JobLogLegacyMirror { columns } => {
+            let assignments: String = JOB_LOG_LEGACY_COLUMNS
+                .iter()
+                .filter(|(legacy, _)| columns.iter().any(|c| c == legacy))
+                .map(|(legacy, ours)| format!("NEW.{legacy} := NEW.{ours}; "))
+                .collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE OR REPLACE FUNCTION hattrick_job_logs_legacy_mirror() RETURNS trigger
+                 LANGUAGE plpgsql AS $$ BEGIN {assignments}RETURN NEW; END $$"
+            )))
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "CREATE OR REPLACE TRIGGER hattrick_job_logs_legacy_mirror
+                 BEFORE INSERT OR UPDATE ON job_execution_logs
+                 FOR EACH ROW EXECUTE FUNCTION hattrick_job_logs_legacy_mirror()",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Fixup::FailStuckCampaigns { .. } => {
+            sqlx::query(
+                "UPDATE scheduled_notifications
+                 SET status = 'failed', error = 'left in sending by the previous system; not re-sent by hattrick'
+                 WHERE status = 'sending'",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}

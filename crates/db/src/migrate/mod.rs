@@ -1,0 +1,746 @@
+//! The migrator: brings a database, fresh or legacy, to the desired schema by adding only what is missing.
+//!
+//! The desired schema is one SQL file of `CREATE TABLE` and `CREATE INDEX` statements
+//! (`migrations/schema.sql`). [`plan`] loads it into a scratch schema inside a transaction that is always rolled
+//! back, reads both catalogs and lists the [`Action`]s that would make the live schema match; [`apply`] carries
+//! them out. A second run plans nothing. An ordered list of deltas could not do this: the app's database was
+//! created by another program and may be in any of several shapes (SCHEMA.md, "Migrating an existing database").
+//!
+//! Rules that keep a live database safe (SPEC 9):
+//! - nothing is dropped or retyped except a check constraint we replace on the same column;
+//! - a column added to an existing table is nullable unless it has a default;
+//! - checks and foreign keys are added `NOT VALID` and validated only when no row violates them; violations are
+//!   reported, not fatal;
+//! - indexes on existing tables are built `CONCURRENTLY`, and an equivalent index of another name is reused;
+//! - every DDL statement runs under `lock_timeout` and is retried when it times out;
+//! - one migrator at a time, by a session advisory lock.
+
+mod catalog;
+mod fixups;
+
+use std::fmt;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::{Error, Result};
+pub use catalog::Catalog;
+use catalog::{Constraint, Table};
+use fixups::Fixup;
+
+/// The desired schema, embedded in the binary.
+pub const SCHEMA_SQL: &str = include_str!("../../../../migrations/schema.sql");
+
+const SCRATCH_SCHEMA: &str = "hattrick_desired";
+const MIGRATE_LOCK_KEY: i64 = 0x6861_7474_7269_636b; // "hattrick"
+const LOCK_TIMEOUT: &str = "5s";
+const LOCK_RETRIES: u32 = 20;
+
+/// Tables that may already exist in another shape, but whose every column hattrick relies on: a mismatch stops
+/// the migration instead of being worked around.
+const STRICT_TABLES: &[&str] = &["customer_predictions"];
+
+/// The checksum of the embedded schema, stored after a successful migration so `/readyz` can tell whether this
+/// binary's schema is applied.
+pub fn schema_checksum() -> String {
+    let digest = Sha256::digest(SCHEMA_SQL.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One step of a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create a missing table exactly as the schema file writes it.
+    CreateTable {
+        /// Table name.
+        table: String,
+        /// The `CREATE TABLE` statement.
+        sql: String,
+    },
+    /// Add a missing column to an existing table.
+    AddColumn {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// The `ALTER TABLE ... ADD COLUMN` statement.
+        sql: String,
+    },
+    /// Add a missing check or foreign key `NOT VALID`, then validate it if the data allows.
+    AddConstraint {
+        /// Table name.
+        table: String,
+        /// Constraint name.
+        name: String,
+        /// Its definition (`CHECK (...)`, `FOREIGN KEY ...`).
+        definition: String,
+        /// Check constraints on the same column that this one replaces (e.g. the first version's status check).
+        replaces: Vec<String>,
+    },
+    /// Validate a constraint that exists `NOT VALID`.
+    ValidateConstraint {
+        /// Table name.
+        table: String,
+        /// Constraint name.
+        name: String,
+    },
+    /// Build a missing index.
+    CreateIndex {
+        /// Table name.
+        table: String,
+        /// Index name.
+        name: String,
+        /// The `CREATE INDEX` statement, without `CONCURRENTLY`.
+        sql: String,
+        /// Build it `CONCURRENTLY` (the table already existed).
+        concurrently: bool,
+        /// An invalid index of this name, left by an interrupted concurrent build, is dropped first.
+        drop_invalid: bool,
+    },
+    /// A data or trigger change for a legacy database.
+    Fixup(Fixup),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateTable { table, .. } => write!(f, "create table {table}"),
+            Action::AddColumn { table, column, .. } => write!(f, "add column {table}.{column}"),
+            Action::AddConstraint { table, name, definition, replaces } if replaces.is_empty() => {
+                write!(f, "add constraint {table}.{name}: {definition}")
+            }
+            Action::AddConstraint { table, name, definition, replaces } => {
+                write!(f, "replace constraint {} on {table} by {name}: {definition}", replaces.join(", "))
+            }
+            Action::ValidateConstraint { table, name } => write!(f, "validate constraint {table}.{name}"),
+            Action::CreateIndex { name, sql, concurrently, .. } => {
+                let how = if *concurrently { " (concurrently)" } else { "" };
+                write!(f, "create index {name}{how}: {sql}")
+            }
+            Action::Fixup(fixup) => write!(f, "{fixup}"),
+        }
+    }
+}
+
+/// Rows that violate a constraint hattrick wants: the constraint stays `NOT VALID` (or the unique index unbuilt)
+/// until they are fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Table name.
+    pub table: String,
+    /// Constraint or index name.
+    pub constraint: String,
+    /// How many rows (for a unique key: how many duplicated values) violate it.
+    pub rows: i64,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}: {} row(s) violate it", self.table, self.constraint, self.rows)
+    }
+}
+
+/// What a migration would do to one database.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The steps, in the order they run.
+    pub actions: Vec<Action>,
+    /// Rows that keep a constraint from being validated.
+    pub violations: Vec<Violation>,
+    /// Differences hattrick tolerates and leaves alone (e.g. a legacy `timestamp without time zone` column).
+    pub notes: Vec<String>,
+    /// Differences hattrick cannot work with; [`apply`] refuses to run while there are any.
+    pub blockers: Vec<String>,
+    /// Whether the database has never been migrated by hattrick.
+    pub first_adoption: bool,
+}
+
+impl Plan {
+    /// True when the database already matches the desired schema.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.actions.is_empty() && self.blockers.is_empty() {
+            writeln!(f, "schema is up to date")?;
+        }
+        if !self.actions.is_empty() {
+            writeln!(f, "{} change(s) to apply:", self.actions.len())?;
+            for action in &self.actions {
+                writeln!(f, "  - {action}")?;
+            }
+        }
+        if !self.violations.is_empty() {
+            writeln!(f, "rows that violate a constraint (it stays NOT VALID until they are fixed):")?;
+            for violation in &self.violations {
+                writeln!(f, "  - {violation}")?;
+            }
+        }
+        if !self.notes.is_empty() {
+            writeln!(f, "left as they are:")?;
+            for note in &self.notes {
+                writeln!(f, "  - {note}")?;
+            }
+        }
+        if !self.blockers.is_empty() {
+            writeln!(f, "cannot migrate until these are resolved:")?;
+            for blocker in &self.blockers {
+                writeln!(f, "  - {blocker}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A statement of the schema file.
+#[derive(Debug, Clone)]
+struct Statement {
+    kind: StatementKind,
+    sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StatementKind {
+    Table(String),
+    Index { name: String, table: String },
+}
+
+fn statements() -> Result<Vec<Statement>> {
+    let without_comments: String = SCHEMA_SQL
+        .lines()
+        .map(|line| match line.find("--") {
+            Some(at) => &line[..at],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|sql| {
+            let words: Vec<&str> = sql.split_whitespace().collect();
+            let kind = match words.as_slice() {
+                ["CREATE", "TABLE", name, ..] => StatementKind::Table((*name).to_owned()),
+                ["CREATE", "INDEX", name, "ON", table, ..] | ["CREATE", "UNIQUE", "INDEX", name, "ON", table, ..] => {
+                    StatementKind::Index { name: (*name).to_owned(), table: (*table).to_owned() }
+                }
+                _ => {
+                    return Err(Error::Migration(format!(
+                        "schema.sql: unsupported statement (only CREATE TABLE and CREATE INDEX): {}",
+                        sql.lines().next().unwrap_or_default()
+                    )));
+                }
+            };
+            Ok(Statement { kind, sql: sql.to_owned() })
+        })
+        .collect()
+}
+
+/// The constraint clauses of the `CREATE TABLE` statements as written, by (table, constraint name).
+///
+/// A constraint is added from its source text, never from PostgreSQL's deparsed definition: deparsing is not a
+/// fixed point (`x IN (...)` comes back as `x = ANY (ARRAY[...])` and again differently), so only the same source
+/// gives the same definition in the scratch schema and in the live one.
+fn constraint_sources(statements: &[Statement]) -> Vec<((String, String), String)> {
+    let mut sources = Vec::new();
+    for statement in statements {
+        let StatementKind::Table(table) = &statement.kind else { continue };
+        let (Some(open), Some(close)) = (statement.sql.find('('), statement.sql.rfind(')')) else { continue };
+        let mut depth = 0;
+        let mut start = open + 1;
+        let body = &statement.sql[..close];
+        let mut items = Vec::new();
+        for (i, c) in body.char_indices().skip(open + 1) {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&body[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&body[start..]);
+        for item in items {
+            let words: Vec<&str> = item.split_whitespace().collect();
+            if let ["CONSTRAINT", name, ..] = words.as_slice() {
+                let definition = words[2..].join(" ");
+                sources.push(((table.clone(), (*name).to_owned()), definition));
+            }
+        }
+    }
+    sources
+}
+
+/// Holds the migrator's advisory lock on one connection; [`plan`] and [`apply`] take one.
+pub struct Migrator {
+    conn: PgConnection,
+    schema: String,
+}
+
+impl Migrator {
+    /// Opens a connection on `url` and waits for the migration lock, so that two `hattrick migrate` never
+    /// interleave.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut conn = crate::connect_one(url, "hattrick migrate").await?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATE_LOCK_KEY).execute(&mut conn).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&mut conn).await?;
+        Ok(Self { conn, schema })
+    }
+
+    /// Compares the live schema with the desired one and lists what would change.
+    pub async fn plan(&mut self) -> Result<Plan> {
+        let statements = statements()?;
+        let live = catalog::read(&mut self.conn, &self.schema).await?;
+        let desired = self.desired_catalog(&statements).await?;
+        let mut plan = diff(&statements, &desired, &live);
+        let sources = constraint_sources(&statements);
+        for action in &mut plan.actions {
+            if let Action::AddConstraint { table, name, definition, .. } = action
+                && let Some((_, source)) = sources.iter().find(|((t, n), _)| t == table && n == name)
+            {
+                definition.clone_from(source);
+            }
+        }
+        for violation in self.count_violations(&plan, &desired, &live).await? {
+            plan.violations.push(violation);
+        }
+        plan.first_adoption = !live.tables.contains_key("hattrick_schema_state")
+            || sqlx::query_scalar::<_, bool>(
+                "SELECT NOT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'schema_checksum')",
+            )
+            .fetch_one(&mut self.conn)
+            .await?;
+        for fixup in fixups::detect(&mut self.conn, &live, plan.first_adoption).await? {
+            plan.actions.push(Action::Fixup(fixup));
+        }
+        Ok(plan)
+    }
+
+    /// Applies `plan` (from [`Migrator::plan`] on this migrator) and records the schema checksum.
+    pub async fn apply(&mut self, plan: &Plan) -> Result<ApplyReport> {
+        if !plan.blockers.is_empty() {
+            return Err(Error::Migration(format!("refusing to migrate: {}", plan.blockers.join("; "))));
+        }
+        let mut report = ApplyReport::default();
+        let creates: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateTable { .. } | Action::CreateIndex { concurrently: false, .. }))
+            .collect();
+        if !creates.is_empty() {
+            // New tables and their indexes appear together or not at all.
+            let mut tx = self.conn.begin().await?;
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
+            for action in &creates {
+                if let Action::CreateTable { sql, .. } | Action::CreateIndex { sql, .. } = action {
+                    sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut *tx).await?;
+                }
+                report.applied.push(action.to_string());
+            }
+            tx.commit().await?;
+        }
+        for action in &plan.actions {
+            match action {
+                Action::CreateTable { .. } | Action::CreateIndex { concurrently: false, .. } => {}
+                Action::AddColumn { sql, .. } => {
+                    self.ddl(sql).await?;
+                    report.applied.push(action.to_string());
+                }
+                Action::AddConstraint { table, name, definition, replaces } => {
+                    let mut sql = format!("ALTER TABLE {table} ");
+                    for old in replaces {
+                        sql.push_str(&format!("DROP CONSTRAINT {old}, "));
+                    }
+                    sql.push_str(&format!("ADD CONSTRAINT {name} {definition} NOT VALID"));
+                    self.ddl(&sql).await?;
+                    report.applied.push(action.to_string());
+                    self.validate(table, name, &mut report).await?;
+                }
+                Action::ValidateConstraint { table, name } => self.validate(table, name, &mut report).await?,
+                Action::CreateIndex { table, name, .. } if plan.violations.iter().any(|v| &v.constraint == name) => {
+                    // A concurrent unique build over duplicates would fail and leave an invalid index behind.
+                    report.left_not_valid.push(format!("{table}.{name} (not built: duplicate values)"));
+                }
+                Action::CreateIndex { name, sql, drop_invalid, .. } => {
+                    if *drop_invalid {
+                        self.ddl(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await?;
+                    }
+                    let concurrent = sql.replacen(" INDEX ", " INDEX CONCURRENTLY ", 1);
+                    self.ddl(&concurrent).await?;
+                    report.applied.push(action.to_string());
+                }
+                Action::Fixup(fixup) => {
+                    fixups::apply(&mut self.conn, fixup).await?;
+                    report.applied.push(action.to_string());
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('schema_checksum', $1, now())
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(schema_checksum())
+        .execute(&mut self.conn)
+        .await?;
+        Ok(report)
+    }
+
+    /// Runs one DDL statement outside any transaction under `lock_timeout`, retrying while the lock is busy: a
+    /// migration on a live database waits its turn instead of queueing every other query behind it.
+    async fn ddl(&mut self, sql: &str) -> Result<()> {
+        sqlx::query(AssertSqlSafe(format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut self.conn).await?;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match sqlx::query(AssertSqlSafe(sql.to_owned())).execute(&mut self.conn).await {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") && attempt < LOCK_RETRIES => {
+                    tracing::warn!(attempt, statement = sql, "lock not available, retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
+                }
+                other => break other,
+            }
+        };
+        sqlx::query("RESET lock_timeout").execute(&mut self.conn).await?;
+        outcome.map(|_| ()).map_err(|e| Error::Migration(format!("{sql}: {e}")))
+    }
+
+    /// Validates a `NOT VALID` constraint, leaving it unvalidated (and saying so) when rows violate it.
+    async fn validate(&mut self, table: &str, name: &str, report: &mut ApplyReport) -> Result<()> {
+        let sql = format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}");
+        match sqlx::query(AssertSqlSafe(sql)).execute(&mut self.conn).await {
+            Ok(_) => {
+                report.applied.push(format!("validate constraint {table}.{name}"));
+                Ok(())
+            }
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("23514" | "23503")) => {
+                tracing::warn!(table, constraint = name, "constraint left NOT VALID: existing rows violate it");
+                report.left_not_valid.push(format!("{table}.{name}"));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Loads the schema file into a scratch schema in a transaction that is rolled back, and reads it.
+    async fn desired_catalog(&mut self, statements: &[Statement]) -> Result<Catalog> {
+        let mut tx = self.conn.begin().await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
+        sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path = {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
+        for statement in statements {
+            sqlx::query(AssertSqlSafe(statement.sql.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::Migration(format!("schema.sql does not load: {e}")))?;
+        }
+        let desired = catalog::read(&mut tx, SCRATCH_SCHEMA).await?;
+        tx.rollback().await?;
+        Ok(desired)
+    }
+
+    async fn count_violations(&mut self, plan: &Plan, desired: &Catalog, live: &Catalog) -> Result<Vec<Violation>> {
+        let mut violations = Vec::new();
+        // A column that does not exist yet will be added empty: nothing in it can violate anything.
+        let all_exist = |table: &str, columns: &[String]| {
+            live.tables.get(table).is_some_and(|t| columns.iter().all(|c| t.column(c).is_some()))
+        };
+        for action in &plan.actions {
+            let (table, name, sql) = match action {
+                Action::AddConstraint { table, name, .. } | Action::ValidateConstraint { table, name } => {
+                    let Some(constraint) =
+                        desired.tables.get(table).and_then(|t| t.constraints.iter().find(|c| &c.name == name))
+                    else {
+                        continue;
+                    };
+                    if !all_exist(table, &constraint.columns) {
+                        continue;
+                    }
+                    match violation_query(table, constraint) {
+                        Some(sql) => (table, name, sql),
+                        None => continue,
+                    }
+                }
+                Action::CreateIndex { table, name, concurrently: true, .. } => {
+                    let Some(index) =
+                        desired.tables.get(table).and_then(|t| t.indexes.iter().find(|i| &i.name == name && i.unique))
+                    else {
+                        continue;
+                    };
+                    if !all_exist(table, &index.columns()) {
+                        continue;
+                    }
+                    let columns = index.columns().join(", ");
+                    let not_null = index.columns().iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>();
+                    let sql = format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {} GROUP BY {columns} HAVING count(*) > 1) d",
+                        not_null.join(" AND ")
+                    );
+                    (table, name, sql)
+                }
+                _ => continue,
+            };
+            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut self.conn).await?;
+            if rows > 0 {
+                violations.push(Violation { table: table.clone(), constraint: name.clone(), rows });
+            }
+        }
+        Ok(violations)
+    }
+}
+
+/// What [`Migrator::apply`] did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Every step carried out.
+    pub applied: Vec<String>,
+    /// Constraints added but left `NOT VALID` because rows violate them.
+    pub left_not_valid: Vec<String>,
+}
+
+/// Counts the rows of `table` that violate a check or single-column foreign key.
+fn violation_query(table: &str, constraint: &Constraint) -> Option<String> {
+    match constraint.kind {
+        'c' => {
+            let expression = constraint.definition.strip_prefix("CHECK ")?;
+            Some(format!("SELECT count(*) FROM {table} WHERE NOT {expression}"))
+        }
+        'f' => {
+            // FOREIGN KEY (col) REFERENCES other(id) ...
+            let column = constraint.columns.first()?;
+            let references = constraint.references.as_deref()?;
+            let after = constraint.definition.split("REFERENCES").nth(1)?;
+            let target = after.split('(').nth(1)?.split(')').next()?.trim();
+            Some(format!(
+                "SELECT count(*) FROM {table} t WHERE t.{column} IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM {references} r WHERE r.{target} = t.{column})"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The pure comparison of two catalogs; everything that needs the database is done by the caller.
+fn diff(statements: &[Statement], desired: &Catalog, live: &Catalog) -> Plan {
+    let mut plan = Plan::default();
+    let mut created = Vec::new();
+    for statement in statements {
+        match &statement.kind {
+            StatementKind::Table(name) if !live.tables.contains_key(name) => {
+                created.push(name.clone());
+                plan.actions.push(Action::CreateTable { table: name.clone(), sql: statement.sql.clone() });
+            }
+            StatementKind::Table(name) => {
+                if let (Some(want), Some(have)) = (desired.tables.get(name), live.tables.get(name)) {
+                    diff_table(name, want, have, &mut plan);
+                }
+            }
+            StatementKind::Index { name, table } if created.contains(table) => {
+                plan.actions.push(Action::CreateIndex {
+                    table: table.clone(),
+                    name: name.clone(),
+                    sql: statement.sql.clone(),
+                    concurrently: false,
+                    drop_invalid: false,
+                });
+            }
+            StatementKind::Index { name, table } => {
+                let (Some(want), Some(have)) = (desired.tables.get(table), live.tables.get(table)) else {
+                    continue;
+                };
+                let Some(index) = want.indexes.iter().find(|i| &i.name == name) else { continue };
+                let equivalent = have
+                    .indexes
+                    .iter()
+                    .any(|i| i.valid && i.unique == index.unique && i.definition == index.definition);
+                if !equivalent {
+                    let drop_invalid = have.indexes.iter().any(|i| &i.name == name && !i.valid);
+                    plan.actions.push(Action::CreateIndex {
+                        table: table.clone(),
+                        name: name.clone(),
+                        sql: statement.sql.clone(),
+                        concurrently: true,
+                        drop_invalid,
+                    });
+                }
+            }
+        }
+    }
+    // Constraint steps and index builds run after every column exists.
+    plan.actions.sort_by_key(|a| match a {
+        Action::CreateTable { .. } => 0,
+        Action::CreateIndex { concurrently: false, .. } => 1,
+        Action::AddColumn { .. } => 2,
+        Action::AddConstraint { .. } | Action::ValidateConstraint { .. } => 3,
+        Action::CreateIndex { .. } => 4,
+        Action::Fixup(_) => 5,
+    });
+    plan
+}
+
+/// Whether two deparsed checks say the same thing. The text of a check depends on its column's type (`varchar`
+/// columns gain `::text` casts that `text` columns do not), and a legacy column may be either: string casts and
+/// grouping are ignored.
+fn same_check(a: &str, b: &str) -> bool {
+    fn normal(definition: &str) -> String {
+        let mut text = definition.to_owned();
+        for cast in ["::character varying[]", "::character varying", "::text[]", "::text"] {
+            text = text.replace(cast, "");
+        }
+        text.chars().filter(|c| !c.is_whitespace() && *c != '(' && *c != ')').collect()
+    }
+    normal(a) == normal(b)
+}
+
+fn diff_table(name: &str, want: &Table, have: &Table, plan: &mut Plan) {
+    let strict = STRICT_TABLES.contains(&name);
+    for column in &want.columns {
+        match have.column(&column.name) {
+            None if strict => plan.blockers.push(format!(
+                "{name} exists with another shape: column {} is missing (hattrick needs {} {})",
+                column.name, column.name, column.data_type
+            )),
+            None => {
+                let mut sql =
+                    format!("ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}", column.name, column.data_type);
+                if let Some(default) = &column.default {
+                    sql.push_str(&format!(" DEFAULT {default}"));
+                    if column.not_null {
+                        sql.push_str(" NOT NULL");
+                    }
+                }
+                plan.actions.push(Action::AddColumn { table: name.to_owned(), column: column.name.clone(), sql });
+            }
+            Some(existing) if existing.data_type != column.data_type => {
+                let message = format!(
+                    "{name}.{} is {} (hattrick's schema says {})",
+                    column.name, existing.data_type, column.data_type
+                );
+                if strict {
+                    plan.blockers.push(message);
+                } else {
+                    plan.notes.push(message);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    for constraint in want.constraints.iter().filter(|c| matches!(c.kind, 'c' | 'f')) {
+        let by_name = have.constraints.iter().find(|c| c.name == constraint.name);
+        let equivalent = have.constraints.iter().find(|c| match constraint.kind {
+            'c' => c.kind == 'c' && same_check(&c.definition, &constraint.definition),
+            // A foreign key on the same columns to the same table is the same relation, whatever its actions.
+            _ => c.kind == 'f' && c.columns == constraint.columns && c.references == constraint.references,
+        });
+        match (by_name, equivalent) {
+            (_, Some(existing)) => {
+                if !existing.validated {
+                    plan.actions
+                        .push(Action::ValidateConstraint { table: name.to_owned(), name: existing.name.clone() });
+                }
+            }
+            (by_name, None) => {
+                // A check on exactly the same columns is an older version of ours (e.g. the first version's
+                // status list without `skipped`): replace it.
+                let replaces: Vec<String> = have
+                    .constraints
+                    .iter()
+                    .filter(|c| {
+                        constraint.kind == 'c'
+                            && c.kind == 'c'
+                            && (c.columns == constraint.columns || by_name.is_some_and(|b| b.name == c.name))
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                plan.actions.push(Action::AddConstraint {
+                    table: name.to_owned(),
+                    name: constraint.name.clone(),
+                    definition: constraint.definition.clone(),
+                    replaces,
+                });
+            }
+        }
+    }
+
+    for index in want.indexes.iter().filter(|i| i.constraint.is_some()) {
+        let equivalent =
+            have.indexes.iter().any(|i| i.valid && i.unique == index.unique && i.definition == index.definition);
+        if equivalent {
+            continue;
+        }
+        if index.primary {
+            plan.notes.push(format!("{name} has no primary key on {}", index.definition));
+            continue;
+        }
+        let columns = index.columns().join(", ");
+        plan.actions.push(Action::CreateIndex {
+            table: name.to_owned(),
+            name: index.name.clone(),
+            sql: format!("CREATE UNIQUE INDEX {} ON {name} ({columns})", index.name),
+            concurrently: true,
+            drop_invalid: have.indexes.iter().any(|i| i.name == index.name && !i.valid),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_file_parses_into_tables_and_indexes() {
+        let statements = statements().expect("schema.sql parses");
+        let tables = statements.iter().filter(|s| matches!(s.kind, StatementKind::Table(_))).count();
+        assert!(tables >= 22, "expected every table of SCHEMA.md, found {tables}");
+        for statement in &statements {
+            if let StatementKind::Index { table, .. } = &statement.kind {
+                let position = statements.iter().position(|s| s.kind == StatementKind::Table(table.clone()));
+                assert!(position.is_some(), "index on unknown table {table}");
+            }
+        }
+    }
+
+    #[test]
+    fn checks_on_text_and_varchar_columns_compare_equal() {
+        let varchar =
+            "CHECK (((status)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[])))";
+        let text = "CHECK ((status = ANY (ARRAY['a'::text, 'b'::text])))";
+        assert!(same_check(varchar, text));
+        assert!(!same_check(varchar, "CHECK ((status = ANY (ARRAY['a'::text, 'c'::text])))"));
+    }
+
+    #[test]
+    fn constraint_sources_are_taken_verbatim() {
+        let sources = constraint_sources(&statements().unwrap());
+        let find = |table: &str, name: &str| {
+            sources.iter().find(|((t, n), _)| t == table && n == name).map(|(_, d)| d.clone())
+        };
+        assert_eq!(
+            find("customer_push_tokens", "customer_push_tokens_platform_check").as_deref(),
+            Some("CHECK (platform IN ('ios', 'android', 'web'))")
+        );
+        assert_eq!(
+            find("customer_xp", "customer_xp_user_fkey").as_deref(),
+            Some("FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE")
+        );
+    }
+
+    #[test]
+    fn index_columns_are_read_from_the_definition() {
+        let index = catalog::Index {
+            name: "i".into(),
+            unique: true,
+            primary: false,
+            valid: true,
+            definition: "btree (job_name, started_at DESC) WHERE (x IS NOT NULL)".into(),
+            constraint: None,
+        };
+        assert_eq!(index.columns(), vec!["job_name", "started_at"]);
+    }
+}

@@ -1,0 +1,291 @@
+//! The migrator against the real PostgreSQL: fresh databases, the first version's legacy shapes, re-runs.
+
+use db::migrate::{Action, Migrator};
+use sqlx::PgPool;
+use testkit::TestDb;
+
+async fn migrate(url: &str) -> db::migrate::Plan {
+    let mut migrator = Migrator::connect(url).await.expect("connect");
+    let plan = migrator.plan().await.expect("plan");
+    migrator.apply(&plan).await.expect("apply");
+    plan
+}
+
+async fn plan(url: &str) -> db::migrate::Plan {
+    Migrator::connect(url).await.expect("connect").plan().await.expect("plan")
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
+}
+
+/// Every table SCHEMA.md names.
+const SCHEMA_TABLES: &[&str] = &[
+    "customer_users",
+    "customer_oauth_identities",
+    "customer_push_tokens",
+    "customer_xp",
+    "customer_xp_transactions",
+    "customer_credits",
+    "customer_credit_transactions",
+    "customer_daily_rewards",
+    "customer_ad_views",
+    "badges",
+    "customer_badges",
+    "match_comments",
+    "match_comment_likes",
+    "customer_predictions",
+    "referrals",
+    "subscription_plans",
+    "customer_subscriptions",
+    "partners",
+    "partner_analytics",
+    "scheduled_notifications",
+    "push_outbox",
+    "job_execution_logs",
+];
+
+#[tokio::test]
+async fn an_empty_database_gets_every_table_and_a_second_run_changes_nothing() {
+    let db = TestDb::empty().await;
+    let first = migrate(db.url()).await;
+    assert!(first.actions.iter().all(|a| matches!(a, Action::CreateTable { .. } | Action::CreateIndex { .. })));
+    for table in SCHEMA_TABLES {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db.pool()).await.unwrap();
+        assert!(exists, "{table} was not created");
+    }
+    // Spot checks of what SCHEMA.md marks "new".
+    for (table, column) in [
+        ("customer_users", "timezone"),
+        ("customer_xp_transactions", "idempotency_key"),
+        ("push_outbox", "expires_at"),
+        ("scheduled_notifications", "error"),
+        ("partner_analytics", "updated_at"),
+        ("job_execution_logs", "details"),
+    ] {
+        let n = count(
+            db.pool(),
+            &format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = '{column}'"
+            ),
+        )
+        .await;
+        assert_eq!(n, 1, "{table}.{column}");
+    }
+    let second = plan(db.url()).await;
+    assert!(second.is_empty(), "second run would change:\n{second}");
+    assert!(!second.first_adoption);
+}
+
+#[tokio::test]
+async fn two_migrators_at_once_both_finish_and_agree() {
+    let db = TestDb::empty().await;
+    let (a, b) = tokio::join!(migrate(db.url()), migrate(db.url()));
+    // One did the work, the other waited for the lock and found nothing to do.
+    assert!(a.is_empty() != b.is_empty(), "a: {a}\nb: {b}");
+    assert!(plan(db.url()).await.is_empty());
+}
+
+/// A database shaped like the first version's production database.
+const LEGACY_FIXTURE: &str = r#"
+CREATE TABLE customer_users (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email varchar(255) UNIQUE,
+    full_name varchar(255),
+    is_active boolean DEFAULT true,
+    is_push_allowed_mobile boolean,
+    locale_preference varchar(10),
+    referral_code varchar(20),
+    created_at timestamp without time zone DEFAULT now(),
+    deleted_at timestamp without time zone
+);
+CREATE TABLE customer_push_tokens (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    customer_user_id uuid REFERENCES customer_users(id),
+    fcm_token text,
+    platform varchar(10),
+    is_active boolean DEFAULT true,
+    created_at timestamp without time zone DEFAULT now()
+);
+CREATE INDEX legacy_tokens_by_user ON customer_push_tokens (customer_user_id);
+CREATE TABLE customer_subscriptions (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    customer_user_id uuid REFERENCES customer_users(id),
+    status varchar(50) NOT NULL,
+    platform varchar(50),
+    started_at timestamp without time zone,
+    expired_at timestamp without time zone
+);
+CREATE TABLE referrals (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    referrer_user_id uuid NOT NULL REFERENCES customer_users(id),
+    referred_user_id uuid NOT NULL REFERENCES customer_users(id),
+    referral_code varchar(20) NOT NULL,
+    status varchar(20) NOT NULL DEFAULT 'pending',
+    tier integer DEFAULT 1,
+    created_at timestamp with time zone DEFAULT now()
+);
+CREATE TABLE scheduled_notifications (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    title_tr varchar(255) NOT NULL,
+    body_tr text NOT NULL,
+    target_audience varchar(50) NOT NULL DEFAULT 'all',
+    scheduled_at timestamp with time zone NOT NULL,
+    status varchar(20) NOT NULL DEFAULT 'pending'
+);
+CREATE TABLE job_execution_logs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_name varchar(100) NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    status varchar(20) NOT NULL,
+    rows_affected integer,
+    metadata jsonb,
+    CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed'))
+);
+CREATE INDEX idx_job_logs_name_started ON job_execution_logs (job_name, started_at DESC);
+
+INSERT INTO customer_users (id, email, is_active, is_push_allowed_mobile, locale_preference, created_at) VALUES
+    ('00000000-0000-4000-8000-000000000001', 'a@example.com', true, NULL, NULL, '2025-01-01 10:00:00'),
+    ('00000000-0000-4000-8000-000000000002', 'b@example.com', NULL, true, 'en', '2025-02-01 10:00:00');
+INSERT INTO customer_push_tokens (customer_user_id, fcm_token, platform) VALUES
+    ('00000000-0000-4000-8000-000000000001', 'tok-a', 'ios'),
+    ('00000000-0000-4000-8000-000000000002', 'tok-b', 'android');
+INSERT INTO customer_subscriptions (customer_user_id, status, platform, started_at, expired_at) VALUES
+    ('00000000-0000-4000-8000-000000000001', 'active', 'ios', '2026-01-01 00:00:00', '2027-01-01 00:00:00');
+INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, status) VALUES
+    ('00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', 'CODEA', 'weird');
+INSERT INTO scheduled_notifications (title_tr, body_tr, scheduled_at, status) VALUES
+    ('Eski', 'Gönderiliyor', '2025-06-01T10:00:00Z', 'sending'),
+    ('Yeni', 'Bekliyor', '2027-06-01T10:00:00Z', 'pending');
+INSERT INTO job_execution_logs (job_name, started_at, finished_at, status, rows_affected) VALUES
+    ('badge-auto-unlock', '2025-06-01T10:00:00Z', '2025-06-01T10:00:05Z', 'success', 12);
+"#;
+
+async fn load_legacy(pool: &PgPool) {
+    sqlx::raw_sql(LEGACY_FIXTURE).execute(pool).await.expect("load the legacy fixture");
+}
+
+#[tokio::test]
+async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
+    let db = TestDb::empty().await;
+    load_legacy(db.pool()).await;
+
+    let check = plan(db.url()).await;
+    let report = check.to_string();
+    assert!(check.first_adoption);
+    assert!(report.contains("add column customer_users.timezone"), "{report}");
+    assert!(report.contains("back-fill customer_push_tokens.token from fcm_token (2 row(s))"), "{report}");
+    assert!(report.contains("mark 1 campaign(s) stuck in 'sending' as failed"), "{report}");
+    assert!(report.contains("replace constraint job_execution_logs_status_check"), "{report}");
+    assert!(report.contains("referrals.referrals_status_check: 1 row(s) violate it"), "{report}");
+    assert!(report.contains("customer_users.created_at is timestamp without time zone"), "{report}");
+    // The existing (job_name, started_at DESC) index is reused, not duplicated.
+    assert!(!report.contains("create index job_execution_logs_job_started_idx"), "{report}");
+    assert!(check.blockers.is_empty(), "{report}");
+
+    migrate(db.url()).await;
+    let pool = db.pool();
+    assert_eq!(count(pool, "SELECT count(*) FROM customer_users").await, 2);
+    assert_eq!(count(pool, "SELECT count(*) FROM customer_subscriptions").await, 1);
+    assert_eq!(count(pool, "SELECT count(*) FROM referrals").await, 1);
+    assert_eq!(count(pool, "SELECT count(*) FROM job_execution_logs WHERE rows_affected = 12").await, 1);
+    // Legacy timestamps stay `timestamp without time zone`.
+    let created_type: String = sqlx::query_scalar(
+        "SELECT data_type::text FROM information_schema.columns
+         WHERE table_name = 'customer_users' AND column_name = 'created_at'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(created_type, "timestamp without time zone");
+    // Tokens were back-filled and the column is NOT NULL now; the app's fcm_token writes keep filling it.
+    assert_eq!(count(pool, "SELECT count(*) FROM customer_push_tokens WHERE token = fcm_token").await, 2);
+    sqlx::query(
+        "INSERT INTO customer_push_tokens (customer_user_id, fcm_token, platform)
+         VALUES ('00000000-0000-4000-8000-000000000002', 'tok-c', 'web')",
+    )
+    .execute(pool)
+    .await
+    .expect("the app's legacy insert still works");
+    assert_eq!(count(pool, "SELECT count(*) FROM customer_push_tokens WHERE token = 'tok-c'").await, 1);
+    // The stuck campaign failed; the pending one is untouched.
+    assert_eq!(count(pool, "SELECT count(*) FROM scheduled_notifications WHERE status = 'failed'").await, 1);
+    assert_eq!(count(pool, "SELECT count(*) FROM scheduled_notifications WHERE status = 'pending'").await, 1);
+    // The run log accepts `skipped` now, and hattrick's columns are mirrored into the legacy ones.
+    sqlx::query(
+        "INSERT INTO job_execution_logs (job_name, started_at, completed_at, status, items_processed, details)
+         VALUES ('streak-reset', now(), now(), 'skipped', 3, '{\"x\": 1}')",
+    )
+    .execute(pool)
+    .await
+    .expect("skipped is a valid status");
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM job_execution_logs
+             WHERE job_name = 'streak-reset' AND rows_affected = 3 AND finished_at IS NOT NULL AND metadata = details"
+        )
+        .await,
+        1
+    );
+    // The violating referral keeps its row, and its constraint waits NOT VALID.
+    let validated: bool =
+        sqlx::query_scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'referrals_status_check'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(!validated);
+
+    // A re-run has nothing to do but retry that validation; once the row is fixed, it validates and is done.
+    let again = plan(db.url()).await;
+    assert!(
+        again
+            .actions
+            .iter()
+            .all(|a| matches!(a, Action::ValidateConstraint { name, .. } if name == "referrals_status_check")),
+        "{again}"
+    );
+    sqlx::query("UPDATE referrals SET status = 'pending' WHERE status = 'weird'").execute(pool).await.unwrap();
+    migrate(db.url()).await;
+    let last = plan(db.url()).await;
+    assert!(last.is_empty(), "{last}");
+}
+
+#[tokio::test]
+async fn a_predictions_table_of_another_shape_stops_the_migration() {
+    let db = TestDb::empty().await;
+    sqlx::raw_sql("CREATE TABLE customer_predictions (id serial PRIMARY KEY, user_ref text, match_id text)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut migrator = Migrator::connect(db.url()).await.unwrap();
+    let plan = migrator.plan().await.unwrap();
+    let report = plan.to_string();
+    assert!(report.contains("customer_predictions exists with another shape"), "{report}");
+    assert!(report.contains("customer_predictions.match_id is text"), "{report}");
+    let error = migrator.apply(&plan).await.unwrap_err().to_string();
+    assert!(error.contains("refusing to migrate"), "{error}");
+    // Nothing was created.
+    let users: bool =
+        sqlx::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL").fetch_one(db.pool()).await.unwrap();
+    assert!(!users);
+}
+
+#[tokio::test]
+async fn duplicate_values_keep_a_unique_index_unbuilt_and_are_reported() {
+    let db = TestDb::empty().await;
+    sqlx::raw_sql(
+        "CREATE TABLE customer_users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email varchar(255));
+         INSERT INTO customer_users (email) VALUES ('same@example.com'), ('same@example.com');",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let plan = migrate(db.url()).await;
+    assert!(plan.violations.iter().any(|v| v.constraint == "customer_users_email_key" && v.rows == 1), "{plan}");
+    assert_eq!(count(db.pool(), "SELECT count(*) FROM customer_users").await, 2);
+    let invalid = count(db.pool(), "SELECT count(*) FROM pg_index WHERE NOT indisvalid").await;
+    assert_eq!(invalid, 0, "no invalid index may be left behind");
+}

@@ -1,0 +1,423 @@
+//! Configuration: defaults, then a TOML file (`--config` or `HATTRICK_CONFIG`), then the well-known environment
+//! variables of the first version (`DATABASE_URL`, `DATABASE_DIRECT_URL`, `FIREBASE_SERVICE_ACCOUNT_PATH`), then
+//! `HATTRICK_SECTION__KEY` overrides. Every value is checked at start-up; an invalid one stops hattrick with a
+//! message naming the setting and the problem. `hattrick.example.toml` documents every setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::catalog;
+use engine::MisfirePolicy;
+use engine::schedule::{Schedule, parse_time_zone};
+
+/// A database URL: printed with its password hidden.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&db::redact_url(&self.0))
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&db::redact_url(&self.0))
+    }
+}
+
+/// A duration written as `500ms`, `30s`, `5m`, `3h` or `2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: expected a whole number and a unit, e.g. 30s or 5m"))?;
+        let unit_ms = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("invalid duration {text:?}: the unit must be one of ms, s, m, h, d")),
+        };
+        Ok(Self(Duration::from_millis(number.saturating_mul(unit_ms))))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        let text = match ms {
+            0 => "0s".to_owned(),
+            ms if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+            ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+            ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+            ms => format!("{ms}ms"),
+        };
+        serializer.serialize_str(&text)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[database]`
+    pub database: DatabaseSettings,
+    /// `[time]`
+    pub time: TimeSettings,
+    /// `[engine]`
+    pub engine: EngineSettings,
+    /// `[jobs.<name>]`: per-job overrides of the defaults of SPEC 2.
+    pub jobs: BTreeMap<String, JobSettings>,
+    /// `[rewards]`
+    pub rewards: RewardSettings,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// The app's database (`DATABASE_URL`).
+    pub url: Option<DatabaseUrl>,
+    /// A direct, unpooled URL for `LISTEN` and session locks when `url` goes through a pooler
+    /// (`DATABASE_DIRECT_URL`).
+    pub direct_url: Option<DatabaseUrl>,
+    /// Largest number of connections one instance opens.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, direct_url: None, max_connections: 10 }
+    }
+}
+
+/// `[time]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSettings {
+    /// The business time zone: schedules and business days are read in it.
+    pub business_zone: String,
+    /// Set when the app writes its dates (`reward_date`, `last_activity_date`) in one fixed zone instead of the
+    /// user's (SPEC 10.2).
+    pub app_day_zone: Option<String>,
+}
+
+impl Default for TimeSettings {
+    fn default() -> Self {
+        Self { business_zone: "Europe/Istanbul".to_owned(), app_day_zone: None }
+    }
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// A run whose heartbeat is older than this is taken for dead ("abandoned").
+    pub lease: HumanDuration,
+    /// How often a running job proves it is alive; must be well under `lease`.
+    pub heartbeat: HumanDuration,
+    /// On SIGTERM, how long running work may take to finish before the instance exits anyway.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            lease: HumanDuration(Duration::from_secs(60)),
+            heartbeat: HumanDuration(Duration::from_secs(15)),
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `[jobs.<name>]`: each field overrides that job's default; omitted fields keep it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// A disabled job is never scheduled and records nothing.
+    pub enabled: Option<bool>,
+    /// 5-field cron expression.
+    pub schedule: Option<String>,
+    /// IANA zone the schedule is read in (default: the business zone).
+    pub timezone: Option<String>,
+    /// What to do about ticks missed during downtime.
+    pub misfire: Option<MisfirePolicy>,
+    /// How long one run may take before it is cancelled.
+    pub timeout: Option<HumanDuration>,
+    /// How many times a failed run is retried.
+    pub retries: Option<u32>,
+    /// The first retry's delay; each next one doubles it.
+    pub retry_backoff: Option<HumanDuration>,
+    /// A run stops with an error before it would grant more than this (SPEC 10.12).
+    pub max_grants: Option<i64>,
+    /// A run stops with an error before it would enqueue more pushes than this (SPEC 10.12).
+    pub max_pushes: Option<i64>,
+}
+
+/// `[rewards]`: amounts the jobs pay (SPEC 3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardSettings {
+    /// Credits to the referrer when the referred user first logs in (tier 2).
+    pub tier2_referrer_credits: i64,
+    /// Credits to the referred user at tier 2.
+    pub tier2_referred_credits: i64,
+    /// Credits to the referrer when the referred user subscribes (tier 3).
+    pub tier3_referrer_credits: i64,
+    /// XP to the referrer at tier 3.
+    pub tier3_referrer_xp: i64,
+    /// Credits of daily-reward days 1 to 7.
+    pub daily_reward_credits: Vec<i64>,
+}
+
+impl Default for RewardSettings {
+    fn default() -> Self {
+        Self {
+            tier2_referrer_credits: 50,
+            tier2_referred_credits: 10,
+            tier3_referrer_credits: 200,
+            tier3_referrer_xp: 500,
+            daily_reward_credits: vec![10, 15, 20, 25, 30, 40, 100],
+        }
+    }
+}
+
+/// Why configuration was rejected: every problem found, each naming its setting.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// Where the file came from, if one was read.
+    pub file: Option<PathBuf>,
+    /// One line per problem, `setting: problem`.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => writeln!(f, "invalid configuration (file {}):", file.display())?,
+            None => writeln!(f, "invalid configuration:")?,
+        }
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where to read configuration from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The TOML file, if any (`--config` or `HATTRICK_CONFIG`).
+    pub file: Option<PathBuf>,
+    /// The environment, as `(name, value)` pairs (the process environment in production; a fixed list in tests).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The process environment and the file it names, unless `file` is given.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = file.or_else(|| env.iter().find(|(k, _)| k == "HATTRICK_CONFIG").map(|(_, v)| PathBuf::from(v)));
+        Self { file, env }
+    }
+}
+
+impl Settings {
+    /// Reads and checks configuration from `sources`.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let error = |problems: Vec<String>| ConfigError { file: sources.file.clone(), problems };
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = &sources.file {
+            if !Path::new(file).is_file() {
+                return Err(error(vec![format!("config file {} does not exist", file.display())]));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let lookup = |name: &str| sources.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        for (variable, key) in [("DATABASE_URL", "database.url"), ("DATABASE_DIRECT_URL", "database.direct_url")] {
+            if let Some(value) = lookup(variable).filter(|v| !v.is_empty()) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        // Only `HATTRICK_<SECTION>__<KEY>` are overrides; HATTRICK_CONFIG and HATTRICK_CLOCK are not settings.
+        let overrides: Vec<(String, String)> =
+            sources.env.iter().filter(|(k, _)| k.starts_with("HATTRICK_") && k.contains("__")).cloned().collect();
+        for (name, value) in overrides {
+            let key = normalise_job_key(&name["HATTRICK_".len()..].to_ascii_lowercase().replace("__", "."));
+            // Numbers, booleans and arrays are read as such, anything else as a string (as figment's Env does).
+            let value: figment::value::Value =
+                value.parse().unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        let settings: Settings =
+            figment.extract().map_err(|e| error(e.into_iter().map(|e| describe_figment_error(&e)).collect()))?;
+        let problems = settings.problems();
+        if problems.is_empty() { Ok(settings) } else { Err(error(problems)) }
+    }
+
+    /// Every semantic problem, each as `setting: problem`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = parse_time_zone(&self.time.business_zone) {
+            problems.push(format!("time.business_zone: {e}"));
+        }
+        if let Some(zone) = &self.time.app_day_zone
+            && let Err(e) = parse_time_zone(zone)
+        {
+            problems.push(format!("time.app_day_zone: {e}"));
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections: must be at least 1".to_owned());
+        }
+        if self.engine.heartbeat.0 * 2 > self.engine.lease.0 {
+            problems.push(format!(
+                "engine.heartbeat: must be at most half of engine.lease ({}), so one late heartbeat does not lose \
+                 the lease",
+                serde_json::to_string(&self.engine.lease).unwrap_or_default()
+            ));
+        }
+        for (name, job) in &self.jobs {
+            let Some(defaults) = catalog::find(name) else {
+                problems.push(format!("jobs.{name}: unknown job (known jobs: {})", catalog::names()));
+                continue;
+            };
+            let zone_name = job.timezone.as_deref().unwrap_or(&self.time.business_zone);
+            match parse_time_zone(zone_name) {
+                Ok(zone) => {
+                    if let Err(e) = Schedule::new(job.schedule.as_deref().unwrap_or(defaults.schedule), zone) {
+                        problems.push(format!("jobs.{name}.schedule: {e}"));
+                    }
+                }
+                Err(e) if job.timezone.is_some() => problems.push(format!("jobs.{name}.timezone: {e}")),
+                Err(_) => {} // already reported as time.business_zone
+            }
+            for (field, value) in [("max_grants", job.max_grants), ("max_pushes", job.max_pushes)] {
+                if let Some(value) = value.filter(|v| *v < 0) {
+                    problems.push(format!("jobs.{name}.{field}: must not be negative (got {value})"));
+                }
+            }
+            if job.timeout.is_some_and(|t| t.0.is_zero()) {
+                problems.push(format!("jobs.{name}.timeout: must be more than zero"));
+            }
+        }
+        let rewards = &self.rewards;
+        for (field, value) in [
+            ("tier2_referrer_credits", rewards.tier2_referrer_credits),
+            ("tier2_referred_credits", rewards.tier2_referred_credits),
+            ("tier3_referrer_credits", rewards.tier3_referrer_credits),
+            ("tier3_referrer_xp", rewards.tier3_referrer_xp),
+        ] {
+            if value < 0 {
+                problems.push(format!("rewards.{field}: must not be negative (got {value})"));
+            }
+        }
+        if rewards.daily_reward_credits.len() != 7 {
+            problems.push(format!(
+                "rewards.daily_reward_credits: must list 7 amounts, one per cycle day (got {})",
+                rewards.daily_reward_credits.len()
+            ));
+        }
+        if let Some((day, value)) = rewards.daily_reward_credits.iter().enumerate().find(|(_, v)| **v < 0) {
+            problems.push(format!("rewards.daily_reward_credits[{day}]: must not be negative (got {value})"));
+        }
+        problems
+    }
+
+    /// The database URL: configuration or `DATABASE_URL`, else the local default.
+    pub fn database_url(&self) -> String {
+        self.database.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| db::DEFAULT_DATABASE_URL.to_owned())
+    }
+
+    /// The configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut out = String::new();
+        write_toml(&mut out, "", &value);
+        out
+    }
+}
+
+/// Job names have hyphens, environment variable names cannot: `HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE` names
+/// `jobs.badge-auto-unlock.schedule`.
+fn normalise_job_key(key: &str) -> String {
+    match key.split('.').collect::<Vec<_>>().as_slice() {
+        ["jobs", job, rest @ ..] => {
+            let mut parts = vec!["jobs".to_owned(), job.replace('_', "-")];
+            parts.extend(rest.iter().map(|s| (*s).to_owned()));
+            parts.join(".")
+        }
+        _ => key.to_owned(),
+    }
+}
+
+fn describe_figment_error(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let origin = match error.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+        _ => String::new(),
+    };
+    let kind = &error.kind;
+    if key.is_empty() { format!("{kind}{origin}") } else { format!("{key}: {kind}{origin}") }
+}
+
+/// A minimal TOML writer for printing settings (sections for objects, inline values otherwise).
+fn write_toml(out: &mut String, section: &str, value: &serde_json::Value) {
+    let Some(map) = value.as_object() else { return };
+    let mut nested = Vec::new();
+    for (key, value) in map {
+        match value {
+            serde_json::Value::Object(_) => nested.push((key, value)),
+            serde_json::Value::Null => {}
+            other => out.push_str(&format!("{} = {}\n", quote_key(key), other)),
+        }
+    }
+    for (key, value) in nested {
+        let name = if section.is_empty() { quote_key(key) } else { format!("{section}.{}", quote_key(key)) };
+        let has_scalars = value.as_object().is_some_and(|m| m.values().any(|v| !v.is_object() && !v.is_null()));
+        if has_scalars || value.as_object().is_some_and(|m| m.is_empty()) {
+            out.push_str(&format!("\n[{name}]\n"));
+        }
+        write_toml(out, &name, value);
+    }
+}
+
+fn quote_key(key: &str) -> String {
+    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}

@@ -1,0 +1,114 @@
+//! `hattrick`: the gamification automation engine of GoalGPT. See the README for what each command does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use hattrick::config::{Settings, Sources};
+use hattrick::seed;
+
+/// hattrick runs GoalGPT's gamification jobs (badges, referral rewards, push campaigns, reminders, partner
+/// analytics, cleanup) on the app's PostgreSQL database.
+#[derive(Debug, Parser)]
+#[command(name = "hattrick", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Defaults to $HATTRICK_CONFIG; without either, built-in defaults and the
+    /// environment are used.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update hattrick's tables, columns, constraints and indexes on $DATABASE_URL.
+    ///
+    /// Safe on the app's live database: it only adds what is missing, builds indexes concurrently, adds
+    /// constraints NOT VALID and validates them only when no row violates them. Running it twice changes nothing.
+    Migrate(MigrateArgs),
+    /// Fill a migrated database with a realistic synthetic population (deterministic for a seed).
+    Seed(seed::SeedArgs),
+    /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
+    Config,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Report what would change and which rows violate a new constraint; change nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let settings = match Settings::load(&Sources::from_process(cli.config.clone())) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprint!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Migrate(args) => migrate(&settings, args).await,
+        Command::Seed(args) => seed::run(&settings, args).await,
+        Command::Config => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let url = settings.database_url();
+    let mut migrator = db::migrate::Migrator::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {}", db::redact_url(&url)))?;
+    let plan = migrator.plan().await.context("planning the migration")?;
+    print!("{plan}");
+    if args.check {
+        return Ok(if plan.blockers.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    if !plan.blockers.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = migrator.apply(&plan).await.context("applying the migration")?;
+    println!("applied {} step(s)", report.applied.len());
+    for constraint in &report.left_not_valid {
+        println!("left NOT VALID (rows violate it; fix them and run migrate again): {constraint}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HATTRICK_LOG").unwrap_or_else(|_| EnvFilter::new("warn,hattrick=info"));
+    let json = std::env::var("HATTRICK_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

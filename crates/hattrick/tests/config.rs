@@ -1,0 +1,149 @@
+//! Configuration: layering, overrides, redaction, and bad values rejected with the setting named.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use hattrick::config::{Settings, Sources};
+
+/// Writes `toml` to a file of its own under the temp directory.
+fn config_file(name: &str, toml: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("hattrick-config-test-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, toml).expect("write config file");
+    path
+}
+
+fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+    let file = config_file(&format!("{:x}", toml.len() * 31 + env.len()), toml);
+    let sources = Sources {
+        file: Some(file.clone()),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    };
+    let result = Settings::load(&sources).map_err(|e| e.to_string());
+    std::fs::remove_file(file).ok();
+    result
+}
+
+fn rejected(toml: &str, env: &[(&str, &str)]) -> String {
+    match load(toml, env) {
+        Ok(settings) => panic!("accepted {toml:?} / {env:?} as {settings:?}"),
+        Err(message) => message,
+    }
+}
+
+#[test]
+fn defaults_need_no_file() {
+    let settings = Settings::load(&Sources::default()).expect("defaults are valid");
+    assert_eq!(settings.time.business_zone, "Europe/Istanbul");
+    assert_eq!(settings.rewards.daily_reward_credits, vec![10, 15, 20, 25, 30, 40, 100]);
+    assert_eq!(settings.database_url(), "postgres://postgres@127.0.0.1:5432/postgres");
+}
+
+#[test]
+fn the_example_file_is_valid_and_complete() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hattrick.example.toml");
+    let sources = Sources { file: Some(example), env: Vec::new() };
+    let settings = Settings::load(&sources).expect("hattrick.example.toml loads");
+    assert!(settings.jobs.contains_key("partner-analytics"));
+}
+
+#[test]
+fn an_unknown_time_zone_is_named() {
+    let message = rejected("[time]\nbusiness_zone = \"Europe/Istambul\"\n", &[]);
+    assert!(message.contains("time.business_zone: unknown time zone \"Europe/Istambul\""), "{message}");
+}
+
+#[test]
+fn a_bad_cron_is_named() {
+    let message = rejected("[jobs.badge-auto-unlock]\nschedule = \"*/5 * *\"\n", &[]);
+    assert!(message.contains("jobs.badge-auto-unlock.schedule: invalid cron expression \"*/5 * *\""), "{message}");
+    let message = rejected("[jobs.streak-reset]\nschedule = \"61 0 * * *\"\n", &[]);
+    assert!(message.contains("jobs.streak-reset.schedule"), "{message}");
+}
+
+#[test]
+fn an_unknown_job_is_named_with_the_known_ones() {
+    let message = rejected("[jobs.badge-autounlock]\nenabled = false\n", &[]);
+    assert!(message.contains("jobs.badge-autounlock: unknown job (known jobs: badge-auto-unlock,"), "{message}");
+}
+
+#[test]
+fn negative_amounts_are_named() {
+    let message = rejected("[rewards]\ntier2_referrer_credits = -50\n", &[]);
+    assert!(message.contains("rewards.tier2_referrer_credits: must not be negative (got -50)"), "{message}");
+    let message = rejected("[jobs.referral-tier2]\nmax_grants = -1\n", &[]);
+    assert!(message.contains("jobs.referral-tier2.max_grants: must not be negative"), "{message}");
+    let message = rejected("[rewards]\ndaily_reward_credits = [10, 15, -20, 25, 30, 40, 100]\n", &[]);
+    assert!(message.contains("rewards.daily_reward_credits[2]: must not be negative"), "{message}");
+}
+
+#[test]
+fn a_bad_duration_and_a_misspelt_key_are_named() {
+    let message = rejected("[engine]\nlease = \"sixty seconds\"\n", &[]);
+    assert!(message.contains("engine.lease") && message.contains("invalid duration"), "{message}");
+    let message = rejected("[engine]\nleese = \"60s\"\n", &[]);
+    assert!(message.contains("unknown field") && message.contains("leese"), "{message}");
+    let message = rejected("[engine]\nlease = \"10s\"\nheartbeat = \"10s\"\n", &[]);
+    assert!(message.contains("engine.heartbeat: must be at most half of engine.lease"), "{message}");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let message = rejected(
+        "[time]\nbusiness_zone = \"Mars/Olympus\"\n[jobs.nope]\nenabled = true\n[rewards]\ntier3_referrer_xp = -1\n",
+        &[],
+    );
+    assert!(message.contains("time.business_zone"), "{message}");
+    assert!(message.contains("jobs.nope"), "{message}");
+    assert!(message.contains("rewards.tier3_referrer_xp"), "{message}");
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let settings = load(
+        "[time]\nbusiness_zone = \"Europe/Berlin\"\n[jobs.streak-reset]\nschedule = \"1 0 * * *\"\n",
+        &[
+            ("HATTRICK_TIME__BUSINESS_ZONE", "America/New_York"),
+            ("HATTRICK_JOBS__STREAK_RESET__SCHEDULE", "2 0 * * *"),
+            ("HATTRICK_JOBS__STREAK_RESET__MAX_GRANTS", "10"),
+            ("HATTRICK_CONFIG", "ignored: not a setting"),
+            ("DATABASE_URL", "postgres://app:s3cret@db.internal:5432/goalgpt"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(settings.time.business_zone, "America/New_York");
+    assert_eq!(settings.jobs["streak-reset"].schedule.as_deref(), Some("2 0 * * *"));
+    assert_eq!(settings.jobs["streak-reset"].max_grants, Some(10));
+    assert_eq!(settings.database_url(), "postgres://app:s3cret@db.internal:5432/goalgpt");
+    let bad = rejected("", &[("HATTRICK_JOBS__STREAK_RESET__SCHEDULE", "whenever")]);
+    assert!(bad.contains("jobs.streak-reset.schedule: invalid cron expression \"whenever\""), "{bad}");
+}
+
+#[test]
+fn printed_configuration_hides_the_database_password() {
+    let settings = load("", &[("DATABASE_URL", "postgres://app:s3cret@db.internal:5432/goalgpt")]).unwrap();
+    let printed = settings.to_redacted_toml();
+    assert!(printed.contains("postgres://app:***@db.internal:5432/goalgpt"), "{printed}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(!format!("{settings:?}").contains("s3cret"));
+}
+
+#[test]
+fn the_binary_refuses_to_start_on_bad_configuration() {
+    let file = config_file("binary", "[jobs.referral-tier3]\ntimezone = \"Nowhere/Special\"\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .output()
+        .expect("run hattrick");
+    std::fs::remove_file(&file).ok();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("jobs.referral-tier3.timezone: unknown time zone \"Nowhere/Special\""), "{stderr}");
+    assert!(stderr.contains(file.to_str().unwrap()), "the message names the file: {stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["--config", "/nonexistent/hattrick.toml", "config"])
+        .output()
+        .expect("run hattrick");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("config file /nonexistent/hattrick.toml does not exist"));
+}

@@ -1,0 +1,205 @@
+//! One throwaway database per test.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+
+use db::cluster::TempCluster;
+
+/// Test databases are named `ht_<unix seconds>_<pid>_<n>`; ones older than this are left-overs of killed runs.
+const STALE_AFTER: Duration = Duration::from_secs(3 * 3600);
+const TEMPLATE_LOCK_KEY: i64 = 0x6874_7465_6d70; // "httemp"
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The maintenance URL of the server tests run against: `DATABASE_URL` (or the default) when it answers, else a
+/// throwaway cluster started from the machine's binaries.
+pub async fn server_url() -> String {
+    SERVER
+        .get_or_init(|| async {
+            let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_DATABASE_URL.to_owned());
+            let reachable = tokio::time::timeout(Duration::from_secs(3), db::connect_one(&url, "hattrick-testkit"))
+                .await
+                .is_ok_and(|c| c.is_ok());
+            if reachable {
+                return url;
+            }
+            eprintln!("testkit: no PostgreSQL at {}; starting a throwaway cluster", db::redact_url(&url));
+            let root = std::env::temp_dir().join("hattrick-testkit-pg");
+            let cluster = tokio::task::spawn_blocking(move || TempCluster::start(&root, 5432))
+                .await
+                .expect("cluster start task")
+                .unwrap_or_else(|e| panic!("no PostgreSQL reachable and none could be started: {e}"));
+            cluster.url("postgres")
+        })
+        .await
+        .clone()
+}
+
+/// Replaces the database name in a URL (`postgres://u@h:p/NAME?params`).
+fn with_database(url: &str, database: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    match path_start {
+        Some(slash) => format!("{}/{database}{query}", &base[..slash]),
+        None => format!("{base}/{database}{query}"),
+    }
+}
+
+/// A database that exists for one test and is dropped when the value is.
+pub struct TestDb {
+    name: String,
+    url: String,
+    admin_url: String,
+    pool: PgPool,
+}
+
+impl TestDb {
+    /// A fresh database with hattrick's schema applied.
+    pub async fn new() -> Self {
+        let admin_url = server_url().await;
+        let template = ensure_template(&admin_url).await;
+        Self::create(admin_url, Some(&template)).await
+    }
+
+    /// A fresh, empty database (no schema): for tests of the migrator itself.
+    pub async fn empty() -> Self {
+        Self::create(server_url().await, None).await
+    }
+
+    async fn create(admin_url: String, template: Option<&str>) -> Self {
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let name = format!("ht_{epoch}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut admin = db::connect_one(&admin_url, "hattrick-testkit").await.expect("connect to the test server");
+        let sql = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // Two CREATE DATABASE from one template at the same instant can collide; a retry settles it.
+        for attempt in 1..=20u64 {
+            match sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut admin).await {
+                Ok(_) => break,
+                Err(e) if attempt == 20 => panic!("creating test database {name}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100 * attempt)).await,
+            }
+        }
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name);
+        let pool = db::connect(&url, &db::PoolSettings { max_connections: 8, ..Default::default() })
+            .await
+            .expect("connect to the test database");
+        Self { name, url, admin_url, pool }
+    }
+
+    /// The test database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool on the test database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The test database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: drop the database from a thread with
+        // a runtime of its own. FORCE ends the test's remaining sessions.
+        let admin_url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut admin = db::connect_one(&admin_url, "hattrick-testkit").await.ok()?;
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("testkit: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Creates (once per schema version, across processes) a migrated template database and returns its name.
+async fn ensure_template(admin_url: &str) -> String {
+    let checksum = db::migrate::schema_checksum();
+    let template = format!("hattrick_tpl_{}", &checksum[..16]);
+    let mut admin = db::connect_one(admin_url, "hattrick-testkit").await.expect("connect to the test server");
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.expect("lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&template)
+        .fetch_one(&mut admin)
+        .await
+        .expect("look up the template");
+    if !exists {
+        drop_stale_databases(&mut admin).await;
+        // Build under a temporary name and rename: a build killed half-way never leaves a broken template.
+        let building = format!("{template}_building");
+        for sql in [format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"), format!("CREATE DATABASE {building}")] {
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.expect("create the template database");
+        }
+        let mut migrator = db::migrate::Migrator::connect(&with_database(admin_url, &building))
+            .await
+            .expect("connect to the template database");
+        let plan = migrator.plan().await.expect("plan the template's migration");
+        migrator.apply(&plan).await.expect("migrate the template");
+        drop(migrator);
+        sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
+            .execute(&mut admin)
+            .await
+            .expect("publish the template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.ok();
+    admin.close().await.ok();
+    template
+}
+
+/// Drops test databases left behind by killed runs, and templates of older schema versions.
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'ht\\_%' OR datname LIKE 'hattrick\\_tpl\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let stale = match name.strip_prefix("ht_").and_then(|rest| rest.split('_').next()?.parse::<u64>().ok()) {
+            Some(created) => now.saturating_sub(created) > STALE_AFTER.as_secs(),
+            None => name.starts_with("hattrick_tpl_"),
+        };
+        if stale {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(with_database("postgres://p@h:5432/postgres", "x"), "postgres://p@h:5432/x");
+        assert_eq!(
+            with_database("postgres://postgres@localhost:5432/postgres?host=/tmp/s", "x"),
+            "postgres://postgres@localhost:5432/x?host=/tmp/s"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

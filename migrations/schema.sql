@@ -1,0 +1,475 @@
+-- hattrick's desired schema: the tables, columns, constraints and indexes it needs.
+--
+-- This file is a description of the end state, not a sequence of changes. `hattrick migrate` loads it into a
+-- scratch schema, compares that with the live database and applies only the difference: a missing table is
+-- created as written here, a missing column is added (nullable on a table that already has rows), a missing
+-- check or foreign key is added NOT VALID and validated only when no row violates it, and a missing index is
+-- built CONCURRENTLY unless an equivalent one (same definition, any name) already exists.
+--
+-- Rules for editing: one statement per table or index, tables before the tables that reference them, every
+-- constraint and index named explicitly, no data changes here (see crates/db/src/migrate/fixups.rs).
+
+-- Users and devices --------------------------------------------------------------------------------------------
+
+CREATE TABLE customer_users (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    email varchar(255),
+    phone varchar(20),
+    full_name varchar(255),
+    username varchar(100),
+    is_active boolean NOT NULL DEFAULT true,
+    is_push_allowed_mobile boolean NOT NULL DEFAULT true,
+    locale_preference varchar(10) NOT NULL DEFAULT 'tr',
+    referral_code varchar(20),
+    timezone text,
+    last_login_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz,
+    deleted_at timestamptz,
+    CONSTRAINT customer_users_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_users_email_key UNIQUE (email)
+);
+CREATE INDEX customer_users_referral_code_idx ON customer_users (referral_code);
+
+CREATE TABLE customer_oauth_identities (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    provider varchar(20) NOT NULL,
+    provider_user_id varchar(255) NOT NULL,
+    email varchar(255),
+    last_login_at timestamptz,
+    created_at timestamptz DEFAULT now(),
+    deleted_at timestamptz,
+    CONSTRAINT customer_oauth_identities_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_oauth_identities_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_oauth_identities_provider_check CHECK (provider IN ('google', 'apple', 'phone')),
+    CONSTRAINT customer_oauth_identities_provider_user_key UNIQUE (provider, provider_user_id),
+    CONSTRAINT customer_oauth_identities_user_provider_key UNIQUE (customer_user_id, provider)
+);
+
+CREATE TABLE customer_push_tokens (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    token text NOT NULL,
+    platform varchar(10) NOT NULL,
+    device_id text NOT NULL,
+    app_version text,
+    is_active boolean NOT NULL DEFAULT true,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_push_tokens_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_push_tokens_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_push_tokens_platform_check CHECK (platform IN ('ios', 'android', 'web')),
+    CONSTRAINT customer_push_tokens_user_device_key UNIQUE (customer_user_id, device_id)
+);
+CREATE INDEX customer_push_tokens_token_idx ON customer_push_tokens (token);
+
+-- XP, credits and the ledgers -----------------------------------------------------------------------------------
+
+CREATE TABLE customer_xp (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    xp_points integer NOT NULL DEFAULT 0,
+    level varchar(20) NOT NULL DEFAULT 'bronze',
+    level_progress numeric(5, 2) DEFAULT 0,
+    total_earned integer NOT NULL DEFAULT 0,
+    current_streak_days integer DEFAULT 0,
+    longest_streak_days integer DEFAULT 0,
+    last_activity_date date,
+    next_level_xp integer,
+    achievements_count integer DEFAULT 0,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_xp_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_xp_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_xp_user_key UNIQUE (customer_user_id),
+    CONSTRAINT customer_xp_points_check CHECK (xp_points >= 0),
+    CONSTRAINT customer_xp_level_check
+        CHECK (level IN ('bronze', 'silver', 'gold', 'platinum', 'diamond', 'vip_elite')),
+    CONSTRAINT customer_xp_total_earned_check CHECK (total_earned >= xp_points)
+);
+
+CREATE TABLE customer_xp_transactions (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    xp_amount integer NOT NULL,
+    transaction_type varchar(50) NOT NULL,
+    reference_id uuid,
+    reference_type varchar(50),
+    description text,
+    metadata jsonb DEFAULT '{}',
+    idempotency_key text,
+    created_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_xp_transactions_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_xp_transactions_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_xp_transactions_idempotency_key UNIQUE (idempotency_key)
+);
+CREATE INDEX customer_xp_transactions_user_created_idx ON customer_xp_transactions (customer_user_id, created_at);
+
+CREATE TABLE customer_credits (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    balance integer NOT NULL DEFAULT 0,
+    lifetime_earned integer NOT NULL DEFAULT 0,
+    lifetime_spent integer NOT NULL DEFAULT 0,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_credits_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_credits_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_credits_user_key UNIQUE (customer_user_id),
+    CONSTRAINT customer_credits_balance_check CHECK (balance >= 0),
+    CONSTRAINT customer_credits_lifetime_check CHECK (lifetime_earned >= lifetime_spent)
+);
+
+CREATE TABLE customer_credit_transactions (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    amount integer NOT NULL,
+    transaction_type varchar(50) NOT NULL,
+    reference_id uuid,
+    reference_type varchar(50),
+    description text,
+    balance_before integer NOT NULL,
+    balance_after integer NOT NULL,
+    metadata jsonb DEFAULT '{}',
+    idempotency_key text,
+    created_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_credit_transactions_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_credit_transactions_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_credit_transactions_idempotency_key UNIQUE (idempotency_key)
+);
+CREATE INDEX customer_credit_transactions_user_created_idx
+    ON customer_credit_transactions (customer_user_id, created_at);
+
+CREATE TABLE customer_daily_rewards (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    reward_date date NOT NULL,
+    day_number integer NOT NULL,
+    reward_type varchar(50) NOT NULL,
+    reward_amount integer NOT NULL,
+    claimed_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_daily_rewards_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_daily_rewards_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_daily_rewards_day_number_check CHECK (day_number BETWEEN 1 AND 7),
+    CONSTRAINT customer_daily_rewards_reward_type_check
+        CHECK (reward_type IN ('credits', 'xp', 'vip_day', 'special')),
+    CONSTRAINT customer_daily_rewards_user_date_key UNIQUE (customer_user_id, reward_date)
+);
+
+CREATE TABLE customer_ad_views (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    ad_network varchar(50) NOT NULL,
+    ad_unit_id varchar(255) NOT NULL,
+    ad_type varchar(50) NOT NULL,
+    reward_amount integer NOT NULL,
+    reward_granted boolean DEFAULT false,
+    completed_at timestamptz DEFAULT now(),
+    metadata jsonb DEFAULT '{}',
+    CONSTRAINT customer_ad_views_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_ad_views_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE
+);
+CREATE INDEX customer_ad_views_user_completed_idx ON customer_ad_views (customer_user_id, completed_at);
+
+-- Badges and activity -------------------------------------------------------------------------------------------
+
+CREATE TABLE badges (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    slug varchar(100) NOT NULL,
+    name_tr varchar(255) NOT NULL,
+    name_en varchar(255) NOT NULL,
+    description_tr text,
+    description_en text,
+    icon_url text NOT NULL,
+    category varchar(50) NOT NULL,
+    rarity varchar(20) NOT NULL DEFAULT 'common',
+    unlock_condition jsonb NOT NULL,
+    reward_xp integer DEFAULT 0,
+    reward_credits integer DEFAULT 0,
+    reward_vip_days integer DEFAULT 0,
+    is_active boolean DEFAULT true,
+    display_order integer DEFAULT 0,
+    total_unlocks integer DEFAULT 0,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    deleted_at timestamptz,
+    CONSTRAINT badges_pkey PRIMARY KEY (id),
+    CONSTRAINT badges_slug_key UNIQUE (slug)
+);
+
+CREATE TABLE customer_badges (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    badge_id uuid NOT NULL,
+    unlocked_at timestamptz DEFAULT now(),
+    claimed_at timestamptz,
+    is_displayed boolean DEFAULT false,
+    metadata jsonb DEFAULT '{}',
+    CONSTRAINT customer_badges_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_badges_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_badges_badge_fkey FOREIGN KEY (badge_id) REFERENCES badges (id) ON DELETE CASCADE,
+    CONSTRAINT customer_badges_user_badge_key UNIQUE (customer_user_id, badge_id)
+);
+
+CREATE TABLE match_comments (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    match_id integer NOT NULL,
+    customer_user_id uuid NOT NULL,
+    parent_comment_id uuid,
+    content text NOT NULL,
+    like_count integer DEFAULT 0,
+    status varchar(20) DEFAULT 'active',
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    deleted_at timestamptz,
+    CONSTRAINT match_comments_pkey PRIMARY KEY (id),
+    CONSTRAINT match_comments_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT match_comments_parent_fkey FOREIGN KEY (parent_comment_id) REFERENCES match_comments (id),
+    CONSTRAINT match_comments_status_check CHECK (status IN ('active', 'hidden', 'deleted', 'flagged')),
+    CONSTRAINT match_comments_content_check CHECK (length(content) BETWEEN 3 AND 1000)
+);
+CREATE INDEX match_comments_user_idx ON match_comments (customer_user_id);
+
+CREATE TABLE match_comment_likes (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    comment_id uuid NOT NULL,
+    customer_user_id uuid NOT NULL,
+    created_at timestamptz DEFAULT now(),
+    CONSTRAINT match_comment_likes_pkey PRIMARY KEY (id),
+    CONSTRAINT match_comment_likes_comment_fkey FOREIGN KEY (comment_id)
+        REFERENCES match_comments (id) ON DELETE CASCADE,
+    CONSTRAINT match_comment_likes_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT match_comment_likes_comment_user_key UNIQUE (comment_id, customer_user_id)
+);
+CREATE INDEX match_comment_likes_created_idx ON match_comment_likes (created_at);
+
+CREATE TABLE customer_predictions (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    match_id bigint NOT NULL,
+    prediction varchar(50) NOT NULL,
+    is_correct boolean,
+    settled_at timestamptz,
+    created_at timestamptz DEFAULT now(),
+    CONSTRAINT customer_predictions_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_predictions_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_predictions_user_match_prediction_key UNIQUE (customer_user_id, match_id, prediction)
+);
+
+-- Referrals, subscriptions, partners ----------------------------------------------------------------------------
+
+CREATE TABLE referrals (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    referrer_user_id uuid NOT NULL,
+    referred_user_id uuid NOT NULL,
+    referral_code varchar(20) NOT NULL,
+    status varchar(20) NOT NULL DEFAULT 'pending',
+    tier integer DEFAULT 1,
+    referrer_reward_xp integer DEFAULT 0,
+    referrer_reward_credits integer DEFAULT 0,
+    referred_reward_xp integer DEFAULT 0,
+    referred_reward_credits integer DEFAULT 0,
+    referred_subscribed_at timestamptz,
+    reward_claimed_at timestamptz,
+    created_at timestamptz DEFAULT now(),
+    expires_at timestamptz DEFAULT (now() + interval '30 days'),
+    CONSTRAINT referrals_pkey PRIMARY KEY (id),
+    CONSTRAINT referrals_referrer_fkey FOREIGN KEY (referrer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT referrals_referred_fkey FOREIGN KEY (referred_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT referrals_referred_user_key UNIQUE (referred_user_id),
+    CONSTRAINT referrals_status_check CHECK (status IN ('pending', 'completed', 'rewarded', 'expired')),
+    CONSTRAINT referrals_not_self_check CHECK (referrer_user_id <> referred_user_id)
+);
+CREATE INDEX referrals_referrer_idx ON referrals (referrer_user_id);
+CREATE INDEX referrals_referral_code_idx ON referrals (referral_code);
+
+CREATE TABLE subscription_plans (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    name varchar(100),
+    platform varchar(50),
+    price numeric(10, 2),
+    duration_in_days integer,
+    is_active boolean DEFAULT true,
+    CONSTRAINT subscription_plans_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE partners (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    business_name varchar(255) NOT NULL,
+    email varchar(255) NOT NULL,
+    phone varchar(20) NOT NULL,
+    status varchar(20) NOT NULL DEFAULT 'pending',
+    commission_rate numeric(5, 2) DEFAULT 20.00,
+    referral_code varchar(20) NOT NULL,
+    total_referrals integer DEFAULT 0,
+    total_subscriptions integer DEFAULT 0,
+    total_revenue numeric(10, 2) DEFAULT 0,
+    total_commission numeric(10, 2) DEFAULT 0,
+    approved_at timestamptz,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    CONSTRAINT partners_pkey PRIMARY KEY (id),
+    CONSTRAINT partners_user_fkey FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT partners_user_key UNIQUE (customer_user_id),
+    CONSTRAINT partners_referral_code_key UNIQUE (referral_code),
+    CONSTRAINT partners_status_check CHECK (status IN ('pending', 'approved', 'rejected', 'suspended'))
+);
+
+CREATE TABLE customer_subscriptions (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    customer_user_id uuid NOT NULL,
+    plan_id uuid,
+    status varchar(50) NOT NULL,
+    platform varchar(50),
+    amount numeric(10, 2),
+    currency varchar(10),
+    auto_renew_enabled boolean DEFAULT false,
+    started_at timestamptz,
+    expired_at timestamptz,
+    canceled_at timestamptz,
+    partner_id uuid,
+    referral_code varchar(20),
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now(),
+    deleted_at timestamptz,
+    CONSTRAINT customer_subscriptions_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_subscriptions_user_fkey FOREIGN KEY (customer_user_id)
+        REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT customer_subscriptions_plan_fkey FOREIGN KEY (plan_id) REFERENCES subscription_plans (id),
+    CONSTRAINT customer_subscriptions_partner_fkey FOREIGN KEY (partner_id) REFERENCES partners (id)
+);
+CREATE INDEX customer_subscriptions_user_idx ON customer_subscriptions (customer_user_id);
+CREATE INDEX customer_subscriptions_partner_idx ON customer_subscriptions (partner_id);
+CREATE INDEX customer_subscriptions_expired_at_idx ON customer_subscriptions (expired_at);
+
+CREATE TABLE partner_analytics (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    partner_id uuid NOT NULL,
+    date date NOT NULL,
+    new_signups integer DEFAULT 0,
+    new_subscriptions integer DEFAULT 0,
+    revenue numeric(10, 2) DEFAULT 0,
+    commission numeric(10, 2) DEFAULT 0,
+    active_subscribers integer DEFAULT 0,
+    churn_count integer DEFAULT 0,
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz,
+    CONSTRAINT partner_analytics_pkey PRIMARY KEY (id),
+    CONSTRAINT partner_analytics_partner_fkey FOREIGN KEY (partner_id) REFERENCES partners (id) ON DELETE CASCADE,
+    CONSTRAINT partner_analytics_partner_date_key UNIQUE (partner_id, date)
+);
+
+-- Notifications -------------------------------------------------------------------------------------------------
+
+CREATE TABLE scheduled_notifications (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    title_tr varchar(255) NOT NULL,
+    title_en varchar(255),
+    body_tr text NOT NULL,
+    body_en text,
+    deep_link_url text,
+    image_url text,
+    target_audience varchar(50) NOT NULL DEFAULT 'all',
+    segment_filter jsonb,
+    scheduled_at timestamptz NOT NULL,
+    sent_at timestamptz,
+    status varchar(20) NOT NULL DEFAULT 'pending',
+    recipient_count integer,
+    success_count integer DEFAULT 0,
+    failure_count integer DEFAULT 0,
+    error text,
+    created_by uuid,
+    created_at timestamptz DEFAULT now(),
+    CONSTRAINT scheduled_notifications_pkey PRIMARY KEY (id),
+    CONSTRAINT scheduled_notifications_status_check
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')),
+    CONSTRAINT scheduled_notifications_audience_check CHECK (target_audience IN ('all', 'vip', 'free', 'segment'))
+);
+CREATE INDEX scheduled_notifications_status_scheduled_idx ON scheduled_notifications (status, scheduled_at);
+
+CREATE TABLE push_outbox (
+    id bigint GENERATED BY DEFAULT AS IDENTITY,
+    customer_user_id uuid NOT NULL,
+    category varchar(20) NOT NULL,
+    dedupe_key text NOT NULL,
+    title text NOT NULL,
+    body text NOT NULL,
+    image_url text,
+    deep_link text,
+    data jsonb NOT NULL DEFAULT '{}',
+    campaign_id uuid,
+    not_before timestamptz NOT NULL,
+    status varchar(20) NOT NULL DEFAULT 'pending',
+    attempts integer NOT NULL DEFAULT 0,
+    tokens_sent integer NOT NULL DEFAULT 0,
+    tokens_failed integer NOT NULL DEFAULT 0,
+    last_error text,
+    expires_at timestamptz,
+    created_at timestamptz NOT NULL,
+    sent_at timestamptz,
+    CONSTRAINT push_outbox_pkey PRIMARY KEY (id),
+    CONSTRAINT push_outbox_user_fkey FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT push_outbox_campaign_fkey FOREIGN KEY (campaign_id)
+        REFERENCES scheduled_notifications (id) ON DELETE SET NULL,
+    CONSTRAINT push_outbox_dedupe_key UNIQUE (dedupe_key),
+    CONSTRAINT push_outbox_category_check CHECK (category IN ('reward', 'engagement', 'campaign', 'test')),
+    CONSTRAINT push_outbox_status_check
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'no_tokens', 'opted_out', 'cancelled'))
+);
+CREATE INDEX push_outbox_due_idx ON push_outbox (not_before) WHERE status = 'pending';
+CREATE INDEX push_outbox_campaign_idx ON push_outbox (campaign_id) WHERE campaign_id IS NOT NULL;
+
+-- Engine --------------------------------------------------------------------------------------------------------
+
+CREATE TABLE job_execution_logs (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    job_name varchar(100) NOT NULL,
+    started_at timestamptz NOT NULL,
+    completed_at timestamptz,
+    status varchar(20) NOT NULL,
+    items_processed integer DEFAULT 0,
+    error_message text,
+    duration_ms integer,
+    created_at timestamptz DEFAULT now(),
+    scheduled_for timestamptz,
+    trigger varchar(20),
+    instance text,
+    attempt integer,
+    heartbeat_at timestamptz,
+    reason varchar(20),
+    details jsonb,
+    CONSTRAINT job_execution_logs_pkey PRIMARY KEY (id),
+    CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed', 'skipped')),
+    CONSTRAINT job_execution_logs_trigger_check
+        CHECK (trigger IN ('schedule', 'manual', 'catchup', 'event', 'retry')),
+    CONSTRAINT job_execution_logs_reason_check
+        CHECK (reason IN ('missed', 'overlap', 'paused', 'abandoned', 'timeout', 'error'))
+);
+CREATE UNIQUE INDEX job_execution_logs_tick_attempt_key ON job_execution_logs (job_name, scheduled_for, attempt);
+CREATE INDEX job_execution_logs_job_started_idx ON job_execution_logs (job_name, started_at DESC);
+CREATE INDEX job_execution_logs_status_started_idx ON job_execution_logs (status, started_at DESC);
+
+-- hattrick's own bookkeeping ------------------------------------------------------------------------------------
+
+CREATE TABLE hattrick_schema_state (
+    key text NOT NULL,
+    value text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_schema_state_pkey PRIMARY KEY (key)
+);
