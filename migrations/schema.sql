@@ -454,6 +454,7 @@ CREATE TABLE job_execution_logs (
     heartbeat_at timestamptz,
     reason varchar(20),
     details jsonb,
+    retry_at timestamptz,
     CONSTRAINT job_execution_logs_pkey PRIMARY KEY (id),
     CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed', 'skipped')),
     CONSTRAINT job_execution_logs_trigger_check
@@ -464,6 +465,31 @@ CREATE TABLE job_execution_logs (
 CREATE UNIQUE INDEX job_execution_logs_tick_attempt_key ON job_execution_logs (job_name, scheduled_for, attempt);
 CREATE INDEX job_execution_logs_job_started_idx ON job_execution_logs (job_name, started_at DESC);
 CREATE INDEX job_execution_logs_status_started_idx ON job_execution_logs (status, started_at DESC);
+-- The engine's hot lookups: is this job running, which failed ticks wait for a retry.
+CREATE INDEX job_execution_logs_running_idx ON job_execution_logs (job_name) WHERE status = 'running';
+CREATE INDEX job_execution_logs_retry_idx ON job_execution_logs (retry_at) WHERE retry_at IS NOT NULL;
+
+-- Job definitions, shared by every instance (SPEC 10.4): configuration seeds them at start-up, operators pause
+-- and resume them, and every instance follows what is stored here. `cursor` is the latest tick accounted for: every
+-- tick up to it has a row in job_execution_logs (run, skipped or missed).
+CREATE TABLE hattrick_jobs (
+    name varchar(100) NOT NULL,
+    schedule text NOT NULL,
+    timezone text NOT NULL,
+    misfire varchar(20) NOT NULL,
+    timeout_ms bigint NOT NULL,
+    retries integer NOT NULL,
+    retry_backoff_ms bigint NOT NULL,
+    enabled boolean NOT NULL DEFAULT true,
+    paused boolean NOT NULL DEFAULT false,
+    cursor timestamptz,
+    paused_cursor timestamptz,
+    updated_at timestamptz NOT NULL,
+    updated_by text,
+    CONSTRAINT hattrick_jobs_pkey PRIMARY KEY (name),
+    CONSTRAINT hattrick_jobs_misfire_check CHECK (misfire IN ('run_once', 'skip', 'all', 'latest')),
+    CONSTRAINT hattrick_jobs_timeout_check CHECK (timeout_ms > 0 AND retries >= 0 AND retry_backoff_ms >= 0)
+);
 
 -- hattrick's own bookkeeping ------------------------------------------------------------------------------------
 

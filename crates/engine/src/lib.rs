@@ -1,12 +1,23 @@
-//! hattrick's scheduling engine. It knows nothing of badges or pushes: jobs plug into it.
+//! hattrick's scheduling engine: what runs, when, and where, and the history of it. It knows nothing of badges
+//! or pushes: jobs plug into it through [`Job`].
 //!
-//! So far: the business [`clock`], [`schedule`]s (5-field cron read in a time zone) and the misfire
-//! [`policy`] of a job.
+//! - [`clock`]: the business clock (real, fixed or scaled), the "now" of every job.
+//! - [`schedule`]: 5-field cron read in a time zone, DST handled as SPEC 1 says.
+//! - [`store`]: job definitions and the run log in PostgreSQL; the claim protocol that gives each tick exactly one
+//!   run across any number of instances.
+//! - [`runner`]: one instance's [`Engine`]: the scheduler loop, heartbeats, timeouts, retries, shutdown.
+//! - [`metrics`]: counters per job, trigger and outcome.
 
 pub mod clock;
+pub mod job;
+pub mod metrics;
 pub mod policy;
+pub mod runner;
 pub mod schedule;
+pub mod store;
 
 pub use clock::Clock;
+pub use job::{Job, JobContext, JobDefinition, JobError, JobReport, RunArgs, RunFuture, Trigger};
 pub use policy::MisfirePolicy;
+pub use runner::{Engine, EngineSettings, Registry, RunResult};
 pub use schedule::Schedule;

@@ -1,0 +1,189 @@
+//! What a job is to the engine: a name, a definition (schedule and policies) and a function from a context to a
+//! report.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::policy::MisfirePolicy;
+use crate::schedule::Schedule;
+use crate::{Clock, schedule};
+
+/// Why a run started (the run log's `trigger` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Its schedule fired.
+    Schedule,
+    /// An operator asked (CLI or admin API).
+    Manual,
+    /// A tick missed during downtime, run under the misfire policy.
+    Catchup,
+    /// An app write woke it (incremental evaluation).
+    Event,
+    /// A failed or abandoned attempt of a tick, run again.
+    Retry,
+}
+
+impl Trigger {
+    /// The value stored in the run log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Catchup => "catchup",
+            Trigger::Event => "event",
+            Trigger::Retry => "retry",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's schedule and policies, as stored in `hattrick_jobs` and followed by every instance.
+#[derive(Debug, Clone)]
+pub struct JobDefinition {
+    /// The job's name.
+    pub name: String,
+    /// When it fires, and in which zone.
+    pub schedule: Schedule,
+    /// What happens to ticks missed during downtime.
+    pub misfire: MisfirePolicy,
+    /// A run taking longer is cancelled, its SQL included.
+    pub timeout: Duration,
+    /// How many times a failed tick is run again.
+    pub retries: u32,
+    /// Delay before the first retry; doubled for each next one.
+    pub retry_backoff: Duration,
+    /// A disabled job is never scheduled and records nothing.
+    pub enabled: bool,
+    /// A paused job records its ticks as `paused` and runs none of them.
+    pub paused: bool,
+}
+
+impl JobDefinition {
+    /// A definition with the engine's defaults: 10-minute timeout, 3 retries 30 s apart (doubling), enabled.
+    pub fn new(name: &str, schedule: &str, zone: &str, misfire: MisfirePolicy) -> Result<Self, schedule::ScheduleError> {
+        let zone = schedule::parse_time_zone(zone)?;
+        Ok(Self {
+            name: name.to_owned(),
+            schedule: Schedule::new(schedule, zone)?,
+            misfire,
+            timeout: Duration::from_secs(600),
+            retries: 3,
+            retry_backoff: Duration::from_secs(30),
+            enabled: true,
+            paused: false,
+        })
+    }
+
+    /// The delay before attempt `next_attempt` (2 is the first retry).
+    pub fn backoff_before(&self, next_attempt: i32) -> Duration {
+        let doublings = u32::try_from(next_attempt.saturating_sub(2)).unwrap_or(0).min(16);
+        self.retry_backoff.saturating_mul(1 << doublings)
+    }
+}
+
+/// Optional arguments of one run (from the CLI or the admin API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// Compute and report, write nothing.
+    pub dry_run: bool,
+    /// Grant without enqueueing pushes (a back-fill, SPEC 10.12).
+    pub silent: bool,
+    /// First day of a backfill range.
+    pub from: Option<NaiveDate>,
+    /// Last day of a backfill range (inclusive).
+    pub to: Option<NaiveDate>,
+}
+
+/// Everything a run may use. Time comes from here, never from the system clock.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The run's id (the run log row; a fresh id for a dry run, which writes no row).
+    pub run_id: Uuid,
+    /// The job's name.
+    pub job: String,
+    /// The tick being run, for scheduled, catch-up and retry runs.
+    pub tick: Option<DateTime<Utc>>,
+    /// Why it runs.
+    pub trigger: Trigger,
+    /// The business time at which the run started: the job's "now".
+    pub now: DateTime<Utc>,
+    /// The business clock, for long jobs that need the time as it goes on.
+    pub clock: Clock,
+    /// The database.
+    pub pool: PgPool,
+    /// Arguments given by an operator.
+    pub args: RunArgs,
+    /// Cancelled on timeout and on shutdown: long jobs check it between batches.
+    pub cancel: CancellationToken,
+    /// When the run must be finished; the job's statements should not outlive it.
+    pub deadline: tokio::time::Instant,
+}
+
+impl JobContext {
+    /// Takes a connection for this run, tagged with the run id (`application_name`) and limited by a
+    /// `statement_timeout` of the time left, so a timeout cancels the run's SQL on the server too.
+    pub async fn connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let left = self.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1);
+        sqlx::query("SELECT set_config('statement_timeout', $1, false), set_config('application_name', $2, false)")
+            .bind(format!("{left}ms"))
+            .bind(format!("hattrick {} {}", self.job, self.run_id))
+            .execute(&mut *conn)
+            .await?;
+        Ok(conn)
+    }
+
+    /// The point in time a run's day-based logic refers to: its tick when it has one, else its start.
+    pub fn reference_time(&self) -> DateTime<Utc> {
+        self.tick.unwrap_or(self.now)
+    }
+}
+
+/// What a run did: stored in the run log (`items_processed`, `details`) and printed by `hattrick run`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// How many items the run handled (grants, rows, pushes: each job says).
+    pub items: i64,
+    /// Counts per sub-step and anything else worth keeping.
+    pub details: serde_json::Value,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A query failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// The job refused to go on (a budget, invalid data, ...), with the reason.
+    #[error("{0}")]
+    Failed(String),
+    /// The run took longer than its job's timeout and was cancelled, its SQL included.
+    #[error("timed out after {} s", .0.as_secs_f64())]
+    TimedOut(std::time::Duration),
+    /// The run was cancelled (shutdown, or its lease was lost) at a safe point.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The future a job's run returns.
+pub type RunFuture<'a> = BoxFuture<'a, Result<JobReport, JobError>>;
+
+/// A job: the engine calls [`Job::run`] once per claimed tick or manual request.
+pub trait Job: Send + Sync + 'static {
+    /// Runs once. Must be idempotent for the same tick: re-running, or running twice concurrently, must not pay,
+    /// push or count anything twice (SPEC 2, "Job idempotency").
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a>;
+}

@@ -1,0 +1,459 @@
+//! The engine of one instance: the job registry, the scheduler loop and the execution of claimed runs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Clock;
+use crate::job::{Job, JobContext, JobDefinition, JobError, JobReport, RunArgs, Trigger};
+use crate::metrics::{Outcome, RunStats};
+use crate::store::{self, Claim, ClaimSettings, DefinitionChange, ManualRunError, RunEnd, StoredJob};
+
+/// Timing settings of an instance.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// This instance's name in the run log.
+    pub instance: String,
+    /// A run silent for this long (by the database clock) is abandoned.
+    pub lease: Duration,
+    /// How often a running job's heartbeat is written.
+    pub heartbeat: Duration,
+    /// On shutdown, how long running work may take to finish.
+    pub shutdown_grace: Duration,
+    /// A tick reached later than this (real time) was missed, and falls under the misfire policy.
+    pub misfire_grace: Duration,
+    /// Longest sleep between two looks at the database (pause, resume and retries are seen this fast).
+    pub poll_interval: Duration,
+    /// Most runs this instance carries out at once; the rest is left to other instances.
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            instance: default_instance_name(),
+            lease: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(30),
+            misfire_grace: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            max_concurrent_runs: 4,
+        }
+    }
+}
+
+/// `host:pid:random`, unique enough to tell instances apart in the run log.
+pub fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..6])
+}
+
+/// A registered job: its code and its configured definition.
+struct Registered {
+    job: Arc<dyn Job>,
+    definition: JobDefinition,
+    enabled: Option<bool>,
+}
+
+/// The jobs an instance can run.
+#[derive(Default)]
+pub struct Registry {
+    jobs: BTreeMap<String, Registered>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a job. `enabled` is `Some` only when configuration sets it explicitly (see
+    /// [`store::sync_definitions`]).
+    pub fn register(&mut self, definition: JobDefinition, enabled: Option<bool>, job: Arc<dyn Job>) {
+        self.jobs.insert(definition.name.clone(), Registered { job, definition, enabled });
+    }
+
+    /// The names of every registered job, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.jobs.contains_key(name)
+    }
+
+    fn job(&self, name: &str) -> Option<Arc<dyn Job>> {
+        self.jobs.get(name).map(|r| Arc::clone(&r.job))
+    }
+}
+
+/// The result of one run, as `hattrick run` reports it.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The run-log row (for a dry run, an id that was never stored).
+    pub run_id: Uuid,
+    /// The job.
+    pub job: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The job's report when it succeeded.
+    pub report: Option<JobReport>,
+    /// The error when it failed.
+    pub error: Option<String>,
+    /// Real time taken.
+    pub duration: Duration,
+}
+
+/// Why [`Engine::run_manual`] did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    /// No job of that name is registered in this binary.
+    #[error("unknown job {0}")]
+    Unknown(String),
+    /// The job is running already.
+    #[error("{0} is already running")]
+    AlreadyRunning(String),
+    /// A query failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// One instance's engine. Cheap to share (`Arc`); many may run on one database.
+pub struct Engine {
+    pool: PgPool,
+    clock: Clock,
+    registry: Registry,
+    settings: EngineSettings,
+    stats: Arc<RunStats>,
+}
+
+impl Engine {
+    /// An engine on `pool`, reading business time from `clock`.
+    pub fn new(pool: PgPool, clock: Clock, registry: Registry, settings: EngineSettings) -> Self {
+        Self { pool, clock, registry, settings, stats: Arc::new(RunStats::default()) }
+    }
+
+    /// The run statistics of this instance.
+    pub fn stats(&self) -> Arc<RunStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The business clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Writes the registry's definitions to the database (SPEC 10.4) and logs what changed.
+    pub async fn sync_definitions(&self) -> Result<Vec<DefinitionChange>, sqlx::Error> {
+        let definitions: Vec<(JobDefinition, Option<bool>)> =
+            self.registry.jobs.values().map(|r| (r.definition.clone(), r.enabled)).collect();
+        let changes = store::sync_definitions(&self.pool, &definitions, self.clock.now(), &self.settings.instance).await?;
+        for change in &changes {
+            tracing::info!(job = change.job, change = change.change, "job definition updated from configuration");
+        }
+        Ok(changes)
+    }
+
+    /// Runs `job` once now by hand (trigger `manual`). A dry run writes nothing, not even a run-log row.
+    pub async fn run_manual(&self, job: &str, args: RunArgs) -> Result<RunResult, ManualError> {
+        if !self.registry.contains(job) {
+            return Err(ManualError::Unknown(job.to_owned()));
+        }
+        let stored = store::load_jobs(&self.pool).await?;
+        let definition = stored
+            .into_iter()
+            .find(|s| s.definition.name == job)
+            .map(|s| s.definition)
+            .or_else(|| self.registry.jobs.get(job).map(|r| r.definition.clone()))
+            .ok_or_else(|| ManualError::Unknown(job.to_owned()))?;
+        let now = self.clock.now();
+        if args.dry_run {
+            let claim = Claim { run_id: Uuid::new_v4(), job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual };
+            return Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await);
+        }
+        let claim = store::claim_manual(&self.pool, job, now, &self.settings.instance).await.map_err(|e| match e {
+            ManualRunError::AlreadyRunning(job) => ManualError::AlreadyRunning(job),
+            ManualRunError::UnknownJob(job) => ManualError::Unknown(job),
+            ManualRunError::Sql(e) => ManualError::Sql(e),
+        })?;
+        Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await)
+    }
+
+    /// Carries out a claimed run: heartbeats while it works, cancels it at its timeout (its SQL too), records
+    /// how it ended and when to retry.
+    pub async fn execute(&self, claim: &Claim, definition: &JobDefinition, args: RunArgs, shutdown: CancellationToken) -> RunResult {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + definition.timeout;
+        let dry_run = args.dry_run;
+        let ctx = JobContext {
+            run_id: claim.run_id,
+            job: claim.job.clone(),
+            tick: claim.tick,
+            trigger: claim.trigger,
+            now: self.clock.now(),
+            clock: self.clock.clone(),
+            pool: self.pool.clone(),
+            args,
+            cancel: shutdown.child_token(),
+            deadline,
+        };
+        let span = tracing::info_span!("run", job = %claim.job, run_id = %claim.run_id, trigger = %claim.trigger);
+        let _entered = span.enter();
+        let Some(job) = self.registry.job(&claim.job) else {
+            return self.finish(claim, definition, Err(JobError::Failed("job is not registered".into())), started, dry_run).await;
+        };
+
+        let heartbeat = (!dry_run).then(|| {
+            let pool = self.pool.clone();
+            let cancel = ctx.cancel.clone();
+            let every = self.settings.heartbeat;
+            let run_id = claim.run_id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store::heartbeat(&pool, run_id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(%run_id, "run lost its lease (declared abandoned); cancelling it");
+                            cancel.cancel();
+                            return;
+                        }
+                        Err(e) => tracing::warn!(%run_id, error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        });
+
+        let result = tokio::select! {
+            result = job.run(&ctx) => result,
+            () = tokio::time::sleep_until(deadline) => Err(JobError::TimedOut(definition.timeout)),
+            () = ctx.cancel.cancelled() => Err(JobError::Cancelled),
+        };
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+        }
+        // The run's statement_timeout is the time it had left: the server cancelling a statement for it
+        // (SQLSTATE 57014) is the same timeout, seen first by the database.
+        let result = match result {
+            Err(JobError::Sql(sqlx::Error::Database(e))) if e.code().as_deref() == Some("57014") => {
+                Err(JobError::TimedOut(definition.timeout))
+            }
+            other => other,
+        };
+        if matches!(result, Err(JobError::TimedOut(_))) {
+            ctx.cancel.cancel();
+            self.cancel_sql(&claim.job, claim.run_id).await;
+        }
+        self.finish(claim, definition, result, started, dry_run).await
+    }
+
+    /// Cancels whatever SQL the run still has in flight (its connections carry its id in `application_name`).
+    async fn cancel_sql(&self, job: &str, run_id: Uuid) {
+        let name = format!("hattrick {job} {run_id}");
+        if let Err(e) = sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not cancel the timed-out run's queries");
+        }
+    }
+
+    async fn finish(
+        &self,
+        claim: &Claim,
+        definition: &JobDefinition,
+        result: Result<JobReport, JobError>,
+        started: Instant,
+        dry_run: bool,
+    ) -> RunResult {
+        let duration = started.elapsed();
+        let now = self.clock.now();
+        let (outcome, end) = match result {
+            Ok(report) => (Outcome::Success, RunEnd::Success(report)),
+            Err(error) => {
+                let timeout = matches!(error, JobError::TimedOut(_));
+                let retry_at = (claim.tick.is_some() && u32::try_from(claim.attempt).unwrap_or(u32::MAX) <= definition.retries)
+                    .then(|| now + chrono::TimeDelta::from_std(definition.backoff_before(claim.attempt + 1)).unwrap_or_default());
+                let reason = if timeout { "timeout" } else { "error" };
+                tracing::warn!(error = %error, ?retry_at, "run failed");
+                (
+                    if timeout { Outcome::Timeout } else { Outcome::Error },
+                    RunEnd::Failure { reason, message: error.to_string(), retry_at },
+                )
+            }
+        };
+        if !dry_run {
+            match store::complete(&self.pool, claim.run_id, &end, now, duration).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("run finished after it was declared abandoned; its end is not recorded"),
+                Err(e) => tracing::error!(error = %e, "could not record the end of the run"),
+            }
+        }
+        let (report, error) = match end {
+            RunEnd::Success(report) => (Some(report), None),
+            RunEnd::Failure { message, .. } => (None, Some(message)),
+        };
+        let items = report.as_ref().map_or(0, |r| r.items);
+        self.stats.record(&claim.job, claim.trigger.as_str(), outcome, duration, items, 1);
+        RunResult { run_id: claim.run_id, job: claim.job.clone(), outcome, report, error, duration }
+    }
+
+    /// One pass of the scheduler: declares dead runs abandoned, claims due ticks and due retries while this
+    /// instance has room, and says how long to sleep before the next pass. Spawns claimed runs on `tasks`.
+    pub async fn tick(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<RunResult>,
+        permits: &Arc<Semaphore>,
+        shutdown: &CancellationToken,
+    ) -> Result<Duration, sqlx::Error> {
+        let now = self.clock.now();
+        for abandoned in store::reap_abandoned(&self.pool, self.settings.lease, now).await? {
+            tracing::warn!(job = abandoned.job, run_id = %abandoned.run_id, instance = ?abandoned.instance, "run abandoned");
+            self.stats.record(&abandoned.job, "schedule", Outcome::Abandoned, Duration::ZERO, 0, 1);
+        }
+        let jobs = store::load_jobs(&self.pool).await?;
+        let claim_settings =
+            ClaimSettings { instance: self.settings.instance.clone(), misfire_grace: self.settings.misfire_grace };
+        let mut stalled = HashSet::new();
+        for stored in &jobs {
+            let definition = &stored.definition;
+            if !definition.enabled || !self.registry.contains(&definition.name) || !is_due(stored, now) {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(permits).try_acquire_owned() else { break };
+            let outcome = store::claim_due(&self.pool, &definition.name, &self.clock, now, &claim_settings).await?;
+            if outcome.skipped > 0 {
+                self.stats.record(&definition.name, "schedule", Outcome::Skipped, Duration::ZERO, 0, outcome.skipped as u64);
+            }
+            match outcome.claim {
+                Some(claim) => self.spawn(tasks, claim, definition.clone(), permit, shutdown),
+                None if outcome.busy || outcome.skipped == 0 => {
+                    stalled.insert(definition.name.clone());
+                }
+                None => {}
+            }
+        }
+        let room = i64::try_from(permits.available_permits()).unwrap_or(0);
+        if room > 0 {
+            for claim in store::claim_retries(&self.pool, now, &self.settings.instance, room).await? {
+                let Some(definition) = jobs.iter().find(|j| j.definition.name == claim.job).map(|j| j.definition.clone())
+                else {
+                    continue;
+                };
+                let Ok(permit) = Arc::clone(permits).try_acquire_owned() else { break };
+                self.spawn(tasks, claim, definition, permit, shutdown);
+            }
+        }
+        // Sleep until the next fire time of a job that is not waiting on something else, within the poll interval.
+        let next = jobs
+            .iter()
+            .filter(|j| j.definition.enabled && !stalled.contains(&j.definition.name) && self.registry.contains(&j.definition.name))
+            .filter_map(|j| j.definition.schedule.next_after(j.cursor.unwrap_or(now)))
+            .min();
+        let sleep = next
+            .map(|at| self.clock.real_duration((at - self.clock.now()).to_std().unwrap_or_default()))
+            .unwrap_or(self.settings.poll_interval)
+            .min(self.settings.poll_interval);
+        Ok(sleep)
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<RunResult>,
+        claim: Claim,
+        definition: JobDefinition,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        shutdown: &CancellationToken,
+    ) {
+        let engine = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let result = engine.execute(&claim, &definition, RunArgs::default(), shutdown).await;
+            drop(permit);
+            result
+        });
+    }
+
+    /// The scheduler loop of `hattrick serve`: runs until `shutdown` is cancelled, then stops claiming, lets
+    /// running work finish within the grace period, and hands what is left to other instances.
+    pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.settings.max_concurrent_runs));
+        let mut tasks = JoinSet::new();
+        tracing::info!(instance = self.settings.instance, "scheduler started");
+        while !shutdown.is_cancelled() {
+            let sleep = match self.tick(&mut tasks, &permits, &shutdown).await {
+                Ok(sleep) => sleep,
+                Err(e) => {
+                    // The database may be restarting: keep the loop alive and try again.
+                    tracing::warn!(error = %e, "scheduler pass failed; retrying");
+                    self.settings.poll_interval
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(5))) => {}
+                () = shutdown.cancelled() => {}
+                // A run that ends may unblock a queued tick (policy `all`) or a retry: look again at once.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        tracing::info!(runs = tasks.len(), "shutting down: waiting for running work");
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                () = &mut grace => {
+                    let left = self.own_running_runs().await;
+                    tasks.abort_all();
+                    match store::abandon_own(&self.pool, &left, self.clock.now()).await {
+                        Ok(n) => tracing::warn!(runs = n, "grace period over: unfinished runs handed to other instances"),
+                        Err(e) => tracing::error!(error = %e, "could not hand unfinished runs over; their lease will expire"),
+                    }
+                    break;
+                }
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    async fn own_running_runs(&self) -> Vec<Uuid> {
+        sqlx::query_scalar("SELECT id FROM job_execution_logs WHERE status = 'running' AND instance = $1")
+            .bind(&self.settings.instance)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Whether a stored job has a tick due at `now` (or has never been scheduled and needs its baseline).
+fn is_due(stored: &StoredJob, now: DateTime<Utc>) -> bool {
+    match stored.cursor {
+        None => true,
+        Some(cursor) => stored.definition.schedule.next_after(cursor).is_some_and(|next| next <= now),
+    }
+}
