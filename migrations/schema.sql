@@ -499,3 +499,11 @@ CREATE TABLE hattrick_schema_state (
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT hattrick_schema_state_pkey PRIMARY KEY (key)
 );
+
+-- The IANA zone names PostgreSQL knows, copied from pg_timezone_names by the migrator: jobs join users'
+-- `timezone` against it so that one unknown name falls back to the business zone instead of failing a
+-- statement that serves every user.
+CREATE TABLE hattrick_time_zones (
+    name text NOT NULL,
+    CONSTRAINT hattrick_time_zones_pkey PRIMARY KEY (name)
+);

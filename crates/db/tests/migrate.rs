@@ -49,7 +49,10 @@ const SCHEMA_TABLES: &[&str] = &[
 async fn an_empty_database_gets_every_table_and_a_second_run_changes_nothing() {
     let db = TestDb::empty().await;
     let first = migrate(db.url()).await;
-    assert!(first.actions.iter().all(|a| matches!(a, Action::CreateTable { .. } | Action::CreateIndex { .. })));
+    assert!(
+        first.actions.iter().all(|a| !matches!(a, Action::AddColumn { .. } | Action::AddConstraint { .. })),
+        "a fresh database gets whole tables:\n{first}"
+    );
     for table in SCHEMA_TABLES {
         let exists: bool =
             sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db.pool()).await.unwrap();

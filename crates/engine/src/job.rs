@@ -73,7 +73,12 @@ pub struct JobDefinition {
 
 impl JobDefinition {
     /// A definition with the engine's defaults: 10-minute timeout, 3 retries 30 s apart (doubling), enabled.
-    pub fn new(name: &str, schedule: &str, zone: &str, misfire: MisfirePolicy) -> Result<Self, schedule::ScheduleError> {
+    pub fn new(
+        name: &str,
+        schedule: &str,
+        zone: &str,
+        misfire: MisfirePolicy,
+    ) -> Result<Self, schedule::ScheduleError> {
         let zone = schedule::parse_time_zone(zone)?;
         Ok(Self {
             name: name.to_owned(),

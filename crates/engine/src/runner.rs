@@ -171,7 +171,8 @@ impl Engine {
     pub async fn sync_definitions(&self) -> Result<Vec<DefinitionChange>, sqlx::Error> {
         let definitions: Vec<(JobDefinition, Option<bool>)> =
             self.registry.jobs.values().map(|r| (r.definition.clone(), r.enabled)).collect();
-        let changes = store::sync_definitions(&self.pool, &definitions, self.clock.now(), &self.settings.instance).await?;
+        let changes =
+            store::sync_definitions(&self.pool, &definitions, self.clock.now(), &self.settings.instance).await?;
         for change in &changes {
             tracing::info!(job = change.job, change = change.change, "job definition updated from configuration");
         }
@@ -192,7 +193,8 @@ impl Engine {
             .ok_or_else(|| ManualError::Unknown(job.to_owned()))?;
         let now = self.clock.now();
         if args.dry_run {
-            let claim = Claim { run_id: Uuid::new_v4(), job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual };
+            let claim =
+                Claim { run_id: Uuid::new_v4(), job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual };
             return Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await);
         }
         let claim = store::claim_manual(&self.pool, job, now, &self.settings.instance).await.map_err(|e| match e {
@@ -205,7 +207,13 @@ impl Engine {
 
     /// Carries out a claimed run: heartbeats while it works, cancels it at its timeout (its SQL too), records
     /// how it ended and when to retry.
-    pub async fn execute(&self, claim: &Claim, definition: &JobDefinition, args: RunArgs, shutdown: CancellationToken) -> RunResult {
+    pub async fn execute(
+        &self,
+        claim: &Claim,
+        definition: &JobDefinition,
+        args: RunArgs,
+        shutdown: CancellationToken,
+    ) -> RunResult {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + definition.timeout;
         let dry_run = args.dry_run;
@@ -224,7 +232,9 @@ impl Engine {
         let span = tracing::info_span!("run", job = %claim.job, run_id = %claim.run_id, trigger = %claim.trigger);
         let _entered = span.enter();
         let Some(job) = self.registry.job(&claim.job) else {
-            return self.finish(claim, definition, Err(JobError::Failed("job is not registered".into())), started, dry_run).await;
+            return self
+                .finish(claim, definition, Err(JobError::Failed("job is not registered".into())), started, dry_run)
+                .await;
         };
 
         let heartbeat = (!dry_run).then(|| {
@@ -297,8 +307,12 @@ impl Engine {
             Ok(report) => (Outcome::Success, RunEnd::Success(report)),
             Err(error) => {
                 let timeout = matches!(error, JobError::TimedOut(_));
-                let retry_at = (claim.tick.is_some() && u32::try_from(claim.attempt).unwrap_or(u32::MAX) <= definition.retries)
-                    .then(|| now + chrono::TimeDelta::from_std(definition.backoff_before(claim.attempt + 1)).unwrap_or_default());
+                let retry_at = (claim.tick.is_some()
+                    && u32::try_from(claim.attempt).unwrap_or(u32::MAX) <= definition.retries)
+                    .then(|| {
+                        now + chrono::TimeDelta::from_std(definition.backoff_before(claim.attempt + 1))
+                            .unwrap_or_default()
+                    });
                 let reason = if timeout { "timeout" } else { "error" };
                 tracing::warn!(error = %error, ?retry_at, "run failed");
                 (
@@ -348,7 +362,14 @@ impl Engine {
             let Ok(permit) = Arc::clone(permits).try_acquire_owned() else { break };
             let outcome = store::claim_due(&self.pool, &definition.name, &self.clock, now, &claim_settings).await?;
             if outcome.skipped > 0 {
-                self.stats.record(&definition.name, "schedule", Outcome::Skipped, Duration::ZERO, 0, outcome.skipped as u64);
+                self.stats.record(
+                    &definition.name,
+                    "schedule",
+                    Outcome::Skipped,
+                    Duration::ZERO,
+                    0,
+                    outcome.skipped as u64,
+                );
             }
             match outcome.claim {
                 Some(claim) => self.spawn(tasks, claim, definition.clone(), permit, shutdown),
@@ -361,7 +382,8 @@ impl Engine {
         let room = i64::try_from(permits.available_permits()).unwrap_or(0);
         if room > 0 {
             for claim in store::claim_retries(&self.pool, now, &self.settings.instance, room).await? {
-                let Some(definition) = jobs.iter().find(|j| j.definition.name == claim.job).map(|j| j.definition.clone())
+                let Some(definition) =
+                    jobs.iter().find(|j| j.definition.name == claim.job).map(|j| j.definition.clone())
                 else {
                     continue;
                 };
@@ -372,7 +394,11 @@ impl Engine {
         // Sleep until the next fire time of a job that is not waiting on something else, within the poll interval.
         let next = jobs
             .iter()
-            .filter(|j| j.definition.enabled && !stalled.contains(&j.definition.name) && self.registry.contains(&j.definition.name))
+            .filter(|j| {
+                j.definition.enabled
+                    && !stalled.contains(&j.definition.name)
+                    && self.registry.contains(&j.definition.name)
+            })
             .filter_map(|j| j.definition.schedule.next_after(j.cursor.unwrap_or(now)))
             .min();
         let sleep = next

@@ -96,38 +96,44 @@ pub async fn sync_definitions(
     let mut changes = Vec::new();
     let mut tx = pool.begin().await?;
     for (definition, enabled) in definitions {
-        let existing: Option<JobRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE")))
-                .bind(&definition.name)
-                .fetch_optional(&mut *tx)
-                .await?;
         let misfire = definition.misfire.to_string();
         let timeout_ms = i64::try_from(definition.timeout.as_millis()).unwrap_or(i64::MAX);
         let backoff_ms = i64::try_from(definition.retry_backoff.as_millis()).unwrap_or(i64::MAX);
         let retries = i32::try_from(definition.retries).unwrap_or(i32::MAX);
         let zone = definition.schedule.zone().name().to_owned();
         let expression = definition.schedule.expression().to_owned();
+        // Instances starting together race to register a job: the first insert wins, the others update.
+        let registered: Option<String> = sqlx::query_scalar(
+            "INSERT INTO hattrick_jobs (name, schedule, timezone, misfire, timeout_ms, retries,
+                 retry_backoff_ms, enabled, paused, cursor, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $9, $10)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING name",
+        )
+        .bind(&definition.name)
+        .bind(&expression)
+        .bind(&zone)
+        .bind(&misfire)
+        .bind(timeout_ms)
+        .bind(retries)
+        .bind(backoff_ms)
+        .bind(enabled.unwrap_or(true))
+        .bind(now)
+        .bind(who)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if registered.is_some() {
+            changes.push(DefinitionChange { job: definition.name.clone(), change: "registered".to_owned() });
+            continue;
+        }
+        let existing: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE"
+        )))
+        .bind(&definition.name)
+        .fetch_optional(&mut *tx)
+        .await?;
         match existing {
-            None => {
-                sqlx::query(
-                    "INSERT INTO hattrick_jobs (name, schedule, timezone, misfire, timeout_ms, retries,
-                         retry_backoff_ms, enabled, paused, cursor, updated_at, updated_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $9, $10)",
-                )
-                .bind(&definition.name)
-                .bind(&expression)
-                .bind(&zone)
-                .bind(&misfire)
-                .bind(timeout_ms)
-                .bind(retries)
-                .bind(backoff_ms)
-                .bind(enabled.unwrap_or(true))
-                .bind(now)
-                .bind(who)
-                .execute(&mut *tx)
-                .await?;
-                changes.push(DefinitionChange { job: definition.name.clone(), change: "registered".to_owned() });
-            }
+            None => {}
             Some(row) => {
                 let mut changed = Vec::new();
                 let mut note = |field: &str, old: String, new: String| {
@@ -196,7 +202,13 @@ pub async fn load_jobs(pool: &PgPool) -> Result<Vec<StoredJob>, sqlx::Error> {
 
 /// Pauses or resumes a job for every instance. Pausing remembers where the cursor stood, and resuming puts it
 /// back, so the ticks recorded `paused` fall under the misfire policy on resume (SPEC 10.6).
-pub async fn set_paused(pool: &PgPool, job: &str, paused: bool, now: DateTime<Utc>, who: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_paused(
+    pool: &PgPool,
+    job: &str,
+    paused: bool,
+    now: DateTime<Utc>,
+    who: &str,
+) -> Result<bool, sqlx::Error> {
     let sql = if paused {
         "UPDATE hattrick_jobs SET paused = true, paused_cursor = cursor, updated_at = $2, updated_by = $3
          WHERE name = $1 AND NOT paused"
@@ -381,7 +393,8 @@ pub async fn claim_due(
         return Ok(outcome);
     }
 
-    let late = |tick: DateTime<Utc>| clock.real_duration((now - tick).to_std().unwrap_or_default()) > settings.misfire_grace;
+    let late =
+        |tick: DateTime<Utc>| clock.real_duration((now - tick).to_std().unwrap_or_default()) > settings.misfire_grace;
     let (to_run, missed, trigger): (Option<DateTime<Utc>>, Vec<DateTime<Utc>>, Trigger) = match definition.misfire {
         MisfirePolicy::All => {
             let oldest = due[0];
@@ -389,7 +402,9 @@ pub async fn claim_due(
         }
         _ if !late(latest) => (Some(latest), due[..due.len() - 1].to_vec(), Trigger::Schedule),
         MisfirePolicy::Skip => (None, due.clone(), Trigger::Schedule),
-        MisfirePolicy::RunOnce | MisfirePolicy::Latest => (Some(latest), due[..due.len() - 1].to_vec(), Trigger::Catchup),
+        MisfirePolicy::RunOnce | MisfirePolicy::Latest => {
+            (Some(latest), due[..due.len() - 1].to_vec(), Trigger::Catchup)
+        }
     };
     outcome.skipped = insert_skipped(&mut tx, job, &unrecorded(&missed), "missed", now, instance).await?;
     let cursor_after = to_run.unwrap_or(latest).max(missed.last().copied().unwrap_or(cursor));
@@ -405,7 +420,11 @@ pub async fn claim_due(
 }
 
 async fn set_cursor(tx: &mut Transaction<'_, Postgres>, job: &str, cursor: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1").bind(job).bind(cursor).execute(&mut **tx).await?;
+    sqlx::query("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1")
+        .bind(job)
+        .bind(cursor)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -446,11 +465,12 @@ pub async fn claim_retries(
         .bind(tick)
         .fetch_one(&mut *tx)
         .await?;
-        let cleared = sqlx::query("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL")
-            .bind(failed_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let cleared =
+            sqlx::query("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL")
+                .bind(failed_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if cleared == 0 || succeeded {
             tx.commit().await?;
             continue;
@@ -480,7 +500,12 @@ pub enum ManualRunError {
 
 /// Starts a manual run (trigger `manual`, no tick), unless the job is running. Waits for the job's row if
 /// another instance is deciding about it at this moment.
-pub async fn claim_manual(pool: &PgPool, job: &str, now: DateTime<Utc>, instance: &str) -> Result<Claim, ManualRunError> {
+pub async fn claim_manual(
+    pool: &PgPool,
+    job: &str,
+    now: DateTime<Utc>,
+    instance: &str,
+) -> Result<Claim, ManualRunError> {
     let mut tx = pool.begin().await?;
     let exists: Option<String> = sqlx::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
         .bind(job)
@@ -502,11 +527,13 @@ pub async fn claim_manual(pool: &PgPool, job: &str, now: DateTime<Utc>, instance
 /// Proves a run is alive. Returns false when the row is no longer `running` (it was declared abandoned): the
 /// run has lost its lease and should stop.
 pub async fn heartbeat(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'")
-        .bind(run_id)
-        .execute(pool)
-        .await?
-        .rows_affected()
+    Ok(sqlx::query(
+        "UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
         == 1)
 }
 

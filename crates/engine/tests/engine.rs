@@ -42,7 +42,10 @@ async fn two_instances_stepping_together_run_each_tick_exactly_once() {
     create_test_runs(db.pool()).await;
     let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
     let job = || -> Vec<(engine::JobDefinition, Arc<dyn engine::Job>)> {
-        vec![(definition("shared", "* * * * *", MisfirePolicy::RunOnce), Arc::new(RecordingJob { work: Duration::ZERO }))]
+        vec![(
+            definition("shared", "* * * * *", MisfirePolicy::RunOnce),
+            Arc::new(RecordingJob { work: Duration::ZERO }),
+        )]
     };
     let a = engine(db.pool(), &clock, "a", job()).await;
     let b = engine(db.pool(), &clock, "b", job()).await;
@@ -52,8 +55,10 @@ async fn two_instances_stepping_together_run_each_tick_exactly_once() {
         let (ra, rb) = tokio::join!(step(&a), step(&b));
         assert_eq!(ra.len() + rb.len(), 1, "minute {minute}");
     }
-    let per_tick: Vec<(i64,)> =
-        sqlx::query_as("SELECT count(*) FROM test_runs GROUP BY tick ORDER BY tick").fetch_all(db.pool()).await.unwrap();
+    let per_tick: Vec<(i64,)> = sqlx::query_as("SELECT count(*) FROM test_runs GROUP BY tick ORDER BY tick")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
     assert_eq!(per_tick.len(), 30);
     assert!(per_tick.iter().all(|(n,)| *n == 1));
 }
@@ -155,11 +160,13 @@ async fn a_timeout_cancels_the_run_and_its_sql() {
     assert_eq!(runs[0].outcome, Outcome::Timeout);
     // The server is not left running the statement.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sleeping: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%' AND state = 'active'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let sleeping: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
     assert_eq!(sleeping, 0);
     let log = log(db.pool(), "stuck").await;
     assert_eq!((log[0].2.as_str(), log[0].3.as_deref()), ("failed", Some("timeout")));
@@ -254,7 +261,8 @@ async fn a_run_whose_instance_stopped_heartbeating_is_abandoned_and_retried() {
     let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
     let mut job = definition("hourly", "0 * * * *", MisfirePolicy::RunOnce);
     job.retry_backoff = Duration::ZERO;
-    let engine = engine(db.pool(), &clock, "survivor", vec![(job, Arc::new(RecordingJob { work: Duration::ZERO }))]).await;
+    let engine =
+        engine(db.pool(), &clock, "survivor", vec![(job, Arc::new(RecordingJob { work: Duration::ZERO }))]).await;
     step(&engine).await;
     // A dead instance's claim: running, last heartbeat long ago.
     sqlx::query(
@@ -271,7 +279,8 @@ async fn a_run_whose_instance_stopped_heartbeating_is_abandoned_and_retried() {
     assert_eq!(runs.len(), 1);
     assert!(step(&engine).await.is_empty());
     let log = log(db.pool(), "hourly").await;
-    let rows: Vec<_> = log.iter().map(|r| (r.1.unwrap(), r.2.as_str(), r.3.as_deref(), r.4.as_deref().unwrap())).collect();
+    let rows: Vec<_> =
+        log.iter().map(|r| (r.1.unwrap(), r.2.as_str(), r.3.as_deref(), r.4.as_deref().unwrap())).collect();
     assert_eq!(rows, vec![(1, "failed", Some("abandoned"), "schedule"), (2, "success", None, "retry")]);
 }
 

@@ -1,6 +1,8 @@
 //! The hattrick binary's library half: configuration, the job catalogue and the seed generator, shared by
 //! `main.rs` and the integration tests.
 
+pub mod app;
 pub mod catalog;
+pub mod commands;
 pub mod config;
 pub mod seed;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use hattrick::commands;
 use hattrick::config::{Settings, Sources};
 use hattrick::seed;
 
@@ -30,6 +31,16 @@ enum Command {
     /// Safe on the app's live database: it only adds what is missing, builds indexes concurrently, adds
     /// constraints NOT VALID and validates them only when no row violates them. Running it twice changes nothing.
     Migrate(MigrateArgs),
+    /// Run the scheduler: claim due ticks, run jobs, until SIGTERM or SIGINT (then finish running work).
+    ///
+    /// Any number of instances may serve one database; each tick runs once. Never migrates.
+    Serve(commands::ServeArgs),
+    /// List every job: schedule, zone, state, next three fire times (local and UTC), last run.
+    Jobs(commands::JobsArgs),
+    /// Run one job once now (trigger "manual") and print its report.
+    ///
+    /// Exit codes: 0 the job succeeded, 1 it failed, 2 unknown job, 3 the job is already running.
+    Run(commands::RunCommandArgs),
     /// Fill a migrated database with a realistic synthetic population (deterministic for a seed).
     Seed(seed::SeedArgs),
     /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
@@ -72,6 +83,9 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Migrate(args) => migrate(&settings, args).await,
+        Command::Serve(args) => commands::serve(&settings, args).await,
+        Command::Jobs(args) => commands::jobs(&settings, args).await,
+        Command::Run(args) => commands::run(&settings, args).await,
         Command::Seed(args) => seed::run(&settings, args).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml());

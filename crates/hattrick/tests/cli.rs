@@ -62,3 +62,100 @@ fn an_unreachable_database_is_a_clear_error() {
     assert!(stderr.contains("connecting to postgres://nobody:***@127.0.0.1:1/none"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
+
+async fn migrated() -> TestDb {
+    TestDb::new().await
+}
+
+#[tokio::test]
+async fn jobs_lists_each_job_with_its_next_fire_times_in_local_time_and_utc() {
+    let db = migrated().await;
+    let output = hattrick(&["jobs"], Some(db.url()));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(text.contains("streak-reset  [active]  1 0 * * *  (Europe/Istanbul, misfire latest)"), "{text}");
+    assert_eq!(text.matches("    next  ").count() % 3, 0, "{text}");
+    assert!(text.contains("+03 ") && text.contains(" UTC"), "{text}");
+
+    let json = hattrick(&["jobs", "--json"], Some(db.url()));
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    let job = &parsed.as_array().unwrap()[0];
+    assert_eq!(job["name"], "streak-reset");
+    assert_eq!(job["next_runs_utc"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn run_reports_and_uses_the_documented_exit_codes() {
+    let db = migrated().await;
+    let unknown = hattrick(&["run", "streak-rest"], Some(db.url()));
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("unknown job \"streak-rest\"; valid jobs: streak-reset"), "{stderr}");
+
+    let far = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z"], Some(db.url()));
+    assert_eq!(far.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&far.stderr).contains("more than a day from now; add --force"));
+
+    let dry = hattrick(&["run", "streak-reset", "--dry-run", "--json"], Some(db.url()));
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["dry_run"], true);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(rows, 0, "a dry run writes nothing");
+
+    let run = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z", "--force"], Some(db.url()));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout(&run).starts_with("streak-reset success"), "{}", stdout(&run));
+    let (trigger, started): (String, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT trigger, started_at FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(trigger, "manual");
+    assert_eq!(started.to_rfc3339(), "2020-01-01T00:00:00+00:00", "--at is the job's now");
+
+    // Another run of the job is in progress (fresh heartbeat): refused with exit code 3.
+    sqlx::query(
+        "INSERT INTO job_execution_logs (job_name, started_at, status, trigger, instance, attempt, heartbeat_at)
+         VALUES ('streak-reset', now(), 'running', 'manual', 'elsewhere', 1, clock_timestamp())",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let busy = hattrick(&["run", "streak-reset"], Some(db.url()));
+    assert_eq!(busy.status.code(), Some(3), "{}", String::from_utf8_lossy(&busy.stderr));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("streak-reset is already running"));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_without_the_schema() {
+    let db = TestDb::empty().await;
+    let output = hattrick(&["serve"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("run `hattrick migrate` first"));
+}
+
+#[tokio::test]
+async fn serve_stops_gracefully_on_sigterm() {
+    let db = migrated().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env_remove("HATTRICK_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it registered its jobs, then stop it.
+    for _ in 0..100 {
+        let registered: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
+        if registered > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exits 0 on SIGTERM");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -40,6 +40,11 @@ pub enum Fixup {
         /// How many.
         rows: i64,
     },
+    /// Copy PostgreSQL's time zone names into `hattrick_time_zones`.
+    TimeZoneNames {
+        /// Names not copied yet.
+        missing: i64,
+    },
 }
 
 impl fmt::Display for Fixup {
@@ -59,6 +64,7 @@ impl fmt::Display for Fixup {
             Fixup::JobLogLegacyMirror { columns } => {
                 write!(f, "mirror job_execution_logs into legacy columns {} (trigger)", columns.join(", "))
             }
+            Fixup::TimeZoneNames { missing } => write!(f, "record {missing} time zone name(s) in hattrick_time_zones"),
             Fixup::FailStuckCampaigns { rows } => {
                 write!(f, "mark {rows} campaign(s) stuck in 'sending' as failed (never re-sent)")
             }
@@ -117,6 +123,20 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
         if !columns.is_empty() && !trigger_exists(conn, "hattrick_job_logs_legacy_mirror").await? {
             fixups.push(Fixup::JobLogLegacyMirror { columns });
         }
+    }
+
+    let missing: i64 = if live.tables.contains_key("hattrick_time_zones") {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_timezone_names p
+             WHERE NOT EXISTS (SELECT 1 FROM hattrick_time_zones z WHERE z.name = p.name)",
+        )
+        .fetch_one(&mut *conn)
+        .await?
+    } else {
+        sqlx::query_scalar("SELECT count(*) FROM pg_timezone_names").fetch_one(&mut *conn).await?
+    };
+    if missing > 0 {
+        fixups.push(Fixup::TimeZoneNames { missing });
     }
 
     if first_adoption && live.tables.contains_key("scheduled_notifications") {
@@ -203,6 +223,13 @@ pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
                 "CREATE OR REPLACE TRIGGER hattrick_job_logs_legacy_mirror
                  BEFORE INSERT OR UPDATE ON job_execution_logs
                  FOR EACH ROW EXECUTE FUNCTION hattrick_job_logs_legacy_mirror()",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Fixup::TimeZoneNames { .. } => {
+            sqlx::query(
+                "INSERT INTO hattrick_time_zones (name) SELECT name FROM pg_timezone_names ON CONFLICT DO NOTHING",
             )
             .execute(&mut *conn)
             .await?;

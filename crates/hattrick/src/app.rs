@@ -1,0 +1,107 @@
+//! Start-up: from settings to a pool, a registry of jobs and an engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+
+use crate::catalog::{self, JobDefaults};
+use crate::config::Settings;
+use engine::schedule::parse_time_zone;
+use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
+use rewards::{DayZones, StreakReset};
+
+/// The business clock: `HATTRICK_CLOCK` (`system`, `fixed:<instant>`, `scaled:<instant>,<factor>[,<ms>]`) for
+/// tests and demos, else the system clock.
+pub fn clock_from_env() -> anyhow::Result<Clock> {
+    match std::env::var("HATTRICK_CLOCK") {
+        Ok(description) if !description.is_empty() => {
+            Clock::parse(&description).with_context(|| "HATTRICK_CLOCK".to_owned())
+        }
+        _ => Ok(Clock::system()),
+    }
+}
+
+/// A pool on the configured database.
+pub async fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let url = settings.database_url();
+    db::connect(&url, &db::PoolSettings { max_connections: settings.database.max_connections, ..Default::default() })
+        .await
+        .with_context(|| format!("connecting to {}", db::redact_url(&url)))
+}
+
+/// Refuses to work on a database whose schema is not this binary's: `serve` never migrates (SPEC 9).
+pub async fn require_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
+            .fetch_optional(pool)
+            .await
+            .unwrap_or(None);
+    match stored {
+        Some(checksum) if checksum == db::migrate::schema_checksum() => Ok(()),
+        Some(_) => anyhow::bail!("the database schema is not this version's: run `hattrick migrate` first"),
+        None => anyhow::bail!("the database has no hattrick schema: run `hattrick migrate` first"),
+    }
+}
+
+/// The zones users' days are computed in.
+pub fn day_zones(settings: &Settings) -> anyhow::Result<DayZones> {
+    Ok(DayZones {
+        business: parse_time_zone(&settings.time.business_zone)?,
+        app_day_zone: settings.time.app_day_zone.as_deref().map(parse_time_zone).transpose()?,
+    })
+}
+
+/// The definition of a job: its defaults (SPEC 2) overridden by configuration.
+pub fn definition(settings: &Settings, defaults: &JobDefaults) -> anyhow::Result<(JobDefinition, Option<bool>)> {
+    let overrides = settings.jobs.get(defaults.name).cloned().unwrap_or_default();
+    let zone = overrides.timezone.as_deref().unwrap_or(&settings.time.business_zone);
+    let mut definition = JobDefinition::new(
+        defaults.name,
+        overrides.schedule.as_deref().unwrap_or(defaults.schedule),
+        zone,
+        overrides.misfire.unwrap_or(defaults.misfire),
+    )?;
+    definition.timeout = overrides.timeout.map_or(defaults.timeout, |t| t.0);
+    if let Some(retries) = overrides.retries {
+        definition.retries = retries;
+    }
+    if let Some(backoff) = overrides.retry_backoff {
+        definition.retry_backoff = backoff.0;
+    }
+    Ok((definition, overrides.enabled))
+}
+
+/// Every job this binary implements, with its definition.
+pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
+    let zones = day_zones(settings)?;
+    let mut registry = Registry::new();
+    let implemented: Vec<(&str, Arc<dyn Job>)> = vec![("streak-reset", Arc::new(StreakReset { zones }))];
+    for (name, job) in implemented {
+        let defaults = catalog::find(name).with_context(|| format!("{name} is not in the job catalogue"))?;
+        let (definition, enabled) = definition(settings, defaults)?;
+        registry.register(definition, enabled, job);
+    }
+    Ok(registry)
+}
+
+/// The engine's settings from configuration.
+pub fn engine_settings(settings: &Settings) -> EngineSettings {
+    EngineSettings {
+        lease: settings.engine.lease.0,
+        heartbeat: settings.engine.heartbeat.0,
+        shutdown_grace: settings.engine.shutdown_grace.0,
+        poll_interval: Duration::from_secs(1),
+        ..EngineSettings::default()
+    }
+}
+
+/// A ready engine: pool, schema check, registry, definitions written to the database.
+pub async fn engine(settings: &Settings, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+    let pool = pool(settings).await?;
+    require_schema(&pool).await?;
+    let engine = Engine::new(pool, clock, registry(settings)?, engine_settings(settings));
+    engine.sync_definitions().await.context("writing job definitions")?;
+    Ok(Arc::new(engine))
+}
