@@ -350,7 +350,17 @@ impl Engine {
             tracing::warn!(job = abandoned.job, run_id = %abandoned.run_id, instance = ?abandoned.instance, "run abandoned");
             self.stats.record(&abandoned.job, "schedule", Outcome::Abandoned, Duration::ZERO, 0, 1);
         }
-        let jobs = store::load_jobs(&self.pool).await?;
+        let mut jobs = store::load_jobs(&self.pool).await?;
+        // Instances walk the due jobs in different orders, so they spread over them instead of queueing on the
+        // same row lock one job after another.
+        let salt = Uuid::new_v4().as_u128();
+        jobs.sort_by_key(|j| {
+            let mut hash = salt;
+            for byte in j.definition.name.bytes() {
+                hash = hash.wrapping_mul(0x100_0000_01b3).wrapping_add(u128::from(byte));
+            }
+            hash
+        });
         let claim_settings =
             ClaimSettings { instance: self.settings.instance.clone(), misfire_grace: self.settings.misfire_grace };
         let mut stalled = HashSet::new();

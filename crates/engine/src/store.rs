@@ -358,16 +358,21 @@ pub async fn claim_due(
     let mut outcome = ClaimOutcome::default();
     let instance = settings.instance.as_str();
 
-    // Ticks that already have a row (recorded `paused` before a resume) are not recorded again.
-    let recorded: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
-        "SELECT scheduled_for, max(attempt) FROM job_execution_logs
-         WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for",
+    // One round trip for what the decision needs: whether the job is running, and which due ticks already have
+    // a row (recorded `paused` before a resume: not recorded again, their next run is the next attempt).
+    let (running, recorded_ticks, recorded_attempts): (bool, Vec<DateTime<Utc>>, Vec<i32>) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                        WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event'),
+                coalesce(array_agg(t.scheduled_for), '{}'), coalesce(array_agg(t.attempt), '{}')
+         FROM (SELECT scheduled_for, max(attempt) AS attempt FROM job_execution_logs
+               WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for) t",
     )
     .bind(job)
     .bind(window_start)
     .bind(now)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    let recorded: Vec<(DateTime<Utc>, i32)> = recorded_ticks.into_iter().zip(recorded_attempts).collect();
     let attempts_of = |tick: DateTime<Utc>| recorded.iter().find(|(t, _)| *t == tick).map(|(_, a)| *a);
     let unrecorded = |ticks: &[DateTime<Utc>]| -> Vec<DateTime<Utc>> {
         ticks.iter().copied().filter(|t| attempts_of(*t).is_none()).collect()
@@ -380,7 +385,6 @@ pub async fn claim_due(
         return Ok(outcome);
     }
 
-    let running = running_exists(&mut tx, job).await?;
     if running {
         if definition.misfire == MisfirePolicy::All {
             // Queued: each of these ticks is its own unit of work (a day of analytics); it runs after the
@@ -393,17 +397,21 @@ pub async fn claim_due(
         return Ok(outcome);
     }
 
+    // The misfire policy is about ticks the scheduler was down for (late beyond the grace, in real time). Ticks
+    // within the grace are merely behind: they run one per pass, oldest first.
     let late =
         |tick: DateTime<Utc>| clock.real_duration((now - tick).to_std().unwrap_or_default()) > settings.misfire_grace;
+    let first_timely = due.iter().position(|t| !late(*t)).unwrap_or(due.len());
+    let (late_ticks, timely) = due.split_at(first_timely);
     let (to_run, missed, trigger): (Option<DateTime<Utc>>, Vec<DateTime<Utc>>, Trigger) = match definition.misfire {
         MisfirePolicy::All => {
             let oldest = due[0];
             (Some(oldest), Vec::new(), if late(oldest) { Trigger::Catchup } else { Trigger::Schedule })
         }
-        _ if !late(latest) => (Some(latest), due[..due.len() - 1].to_vec(), Trigger::Schedule),
-        MisfirePolicy::Skip => (None, due.clone(), Trigger::Schedule),
+        _ if !timely.is_empty() => (Some(timely[0]), late_ticks.to_vec(), Trigger::Schedule),
+        MisfirePolicy::Skip => (None, late_ticks.to_vec(), Trigger::Schedule),
         MisfirePolicy::RunOnce | MisfirePolicy::Latest => {
-            (Some(latest), due[..due.len() - 1].to_vec(), Trigger::Catchup)
+            (late_ticks.last().copied(), late_ticks[..late_ticks.len().saturating_sub(1)].to_vec(), Trigger::Catchup)
         }
     };
     outcome.skipped = insert_skipped(&mut tx, job, &unrecorded(&missed), "missed", now, instance).await?;

@@ -42,6 +42,12 @@ async fn worker() {
     let seconds: f64 = env("HT_WORKER_LONG_SECONDS").parse().unwrap();
     registry.register(long, None, Arc::new(SleepingSqlJob { seconds }) as Arc<dyn Job>);
 
+    let many: usize = std::env::var("HT_WORKER_MANY").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    for i in 0..many {
+        let mut job = definition(&format!("bench-{i:03}"), "* * * * *", MisfirePolicy::RunOnce);
+        job.retries = 0;
+        registry.register(job, None, Arc::new(RecordingJob { work: Duration::ZERO }) as Arc<dyn Job>);
+    }
     let pool = db::connect(&url, &db::PoolSettings::default()).await.unwrap();
     let engine = Arc::new(Engine::new(pool, clock, registry, settings));
     engine.sync_definitions().await.unwrap();
@@ -68,6 +74,18 @@ fn spawn_instance(
     long_schedule: &str,
     long_seconds: f64,
 ) -> Instance {
+    spawn_instance_with(url, clock, name, lease_ms, long_schedule, long_seconds, 0)
+}
+
+fn spawn_instance_with(
+    url: &str,
+    clock: &str,
+    name: &str,
+    lease_ms: u64,
+    long_schedule: &str,
+    long_seconds: f64,
+    many: usize,
+) -> Instance {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["worker", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("HT_WORKER_DB", url)
@@ -76,6 +94,7 @@ fn spawn_instance(
         .env("HT_WORKER_LEASE_MS", lease_ms.to_string())
         .env("HT_WORKER_LONG_SCHEDULE", long_schedule)
         .env("HT_WORKER_LONG_SECONDS", long_seconds.to_string())
+        .env("HT_WORKER_MANY", many.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -211,4 +230,86 @@ async fn killing_the_instance_running_a_long_job_hands_it_to_a_survivor() {
     assert_eq!(log[0].4, owner);
     assert_eq!((log[1].0, log[1].1.as_str(), log[1].3.as_str()), (2, "success", "retry"));
     assert_ne!(log[1].4, owner, "a surviving instance ran it");
+}
+
+/// The engine benchmark of BENCHMARKS.md: 200 every-minute jobs, three instances, a simulated day.
+/// `cargo test --release -p engine --test instances bench_many_jobs -- --ignored --nocapture`;
+/// HT_BENCH_JOBS, HT_BENCH_FACTOR and HT_BENCH_HOURS change its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes long, run by hand"]
+async fn bench_many_jobs() {
+    let knob = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (jobs, factor, hours) = (knob("HT_BENCH_JOBS", 200), knob("HT_BENCH_FACTOR", 60), knob("HT_BENCH_HOURS", 24));
+    let db = TestDb::new().await;
+    create_test_runs(db.pool()).await;
+    let day_start = utc("2026-03-09T21:00:00Z");
+    let clock = format!("scaled:{},{factor},{}", day_start.to_rfc3339(), real_ms_from_now(5_000));
+    let reader = Clock::parse(&clock).unwrap();
+    let transactions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    };
+    let mut instances: Vec<Instance> = ["i1", "i2", "i3"]
+        .iter()
+        .map(|name| {
+            spawn_instance_with(db.url(), &clock, name, 30_000, "0 0 1 1 *", 0.0, usize::try_from(jobs).unwrap())
+        })
+        .collect();
+    while reader.now() < day_start {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = transactions().await;
+    let end = day_start + TimeDelta::hours(i64::try_from(hours).unwrap());
+    // Two more business minutes, so the last ticks are claimed before the instances stop.
+    while reader.now() < end + TimeDelta::minutes(2) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = transactions().await;
+    for instance in &instances {
+        signal(instance, "-TERM");
+    }
+    for instance in &mut instances {
+        instance.child.wait().unwrap();
+    }
+    let (ticks, runs, duplicates, skipped): (i64, i64, i64, String) = sqlx::query_as(
+        "SELECT count(DISTINCT (job_name, scheduled_for)),
+                count(*) FILTER (WHERE status = 'success'),
+                (SELECT count(*) FROM (SELECT 1 FROM test_runs GROUP BY job, tick HAVING count(*) > 1) d),
+                coalesce((SELECT string_agg(reason || ' ' || n, ', ') FROM (
+                    SELECT reason, count(*) AS n FROM job_execution_logs
+                    WHERE job_name LIKE 'bench-%' AND status = 'skipped' AND scheduled_for > $1 AND scheduled_for <= $2
+                    GROUP BY reason) r), 'none')
+         FROM job_execution_logs WHERE job_name LIKE 'bench-%' AND scheduled_for > $1 AND scheduled_for <= $2",
+    )
+    .bind(day_start)
+    .bind(end)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let (p50, p99, max): (f64, f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)
+         FROM (SELECT extract(epoch FROM started_at - scheduled_for)::float8 AS d FROM job_execution_logs
+               WHERE job_name LIKE 'bench-%' AND status = 'success' AND scheduled_for > $1 AND scheduled_for <= $2) s",
+    )
+    .bind(day_start)
+    .bind(end)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let expected = i64::try_from(jobs * hours * 60).unwrap();
+    let ms = |business_seconds: f64| business_seconds * 1000.0 / factor as f64;
+    eprintln!(
+        "jobs={jobs} factor={factor} hours={hours}: expected ticks {expected}, ticks with a row {ticks}, successful runs \
+         {runs}, skipped ({skipped}), duplicate runs {duplicates}; claim delay (real ms) p50 {:.1} p99 {:.1} max {:.1}; \
+         database transactions per tick {:.2}",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        (after - before) as f64 / expected as f64
+    );
+    assert_eq!(duplicates, 0);
 }

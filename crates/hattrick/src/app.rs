@@ -97,11 +97,22 @@ pub fn engine_settings(settings: &Settings) -> EngineSettings {
     }
 }
 
-/// A ready engine: pool, schema check, registry, definitions written to the database.
-pub async fn engine(settings: &Settings, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+/// Whether start-up writes the configured job definitions to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Definitions {
+    /// Write them (SPEC 10.4): `serve`, `jobs`, `run`.
+    Sync,
+    /// Leave the database untouched: a dry run writes nothing at all.
+    ReadOnly,
+}
+
+/// A ready engine: pool, schema check, registry, and (unless read-only) definitions written to the database.
+pub async fn engine(settings: &Settings, clock: Clock, definitions: Definitions) -> anyhow::Result<Arc<Engine>> {
     let pool = pool(settings).await?;
     require_schema(&pool).await?;
     let engine = Engine::new(pool, clock, registry(settings)?, engine_settings(settings));
-    engine.sync_definitions().await.context("writing job definitions")?;
+    if definitions == Definitions::Sync {
+        engine.sync_definitions().await.context("writing job definitions")?;
+    }
     Ok(Arc::new(engine))
 }

@@ -25,7 +25,7 @@ pub struct ServeArgs {}
 
 /// Runs the scheduler until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(settings: &Settings, _args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let engine = app::engine(settings, app::clock_from_env()?).await?;
+    let engine = app::engine(settings, app::clock_from_env()?, app::Definitions::Sync).await?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -85,7 +85,7 @@ struct LastRun {
 /// Lists every job: schedule, zone, state, next three fire times in local time and UTC, last run.
 pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let clock = app::clock_from_env()?;
-    let engine = app::engine(settings, clock.clone()).await?;
+    let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
     let pool = app::pool(settings).await?;
     let now = clock.now();
     let mut lines = Vec::new();
@@ -212,7 +212,8 @@ pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<Ex
         eprintln!("error: unknown job {:?}; valid jobs: {}", args.job, registry_names.join(", "));
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    let engine = app::engine(settings, clock).await?;
+    let definitions = if args.dry_run { app::Definitions::ReadOnly } else { app::Definitions::Sync };
+    let engine = app::engine(settings, clock, definitions).await?;
     let run_args = RunArgs { dry_run: args.dry_run, silent: false, from: args.from, to: args.to };
     let result = match engine.run_manual(&args.job, run_args).await {
         Ok(result) => result,

@@ -1,6 +1,5 @@
-//! Configuration: defaults, then a TOML file (`--config` or `HATTRICK_CONFIG`), then the well-known environment
-//! variables of the first version (`DATABASE_URL`, `DATABASE_DIRECT_URL`, `FIREBASE_SERVICE_ACCOUNT_PATH`), then
-//! `HATTRICK_SECTION__KEY` overrides. Every value is checked at start-up; an invalid one stops hattrick with a
+//! Configuration: defaults, then a TOML file (`--config` or `HATTRICK_CONFIG`), then `DATABASE_URL` (as in the
+//! first version), then `HATTRICK_SECTION__KEY` overrides. Every value is checked at start-up; an invalid one stops hattrick with a
 //! message naming the setting and the problem. `hattrick.example.toml` documents every setting.
 
 use std::collections::BTreeMap;
@@ -109,16 +108,13 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// The app's database (`DATABASE_URL`).
     pub url: Option<DatabaseUrl>,
-    /// A direct, unpooled URL for `LISTEN` and session locks when `url` goes through a pooler
-    /// (`DATABASE_DIRECT_URL`).
-    pub direct_url: Option<DatabaseUrl>,
     /// Largest number of connections one instance opens.
     pub max_connections: u32,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, direct_url: None, max_connections: 10 }
+        Self { url: None, max_connections: 10 }
     }
 }
 
@@ -267,10 +263,8 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         let lookup = |name: &str| sources.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        for (variable, key) in [("DATABASE_URL", "database.url"), ("DATABASE_DIRECT_URL", "database.direct_url")] {
-            if let Some(value) = lookup(variable).filter(|v| !v.is_empty()) {
-                figment = figment.merge(Serialized::default(key, value));
-            }
+        if let Some(url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("database.url", url));
         }
         // Only `HATTRICK_<SECTION>__<KEY>` are overrides; HATTRICK_CONFIG and HATTRICK_CLOCK are not settings.
         let overrides: Vec<(String, String)> =

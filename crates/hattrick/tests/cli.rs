@@ -19,7 +19,15 @@ fn stdout(output: &Output) -> String {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [vec!["--help"], vec!["migrate", "--help"], vec!["seed", "--help"], vec!["config", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["migrate", "--help"],
+        vec!["seed", "--help"],
+        vec!["config", "--help"],
+        vec!["serve", "--help"],
+        vec!["jobs", "--help"],
+        vec!["run", "--help"],
+    ] {
         let output = hattrick(&args, None);
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
         assert!(stdout(&output).contains("Usage:"), "{args:?}");
@@ -101,8 +109,12 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["dry_run"], true);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
-    assert_eq!(rows, 0, "a dry run writes nothing");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "a dry run writes nothing, not even the job's definition");
 
     let run = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z", "--force"], Some(db.url()));
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
