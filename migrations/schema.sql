@@ -507,3 +507,13 @@ CREATE TABLE hattrick_time_zones (
     name text NOT NULL,
     CONSTRAINT hattrick_time_zones_pkey PRIMARY KEY (name)
 );
+
+-- Idempotency keys of ledger rows folded into carry-forward rows by compaction (SPEC 10.14): a key stays used
+-- after its row is gone, so nothing can be paid twice.
+CREATE TABLE hattrick_compacted_keys (
+    idempotency_key text NOT NULL,
+    ledger varchar(10) NOT NULL,
+    compacted_at timestamptz NOT NULL,
+    CONSTRAINT hattrick_compacted_keys_pkey PRIMARY KEY (idempotency_key),
+    CONSTRAINT hattrick_compacted_keys_ledger_check CHECK (ledger IN ('xp', 'credits'))
+);

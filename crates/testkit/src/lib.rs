@@ -7,6 +7,8 @@
 //! `pg_ctl -D $TMPDIR/hattrick-testkit-pg/data stop`).
 
 mod database;
+mod ledger;
 
 pub use database::{TestDb, server_url};
 pub use engine::Clock;
+pub use ledger::assert_ledger_invariants;

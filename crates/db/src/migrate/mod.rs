@@ -41,10 +41,18 @@ const LOCK_RETRIES: u32 = 20;
 /// the migration instead of being worked around.
 const STRICT_TABLES: &[&str] = &["customer_predictions"];
 
-/// The checksum of the embedded schema, stored after a successful migration so `/readyz` can tell whether this
-/// binary's schema is applied.
+/// hattrick's SQL functions, embedded in the binary: applied as a whole whenever they change.
+pub const ROUTINES_SQL: &str = include_str!("../../../../migrations/routines.sql");
+
+/// The checksum of the embedded schema and functions, stored after a successful migration so `serve` and
+/// `/readyz` can tell whether this binary's schema is applied.
 pub fn schema_checksum() -> String {
-    let digest = Sha256::digest(SCHEMA_SQL.as_bytes());
+    let digest = Sha256::digest([SCHEMA_SQL.as_bytes(), ROUTINES_SQL.as_bytes()].concat());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn routines_checksum() -> String {
+    let digest = Sha256::digest(ROUTINES_SQL.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -100,6 +108,8 @@ pub enum Action {
     },
     /// A data or trigger change for a legacy database.
     Fixup(Fixup),
+    /// (Re)create hattrick's SQL functions (`migrations/routines.sql`), which changed.
+    Routines,
 }
 
 impl fmt::Display for Action {
@@ -119,6 +129,7 @@ impl fmt::Display for Action {
                 write!(f, "create index {name}{how}: {sql}")
             }
             Action::Fixup(fixup) => write!(f, "{fixup}"),
+            Action::Routines => write!(f, "create or replace hattrick's SQL functions (migrations/routines.sql)"),
         }
     }
 }
@@ -320,6 +331,16 @@ impl Migrator {
         for fixup in fixups::detect(&mut self.conn, &live, plan.first_adoption).await? {
             plan.actions.push(Action::Fixup(fixup));
         }
+        let routines_applied = live.tables.contains_key("hattrick_schema_state")
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'routines_checksum' AND value = $1)",
+            )
+            .bind(routines_checksum())
+            .fetch_one(&mut self.conn)
+            .await?;
+        if !routines_applied {
+            plan.actions.push(Action::Routines);
+        }
         Ok(plan)
     }
 
@@ -378,6 +399,22 @@ impl Migrator {
                 }
                 Action::Fixup(fixup) => {
                     fixups::apply(&mut self.conn, fixup).await?;
+                    report.applied.push(action.to_string());
+                }
+                Action::Routines => {
+                    let mut tx = self.conn.begin().await?;
+                    sqlx::raw_sql(ROUTINES_SQL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| Error::Migration(format!("routines.sql: {e}")))?;
+                    sqlx::query(
+                        "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('routines_checksum', $1, now())
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+                    )
+                    .bind(routines_checksum())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
                     report.applied.push(action.to_string());
                 }
             }
@@ -579,6 +616,7 @@ fn diff(statements: &[Statement], desired: &Catalog, live: &Catalog) -> Plan {
         Action::AddConstraint { .. } | Action::ValidateConstraint { .. } => 3,
         Action::CreateIndex { .. } => 4,
         Action::Fixup(_) => 5,
+        Action::Routines => 6,
     });
     plan
 }

@@ -1,0 +1,180 @@
+-- hattrick's SQL functions: levels, and the ledger functions the app calls for its own writes (SPEC 10.13).
+--
+-- Applied by `hattrick migrate` whenever this file changes (CREATE OR REPLACE; the file is run as a whole in one
+-- transaction). Every function that moves XP or credits locks the user's balance row first, so concurrent grants
+-- and spends on one user are serialised and `balance_before/after` are exact; an idempotency key makes a repeated
+-- call a no-op.
+
+-- Levels (SPEC 3.2) ---------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hattrick_levels()
+RETURNS TABLE (level text, rank int, xp_from int, credits int, name_tr text, name_en text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    VALUES ('bronze', 1, 0, 0, 'Bronz', 'Bronze'),
+           ('silver', 2, 500, 25, 'Gümüş', 'Silver'),
+           ('gold', 3, 2000, 50, 'Altın', 'Gold'),
+           ('platinum', 4, 5000, 100, 'Platin', 'Platinum'),
+           ('diamond', 5, 10000, 250, 'Elmas', 'Diamond'),
+           ('vip_elite', 6, 25000, 500, 'VIP Elite', 'VIP Elite')
+$$;
+
+CREATE OR REPLACE FUNCTION hattrick_level_for(xp int) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN xp >= 25000 THEN 'vip_elite' WHEN xp >= 10000 THEN 'diamond' WHEN xp >= 5000 THEN 'platinum'
+                WHEN xp >= 2000 THEN 'gold' WHEN xp >= 500 THEN 'silver' ELSE 'bronze' END
+$$;
+
+CREATE OR REPLACE FUNCTION hattrick_level_rank(level text) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE level WHEN 'bronze' THEN 1 WHEN 'silver' THEN 2 WHEN 'gold' THEN 3 WHEN 'platinum' THEN 4
+                      WHEN 'diamond' THEN 5 WHEN 'vip_elite' THEN 6 END
+$$;
+
+-- The XP at which the level after `xp`'s begins (NULL at the top level).
+CREATE OR REPLACE FUNCTION hattrick_next_level_xp(xp int) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN xp >= 25000 THEN NULL WHEN xp >= 10000 THEN 25000 WHEN xp >= 5000 THEN 10000
+                WHEN xp >= 2000 THEN 5000 WHEN xp >= 500 THEN 2000 ELSE 500 END
+$$;
+
+-- Percent through the current level (100 at the top level).
+CREATE OR REPLACE FUNCTION hattrick_level_progress(xp int) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN xp >= 25000 THEN 100::numeric
+                ELSE round(100.0 * (greatest(xp, 0) - f.xp_from) / (hattrick_next_level_xp(xp) - f.xp_from), 2) END
+    FROM (SELECT CASE WHEN xp >= 10000 THEN 10000 WHEN xp >= 5000 THEN 5000 WHEN xp >= 2000 THEN 2000
+                      WHEN xp >= 500 THEN 500 ELSE 0 END AS xp_from) f
+$$;
+
+-- Enqueues the level-up push of SPEC 3.2 for `level` (once per user and level: the dedupe key), in the user's
+-- language. Deleted and inactive users get no push; opted-out users' rows are written and stopped at send time.
+CREATE OR REPLACE FUNCTION hattrick_enqueue_level_up(p_user uuid, p_level text, p_at timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data, not_before,
+                             created_at)
+    SELECT u.id, 'reward', 'level-up:' || u.id || ':' || l.level,
+           CASE WHEN u.locale_preference ILIKE 'en%' THEN 'Level up! ⬆️' ELSE 'Seviye Atladın! ⬆️' END,
+           CASE WHEN u.locale_preference ILIKE 'en%' THEN 'You reached ' || l.name_en || '! 🎉'
+                ELSE l.name_tr || ' seviyesine ulaştın! 🎉' END,
+           'goalgpt://profile',
+           jsonb_build_object('type', 'level_up', 'level', l.level, 'deepLink', 'goalgpt://profile'),
+           p_at, p_at
+    FROM customer_users u JOIN hattrick_levels() l ON l.level = p_level
+    WHERE u.id = p_user AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
+    ON CONFLICT (dedupe_key) DO NOTHING
+$$;
+
+-- Ledger functions for the app ----------------------------------------------------------------------------------
+
+-- Grants `amount` (> 0) credits, or does nothing if `idempotency_key` was used before. Returns the new balance, or
+-- NULL when the key had been used.
+CREATE OR REPLACE FUNCTION hattrick_grant_credits(
+    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_balance int;
+BEGIN
+    IF p_amount IS NULL OR p_amount <= 0 THEN
+        RAISE EXCEPTION 'hattrick_grant_credits: amount must be positive (got %)', p_amount;
+    END IF;
+    IF p_key IS NULL THEN
+        RAISE EXCEPTION 'hattrick_grant_credits: an idempotency key is required';
+    END IF;
+    INSERT INTO customer_credits (customer_user_id, created_at, updated_at) VALUES (p_user, p_at, p_at)
+    ON CONFLICT (customer_user_id) DO NOTHING;
+    SELECT balance INTO v_balance FROM customer_credits WHERE customer_user_id = p_user FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM customer_credit_transactions WHERE idempotency_key = p_key)
+       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description, balance_before,
+                                              balance_after, metadata, idempotency_key, created_at)
+    VALUES (p_user, p_amount, p_type, p_description, v_balance, v_balance + p_amount, coalesce(p_metadata, '{}'),
+            p_key, p_at);
+    UPDATE customer_credits SET balance = balance + p_amount, lifetime_earned = lifetime_earned + p_amount,
+                                updated_at = p_at
+    WHERE customer_user_id = p_user;
+    RETURN v_balance + p_amount;
+END $$;
+
+-- Spends `amount` (> 0) credits; fails when the balance is too low. Returns the new balance, or NULL when the key
+-- had been used.
+CREATE OR REPLACE FUNCTION hattrick_spend_credits(
+    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_balance int;
+BEGIN
+    IF p_amount IS NULL OR p_amount <= 0 THEN
+        RAISE EXCEPTION 'hattrick_spend_credits: amount must be positive (got %)', p_amount;
+    END IF;
+    IF p_key IS NULL THEN
+        RAISE EXCEPTION 'hattrick_spend_credits: an idempotency key is required';
+    END IF;
+    INSERT INTO customer_credits (customer_user_id, created_at, updated_at) VALUES (p_user, p_at, p_at)
+    ON CONFLICT (customer_user_id) DO NOTHING;
+    SELECT balance INTO v_balance FROM customer_credits WHERE customer_user_id = p_user FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM customer_credit_transactions WHERE idempotency_key = p_key)
+       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
+        RETURN NULL;
+    END IF;
+    IF v_balance < p_amount THEN
+        RAISE EXCEPTION 'hattrick_spend_credits: balance % is less than %', v_balance, p_amount
+            USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description, balance_before,
+                                              balance_after, metadata, idempotency_key, created_at)
+    VALUES (p_user, -p_amount, p_type, p_description, v_balance, v_balance - p_amount, coalesce(p_metadata, '{}'),
+            p_key, p_at);
+    UPDATE customer_credits SET balance = balance - p_amount, lifetime_spent = lifetime_spent + p_amount,
+                                updated_at = p_at
+    WHERE customer_user_id = p_user;
+    RETURN v_balance - p_amount;
+END $$;
+
+-- Grants `amount` XP (negative for a deduction), recomputes the level both ways and pays the level-up credits of
+-- every level crossed upwards, each once per user ever (SPEC 3.2, 10.8). Returns the new XP, or NULL when the key
+-- had been used.
+CREATE OR REPLACE FUNCTION hattrick_grant_xp(
+    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_before int;
+    v_after int;
+    v_level record;
+BEGIN
+    IF p_amount IS NULL OR p_amount = 0 THEN
+        RAISE EXCEPTION 'hattrick_grant_xp: amount must not be zero (got %)', p_amount;
+    END IF;
+    IF p_key IS NULL THEN
+        RAISE EXCEPTION 'hattrick_grant_xp: an idempotency key is required';
+    END IF;
+    INSERT INTO customer_xp (customer_user_id, next_level_xp, created_at, updated_at) VALUES (p_user, 500, p_at, p_at)
+    ON CONFLICT (customer_user_id) DO NOTHING;
+    SELECT xp_points INTO v_before FROM customer_xp WHERE customer_user_id = p_user FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM customer_xp_transactions WHERE idempotency_key = p_key)
+       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
+        RETURN NULL;
+    END IF;
+    v_after := v_before + p_amount;
+    IF v_after < 0 THEN
+        RAISE EXCEPTION 'hattrick_grant_xp: XP % would fall below zero', v_after USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description, metadata,
+                                          idempotency_key, created_at)
+    VALUES (p_user, p_amount, p_type, p_description, coalesce(p_metadata, '{}'), p_key, p_at);
+    UPDATE customer_xp
+    SET xp_points = v_after, total_earned = total_earned + greatest(p_amount, 0), level = hattrick_level_for(v_after),
+        level_progress = hattrick_level_progress(v_after), next_level_xp = hattrick_next_level_xp(v_after),
+        updated_at = p_at
+    WHERE customer_user_id = p_user;
+    FOR v_level IN SELECT * FROM hattrick_levels() l WHERE l.xp_from > v_before AND l.xp_from <= v_after LOOP
+        PERFORM hattrick_grant_credits(p_user, v_level.credits, 'promotional', 'level-up:' || p_user || ':' || v_level.level,
+                                       'Level up: ' || v_level.name_en, jsonb_build_object('level_up', v_level.level), p_at);
+        PERFORM hattrick_enqueue_level_up(p_user, v_level.level, p_at);
+    END LOOP;
+    RETURN v_after;
+END $$;
