@@ -178,3 +178,19 @@ BEGIN
     END LOOP;
     RETURN v_after;
 END $$;
+
+-- Push texts ----------------------------------------------------------------------------------------------------
+
+-- Replaces each `{name}` in `template` by `vars ->> name`.
+CREATE OR REPLACE FUNCTION hattrick_render(template text, vars jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v_key text;
+    v_value text;
+    v_out text := template;
+BEGIN
+    FOR v_key, v_value IN SELECT key, value FROM jsonb_each_text(coalesce(vars, '{}')) LOOP
+        v_out := replace(v_out, '{' || v_key || '}', coalesce(v_value, ''));
+    END LOOP;
+    RETURN v_out;
+END $$;

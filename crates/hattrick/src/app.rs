@@ -10,7 +10,7 @@ use crate::catalog::{self, JobDefaults};
 use crate::config::Settings;
 use engine::schedule::parse_time_zone;
 use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
-use rewards::{DayZones, StreakReset};
+use rewards::{Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, StreakReset};
 
 /// The business clock: `HATTRICK_CLOCK` (`system`, `fixed:<instant>`, `scaled:<instant>,<factor>[,<ms>]`) for
 /// tests and demos, else the system clock.
@@ -73,11 +73,30 @@ pub fn definition(settings: &Settings, defaults: &JobDefaults) -> anyhow::Result
     Ok((definition, overrides.enabled))
 }
 
+/// The per-run limits configured for `job` (SPEC 10.12).
+fn budget(settings: &Settings, job: &str) -> Budget {
+    let job = settings.jobs.get(job);
+    Budget { max_grants: job.and_then(|j| j.max_grants), max_pushes: job.and_then(|j| j.max_pushes) }
+}
+
 /// Every job this binary implements, with its definition.
 pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
     let zones = day_zones(settings)?;
+    let rewards = &settings.rewards;
+    let amount =
+        |name: &str, value: i64| i32::try_from(value).with_context(|| format!("rewards.{name}: {value} is too large"));
+    let amounts = ReferralAmounts {
+        tier2_referrer_credits: amount("tier2_referrer_credits", rewards.tier2_referrer_credits)?,
+        tier2_referred_credits: amount("tier2_referred_credits", rewards.tier2_referred_credits)?,
+        tier3_referrer_credits: amount("tier3_referrer_credits", rewards.tier3_referrer_credits)?,
+        tier3_referrer_xp: amount("tier3_referrer_xp", rewards.tier3_referrer_xp)?,
+    };
     let mut registry = Registry::new();
-    let implemented: Vec<(&str, Arc<dyn Job>)> = vec![("streak-reset", Arc::new(StreakReset { zones }))];
+    let implemented: Vec<(&str, Arc<dyn Job>)> = vec![
+        ("referral-tier2", Arc::new(ReferralTier2 { amounts, budget: budget(settings, "referral-tier2") })),
+        ("referral-tier3", Arc::new(ReferralTier3 { amounts, budget: budget(settings, "referral-tier3") })),
+        ("streak-reset", Arc::new(StreakReset { zones })),
+    ];
     for (name, job) in implemented {
         let defaults = catalog::find(name).with_context(|| format!("{name} is not in the job catalogue"))?;
         let (definition, enabled) = definition(settings, defaults)?;

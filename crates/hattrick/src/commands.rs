@@ -159,6 +159,9 @@ pub struct RunCommandArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Grant without enqueueing any push: a back-fill of old eligibility (SPEC 10.12).
+    #[arg(long)]
+    pub silent: bool,
     /// Allow --at more than a day away from now.
     #[arg(long)]
     pub force: bool,
@@ -214,7 +217,7 @@ pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<Ex
     }
     let definitions = if args.dry_run { app::Definitions::ReadOnly } else { app::Definitions::Sync };
     let engine = app::engine(settings, clock, definitions).await?;
-    let run_args = RunArgs { dry_run: args.dry_run, silent: false, from: args.from, to: args.to };
+    let run_args = RunArgs { dry_run: args.dry_run, silent: args.silent, from: args.from, to: args.to };
     let result = match engine.run_manual(&args.job, run_args).await {
         Ok(result) => result,
         Err(ManualError::AlreadyRunning(job)) => {

@@ -82,13 +82,13 @@ async fn jobs_lists_each_job_with_its_next_fire_times_in_local_time_and_utc() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = stdout(&output);
     assert!(text.contains("streak-reset  [active]  1 0 * * *  (Europe/Istanbul, misfire latest)"), "{text}");
+    assert!(text.contains("referral-tier2  [active]  * * * * *  (Europe/Istanbul, misfire run_once)"), "{text}");
     assert_eq!(text.matches("    next  ").count() % 3, 0, "{text}");
     assert!(text.contains("+03 ") && text.contains(" UTC"), "{text}");
 
     let json = hattrick(&["jobs", "--json"], Some(db.url()));
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
-    let job = &parsed.as_array().unwrap()[0];
-    assert_eq!(job["name"], "streak-reset");
+    let job = parsed.as_array().unwrap().iter().find(|j| j["name"] == "streak-reset").expect("streak-reset listed");
     assert_eq!(job["next_runs_utc"].as_array().unwrap().len(), 3);
 }
 
@@ -98,7 +98,10 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     let unknown = hattrick(&["run", "streak-rest"], Some(db.url()));
     assert_eq!(unknown.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
-    assert!(stderr.contains("unknown job \"streak-rest\"; valid jobs: streak-reset"), "{stderr}");
+    assert!(
+        stderr.contains("unknown job \"streak-rest\"; valid jobs: referral-tier2, referral-tier3, streak-reset"),
+        "{stderr}"
+    );
 
     let far = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z"], Some(db.url()));
     assert_eq!(far.status.code(), Some(1));

@@ -1,8 +1,19 @@
 //! hattrick's domain: the jobs that reward and engage GoalGPT's users. SQL lives next to the logic it serves;
 //! every job takes "now" from the engine's clock and passes it to SQL as a parameter.
+//!
+//! - [`ledger`] grants XP and credits set-based, with idempotency keys, levels and level-up bonuses;
+//! - [`outbox`] writes pushes in the job's transaction, with the texts of [`messages`] in the user's language;
+//! - [`referrals`] holds `referral-tier2` and `referral-tier3`, [`streak_reset`] holds `streak-reset`.
 
+pub mod budget;
 pub mod days;
+pub mod ledger;
+pub mod messages;
+pub mod outbox;
+pub mod referrals;
 pub mod streak_reset;
 
+pub use budget::Budget;
 pub use days::DayZones;
+pub use referrals::{ReferralAmounts, ReferralTier2, ReferralTier3};
 pub use streak_reset::StreakReset;

@@ -1,0 +1,228 @@
+//! The rewards ledger, set-based (SPEC 3.1, 3.2).
+//!
+//! A job fills two per-session scratch tables with the grants of one batch, by `INSERT ... SELECT` with its own
+//! parameters (never an id list from Rust), then calls [`apply`] inside its transaction. `apply`:
+//! 1. drops grants whose idempotency key was used before (in the ledgers or among compacted keys);
+//! 2. creates missing balance rows and locks every touched balance row in user order (so concurrent grants, and
+//!    the app's own ledger functions, are serialised per user and never deadlock each other);
+//! 3. inserts XP rows, moves XP and recomputes levels, and turns every level crossed upwards into a credit grant
+//!    (`level-up:{user}:{level}`, paid once per user ever) plus its push;
+//! 4. inserts credit rows with exact `balance_before/after` (running sums when one user gets several grants in a
+//!    batch) and moves balances with one atomic increment per user.
+//!
+//! The scratch tables are `ON COMMIT DELETE ROWS`: a batch never leaks into the next transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// Creates the session's scratch tables if this connection has none yet.
+pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_credit_grants (
+             idempotency_key text PRIMARY KEY,
+             customer_user_id uuid NOT NULL,
+             amount int NOT NULL,
+             transaction_type varchar(50) NOT NULL,
+             description text,
+             reference_id uuid,
+             reference_type varchar(50),
+             metadata jsonb NOT NULL DEFAULT '{}'
+         ) ON COMMIT DELETE ROWS;
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_xp_grants (
+             idempotency_key text PRIMARY KEY,
+             customer_user_id uuid NOT NULL,
+             xp_amount int NOT NULL,
+             transaction_type varchar(50) NOT NULL,
+             description text,
+             reference_id uuid,
+             reference_type varchar(50),
+             metadata jsonb NOT NULL DEFAULT '{}'
+         ) ON COMMIT DELETE ROWS;",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What one [`apply`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Credit ledger rows inserted (level-up bonuses included).
+    pub credit_rows: i64,
+    /// Sum of their amounts.
+    pub credits: i64,
+    /// XP ledger rows inserted.
+    pub xp_rows: i64,
+    /// Sum of their amounts.
+    pub xp: i64,
+    /// Levels crossed upwards (each paid its bonus).
+    pub level_ups: i64,
+}
+
+/// Counts the grants waiting in the scratch tables (for budgets, before anything is written).
+pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM hattrick_credit_grants g
+                 WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key))
+              + (SELECT count(*) FROM hattrick_xp_grants g
+                 WHERE NOT EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Applies the grants in the scratch tables, in the caller's transaction. `push` enqueues level-up pushes (false
+/// for a silent back-fill, SPEC 10.12).
+pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Result<Applied, sqlx::Error> {
+    let mut applied = Applied::default();
+
+    // XP first: level-ups become credit grants.
+    sqlx::query(
+        "DELETE FROM hattrick_xp_grants g
+         WHERE EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key)
+            OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let has_xp: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_xp_grants)").fetch_one(&mut *conn).await?;
+    if has_xp {
+        sqlx::query(
+            "INSERT INTO customer_xp (customer_user_id, next_level_xp, created_at, updated_at)
+             SELECT DISTINCT customer_user_id, 500, $1::timestamptz, $1::timestamptz FROM hattrick_xp_grants
+             ON CONFLICT (customer_user_id) DO NOTHING",
+        )
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "SELECT 1 FROM customer_xp x
+             WHERE x.customer_user_id IN (SELECT customer_user_id FROM hattrick_xp_grants)
+             ORDER BY x.customer_user_id FOR UPDATE",
+        )
+        .execute(&mut *conn)
+        .await?;
+        // Keys used by a transaction that committed while this one waited for the locks.
+        sqlx::query(
+            "DELETE FROM hattrick_xp_grants g
+             WHERE EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let (rows, total, level_ups): (i64, i64, i64) = sqlx::query_as(
+            "WITH inserted AS (
+                 INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description,
+                     reference_id, reference_type, metadata, idempotency_key, created_at)
+                 SELECT customer_user_id, xp_amount, transaction_type, description, reference_id, reference_type,
+                        metadata, idempotency_key, $1
+                 FROM hattrick_xp_grants
+                 RETURNING customer_user_id, xp_amount
+             ),
+             per_user AS (
+                 SELECT customer_user_id, sum(xp_amount)::int AS total, sum(greatest(xp_amount, 0))::int AS earned
+                 FROM inserted GROUP BY customer_user_id
+             ),
+             moved AS (
+                 UPDATE customer_xp x
+                 SET xp_points = x.xp_points + p.total, total_earned = x.total_earned + p.earned,
+                     level = hattrick_level_for(x.xp_points + p.total),
+                     level_progress = hattrick_level_progress(x.xp_points + p.total),
+                     next_level_xp = hattrick_next_level_xp(x.xp_points + p.total), updated_at = $1
+                 FROM per_user p WHERE x.customer_user_id = p.customer_user_id
+                 RETURNING x.customer_user_id, x.xp_points - p.total AS before, x.xp_points AS after
+             ),
+             crossed AS (
+                 INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                     description, metadata)
+                 SELECT 'level-up:' || m.customer_user_id || ':' || l.level, m.customer_user_id, l.credits,
+                        'promotional', 'Level up: ' || l.name_en, jsonb_build_object('level_up', l.level)
+                 FROM moved m JOIN hattrick_levels() l ON l.xp_from > m.before AND l.xp_from <= m.after
+                 WHERE l.credits > 0
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING customer_user_id, metadata ->> 'level_up' AS level
+             ),
+             pushed AS (
+                 SELECT hattrick_enqueue_level_up(c.customer_user_id, c.level, $1) FROM crossed c WHERE $2
+             )
+             SELECT (SELECT count(*) FROM inserted), (SELECT coalesce(sum(xp_amount), 0) FROM inserted),
+                    (SELECT count(*) FROM crossed) + 0 * (SELECT count(*) FROM pushed)",
+        )
+        .bind(at)
+        .bind(push)
+        .fetch_one(&mut *conn)
+        .await?;
+        applied.xp_rows = rows;
+        applied.xp = total;
+        applied.level_ups = level_ups;
+    }
+
+    sqlx::query(
+        "DELETE FROM hattrick_credit_grants g
+         WHERE EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key)
+            OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let has_credits: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_credit_grants)").fetch_one(&mut *conn).await?;
+    if has_credits {
+        sqlx::query(
+            "INSERT INTO customer_credits (customer_user_id, created_at, updated_at)
+             SELECT DISTINCT customer_user_id, $1::timestamptz, $1::timestamptz FROM hattrick_credit_grants
+             ON CONFLICT (customer_user_id) DO NOTHING",
+        )
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "SELECT 1 FROM customer_credits c
+             WHERE c.customer_user_id IN (SELECT customer_user_id FROM hattrick_credit_grants)
+             ORDER BY c.customer_user_id FOR UPDATE",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM hattrick_credit_grants g
+             WHERE EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        // Under the locks the balances read here are current; a user with several grants in the batch gets them
+        // chained in key order.
+        let (rows, total): (i64, i64) = sqlx::query_as(
+            "WITH chained AS (
+                 SELECT g.*, c.balance + coalesce(sum(g.amount) OVER (
+                            PARTITION BY g.customer_user_id ORDER BY g.idempotency_key
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                 FROM hattrick_credit_grants g JOIN customer_credits c ON c.customer_user_id = g.customer_user_id
+             ),
+             inserted AS (
+                 INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description,
+                     reference_id, reference_type, balance_before, balance_after, metadata, idempotency_key,
+                     created_at)
+                 SELECT customer_user_id, amount, transaction_type, description, reference_id, reference_type,
+                        before, before + amount, metadata, idempotency_key, $1
+                 FROM chained
+                 RETURNING customer_user_id, amount
+             ),
+             moved AS (
+                 UPDATE customer_credits c
+                 SET balance = c.balance + p.total, lifetime_earned = c.lifetime_earned + p.earned,
+                     lifetime_spent = c.lifetime_spent + p.spent, updated_at = $1
+                 FROM (SELECT customer_user_id, sum(amount)::int AS total, sum(greatest(amount, 0))::int AS earned,
+                              sum(greatest(-amount, 0))::int AS spent
+                       FROM inserted GROUP BY customer_user_id) p
+                 WHERE c.customer_user_id = p.customer_user_id
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM inserted), (SELECT coalesce(sum(amount), 0) FROM inserted)
+                    + 0 * (SELECT count(*) FROM moved)",
+        )
+        .bind(at)
+        .fetch_one(&mut *conn)
+        .await?;
+        applied.credit_rows = rows;
+        applied.credits = total;
+    }
+    Ok(applied)
+}

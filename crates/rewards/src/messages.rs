@@ -1,0 +1,69 @@
+//! The push texts of SPEC 3.12, in Turkish (the product's own) and English. `{name}` placeholders are filled per
+//! user in SQL (`hattrick_render`).
+
+/// One kind of push: its texts, deep link and `data.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message {
+    /// `data.type` and the text key.
+    pub kind: &'static str,
+    /// Turkish title.
+    pub title_tr: &'static str,
+    /// Turkish body.
+    pub body_tr: &'static str,
+    /// English title.
+    pub title_en: &'static str,
+    /// English body.
+    pub body_en: &'static str,
+    /// Deep link opened on tap.
+    pub deep_link: &'static str,
+}
+
+/// A badge was unlocked (`{name_tr}`, `{name_en}`).
+pub const BADGE_UNLOCK: Message = Message {
+    kind: "badge_unlock",
+    title_tr: "Yeni Rozet! 🎖️",
+    body_tr: "{name_tr} rozetini kazandın!",
+    title_en: "New badge! 🎖️",
+    body_en: "You earned the {name_en} badge!",
+    deep_link: "goalgpt://badges",
+};
+
+/// The referrer's friend logged in (tier 2).
+pub const REFERRAL_TIER2: Message = Message {
+    kind: "referral_tier2",
+    title_tr: "Arkadaşın Giriş Yaptı! 💰",
+    body_tr: "Arkadaşın ilk girişini yaptı! {credits} kredi kazandın.",
+    title_en: "Your friend joined! 💰",
+    body_en: "Your friend signed in for the first time. You earned {credits} credits.",
+    deep_link: "goalgpt://referrals",
+};
+
+/// The referred user's welcome bonus (tier 2).
+pub const WELCOME_BONUS: Message = Message {
+    kind: "welcome_bonus",
+    title_tr: "Hoş Geldin! 🎁",
+    body_tr: "{credits} kredi hediyemiz seninle!",
+    title_en: "Welcome! 🎁",
+    body_en: "Here are {credits} credits on us!",
+    deep_link: "goalgpt://credits",
+};
+
+/// The referrer's friend subscribed (tier 3).
+pub const REFERRAL_TIER3: Message = Message {
+    kind: "referral_tier3",
+    title_tr: "Arkadaşın VIP Oldu! 🎉",
+    body_tr: "Arkadaşın VIP üye oldu! {credits} kredi + {xp} XP kazandın.",
+    title_en: "Your friend went VIP! 🎉",
+    body_en: "Your friend became a VIP member. You earned {credits} credits + {xp} XP.",
+    deep_link: "goalgpt://referrals",
+};
+
+/// The referred user became VIP (tier 3).
+pub const WELCOME_VIP: Message = Message {
+    kind: "welcome_vip",
+    title_tr: "VIP'e Hoş Geldin! 👑",
+    body_tr: "VIP ayrıcalıkların açıldı. İyi tahminler!",
+    title_en: "Welcome to VIP! 👑",
+    body_en: "Your VIP perks are unlocked. Good luck with your picks!",
+    deep_link: "goalgpt://home",
+};

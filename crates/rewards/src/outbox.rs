@@ -1,0 +1,94 @@
+//! Writing pushes to the outbox (SPEC 4) in the job's transaction: a job fills the session's scratch table
+//! `hattrick_push_batch` with one row per user (dedupe key, placeholders, extra data), then [`flush`] renders
+//! the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat impossible.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::messages::Message;
+
+/// Category of a push, as stored (`push_outbox.category`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Badges, referrals, level-ups: exempt from the daily cap.
+    Reward,
+    /// Reminders, warnings, alerts.
+    Engagement,
+}
+
+impl Category {
+    fn as_str(self) -> &'static str {
+        match self {
+            Category::Reward => "reward",
+            Category::Engagement => "engagement",
+        }
+    }
+}
+
+/// Creates the session's scratch table if this connection has none yet.
+pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_push_batch (
+             dedupe_key text PRIMARY KEY,
+             customer_user_id uuid NOT NULL,
+             vars jsonb NOT NULL DEFAULT '{}',
+             data jsonb NOT NULL DEFAULT '{}',
+             image_url text
+         ) ON COMMIT DELETE ROWS",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts the pushes waiting in the scratch table that are not in the outbox yet (for budgets).
+pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM hattrick_push_batch b
+         WHERE NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.dedupe_key = b.dedupe_key)",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Inserts the scratch table's rows as `message` pushes and empties it; returns how many were new. Deleted and
+/// inactive users get nothing (SPEC 10.7); opted-out users' reward pushes are written and stopped at send time
+/// (SPEC 10.15). `write` false (a silent back-fill) only empties the batch.
+pub async fn flush(
+    conn: &mut PgConnection,
+    message: &Message,
+    category: Category,
+    at: DateTime<Utc>,
+    write: bool,
+) -> Result<i64, sqlx::Error> {
+    let inserted = if write {
+        sqlx::query(
+            "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
+                                      not_before, created_at)
+             SELECT b.customer_user_id, $1, b.dedupe_key,
+                    hattrick_render(CASE WHEN u.locale_preference ILIKE 'en%' THEN $3 ELSE $2 END, b.vars),
+                    hattrick_render(CASE WHEN u.locale_preference ILIKE 'en%' THEN $5 ELSE $4 END, b.vars),
+                    b.image_url, $6,
+                    jsonb_build_object('type', $7::text, 'deepLink', $6::text) || b.data,
+                    $8, $8
+             FROM hattrick_push_batch b JOIN customer_users u ON u.id = b.customer_user_id
+             WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(category.as_str())
+        .bind(message.title_tr)
+        .bind(message.title_en)
+        .bind(message.body_tr)
+        .bind(message.body_en)
+        .bind(message.deep_link)
+        .bind(message.kind)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    } else {
+        0
+    };
+    sqlx::query("DELETE FROM hattrick_push_batch").execute(&mut *conn).await?;
+    Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
+}

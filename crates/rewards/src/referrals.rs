@@ -1,0 +1,366 @@
+//! `referral-tier2` and `referral-tier3` (SPEC 3.4, 10.10).
+//!
+//! Each run works in batches: one transaction locks a batch of eligible referrals (`FOR UPDATE SKIP LOCKED`, so
+//! two runs at once share the work instead of paying it twice), grants through the ledger, writes the pushes and
+//! moves the referrals to their next state. Idempotency keys (`referral:{id}:tier2:referrer`, ...) and dedupe keys
+//! (`referral-tier2:{id}`, ...) make a repeat impossible even if a state change were lost.
+
+use chrono::{DateTime, Utc};
+use engine::{Job, JobContext, JobError, JobReport, RunFuture};
+use sqlx::PgConnection;
+
+use crate::messages::{REFERRAL_TIER2, REFERRAL_TIER3, WELCOME_BONUS, WELCOME_VIP};
+use crate::outbox::{self, Category};
+use crate::{Budget, ledger};
+
+/// Referrals per transaction.
+const BATCH: i64 = 5_000;
+
+/// What the referral tiers pay (SPEC 3.4 defaults: 50 and 10 credits at tier 2; 200 credits and 500 XP at tier 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferralAmounts {
+    /// Credits to the referrer at tier 2.
+    pub tier2_referrer_credits: i32,
+    /// Credits to the referred user at tier 2.
+    pub tier2_referred_credits: i32,
+    /// Credits to the referrer at tier 3.
+    pub tier3_referrer_credits: i32,
+    /// XP to the referrer at tier 3.
+    pub tier3_referrer_xp: i32,
+}
+
+impl Default for ReferralAmounts {
+    fn default() -> Self {
+        Self {
+            tier2_referrer_credits: 50,
+            tier2_referred_credits: 10,
+            tier3_referrer_credits: 200,
+            tier3_referrer_xp: 500,
+        }
+    }
+}
+
+/// Both users of a referral must be live to be paid (SPEC 10.7).
+const LIVE_USERS: &str = "referrer.deleted_at IS NULL AND referrer.is_active IS NOT FALSE
+     AND referred.deleted_at IS NULL AND referred.is_active IS NOT FALSE";
+
+/// A pending tier-1 referral whose referred user logged in at least 10 minutes after the referral was created
+/// (a sign-up stamps a login) and before it expired; `$1` is now.
+fn tier2_eligible() -> String {
+    format!(
+        "r.status = 'pending' AND coalesce(r.tier, 1) = 1 AND {LIVE_USERS}
+         AND (
+             (referred.last_login_at >= r.created_at + interval '10 minutes'
+              AND referred.last_login_at < r.expires_at AND referred.last_login_at <= $1)
+             OR EXISTS (SELECT 1 FROM customer_oauth_identities i
+                        WHERE i.customer_user_id = r.referred_user_id
+                          AND i.last_login_at >= r.created_at + interval '10 minutes'
+                          AND i.last_login_at < r.expires_at AND i.last_login_at <= $1))"
+    )
+}
+
+/// A tier-2 referral whose referred user has a paid active subscription that started at or after the referral;
+/// promotional VIP and trials do not count (SPEC 10.9, 10.10).
+fn tier3_eligible() -> String {
+    format!(
+        "r.status = 'completed' AND r.tier = 2 AND {LIVE_USERS}
+         AND EXISTS (SELECT 1 FROM customer_subscriptions s
+                     WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active' AND s.expired_at > $1
+                       AND s.started_at >= r.created_at AND s.started_at <= $1
+                       AND coalesce(s.platform, '') <> 'promo' AND s.deleted_at IS NULL)"
+    )
+}
+
+async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    ledger::prepare(&mut *conn).await?;
+    outbox::prepare(&mut *conn).await?;
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_batch (
+             id uuid PRIMARY KEY, referrer_user_id uuid NOT NULL, referred_user_id uuid NOT NULL
+         ) ON COMMIT DELETE ROWS",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the next batch of referrals matching `condition` into the scratch table; returns how many.
+async fn lock_batch(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO hattrick_referral_batch (id, referrer_user_id, referred_user_id)
+         SELECT r.id, r.referrer_user_id, r.referred_user_id
+         FROM referrals r
+         JOIN customer_users referrer ON referrer.id = r.referrer_user_id
+         JOIN customer_users referred ON referred.id = r.referred_user_id
+         WHERE {condition}
+         ORDER BY r.created_at, r.id
+         LIMIT $2
+         FOR UPDATE OF r SKIP LOCKED"
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(BATCH).execute(conn).await?.rows_affected())
+}
+
+async fn count_eligible(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    let sql = format!(
+        "SELECT count(*) FROM referrals r
+         JOIN customer_users referrer ON referrer.id = r.referrer_user_id
+         JOIN customer_users referred ON referred.id = r.referred_user_id
+         WHERE {condition}"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now).fetch_one(conn).await
+}
+
+/// Totals of one run, for its report.
+#[derive(Debug, Default)]
+struct Totals {
+    referrals: i64,
+    credit_rows: i64,
+    credits: i64,
+    xp_rows: i64,
+    level_ups: i64,
+    pushes: i64,
+    batches: i64,
+}
+
+/// `referral-tier2`: pays first logins, then marks expired referrals `expired`.
+#[derive(Debug, Clone)]
+pub struct ReferralTier2 {
+    /// What it pays.
+    pub amounts: ReferralAmounts,
+    /// Per-run limits (SPEC 10.12).
+    pub budget: Budget,
+}
+
+impl Job for ReferralTier2 {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let mut conn = ctx.connection().await?;
+            let condition = tier2_eligible();
+            if ctx.args.dry_run {
+                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
+                let expiring: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM referrals r
+                     JOIN customer_users referrer ON referrer.id = r.referrer_user_id
+                     JOIN customer_users referred ON referred.id = r.referred_user_id
+                     WHERE r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
+                )))
+                .bind(ctx.now)
+                .fetch_one(&mut *conn)
+                .await?;
+                return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
+            }
+            prepare(&mut conn).await?;
+            let mut totals = Totals::default();
+            loop {
+                check_cancel(ctx)?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
+                if locked == 0 {
+                    tx.commit().await?;
+                    break;
+                }
+                sqlx::query(
+                    "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                         description, reference_id, reference_type)
+                     SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1, 'referral_bonus',
+                            'Arkadaşın giriş yaptı! (Tier 2)', id, 'referral'
+                     FROM hattrick_referral_batch WHERE $1 > 0
+                     UNION ALL
+                     SELECT 'referral:' || id || ':tier2:referred', referred_user_id, $2, 'referral_bonus',
+                            'Hoş geldin! Giriş bonusu', id, 'referral'
+                     FROM hattrick_referral_batch WHERE $2 > 0",
+                )
+                .bind(self.amounts.tier2_referrer_credits)
+                .bind(self.amounts.tier2_referred_credits)
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
+                let applied = ledger::apply(&mut tx, ctx.now, !ctx.args.silent).await?;
+                let write = !ctx.args.silent;
+                sqlx::query(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
+                     SELECT 'referral-tier2:' || id, referrer_user_id, jsonb_build_object('credits', $1::text),
+                            jsonb_build_object('referralId', id::text)
+                     FROM hattrick_referral_batch",
+                )
+                .bind(self.amounts.tier2_referrer_credits.to_string())
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_pushes(&mut tx, totals.pushes).await?;
+                let mut pushes = outbox::flush(&mut tx, &REFERRAL_TIER2, Category::Reward, ctx.now, write).await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
+                     SELECT 'welcome-bonus:' || id, referred_user_id, jsonb_build_object('credits', $1::text),
+                            jsonb_build_object('referralId', id::text)
+                     FROM hattrick_referral_batch",
+                )
+                .bind(self.amounts.tier2_referred_credits.to_string())
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
+                pushes += outbox::flush(&mut tx, &WELCOME_BONUS, Category::Reward, ctx.now, write).await?;
+                sqlx::query(
+                    "UPDATE referrals r SET tier = 2, status = 'completed',
+                         referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $1,
+                         referred_reward_credits = coalesce(r.referred_reward_credits, 0) + $2
+                     FROM hattrick_referral_batch b WHERE r.id = b.id",
+                )
+                .bind(self.amounts.tier2_referrer_credits)
+                .bind(self.amounts.tier2_referred_credits)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
+            }
+            // Expire what did not qualify in time (after paying: a login before the deadline still counts).
+            let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE referrals x SET status = 'expired'
+                 FROM referrals r
+                 JOIN customer_users referrer ON referrer.id = r.referrer_user_id
+                 JOIN customer_users referred ON referred.id = r.referred_user_id
+                 WHERE x.id = r.id AND r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
+            )))
+            .bind(ctx.now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(totals.report(serde_json::json!({ "expired": expired })))
+        })
+    }
+}
+
+/// `referral-tier3`: pays the referrer when the referred user becomes a paying VIP.
+#[derive(Debug, Clone)]
+pub struct ReferralTier3 {
+    /// What it pays.
+    pub amounts: ReferralAmounts,
+    /// Per-run limits (SPEC 10.12).
+    pub budget: Budget,
+}
+
+impl Job for ReferralTier3 {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let mut conn = ctx.connection().await?;
+            let condition = tier3_eligible();
+            if ctx.args.dry_run {
+                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
+                return Ok(dry_report(eligible, serde_json::json!({})));
+            }
+            prepare(&mut conn).await?;
+            let mut totals = Totals::default();
+            loop {
+                check_cancel(ctx)?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
+                if locked == 0 {
+                    tx.commit().await?;
+                    break;
+                }
+                sqlx::query(
+                    "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                         description, reference_id, reference_type)
+                     SELECT 'referral:' || id || ':tier3:credits', referrer_user_id, $1, 'referral_bonus',
+                            'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
+                     FROM hattrick_referral_batch WHERE $1 > 0",
+                )
+                .bind(self.amounts.tier3_referrer_credits)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
+                         description, reference_id, reference_type)
+                     SELECT 'referral:' || id || ':tier3:xp', referrer_user_id, $1, 'referral_signup',
+                            'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
+                     FROM hattrick_referral_batch WHERE $1 > 0",
+                )
+                .bind(self.amounts.tier3_referrer_xp)
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
+                let write = !ctx.args.silent;
+                let applied = ledger::apply(&mut tx, ctx.now, write).await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
+                     SELECT 'referral-tier3:' || id, referrer_user_id,
+                            jsonb_build_object('credits', $1::text, 'xp', $2::text),
+                            jsonb_build_object('referralId', id::text)
+                     FROM hattrick_referral_batch",
+                )
+                .bind(self.amounts.tier3_referrer_credits.to_string())
+                .bind(self.amounts.tier3_referrer_xp.to_string())
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_pushes(&mut tx, totals.pushes).await?;
+                let mut pushes = outbox::flush(&mut tx, &REFERRAL_TIER3, Category::Reward, ctx.now, write).await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, data)
+                     SELECT 'welcome-vip:' || id, referred_user_id, jsonb_build_object('referralId', id::text)
+                     FROM hattrick_referral_batch",
+                )
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
+                pushes += outbox::flush(&mut tx, &WELCOME_VIP, Category::Reward, ctx.now, write).await?;
+                sqlx::query(
+                    "UPDATE referrals r SET tier = 3, status = 'rewarded', reward_claimed_at = $1,
+                         referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $2,
+                         referrer_reward_xp = coalesce(r.referrer_reward_xp, 0) + $3,
+                         referred_subscribed_at = (
+                             SELECT min(s.started_at) FROM customer_subscriptions s
+                             WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active'
+                               AND s.started_at >= r.created_at AND coalesce(s.platform, '') <> 'promo')
+                     FROM hattrick_referral_batch b WHERE r.id = b.id",
+                )
+                .bind(ctx.now)
+                .bind(self.amounts.tier3_referrer_credits)
+                .bind(self.amounts.tier3_referrer_xp)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
+            }
+            Ok(totals.report(serde_json::json!({})))
+        })
+    }
+}
+
+impl Totals {
+    fn add(&mut self, referrals: i64, applied: ledger::Applied, pushes: i64) {
+        self.referrals += referrals;
+        self.credit_rows += applied.credit_rows;
+        self.credits += applied.credits;
+        self.xp_rows += applied.xp_rows;
+        self.level_ups += applied.level_ups;
+        self.pushes += pushes;
+        self.batches += 1;
+    }
+
+    fn report(&self, extra: serde_json::Value) -> JobReport {
+        let mut details = serde_json::json!({
+            "referrals_paid": self.referrals,
+            "credit_grants": self.credit_rows,
+            "credits": self.credits,
+            "xp_grants": self.xp_rows,
+            "level_ups": self.level_ups,
+            "pushes": self.pushes,
+            "batches": self.batches,
+        });
+        if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+            details.extend(extra.clone());
+        }
+        JobReport { items: self.referrals, details }
+    }
+}
+
+fn dry_report(eligible: i64, extra: serde_json::Value) -> JobReport {
+    let mut details = serde_json::json!({ "dry_run": true, "would_pay": eligible });
+    if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+        details.extend(extra.clone());
+    }
+    JobReport { items: eligible, details }
+}
+
+fn check_cancel(ctx: &JobContext) -> Result<(), JobError> {
+    if ctx.cancel.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
+}
