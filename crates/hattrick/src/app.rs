@@ -10,7 +10,7 @@ use crate::catalog::{self, JobDefaults};
 use crate::config::Settings;
 use engine::schedule::parse_time_zone;
 use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
-use rewards::{Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, StreakReset};
+use rewards::{BadgeAutoUnlock, Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, StreakReset};
 
 /// The business clock: `HATTRICK_CLOCK` (`system`, `fixed:<instant>`, `scaled:<instant>,<factor>[,<ms>]`) for
 /// tests and demos, else the system clock.
@@ -93,6 +93,7 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
     };
     let mut registry = Registry::new();
     let implemented: Vec<(&str, Arc<dyn Job>)> = vec![
+        ("badge-auto-unlock", Arc::new(BadgeAutoUnlock { budget: budget(settings, "badge-auto-unlock") })),
         ("referral-tier2", Arc::new(ReferralTier2 { amounts, budget: budget(settings, "referral-tier2") })),
         ("referral-tier3", Arc::new(ReferralTier3 { amounts, budget: budget(settings, "referral-tier3") })),
         ("streak-reset", Arc::new(StreakReset { zones })),

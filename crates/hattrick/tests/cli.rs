@@ -99,7 +99,9 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     assert_eq!(unknown.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(
-        stderr.contains("unknown job \"streak-rest\"; valid jobs: referral-tier2, referral-tier3, streak-reset"),
+        stderr.contains(
+            "unknown job \"streak-rest\"; valid jobs: badge-auto-unlock, referral-tier2, referral-tier3, streak-reset"
+        ),
         "{stderr}"
     );
 

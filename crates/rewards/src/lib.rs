@@ -3,9 +3,12 @@
 //!
 //! - [`ledger`] grants XP and credits set-based, with idempotency keys, levels and level-up bonuses;
 //! - [`outbox`] writes pushes in the job's transaction, with the texts of [`messages`] in the user's language;
+//! - [`badges`] holds `badge-auto-unlock`, over the unlock [`conditions`];
 //! - [`referrals`] holds `referral-tier2` and `referral-tier3`, [`streak_reset`] holds `streak-reset`.
 
+pub mod badges;
 pub mod budget;
+pub mod conditions;
 pub mod days;
 pub mod ledger;
 pub mod messages;
@@ -13,6 +16,7 @@ pub mod outbox;
 pub mod referrals;
 pub mod streak_reset;
 
+pub use badges::BadgeAutoUnlock;
 pub use budget::Budget;
 pub use days::DayZones;
 pub use referrals::{ReferralAmounts, ReferralTier2, ReferralTier3};

@@ -1,0 +1,345 @@
+//! `badge-auto-unlock` (SPEC 3.3, 10.11).
+//!
+//! One sweep:
+//! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
+//! 2. computes each aggregate once for every live user, in one statement, into a session table of per-user
+//!    stats, with the badges each user already owns;
+//! 3. evaluates every badge against every user in one statement, keeping only unlocks not owned yet;
+//! 4. grants them in chunks of about 10,000 users, each chunk one transaction: badge rows, XP and credit grants
+//!    through the ledger, promotional VIP days, `total_unlocks` raised by the rows actually inserted, pushes.
+//!
+//! The unique (user, badge) row and the idempotency keys make every step safe to repeat: a failed chunk leaves
+//! nothing behind, committed chunks are never paid again. Cascades (a badge's XP reaching an `xp_level` badge)
+//! settle on the next sweep.
+
+use engine::{Job, JobContext, JobError, JobReport, RunFuture};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::conditions::Condition;
+use crate::messages::BADGE_UNLOCK;
+use crate::outbox::{self, Category};
+use crate::{Budget, ledger};
+
+/// Users per transaction (SPEC 10.11).
+const CHUNK: i64 = 10_000;
+
+/// The `badge-auto-unlock` job.
+#[derive(Debug, Clone, Default)]
+pub struct BadgeAutoUnlock {
+    /// Per-run limits (SPEC 10.12).
+    pub budget: Budget,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct BadgeRow {
+    id: Uuid,
+    slug: String,
+    unlock_condition: serde_json::Value,
+}
+
+async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    ledger::prepare(&mut *conn).await?;
+    outbox::prepare(&mut *conn).await?;
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_stats (
+             customer_user_id uuid PRIMARY KEY,
+             referrals bigint NOT NULL, correct bigint NOT NULL, settled bigint NOT NULL, comments bigint NOT NULL,
+             likes bigint NOT NULL, longest_streak bigint NOT NULL, level_rank int NOT NULL,
+             lifetime_earned bigint NOT NULL, paid_subscription boolean NOT NULL, owned uuid[] NOT NULL
+         );
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_candidates (
+             customer_user_id uuid NOT NULL, badge_id uuid NOT NULL, PRIMARY KEY (customer_user_id, badge_id)
+         );
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_unlocks (
+             customer_user_id uuid NOT NULL, badge_id uuid NOT NULL
+         ) ON COMMIT DELETE ROWS;
+         TRUNCATE hattrick_badge_stats, hattrick_badge_candidates;",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The per-user stats statement, computing only the aggregates some badge needs (`$1` is now).
+fn stats_sql(kinds: &[&str]) -> String {
+    let needs = |kind: &str| kinds.contains(&kind);
+    let mut columns = Vec::new();
+    let mut joins = Vec::new();
+    if needs("referrals") {
+        columns.push("coalesce(r.n, 0)");
+        joins.push(
+            "LEFT JOIN (SELECT referrer_user_id AS id, count(*) AS n FROM referrals WHERE tier >= 2
+                        GROUP BY referrer_user_id) r ON r.id = u.id",
+        );
+    } else {
+        columns.push("0");
+    }
+    if needs("predictions_correct") || needs("predictions_accuracy") {
+        columns.push("coalesce(p.correct, 0), coalesce(p.settled, 0)");
+        joins.push(
+            "LEFT JOIN (SELECT customer_user_id AS id, count(*) FILTER (WHERE is_correct) AS correct,
+                               count(*) FILTER (WHERE is_correct IS NOT NULL) AS settled
+                        FROM customer_predictions GROUP BY customer_user_id) p ON p.id = u.id",
+        );
+    } else {
+        columns.push("0, 0");
+    }
+    if needs("comments") || needs("comment_likes") {
+        columns.push("coalesce(c.n, 0), coalesce(c.likes, 0)");
+        joins.push(
+            "LEFT JOIN (SELECT customer_user_id AS id, count(*) AS n, sum(coalesce(like_count, 0)) AS likes
+                        FROM match_comments WHERE coalesce(status, 'active') = 'active' AND deleted_at IS NULL
+                        GROUP BY customer_user_id) c ON c.id = u.id",
+        );
+    } else {
+        columns.push("0, 0");
+    }
+    if needs("login_streak") || needs("xp_level") {
+        // No customer_xp row reads as bronze with zero XP and streaks (SPEC 10.11).
+        columns.push("coalesce(x.longest_streak_days, 0), coalesce(hattrick_level_rank(x.level), 1)");
+        joins.push("LEFT JOIN customer_xp x ON x.customer_user_id = u.id");
+    } else {
+        columns.push("0, 1");
+    }
+    if needs("credits_earned") {
+        columns.push("coalesce(cr.lifetime_earned, 0)");
+        joins.push("LEFT JOIN customer_credits cr ON cr.customer_user_id = u.id");
+    } else {
+        columns.push("0");
+    }
+    if needs("subscription") {
+        // Paid and started: promotional VIP and trials do not count (SPEC 10.9, 10.11).
+        columns.push("s.id IS NOT NULL");
+        joins.push(
+            "LEFT JOIN (SELECT DISTINCT customer_user_id AS id FROM customer_subscriptions
+                        WHERE status NOT IN ('trial', 'trialing') AND coalesce(platform, '') <> 'promo'
+                          AND started_at IS NOT NULL AND started_at <= $1 AND deleted_at IS NULL) s ON s.id = u.id",
+        );
+    } else {
+        columns.push("false");
+    }
+    columns.push("coalesce(o.owned, '{}')");
+    joins.push(
+        "LEFT JOIN (SELECT customer_user_id AS id, array_agg(badge_id) AS owned FROM customer_badges
+                    GROUP BY customer_user_id) o ON o.id = u.id",
+    );
+    format!(
+        "INSERT INTO hattrick_badge_stats
+         SELECT u.id, {}
+         FROM customer_users u
+         {}
+         WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND $1::timestamptz IS NOT NULL",
+        columns.join(", "),
+        joins.join("\n")
+    )
+}
+
+/// Every badge against every user, in one statement: the unlocks not owned yet.
+const CANDIDATES_SQL: &str = "
+    INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
+    SELECT s.customer_user_id, b.id
+    FROM hattrick_badge_stats s
+    JOIN unnest($1::uuid[], $2::text[], $3::float8[], $4::bigint[]) AS b(id, kind, a, m)
+      ON CASE b.kind
+             WHEN 'referrals' THEN s.referrals >= b.a
+             WHEN 'predictions_correct' THEN s.correct >= b.a
+             WHEN 'predictions_accuracy' THEN s.settled >= b.m AND s.settled > 0
+                                              AND s.correct * 100.0 >= b.a * s.settled
+             WHEN 'comments' THEN s.comments >= b.a
+             WHEN 'comment_likes' THEN s.likes >= b.a
+             WHEN 'login_streak' THEN s.longest_streak >= b.a
+             WHEN 'xp_level' THEN s.level_rank >= b.a
+             WHEN 'credits_earned' THEN s.lifetime_earned >= b.a
+             WHEN 'subscription' THEN s.paid_subscription
+             ELSE false
+         END
+     AND NOT (b.id = ANY (s.owned))";
+
+impl Job for BadgeAutoUnlock {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let mut conn = ctx.connection().await?;
+            let badges: Vec<BadgeRow> = sqlx::query_as(
+                "SELECT id, slug, unlock_condition FROM badges
+                 WHERE is_active IS NOT FALSE AND deleted_at IS NULL ORDER BY display_order, slug",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut skipped = Vec::new();
+            let (mut ids, mut kinds, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for badge in &badges {
+                match Condition::parse(&badge.unlock_condition) {
+                    Ok(Condition::Manual) => {}
+                    Ok(condition) => {
+                        let (kind, a, m) = condition.encode();
+                        ids.push(badge.id);
+                        kinds.push(kind);
+                        first.push(a);
+                        second.push(m);
+                    }
+                    Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error })),
+                }
+            }
+            prepare(&mut conn).await?;
+            sqlx::query(sqlx::AssertSqlSafe(stats_sql(&kinds))).bind(ctx.now).execute(&mut *conn).await?;
+            check_cancel(ctx)?;
+            let candidates = sqlx::query(CANDIDATES_SQL)
+                .bind(&ids)
+                .bind(&kinds)
+                .bind(&first)
+                .bind(&second)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            let per_badge_candidates: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT b.slug, count(*) FROM hattrick_badge_candidates c JOIN badges b ON b.id = c.badge_id
+                 GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            if ctx.args.dry_run {
+                return Ok(JobReport {
+                    items: i64::try_from(candidates).unwrap_or(i64::MAX),
+                    details: json!({
+                        "dry_run": true,
+                        "would_unlock": per_badge_candidates.into_iter().map(|(slug, n)| (slug, json!(n))).collect::<serde_json::Map<_, _>>(),
+                        "skipped_badges": skipped,
+                    }),
+                });
+            }
+
+            let write = !ctx.args.silent;
+            let mut unlocked = serde_json::Map::new();
+            let (mut unlocks, mut grants, mut pushes, mut level_ups, mut vip, mut chunks) =
+                (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+            let mut cursor: Option<Uuid> = None;
+            loop {
+                check_cancel(ctx)?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let boundary: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT max(customer_user_id::text)::uuid FROM (
+                         SELECT DISTINCT customer_user_id FROM hattrick_badge_candidates
+                         WHERE $1::uuid IS NULL OR customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                )
+                .bind(cursor)
+                .bind(CHUNK)
+                .fetch_one(&mut *tx)
+                .await?;
+                let Some(boundary) = boundary else {
+                    tx.commit().await?;
+                    break;
+                };
+                sqlx::query(
+                    "WITH inserted AS (
+                         INSERT INTO customer_badges (customer_user_id, badge_id, unlocked_at, metadata)
+                         SELECT c.customer_user_id, c.badge_id, $3, '{\"source\": \"badge-auto-unlock\"}'
+                         FROM hattrick_badge_candidates c
+                         WHERE ($1::uuid IS NULL OR c.customer_user_id > $1) AND c.customer_user_id <= $2
+                         ON CONFLICT (customer_user_id, badge_id) DO NOTHING
+                         RETURNING customer_user_id, badge_id)
+                     INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
+                )
+                .bind(cursor)
+                .bind(boundary)
+                .bind(ctx.now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
+                     FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
+                     WHERE b.id = n.badge_id",
+                )
+                .bind(ctx.now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
+                         description, reference_id, reference_type, metadata)
+                     SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':xp', u.customer_user_id, b.reward_xp,
+                            'badge_unlock', 'Rozet: ' || b.name_tr, b.id, 'badge', jsonb_build_object('badge', b.slug)
+                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_xp > 0",
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                         description, reference_id, reference_type, metadata)
+                     SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':credits', u.customer_user_id,
+                            b.reward_credits, 'badge_reward', 'Rozet: ' || b.name_tr, b.id, 'badge',
+                            jsonb_build_object('badge', b.slug)
+                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_credits > 0",
+                )
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_grants(&mut tx, grants).await?;
+                let applied = ledger::apply(&mut tx, ctx.now, write).await?;
+                // Promotional VIP days extend the user's current VIP, else start now (SPEC 3.3).
+                let vip_rows = sqlx::query(
+                    "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
+                         expired_at, auto_renew_enabled, created_at, updated_at)
+                     SELECT u.customer_user_id, 'active', 'promo', 0, $1,
+                            greatest($1, coalesce((SELECT max(s.expired_at) FROM customer_subscriptions s
+                                                   WHERE s.customer_user_id = u.customer_user_id
+                                                     AND s.status = 'active' AND s.deleted_at IS NULL), $1))
+                              + b.reward_vip_days * interval '1 day',
+                            false, $1, $1
+                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_vip_days > 0",
+                )
+                .bind(ctx.now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data, image_url)
+                     SELECT 'badge:' || b.id || ':' || u.customer_user_id, u.customer_user_id,
+                            jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en),
+                            jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug), b.icon_url
+                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id",
+                )
+                .execute(&mut *tx)
+                .await?;
+                self.budget.check_pushes(&mut tx, pushes).await?;
+                pushes += outbox::flush(&mut tx, &BADGE_UNLOCK, Category::Reward, ctx.now, write).await?;
+                let counts: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT b.slug, count(*) FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                for (slug, count) in counts {
+                    unlocks += count;
+                    let entry = unlocked.entry(slug).or_insert(json!(0));
+                    *entry = json!(entry.as_i64().unwrap_or(0) + count);
+                }
+                grants += applied.credit_rows + applied.xp_rows;
+                level_ups += applied.level_ups;
+                vip += i64::try_from(vip_rows).unwrap_or(i64::MAX);
+                chunks += 1;
+                cursor = Some(boundary);
+            }
+            Ok(JobReport {
+                items: unlocks,
+                details: json!({
+                    "unlocked": unlocked,
+                    "grants": grants,
+                    "level_ups": level_ups,
+                    "vip_extensions": vip,
+                    "pushes": pushes,
+                    "chunks": chunks,
+                    "users_evaluated": users_evaluated(&mut conn).await?,
+                    "skipped_badges": skipped,
+                }),
+            })
+        })
+    }
+}
+
+async fn users_evaluated(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM hattrick_badge_stats").fetch_one(conn).await
+}
+
+fn check_cancel(ctx: &JobContext) -> Result<(), JobError> {
+    if ctx.cancel.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
+}
