@@ -41,6 +41,9 @@ enum Command {
     ///
     /// Exit codes: 0 the job succeeded, 1 it failed, 2 unknown job, 3 the job is already running.
     Run(commands::RunCommandArgs),
+    /// Compare balances with their ledgers, and write opening-balance rows at cut-over.
+    #[command(subcommand)]
+    Ledger(commands::LedgerCommand),
     /// Fill a migrated database with a realistic synthetic population (deterministic for a seed).
     Seed(seed::SeedArgs),
     /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
@@ -86,6 +89,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => commands::serve(&settings, args).await,
         Command::Jobs(args) => commands::jobs(&settings, args).await,
         Command::Run(args) => commands::run(&settings, args).await,
+        Command::Ledger(command) => commands::ledger(&settings, command).await,
         Command::Seed(args) => seed::run(&settings, args).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml());

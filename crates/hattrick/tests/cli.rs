@@ -27,6 +27,8 @@ fn every_subcommand_has_help() {
         vec!["serve", "--help"],
         vec!["jobs", "--help"],
         vec!["run", "--help"],
+        vec!["ledger", "check", "--help"],
+        vec!["ledger", "open", "--help"],
     ] {
         let output = hattrick(&args, None);
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -175,4 +177,35 @@ async fn serve_stops_gracefully_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "serve exits 0 on SIGTERM");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn ledger_check_reports_drift_and_ledger_open_repairs_it_once_approved() {
+    let db = migrated().await;
+    sqlx::raw_sql(
+        "INSERT INTO customer_users (id, email) VALUES ('00000000-0000-4000-8000-00000000000a', 'a@example.com');
+         SELECT hattrick_grant_credits('00000000-0000-4000-8000-00000000000a', 40, 'ad_reward', 'k1');
+         -- The app's own write, without a ledger row:
+         UPDATE customer_credits SET balance = balance + 60, lifetime_earned = lifetime_earned + 60;
+         INSERT INTO customer_xp (customer_user_id, xp_points, total_earned, level)
+         VALUES ('00000000-0000-4000-8000-00000000000a', 700, 700, 'silver');",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let check = hattrick(&["ledger", "check"], Some(db.url()));
+    assert_eq!(check.status.code(), Some(1));
+    let text = stdout(&check);
+    assert!(text.contains("credits: 1 user(s) drift, balances exceed their ledgers by 60 in total"), "{text}");
+    assert!(text.contains("xp: 1 user(s) drift, XP exceeds the ledgers by 700 in total"), "{text}");
+
+    let unapproved = hattrick(&["ledger", "open"], Some(db.url()));
+    assert_eq!(unapproved.status.code(), Some(1));
+    assert!(stdout(&unapproved).contains("nothing written: add --yes"));
+    let open = hattrick(&["ledger", "open", "--yes"], Some(db.url()));
+    assert!(open.status.success(), "{}", String::from_utf8_lossy(&open.stderr));
+    assert!(stdout(&open).contains("wrote 1 credit and 1 XP opening-balance row(s)"), "{}", stdout(&open));
+    let check = hattrick(&["ledger", "check"], Some(db.url()));
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    testkit::assert_ledger_invariants(db.pool()).await;
 }
