@@ -226,3 +226,110 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
     }
     Ok(applied)
 }
+
+/// Users whose balances differ from their ledgers (SPEC 10.13): the app wrote a balance without a ledger row.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// Users whose credit balance differs from the sum of their credit ledger.
+    pub credit_users: i64,
+    /// Sum of (balance - ledger sum) over them.
+    pub credit_difference: i64,
+    /// Users whose XP differs from the sum of their XP ledger.
+    pub xp_users: i64,
+    /// Sum of (XP - ledger sum) over them.
+    pub xp_difference: i64,
+    /// Up to `sample` drifted users: (user, ledger, balance, ledger sum).
+    pub sample: Vec<(String, String, i64, i64)>,
+}
+
+const CREDIT_DRIFT: &str = "
+    SELECT c.customer_user_id, c.balance::bigint AS balance, coalesce(t.total, 0)::bigint AS total
+    FROM customer_credits c
+    LEFT JOIN (SELECT customer_user_id, sum(amount) AS total FROM customer_credit_transactions
+               GROUP BY customer_user_id) t ON t.customer_user_id = c.customer_user_id
+    WHERE c.balance <> coalesce(t.total, 0)";
+
+const XP_DRIFT: &str = "
+    SELECT x.customer_user_id, x.xp_points::bigint AS balance, coalesce(t.total, 0)::bigint AS total
+    FROM customer_xp x
+    LEFT JOIN (SELECT customer_user_id, sum(xp_amount) AS total FROM customer_xp_transactions
+               GROUP BY customer_user_id) t ON t.customer_user_id = x.customer_user_id
+    WHERE x.xp_points <> coalesce(t.total, 0)";
+
+/// Measures drift between balances and ledgers, with a sample of `sample` users of each ledger.
+pub async fn drift(pool: &sqlx::PgPool, sample: i64) -> Result<Drift, sqlx::Error> {
+    let mut report = Drift::default();
+    for (ledger, sql) in [("credits", CREDIT_DRIFT), ("xp", XP_DRIFT)] {
+        let (users, difference): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), coalesce(sum(balance - total), 0)::bigint FROM ({sql}) d"
+        )))
+        .fetch_one(pool)
+        .await?;
+        let rows: Vec<(uuid::Uuid, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM ({sql}) d ORDER BY customer_user_id LIMIT $1")))
+                .bind(sample)
+                .fetch_all(pool)
+                .await?;
+        report.sample.extend(
+            rows.into_iter().map(|(user, balance, total)| (user.to_string(), ledger.to_owned(), balance, total)),
+        );
+        if ledger == "credits" {
+            (report.credit_users, report.credit_difference) = (users, difference);
+        } else {
+            (report.xp_users, report.xp_difference) = (users, difference);
+        }
+    }
+    Ok(report)
+}
+
+/// Writes one opening-balance row per drifted user and ledger (key `opening:{user}:credits:{at}`, and `:xp:`),
+/// so that every balance equals its ledger again; lifetime counters are recomputed from the ledger. Run once at
+/// cut-over, after review (SPEC 10.13). Returns (credit rows, XP rows) written.
+pub async fn open_balances(pool: &sqlx::PgPool, at: DateTime<Utc>) -> Result<(u64, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Lock every balance row first, so no grant lands between measuring and writing.
+    sqlx::raw_sql("LOCK TABLE customer_credits, customer_xp IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let credits = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description,
+             balance_before, balance_after, metadata, idempotency_key, created_at)
+         SELECT customer_user_id, (balance - total)::int,
+                CASE WHEN balance > total THEN 'admin_grant' ELSE 'admin_deduct' END,
+                'Opening balance (hattrick ledger open)', total::int, balance::int,
+                '{{\"opening_balance\": true}}',
+                'opening:' || customer_user_id || ':credits:' || extract(epoch FROM $1)::bigint, $1
+         FROM ({CREDIT_DRIFT}) d
+         ON CONFLICT (idempotency_key) DO NOTHING"
+    )))
+    .bind(at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE customer_credits c
+         SET lifetime_earned = t.earned, lifetime_spent = t.spent, updated_at = $1
+         FROM (SELECT customer_user_id, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS earned,
+                      coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS spent
+               FROM customer_credit_transactions GROUP BY customer_user_id) t
+         WHERE t.customer_user_id = c.customer_user_id
+           AND (c.lifetime_earned <> t.earned OR c.lifetime_spent <> t.spent)",
+    )
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    let xp = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description, metadata,
+             idempotency_key, created_at)
+         SELECT customer_user_id, (balance - total)::int,
+                CASE WHEN balance > total THEN 'admin_grant' ELSE 'admin_deduct' END,
+                'Opening balance (hattrick ledger open)', '{{\"opening_balance\": true}}',
+                'opening:' || customer_user_id || ':xp:' || extract(epoch FROM $1)::bigint, $1
+         FROM ({XP_DRIFT}) d
+         ON CONFLICT (idempotency_key) DO NOTHING"
+    )))
+    .bind(at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok((credits, xp))
+}
