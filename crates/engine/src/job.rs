@@ -151,6 +151,12 @@ impl JobContext {
         Ok(conn)
     }
 
+    /// `Err(Cancelled)` once the run has been cancelled (timeout, shutdown, lost lease): long jobs call it between
+    /// batches, so they stop at a safe point.
+    pub fn check_cancelled(&self) -> Result<(), JobError> {
+        if self.cancel.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
+    }
+
     /// The point in time a run's day-based logic refers to: its tick when it has one, else its start.
     pub fn reference_time(&self) -> DateTime<Utc> {
         self.tick.unwrap_or(self.now)

@@ -12,7 +12,7 @@
 //! nothing behind, committed chunks are never paid again. Cascades (a badge's XP reaching an `xp_level` badge)
 //! settle on the next sweep.
 
-use engine::{Job, JobContext, JobError, JobReport, RunFuture};
+use engine::{Job, JobContext, JobReport, RunFuture};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -184,7 +184,7 @@ impl Job for BadgeAutoUnlock {
             }
             prepare(&mut conn).await?;
             sqlx::query(sqlx::AssertSqlSafe(stats_sql(&kinds))).bind(ctx.now).execute(&mut *conn).await?;
-            check_cancel(ctx)?;
+            ctx.check_cancelled()?;
             let candidates = sqlx::query(CANDIDATES_SQL)
                 .bind(&ids)
                 .bind(&kinds)
@@ -216,7 +216,7 @@ impl Job for BadgeAutoUnlock {
                 (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
             let mut cursor: Option<Uuid> = None;
             loop {
-                check_cancel(ctx)?;
+                ctx.check_cancelled()?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let boundary: Option<Uuid> = sqlx::query_scalar(
                     "SELECT max(customer_user_id::text)::uuid FROM (
@@ -338,8 +338,4 @@ impl Job for BadgeAutoUnlock {
 
 async fn users_evaluated(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM hattrick_badge_stats").fetch_one(conn).await
-}
-
-fn check_cancel(ctx: &JobContext) -> Result<(), JobError> {
-    if ctx.cancel.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use engine::{Job, JobContext, JobError, JobReport, RunFuture};
 use sqlx::PgConnection;
 
-use crate::messages::{REFERRAL_TIER2, REFERRAL_TIER3, WELCOME_BONUS, WELCOME_VIP};
+use crate::messages::{Message, REFERRAL_TIER2, REFERRAL_TIER3, WELCOME_BONUS, WELCOME_VIP};
 use crate::outbox::{self, Category};
 use crate::{Budget, ledger};
 
@@ -122,6 +122,52 @@ struct Totals {
     batches: i64,
 }
 
+/// What one tier does with a locked batch (`hattrick_referral_batch`); [`pay_in_batches`] does the rest.
+trait Tier {
+    /// Which referrals qualify (`$1` is now).
+    fn condition(&self) -> String;
+    /// Fills the ledger's scratch tables with the batch's grants.
+    async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error>;
+    /// The pushes of a batch, in order: their message and the statement filling `hattrick_push_batch` for it.
+    fn pushes(&self) -> Vec<(&'static Message, String)>;
+    /// Moves the batch's referrals to their next state (`$1` is now).
+    async fn advance(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error>;
+}
+
+/// Locks, pays, pushes and advances eligible referrals batch after batch, each batch one transaction.
+async fn pay_in_batches(
+    tier: &impl Tier,
+    budget: &Budget,
+    ctx: &JobContext,
+    conn: &mut PgConnection,
+) -> Result<Totals, JobError> {
+    prepare(&mut *conn).await?;
+    let condition = tier.condition();
+    let write = !ctx.args.silent;
+    let mut totals = Totals::default();
+    loop {
+        ctx.check_cancelled()?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
+        if locked == 0 {
+            tx.commit().await?;
+            return Ok(totals);
+        }
+        tier.stage_grants(&mut tx).await?;
+        budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
+        let applied = ledger::apply(&mut tx, ctx.now, write).await?;
+        let mut pushes = 0;
+        for (message, stage) in tier.pushes() {
+            sqlx::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
+            budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
+            pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
+        }
+        tier.advance(&mut tx, ctx.now).await?;
+        tx.commit().await?;
+        totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
+    }
+}
+
 /// `referral-tier2`: pays first logins, then marks expired referrals `expired`.
 #[derive(Debug, Clone)]
 pub struct ReferralTier2 {
@@ -131,94 +177,83 @@ pub struct ReferralTier2 {
     pub budget: Budget,
 }
 
+impl Tier for ReferralTier2 {
+    fn condition(&self) -> String {
+        tier2_eligible()
+    }
+
+    async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                 description, reference_id, reference_type)
+             SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1, 'referral_bonus',
+                    'Arkadaşın giriş yaptı! (Tier 2)', id, 'referral'
+             FROM hattrick_referral_batch WHERE $1 > 0
+             UNION ALL
+             SELECT 'referral:' || id || ':tier2:referred', referred_user_id, $2, 'referral_bonus',
+                    'Hoş geldin! Giriş bonusu', id, 'referral'
+             FROM hattrick_referral_batch WHERE $2 > 0",
+        )
+        .bind(self.amounts.tier2_referrer_credits)
+        .bind(self.amounts.tier2_referred_credits)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn pushes(&self) -> Vec<(&'static Message, String)> {
+        let push = |key: &str, user: &str, credits: i32| {
+            format!(
+                "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
+                 SELECT '{key}:' || id, {user}, jsonb_build_object('credits', '{credits}'),
+                        jsonb_build_object('referralId', id::text)
+                 FROM hattrick_referral_batch"
+            )
+        };
+        vec![
+            (&REFERRAL_TIER2, push("referral-tier2", "referrer_user_id", self.amounts.tier2_referrer_credits)),
+            (&WELCOME_BONUS, push("welcome-bonus", "referred_user_id", self.amounts.tier2_referred_credits)),
+        ]
+    }
+
+    async fn advance(&self, tx: &mut PgConnection, _now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE referrals r SET tier = 2, status = 'completed',
+                 referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $1,
+                 referred_reward_credits = coalesce(r.referred_reward_credits, 0) + $2
+             FROM hattrick_referral_batch b WHERE r.id = b.id",
+        )
+        .bind(self.amounts.tier2_referrer_credits)
+        .bind(self.amounts.tier2_referred_credits)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Job for ReferralTier2 {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let mut conn = ctx.connection().await?;
             let condition = tier2_eligible();
-            if ctx.args.dry_run {
-                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
-                let expiring: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT count(*) FROM referrals r
-                     JOIN customer_users referrer ON referrer.id = r.referrer_user_id
-                     JOIN customer_users referred ON referred.id = r.referred_user_id
-                     WHERE r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
-                )))
-                .bind(ctx.now)
-                .fetch_one(&mut *conn)
-                .await?;
-                return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
-            }
-            prepare(&mut conn).await?;
-            let mut totals = Totals::default();
-            loop {
-                check_cancel(ctx)?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
-                if locked == 0 {
-                    tx.commit().await?;
-                    break;
-                }
-                sqlx::query(
-                    "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
-                         description, reference_id, reference_type)
-                     SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1, 'referral_bonus',
-                            'Arkadaşın giriş yaptı! (Tier 2)', id, 'referral'
-                     FROM hattrick_referral_batch WHERE $1 > 0
-                     UNION ALL
-                     SELECT 'referral:' || id || ':tier2:referred', referred_user_id, $2, 'referral_bonus',
-                            'Hoş geldin! Giriş bonusu', id, 'referral'
-                     FROM hattrick_referral_batch WHERE $2 > 0",
-                )
-                .bind(self.amounts.tier2_referrer_credits)
-                .bind(self.amounts.tier2_referred_credits)
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
-                let applied = ledger::apply(&mut tx, ctx.now, !ctx.args.silent).await?;
-                let write = !ctx.args.silent;
-                sqlx::query(
-                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
-                     SELECT 'referral-tier2:' || id, referrer_user_id, jsonb_build_object('credits', $1::text),
-                            jsonb_build_object('referralId', id::text)
-                     FROM hattrick_referral_batch",
-                )
-                .bind(self.amounts.tier2_referrer_credits.to_string())
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_pushes(&mut tx, totals.pushes).await?;
-                let mut pushes = outbox::flush(&mut tx, &REFERRAL_TIER2, Category::Reward, ctx.now, write).await?;
-                sqlx::query(
-                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
-                     SELECT 'welcome-bonus:' || id, referred_user_id, jsonb_build_object('credits', $1::text),
-                            jsonb_build_object('referralId', id::text)
-                     FROM hattrick_referral_batch",
-                )
-                .bind(self.amounts.tier2_referred_credits.to_string())
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
-                pushes += outbox::flush(&mut tx, &WELCOME_BONUS, Category::Reward, ctx.now, write).await?;
-                sqlx::query(
-                    "UPDATE referrals r SET tier = 2, status = 'completed',
-                         referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $1,
-                         referred_reward_credits = coalesce(r.referred_reward_credits, 0) + $2
-                     FROM hattrick_referral_batch b WHERE r.id = b.id",
-                )
-                .bind(self.amounts.tier2_referrer_credits)
-                .bind(self.amounts.tier2_referred_credits)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
-            }
-            // Expire what did not qualify in time (after paying: a login before the deadline still counts).
-            let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE referrals x SET status = 'expired'
-                 FROM referrals r
+            let expiring = format!(
+                "FROM referrals r
                  JOIN customer_users referrer ON referrer.id = r.referrer_user_id
                  JOIN customer_users referred ON referred.id = r.referred_user_id
-                 WHERE x.id = r.id AND r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
+                 WHERE r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
+            );
+            if ctx.args.dry_run {
+                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
+                let expiring: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {expiring}")))
+                    .bind(ctx.now)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
+            }
+            let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
+            // Expire what did not qualify in time (after paying: a login before the deadline still counts).
+            let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE referrals x SET status = 'expired' FROM (SELECT r.id {expiring}) e WHERE x.id = e.id"
             )))
             .bind(ctx.now)
             .execute(&mut *conn)
@@ -238,88 +273,87 @@ pub struct ReferralTier3 {
     pub budget: Budget,
 }
 
+impl Tier for ReferralTier3 {
+    fn condition(&self) -> String {
+        tier3_eligible()
+    }
+
+    async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+                 description, reference_id, reference_type)
+             SELECT 'referral:' || id || ':tier3:credits', referrer_user_id, $1, 'referral_bonus',
+                    'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
+             FROM hattrick_referral_batch WHERE $1 > 0",
+        )
+        .bind(self.amounts.tier3_referrer_credits)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
+                 description, reference_id, reference_type)
+             SELECT 'referral:' || id || ':tier3:xp', referrer_user_id, $1, 'referral_signup',
+                    'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
+             FROM hattrick_referral_batch WHERE $1 > 0",
+        )
+        .bind(self.amounts.tier3_referrer_xp)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    fn pushes(&self) -> Vec<(&'static Message, String)> {
+        let (credits, xp) = (self.amounts.tier3_referrer_credits, self.amounts.tier3_referrer_xp);
+        vec![
+            (
+                &REFERRAL_TIER3,
+                format!(
+                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
+                     SELECT 'referral-tier3:' || id, referrer_user_id,
+                            jsonb_build_object('credits', '{credits}', 'xp', '{xp}'),
+                            jsonb_build_object('referralId', id::text)
+                     FROM hattrick_referral_batch"
+                ),
+            ),
+            (
+                &WELCOME_VIP,
+                "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, data)
+                 SELECT 'welcome-vip:' || id, referred_user_id, jsonb_build_object('referralId', id::text)
+                 FROM hattrick_referral_batch"
+                    .to_owned(),
+            ),
+        ]
+    }
+
+    async fn advance(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE referrals r SET tier = 3, status = 'rewarded', reward_claimed_at = $1,
+                 referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $2,
+                 referrer_reward_xp = coalesce(r.referrer_reward_xp, 0) + $3,
+                 referred_subscribed_at = (
+                     SELECT min(s.started_at) FROM customer_subscriptions s
+                     WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active'
+                       AND s.started_at >= r.created_at AND coalesce(s.platform, '') <> 'promo')
+             FROM hattrick_referral_batch b WHERE r.id = b.id",
+        )
+        .bind(now)
+        .bind(self.amounts.tier3_referrer_credits)
+        .bind(self.amounts.tier3_referrer_xp)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Job for ReferralTier3 {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let mut conn = ctx.connection().await?;
-            let condition = tier3_eligible();
             if ctx.args.dry_run {
-                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
+                let eligible = count_eligible(&mut conn, &tier3_eligible(), ctx.now).await?;
                 return Ok(dry_report(eligible, serde_json::json!({})));
             }
-            prepare(&mut conn).await?;
-            let mut totals = Totals::default();
-            loop {
-                check_cancel(ctx)?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
-                if locked == 0 {
-                    tx.commit().await?;
-                    break;
-                }
-                sqlx::query(
-                    "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
-                         description, reference_id, reference_type)
-                     SELECT 'referral:' || id || ':tier3:credits', referrer_user_id, $1, 'referral_bonus',
-                            'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
-                     FROM hattrick_referral_batch WHERE $1 > 0",
-                )
-                .bind(self.amounts.tier3_referrer_credits)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
-                         description, reference_id, reference_type)
-                     SELECT 'referral:' || id || ':tier3:xp', referrer_user_id, $1, 'referral_signup',
-                            'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
-                     FROM hattrick_referral_batch WHERE $1 > 0",
-                )
-                .bind(self.amounts.tier3_referrer_xp)
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
-                let write = !ctx.args.silent;
-                let applied = ledger::apply(&mut tx, ctx.now, write).await?;
-                sqlx::query(
-                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data)
-                     SELECT 'referral-tier3:' || id, referrer_user_id,
-                            jsonb_build_object('credits', $1::text, 'xp', $2::text),
-                            jsonb_build_object('referralId', id::text)
-                     FROM hattrick_referral_batch",
-                )
-                .bind(self.amounts.tier3_referrer_credits.to_string())
-                .bind(self.amounts.tier3_referrer_xp.to_string())
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_pushes(&mut tx, totals.pushes).await?;
-                let mut pushes = outbox::flush(&mut tx, &REFERRAL_TIER3, Category::Reward, ctx.now, write).await?;
-                sqlx::query(
-                    "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, data)
-                     SELECT 'welcome-vip:' || id, referred_user_id, jsonb_build_object('referralId', id::text)
-                     FROM hattrick_referral_batch",
-                )
-                .execute(&mut *tx)
-                .await?;
-                self.budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
-                pushes += outbox::flush(&mut tx, &WELCOME_VIP, Category::Reward, ctx.now, write).await?;
-                sqlx::query(
-                    "UPDATE referrals r SET tier = 3, status = 'rewarded', reward_claimed_at = $1,
-                         referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $2,
-                         referrer_reward_xp = coalesce(r.referrer_reward_xp, 0) + $3,
-                         referred_subscribed_at = (
-                             SELECT min(s.started_at) FROM customer_subscriptions s
-                             WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active'
-                               AND s.started_at >= r.created_at AND coalesce(s.platform, '') <> 'promo')
-                     FROM hattrick_referral_batch b WHERE r.id = b.id",
-                )
-                .bind(ctx.now)
-                .bind(self.amounts.tier3_referrer_credits)
-                .bind(self.amounts.tier3_referrer_xp)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
-            }
+            let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
             Ok(totals.report(serde_json::json!({})))
         })
     }
@@ -359,8 +393,4 @@ fn dry_report(eligible: i64, extra: serde_json::Value) -> JobReport {
         details.extend(extra.clone());
     }
     JobReport { items: eligible, details }
-}
-
-fn check_cancel(ctx: &JobContext) -> Result<(), JobError> {
-    if ctx.cancel.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
 }

@@ -2,7 +2,7 @@
 //! its `current_streak_days` becomes 0 so badges, segments and warnings never act on a dead streak.
 //! `longest_streak_days` is never lowered.
 
-use engine::{Job, JobContext, JobError, JobReport, RunFuture};
+use engine::{Job, JobContext, JobReport, RunFuture};
 
 use crate::DayZones;
 
@@ -49,9 +49,7 @@ impl Job for StreakReset {
             let mut reset = 0i64;
             let mut batches = 0i64;
             loop {
-                if ctx.cancel.is_cancelled() {
-                    return Err(JobError::Cancelled);
-                }
+                ctx.check_cancelled()?;
                 let mut conn = ctx.connection().await?;
                 let (last, broken): (Option<String>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(update.clone()))
                     .bind(ctx.now)
