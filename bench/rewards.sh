@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Issue benchmarks of the rewards jobs on a seeded database (see BENCHMARKS.md):
+#   (a) the first full badge sweep, (b) a steady-state sweep and its floor (bench/badge-floor.sql in psql),
+#   (c) referral tier 2 and tier 3 with about 100,000 eligible referrals each.
+# Usage: bench/rewards.sh [USERS]   (default 1000000; needs a release build and PostgreSQL on 127.0.0.1:5432)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${1:-1000000}
+db=hattrick_rewards_bench_$users
+admin=postgres://postgres@127.0.0.1:5432/postgres
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+bin=target/release/hattrick
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+timed() { /usr/bin/time -f "    elapsed %e s, peak RSS %M KB" "$@"; }
+
+psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+$bin migrate > /dev/null
+echo "== seed $users users"
+timed $bin seed --users "$users" --seed 1 | tail -n 3
+
+echo "== (a) first full badge sweep"
+timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
+echo "== (b) steady-state sweep (nothing new to unlock)"
+timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
+echo "== (b) floor: the same aggregates alone in psql"
+psql "$DATABASE_URL" -f bench/badge-floor.sql | grep -E "Execution Time"
+echo "== (b) steady-state sweep again"
+timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
+
+echo "== (c) setting up about 100,000 eligible tier-2 referrals"
+psql "$DATABASE_URL" <<'SQL'
+WITH referred AS (
+    SELECT u.id, row_number() OVER (ORDER BY u.id) AS n FROM customer_users u
+    WHERE u.deleted_at IS NULL AND u.is_active AND NOT EXISTS (SELECT 1 FROM referrals r WHERE r.referred_user_id = u.id)
+    LIMIT 100000),
+referrer AS (
+    SELECT u.id, row_number() OVER (ORDER BY u.id DESC) AS n FROM customer_users u
+    WHERE u.deleted_at IS NULL AND u.is_active LIMIT 100000)
+INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, status, tier, created_at, expires_at)
+SELECT referrer.id, referred.id, 'BENCH', 'pending', 1, now() - interval '2 days', now() + interval '28 days'
+FROM referred JOIN referrer ON referrer.n = referred.n WHERE referrer.id <> referred.id;
+UPDATE customer_users u SET last_login_at = now() - interval '1 day'
+FROM referrals r WHERE r.referred_user_id = u.id AND r.referral_code = 'BENCH';
+ANALYZE referrals; ANALYZE customer_users;
+SQL
+$bin run referral-tier2 --dry-run --json | tr -s ' \n' ' '; echo
+timed $bin run referral-tier2 --json | tr -s ' \n' ' '; echo
+
+echo "== (c) setting up paid subscriptions for those referred users"
+psql "$DATABASE_URL" <<'SQL'
+INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at, expired_at)
+SELECT r.referred_user_id, 'active', 'ios', 99.99, 'TRY', now() - interval '1 hour', now() + interval '30 days'
+FROM referrals r WHERE r.referral_code = 'BENCH' AND r.status = 'completed';
+ANALYZE customer_subscriptions;
+SQL
+$bin run referral-tier3 --dry-run --json | tr -s ' \n' ' '; echo
+timed $bin run referral-tier3 --json | tr -s ' \n' ' '; echo
+
+echo "== ledger check"
+$bin ledger check | head -n 2
+psql "$admin" -c "DROP DATABASE $db WITH (FORCE)"
