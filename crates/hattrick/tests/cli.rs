@@ -209,3 +209,44 @@ async fn ledger_check_reports_drift_and_ledger_open_repairs_it_once_approved() {
     assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
     testkit::assert_ledger_invariants(db.pool()).await;
 }
+
+#[tokio::test]
+async fn two_processes_running_the_referral_jobs_at_once_pay_each_referral_once() {
+    let db = migrated().await;
+    sqlx::raw_sql(
+        "WITH referrer AS (INSERT INTO customer_users (email) VALUES ('referrer@example.com') RETURNING id),
+              referred AS (INSERT INTO customer_users (email, last_login_at)
+                           SELECT 'r' || g || '@example.com', now() - interval '1 day'
+                           FROM generate_series(1, 2000) g RETURNING id)
+         INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
+         SELECT referrer.id, referred.id, 'TWO', now() - interval '2 days', now() + interval '28 days'
+         FROM referrer, referred",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_hattrick"))
+            .args(["run", "referral-tier2"])
+            .env("DATABASE_URL", db.url())
+            .env_remove("HATTRICK_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let codes = [first.wait_with_output().unwrap().status.code(), second.wait_with_output().unwrap().status.code()];
+    assert!(codes.contains(&Some(0)), "{codes:?}");
+    assert!(codes.iter().all(|c| matches!(c, Some(0) | Some(3))), "each either ran or was refused: {codes:?}");
+    let (grants, balance): (i64, i32) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customer_credit_transactions),
+                (SELECT balance FROM customer_credits c JOIN customer_users u ON u.id = c.customer_user_id
+                 WHERE u.email = 'referrer@example.com')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!((grants, balance), (4000, 100_000));
+    testkit::assert_ledger_invariants(db.pool()).await;
+}
