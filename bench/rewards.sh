@@ -9,6 +9,8 @@ users=${1:-1000000}
 db=hattrick_rewards_bench_$users
 admin=postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+# The first sweep of a million users writes millions of unlocks: more than the default 15-minute timeout.
+export HATTRICK_JOBS__BADGE_AUTO_UNLOCK__TIMEOUT=2h
 bin=target/release/hattrick
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 timed() { /usr/bin/time -f "    elapsed %e s, peak RSS %M KB" "$@"; }

@@ -1,13 +1,15 @@
 //! `referral-tier2` and `referral-tier3` (SPEC 3.4, 10.10).
 //!
-//! Each run works in batches: one transaction locks a batch of eligible referrals (`FOR UPDATE SKIP LOCKED`, so
-//! two runs at once share the work instead of paying it twice), grants through the ledger, writes the pushes and
+//! Each run evaluates eligibility once into a session queue, then works in batches: one transaction locks a batch
+//! of queued referrals still in the expected state (`FOR UPDATE SKIP LOCKED`, so two runs at once share the work
+//! instead of paying it twice), grants through the ledger, writes the pushes and
 //! moves the referrals to their next state. Idempotency keys (`referral:{id}:tier2:referrer`, ...) and dedupe keys
 //! (`referral-tier2:{id}`, ...) make a repeat impossible even if a state change were lost.
 
 use chrono::{DateTime, Utc};
 use engine::{Job, JobContext, JobError, JobReport, RunFuture};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::messages::{Message, REFERRAL_TIER2, REFERRAL_TIER3, WELCOME_BONUS, WELCOME_VIP};
 use crate::outbox::{self, Category};
@@ -77,27 +79,53 @@ async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_batch (
              id uuid PRIMARY KEY, referrer_user_id uuid NOT NULL, referred_user_id uuid NOT NULL
-         ) ON COMMIT DELETE ROWS",
+         ) ON COMMIT DELETE ROWS;
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_queue (id uuid PRIMARY KEY);
+         TRUNCATE hattrick_referral_queue;",
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Locks the next batch of referrals matching `condition` into the scratch table; returns how many.
-async fn lock_batch(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// Evaluates `condition` once for the whole run, into the session's queue of referrals to pay.
+async fn fill_queue(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO hattrick_referral_batch (id, referrer_user_id, referred_user_id)
-         SELECT r.id, r.referrer_user_id, r.referred_user_id
-         FROM referrals r
+        "INSERT INTO hattrick_referral_queue (id)
+         SELECT r.id FROM referrals r
          JOIN customer_users referrer ON referrer.id = r.referrer_user_id
          JOIN customer_users referred ON referred.id = r.referred_user_id
-         WHERE {condition}
-         ORDER BY r.created_at, r.id
-         LIMIT $2
-         FOR UPDATE OF r SKIP LOCKED"
+         WHERE {condition}"
     );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(BATCH).execute(conn).await?.rows_affected())
+    let queued = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).execute(&mut *conn).await?.rows_affected();
+    sqlx::query("ANALYZE hattrick_referral_queue").execute(conn).await?;
+    Ok(queued)
+}
+
+/// Locks the next batch of queued referrals still in `state` (another run may have paid some meanwhile) into the
+/// scratch table, after `cursor`; returns how many and the last id.
+async fn lock_batch(
+    conn: &mut PgConnection,
+    state: &str,
+    cursor: Option<Uuid>,
+) -> Result<(u64, Option<Uuid>), sqlx::Error> {
+    let sql = format!(
+        "WITH locked AS (
+             SELECT r.id, r.referrer_user_id, r.referred_user_id
+             FROM hattrick_referral_queue q JOIN referrals r ON r.id = q.id
+             WHERE ($1::uuid IS NULL OR q.id > $1) AND {state}
+             ORDER BY q.id
+             LIMIT $2
+             FOR UPDATE OF r SKIP LOCKED),
+         batch AS (
+             INSERT INTO hattrick_referral_batch (id, referrer_user_id, referred_user_id)
+             SELECT id, referrer_user_id, referred_user_id FROM locked
+             RETURNING id)
+         SELECT count(*), max(id::text)::uuid FROM batch"
+    );
+    let (locked, last): (i64, Option<Uuid>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(cursor).bind(BATCH).fetch_one(conn).await?;
+    Ok((u64::try_from(locked).unwrap_or(0), last))
 }
 
 async fn count_eligible(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
@@ -126,6 +154,8 @@ struct Totals {
 trait Tier {
     /// Which referrals qualify (`$1` is now).
     fn condition(&self) -> String;
+    /// The state a queued referral must still be in when its batch is locked.
+    fn state(&self) -> &'static str;
     /// Fills the ledger's scratch tables with the batch's grants.
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error>;
     /// The pushes of a batch, in order: their message and the statement filling `hattrick_push_batch` for it.
@@ -142,17 +172,19 @@ async fn pay_in_batches(
     conn: &mut PgConnection,
 ) -> Result<Totals, JobError> {
     prepare(&mut *conn).await?;
-    let condition = tier.condition();
+    fill_queue(&mut *conn, &tier.condition(), ctx.now).await?;
     let write = !ctx.args.silent;
     let mut totals = Totals::default();
+    let mut cursor = None;
     loop {
         ctx.check_cancelled()?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let locked = lock_batch(&mut tx, &condition, ctx.now).await?;
+        let (locked, last) = lock_batch(&mut tx, tier.state(), cursor).await?;
         if locked == 0 {
             tx.commit().await?;
             return Ok(totals);
         }
+        cursor = last;
         tier.stage_grants(&mut tx).await?;
         budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
         let applied = ledger::apply(&mut tx, ctx.now, write).await?;
@@ -180,6 +212,10 @@ pub struct ReferralTier2 {
 impl Tier for ReferralTier2 {
     fn condition(&self) -> String {
         tier2_eligible()
+    }
+
+    fn state(&self) -> &'static str {
+        "r.status = 'pending' AND coalesce(r.tier, 1) = 1"
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -276,6 +312,10 @@ pub struct ReferralTier3 {
 impl Tier for ReferralTier3 {
     fn condition(&self) -> String {
         tier3_eligible()
+    }
+
+    fn state(&self) -> &'static str {
+        "r.status = 'completed' AND r.tier = 2"
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
