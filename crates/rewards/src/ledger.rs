@@ -71,44 +71,76 @@ pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     .await
 }
 
+/// The tables of one ledger, for the steps XP and credits share.
+struct LedgerTables {
+    /// The session's scratch table of pending grants.
+    grants: &'static str,
+    /// The ledger rows.
+    rows: &'static str,
+    /// The balance rows, and the columns and values a new one starts with besides the user and timestamps.
+    balances: &'static str,
+    new_balance_columns: &'static str,
+    new_balance_values: &'static str,
+}
+
+const XP_LEDGER: LedgerTables = LedgerTables {
+    grants: "hattrick_xp_grants",
+    rows: "customer_xp_transactions",
+    balances: "customer_xp",
+    new_balance_columns: ", next_level_xp",
+    new_balance_values: ", 500",
+};
+
+const CREDIT_LEDGER: LedgerTables = LedgerTables {
+    grants: "hattrick_credit_grants",
+    rows: "customer_credit_transactions",
+    balances: "customer_credits",
+    new_balance_columns: "",
+    new_balance_values: "",
+};
+
+/// Drops grants whose key was used before, creates missing balance rows and locks every touched one in user
+/// order. Returns false when no grant is left to write.
+async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let LedgerTables { grants, rows, balances, new_balance_columns, new_balance_values } = ledger;
+    let drop_used = format!(
+        "DELETE FROM {grants} g
+         WHERE EXISTS (SELECT 1 FROM {rows} t WHERE t.idempotency_key = g.idempotency_key)
+            OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
+    let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {grants})")))
+        .fetch_one(&mut *conn)
+        .await?;
+    if !any {
+        return Ok(false);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {balances} (customer_user_id{new_balance_columns}, created_at, updated_at)
+         SELECT DISTINCT customer_user_id{new_balance_values}, $1::timestamptz, $1::timestamptz FROM {grants}
+         ON CONFLICT (customer_user_id) DO NOTHING"
+    )))
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {balances} b WHERE b.customer_user_id IN (SELECT customer_user_id FROM {grants})
+         ORDER BY b.customer_user_id FOR UPDATE"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    // Keys used by a transaction that committed while this one waited for the locks.
+    sqlx::query(sqlx::AssertSqlSafe(drop_used)).execute(&mut *conn).await?;
+    Ok(true)
+}
+
 /// Applies the grants in the scratch tables, in the caller's transaction. `push` enqueues level-up pushes (false
 /// for a silent back-fill, SPEC 10.12).
 pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Result<Applied, sqlx::Error> {
     let mut applied = Applied::default();
 
     // XP first: level-ups become credit grants.
-    sqlx::query(
-        "DELETE FROM hattrick_xp_grants g
-         WHERE EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key)
-            OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let has_xp: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_xp_grants)").fetch_one(&mut *conn).await?;
-    if has_xp {
-        sqlx::query(
-            "INSERT INTO customer_xp (customer_user_id, next_level_xp, created_at, updated_at)
-             SELECT DISTINCT customer_user_id, 500, $1::timestamptz, $1::timestamptz FROM hattrick_xp_grants
-             ON CONFLICT (customer_user_id) DO NOTHING",
-        )
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "SELECT 1 FROM customer_xp x
-             WHERE x.customer_user_id IN (SELECT customer_user_id FROM hattrick_xp_grants)
-             ORDER BY x.customer_user_id FOR UPDATE",
-        )
-        .execute(&mut *conn)
-        .await?;
-        // Keys used by a transaction that committed while this one waited for the locks.
-        sqlx::query(
-            "DELETE FROM hattrick_xp_grants g
-             WHERE EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key)",
-        )
-        .execute(&mut *conn)
-        .await?;
+    if lock_balances(&mut *conn, &XP_LEDGER, at).await? {
         let (rows, total, level_ups): (i64, i64, i64) = sqlx::query_as(
             "WITH inserted AS (
                  INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description,
@@ -156,37 +188,7 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
         applied.level_ups = level_ups;
     }
 
-    sqlx::query(
-        "DELETE FROM hattrick_credit_grants g
-         WHERE EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key)
-            OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let has_credits: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_credit_grants)").fetch_one(&mut *conn).await?;
-    if has_credits {
-        sqlx::query(
-            "INSERT INTO customer_credits (customer_user_id, created_at, updated_at)
-             SELECT DISTINCT customer_user_id, $1::timestamptz, $1::timestamptz FROM hattrick_credit_grants
-             ON CONFLICT (customer_user_id) DO NOTHING",
-        )
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "SELECT 1 FROM customer_credits c
-             WHERE c.customer_user_id IN (SELECT customer_user_id FROM hattrick_credit_grants)
-             ORDER BY c.customer_user_id FOR UPDATE",
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "DELETE FROM hattrick_credit_grants g
-             WHERE EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key)",
-        )
-        .execute(&mut *conn)
-        .await?;
+    if lock_balances(&mut *conn, &CREDIT_LEDGER, at).await? {
         // Under the locks the balances read here are current; a user with several grants in the batch gets them
         // chained in key order.
         let (rows, total): (i64, i64) = sqlx::query_as(

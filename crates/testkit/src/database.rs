@@ -1,7 +1,7 @@
 //! One throwaway database per test.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
@@ -75,7 +75,7 @@ impl TestDb {
     }
 
     async fn create(admin_url: String, template: Option<&str>) -> Self {
-        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let epoch = engine::Clock::system().now().timestamp();
         let name = format!("ht_{epoch}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let mut admin = db::connect_one(&admin_url, "hattrick-testkit").await.expect("connect to the test server");
         let sql = match template {
@@ -170,7 +170,7 @@ async fn ensure_template(admin_url: &str) -> String {
 
 /// Drops test databases left behind by killed runs, and templates of older schema versions.
 async fn drop_stale_databases(admin: &mut PgConnection) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = engine::Clock::system().now().timestamp();
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT datname::text FROM pg_database WHERE datname LIKE 'ht\\_%' OR datname LIKE 'hattrick\\_tpl\\_%'",
     )
@@ -178,8 +178,8 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
     .await
     .unwrap_or_default();
     for name in names {
-        let stale = match name.strip_prefix("ht_").and_then(|rest| rest.split('_').next()?.parse::<u64>().ok()) {
-            Some(created) => now.saturating_sub(created) > STALE_AFTER.as_secs(),
+        let stale = match name.strip_prefix("ht_").and_then(|rest| rest.split('_').next()?.parse::<i64>().ok()) {
+            Some(created) => now.saturating_sub(created) > i64::try_from(STALE_AFTER.as_secs()).unwrap_or(i64::MAX),
             None => name.starts_with("hattrick_tpl_"),
         };
         if stale {
