@@ -255,14 +255,12 @@ pub struct ClaimSettings {
     pub misfire_grace: Duration,
 }
 
+/// Whether job `$1` has a scheduled, retry or manual run going (event runs are a separate lane, SPEC 10.5).
+const RUNNING_EXISTS: &str = "EXISTS (SELECT 1 FROM job_execution_logs
+    WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event')";
+
 async fn running_exists(tx: &mut Transaction<'_, Postgres>, job: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM job_execution_logs
-                        WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event')",
-    )
-    .bind(job)
-    .fetch_one(&mut **tx)
-    .await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {RUNNING_EXISTS}"))).bind(job).fetch_one(&mut **tx).await
 }
 
 async fn insert_running(
@@ -360,18 +358,18 @@ pub async fn claim_due(
 
     // One round trip for what the decision needs: whether the job is running, and which due ticks already have
     // a row (recorded `paused` before a resume: not recorded again, their next run is the next attempt).
-    let (running, recorded_ticks, recorded_attempts): (bool, Vec<DateTime<Utc>>, Vec<i32>) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM job_execution_logs
-                        WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event'),
-                coalesce(array_agg(t.scheduled_for), '{}'), coalesce(array_agg(t.attempt), '{}')
+    let (running, recorded_ticks, recorded_attempts): (bool, Vec<DateTime<Utc>>, Vec<i32>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUNNING_EXISTS},
+                coalesce(array_agg(t.scheduled_for), '{{}}'), coalesce(array_agg(t.attempt), '{{}}')
          FROM (SELECT scheduled_for, max(attempt) AS attempt FROM job_execution_logs
-               WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for) t",
-    )
-    .bind(job)
-    .bind(window_start)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
+               WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for) t"
+        )))
+        .bind(job)
+        .bind(window_start)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
     let recorded: Vec<(DateTime<Utc>, i32)> = recorded_ticks.into_iter().zip(recorded_attempts).collect();
     let attempts_of = |tick: DateTime<Utc>| recorded.iter().find(|(t, _)| *t == tick).map(|(_, a)| *a);
     let unrecorded = |ticks: &[DateTime<Utc>]| -> Vec<DateTime<Utc>> {

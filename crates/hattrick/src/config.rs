@@ -199,11 +199,13 @@ pub struct RewardSettings {
 
 impl Default for RewardSettings {
     fn default() -> Self {
+        // The referral amounts of SPEC 3.4 are the rewards crate's; configuration only overrides them.
+        let referral = rewards::ReferralAmounts::default();
         Self {
-            tier2_referrer_credits: 50,
-            tier2_referred_credits: 10,
-            tier3_referrer_credits: 200,
-            tier3_referrer_xp: 500,
+            tier2_referrer_credits: referral.tier2_referrer_credits.into(),
+            tier2_referred_credits: referral.tier2_referred_credits.into(),
+            tier3_referrer_credits: referral.tier3_referrer_credits.into(),
+            tier3_referrer_xp: referral.tier3_referrer_xp.into(),
             daily_reward_credits: vec![10, 15, 20, 25, 30, 40, 100],
         }
     }
