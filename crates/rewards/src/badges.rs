@@ -2,10 +2,9 @@
 //!
 //! One sweep:
 //! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
-//! 2. computes each aggregate once for every live user, in one statement, into a session table of per-user
-//!    stats, with the badges each user already owns;
-//! 3. evaluates every badge against every user in one statement, keeping only unlocks not owned yet;
-//! 4. grants them in chunks of about 10,000 users, each chunk one transaction: badge rows, XP and credit grants
+//! 2. computes each aggregate once for every live user, with the badges each user already owns, and evaluates
+//!    every badge against every user in the same statement, keeping only the unlocks not owned yet;
+//! 3. grants them in chunks of about 10,000 users, each chunk one transaction: badge rows, XP and credit grants
 //!    through the ledger, promotional VIP days, `total_unlocks` raised by the rows actually inserted, pushes.
 //!
 //! The unique (user, badge) row and the idempotency keys make every step safe to repeat: a failed chunk leaves
@@ -43,26 +42,21 @@ async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     ledger::prepare(&mut *conn).await?;
     outbox::prepare(&mut *conn).await?;
     sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_stats (
-             customer_user_id uuid PRIMARY KEY,
-             referrals bigint NOT NULL, correct bigint NOT NULL, settled bigint NOT NULL, comments bigint NOT NULL,
-             likes bigint NOT NULL, longest_streak bigint NOT NULL, level_rank int NOT NULL,
-             lifetime_earned bigint NOT NULL, paid_subscription boolean NOT NULL, owned uuid[] NOT NULL
-         );
-         CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_candidates (
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_candidates (
              customer_user_id uuid NOT NULL, badge_id uuid NOT NULL, PRIMARY KEY (customer_user_id, badge_id)
          );
          CREATE TEMP TABLE IF NOT EXISTS hattrick_unlocks (
              customer_user_id uuid NOT NULL, badge_id uuid NOT NULL
          ) ON COMMIT DELETE ROWS;
-         TRUNCATE hattrick_badge_stats, hattrick_badge_candidates;",
+         TRUNCATE hattrick_badge_candidates;",
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The per-user stats statement, computing only the aggregates some badge needs (`$1` is now).
+/// The per-user stats, computing only the aggregates some badge needs (`$1` is now), as a query of the columns
+/// [`candidates_sql`] reads.
 fn stats_sql(kinds: &[&str]) -> String {
     let needs = |kind: &str| kinds.contains(&kind);
     let mut columns = Vec::new();
@@ -126,8 +120,7 @@ fn stats_sql(kinds: &[&str]) -> String {
                     GROUP BY customer_user_id) o ON o.id = u.id",
     );
     format!(
-        "INSERT INTO hattrick_badge_stats
-         SELECT u.id, {}
+        "SELECT u.id, {}
          FROM customer_users u
          {}
          WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND $1::timestamptz IS NOT NULL",
@@ -136,26 +129,33 @@ fn stats_sql(kinds: &[&str]) -> String {
     )
 }
 
-/// Every badge against every user, in one statement: the unlocks not owned yet.
-const CANDIDATES_SQL: &str = "
-    INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
-    SELECT s.customer_user_id, b.id
-    FROM hattrick_badge_stats s
-    JOIN unnest($1::uuid[], $2::text[], $3::float8[], $4::bigint[]) AS b(id, kind, a, m)
-      ON CASE b.kind
-             WHEN 'referrals' THEN s.referrals >= b.a
-             WHEN 'predictions_correct' THEN s.correct >= b.a
-             WHEN 'predictions_accuracy' THEN s.settled >= b.m AND s.settled > 0
-                                              AND s.correct * 100.0 >= b.a * s.settled
-             WHEN 'comments' THEN s.comments >= b.a
-             WHEN 'comment_likes' THEN s.likes >= b.a
-             WHEN 'login_streak' THEN s.longest_streak >= b.a
-             WHEN 'xp_level' THEN s.level_rank >= b.a
-             WHEN 'credits_earned' THEN s.lifetime_earned >= b.a
-             WHEN 'subscription' THEN s.paid_subscription
-             ELSE false
-         END
-     AND NOT (b.id = ANY (s.owned))";
+/// Every badge against every user's stats, in one statement streaming the stats straight into the unlocks not
+/// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). `$1` is now,
+/// `$2..$5` the badges (id, condition kind, threshold, minimum) as arrays.
+fn candidates_sql(kinds: &[&str]) -> String {
+    format!(
+        "INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
+         SELECT s.customer_user_id, b.id
+         FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
+                         lifetime_earned, paid_subscription, owned)
+         JOIN unnest($2::uuid[], $3::text[], $4::float8[], $5::bigint[]) AS b(id, kind, a, m)
+           ON CASE b.kind
+                  WHEN 'referrals' THEN s.referrals >= b.a
+                  WHEN 'predictions_correct' THEN s.correct >= b.a
+                  WHEN 'predictions_accuracy' THEN s.settled >= b.m AND s.settled > 0
+                                                   AND s.correct * 100.0 >= b.a * s.settled
+                  WHEN 'comments' THEN s.comments >= b.a
+                  WHEN 'comment_likes' THEN s.likes >= b.a
+                  WHEN 'login_streak' THEN s.longest_streak >= b.a
+                  WHEN 'xp_level' THEN s.level_rank >= b.a
+                  WHEN 'credits_earned' THEN s.lifetime_earned >= b.a
+                  WHEN 'subscription' THEN s.paid_subscription
+                  ELSE false
+              END
+          AND NOT (b.id = ANY (s.owned))",
+        stats_sql(kinds)
+    )
+}
 
 impl Job for BadgeAutoUnlock {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
@@ -183,9 +183,8 @@ impl Job for BadgeAutoUnlock {
                 }
             }
             prepare(&mut conn).await?;
-            sqlx::query(sqlx::AssertSqlSafe(stats_sql(&kinds))).bind(ctx.now).execute(&mut *conn).await?;
-            ctx.check_cancelled()?;
-            let candidates = sqlx::query(CANDIDATES_SQL)
+            let candidates = sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds)))
+                .bind(ctx.now)
                 .bind(&ids)
                 .bind(&kinds)
                 .bind(&first)
@@ -233,8 +232,9 @@ impl Job for BadgeAutoUnlock {
                 };
                 sqlx::query(
                     "WITH inserted AS (
-                         INSERT INTO customer_badges (customer_user_id, badge_id, unlocked_at, metadata)
-                         SELECT c.customer_user_id, c.badge_id, $3, '{\"source\": \"badge-auto-unlock\"}'
+                         INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
+                         SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
+                                '{\"source\": \"badge-auto-unlock\"}'
                          FROM hattrick_badge_candidates c
                          WHERE ($1::uuid IS NULL OR c.customer_user_id > $1) AND c.customer_user_id <= $2
                          ON CONFLICT (customer_user_id, badge_id) DO NOTHING
@@ -336,6 +336,9 @@ impl Job for BadgeAutoUnlock {
     }
 }
 
+/// The live users a sweep evaluates.
 async fn users_evaluated(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM hattrick_badge_stats").fetch_one(conn).await
+    sqlx::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
+        .fetch_one(conn)
+        .await
 }

@@ -10,6 +10,8 @@
 //! 4. inserts credit rows with exact `balance_before/after` (running sums when one user gets several grants in a
 //!    batch) and moves balances with one atomic increment per user.
 //!
+//! Ledger rows get time-ordered ids (`hattrick_uuid7()`), so a batch appends to the primary-key index.
+//!
 //! The scratch tables are `ON COMMIT DELETE ROWS`: a batch never leaks into the next transaction.
 
 use chrono::{DateTime, Utc};
@@ -109,26 +111,34 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
             OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)"
     );
     sqlx::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
-    let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {grants})")))
-        .fetch_one(&mut *conn)
-        .await?;
-    if !any {
+    // Locks row by row in user order: a subquery with FOR UPDATE is never flattened into a join, so this stays
+    // one index lookup per user, in the order of the sorted users.
+    let lock = format!(
+        "SELECT (SELECT count(DISTINCT customer_user_id) FROM {grants}),
+                (SELECT count(*) FROM (SELECT DISTINCT customer_user_id FROM {grants} ORDER BY 1) g
+                 CROSS JOIN LATERAL (SELECT 1 FROM {balances} b WHERE b.customer_user_id = g.customer_user_id
+                                     FOR UPDATE) l)"
+    );
+    let (users, locked): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(lock.clone())).fetch_one(&mut *conn).await?;
+    if users == 0 {
         return Ok(false);
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {balances} (customer_user_id{new_balance_columns}, created_at, updated_at)
-         SELECT DISTINCT customer_user_id{new_balance_values}, $1::timestamptz, $1::timestamptz FROM {grants}
-         ON CONFLICT (customer_user_id) DO NOTHING"
-    )))
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM {balances} b WHERE b.customer_user_id IN (SELECT customer_user_id FROM {grants})
-         ORDER BY b.customer_user_id FOR UPDATE"
-    )))
-    .execute(&mut *conn)
-    .await?;
+    if locked < users {
+        // Balance rows are created on demand, in user order too: two batches creating the same rows wait for
+        // each other in one order and never deadlock.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {balances} (customer_user_id{new_balance_columns}, created_at, updated_at)
+             SELECT customer_user_id{new_balance_values}, $1::timestamptz, $1::timestamptz
+             FROM (SELECT DISTINCT customer_user_id FROM {grants}) g
+             WHERE NOT EXISTS (SELECT 1 FROM {balances} b WHERE b.customer_user_id = g.customer_user_id)
+             ORDER BY customer_user_id
+             ON CONFLICT (customer_user_id) DO NOTHING"
+        )))
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(lock)).execute(&mut *conn).await?;
+    }
     // Keys used by a transaction that committed while this one waited for the locks.
     sqlx::query(sqlx::AssertSqlSafe(drop_used)).execute(&mut *conn).await?;
     Ok(true)
@@ -143,10 +153,10 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
     if lock_balances(&mut *conn, &XP_LEDGER, at).await? {
         let (rows, total, level_ups): (i64, i64, i64) = sqlx::query_as(
             "WITH inserted AS (
-                 INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description,
-                     reference_id, reference_type, metadata, idempotency_key, created_at)
-                 SELECT customer_user_id, xp_amount, transaction_type, description, reference_id, reference_type,
-                        metadata, idempotency_key, $1
+                 INSERT INTO customer_xp_transactions (id, customer_user_id, xp_amount, transaction_type,
+                     description, reference_id, reference_type, metadata, idempotency_key, created_at)
+                 SELECT hattrick_uuid7(), customer_user_id, xp_amount, transaction_type, description, reference_id,
+                        reference_type, metadata, idempotency_key, $1
                  FROM hattrick_xp_grants
                  RETURNING customer_user_id, xp_amount
              ),
@@ -199,11 +209,11 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
                  FROM hattrick_credit_grants g JOIN customer_credits c ON c.customer_user_id = g.customer_user_id
              ),
              inserted AS (
-                 INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description,
-                     reference_id, reference_type, balance_before, balance_after, metadata, idempotency_key,
-                     created_at)
-                 SELECT customer_user_id, amount, transaction_type, description, reference_id, reference_type,
-                        before, before + amount, metadata, idempotency_key, $1
+                 INSERT INTO customer_credit_transactions (id, customer_user_id, amount, transaction_type,
+                     description, reference_id, reference_type, balance_before, balance_after, metadata,
+                     idempotency_key, created_at)
+                 SELECT hattrick_uuid7(), customer_user_id, amount, transaction_type, description, reference_id,
+                        reference_type, before, before + amount, metadata, idempotency_key, $1
                  FROM chained
                  RETURNING customer_user_id, amount
              ),

@@ -1,5 +1,5 @@
 //! The push texts of SPEC 3.12, in Turkish (the product's own) and English. `{name}` placeholders are filled per
-//! user in SQL (`hattrick_render`).
+//! user in SQL, from the variables each push row carries.
 
 /// One kind of push: its texts, deep link and `data.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,29 @@ pub struct Message {
     pub body_en: &'static str,
     /// Deep link opened on tap.
     pub deep_link: &'static str,
+}
+
+impl Message {
+    /// The distinct `{name}` placeholders of the four texts, in order of first appearance. A name is made of
+    /// lowercase ASCII letters, digits and underscores; anything else between braces is literal text.
+    pub fn placeholders(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for text in [self.title_tr, self.body_tr, self.title_en, self.body_en] {
+            let mut rest = text;
+            while let Some(open) = rest.find('{') {
+                let after = &rest[open + 1..];
+                let Some(close) = after.find('}') else { break };
+                let name = &after[..close];
+                let valid =
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if valid && !names.contains(&name) {
+                    names.push(name);
+                }
+                rest = if valid { &after[close + 1..] } else { after };
+            }
+        }
+        names
+    }
 }
 
 /// A badge was unlocked (`{name_tr}`, `{name_en}`).
@@ -67,3 +90,28 @@ pub const WELCOME_VIP: Message = Message {
     body_en: "Your VIP perks are unlocked. Good luck with your picks!",
     deep_link: "goalgpt://home",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_collected_once_in_order() {
+        assert_eq!(REFERRAL_TIER3.placeholders(), ["credits", "xp"]);
+        assert_eq!(BADGE_UNLOCK.placeholders(), ["name_tr", "name_en"]);
+        assert!(WELCOME_VIP.placeholders().is_empty());
+    }
+
+    #[test]
+    fn braces_that_are_not_placeholders_stay_text() {
+        let message = Message {
+            kind: "k",
+            title_tr: "{Not one} {a}{",
+            body_tr: "{} {b-c} {{d}}",
+            title_en: "",
+            body_en: "",
+            deep_link: "",
+        };
+        assert_eq!(message.placeholders(), ["a", "d"]);
+    }
+}

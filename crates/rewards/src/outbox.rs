@@ -1,6 +1,6 @@
 //! Writing pushes to the outbox (SPEC 4) in the job's transaction: a job fills the session's scratch table
 //! `hattrick_push_batch` with one row per user (dedupe key, placeholders, extra data), then [`flush`] renders
-//! the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat impossible.
+//! the texts in the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat impossible.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -62,33 +62,45 @@ pub async fn flush(
     write: bool,
 ) -> Result<i64, sqlx::Error> {
     let inserted = if write {
-        sqlx::query(
+        let title = render_sql("CASE WHEN u.en THEN $3 ELSE $2 END", message);
+        let body = render_sql("CASE WHEN u.en THEN $5 ELSE $4 END", message);
+        // The user is looked up row by row (LIMIT keeps the subquery a parameterised index scan): the planner
+        // cannot see how few rows the scratch table holds and would otherwise hash the whole users table.
+        let sql = format!(
             "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                       not_before, created_at)
-             SELECT b.customer_user_id, $1, b.dedupe_key,
-                    hattrick_render(CASE WHEN u.locale_preference ILIKE 'en%' THEN $3 ELSE $2 END, b.vars),
-                    hattrick_render(CASE WHEN u.locale_preference ILIKE 'en%' THEN $5 ELSE $4 END, b.vars),
-                    b.image_url, $6,
-                    jsonb_build_object('type', $7::text, 'deepLink', $6::text) || b.data,
-                    $8, $8
-             FROM hattrick_push_batch b JOIN customer_users u ON u.id = b.customer_user_id
-             WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(category.as_str())
-        .bind(message.title_tr)
-        .bind(message.title_en)
-        .bind(message.body_tr)
-        .bind(message.body_en)
-        .bind(message.deep_link)
-        .bind(message.kind)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
+             SELECT b.customer_user_id, $1, b.dedupe_key, {title}, {body}, b.image_url, $6,
+                    jsonb_build_object('type', $7::text, 'deepLink', $6::text) || b.data, $8, $8
+             FROM hattrick_push_batch b
+             CROSS JOIN LATERAL (
+                 SELECT u.locale_preference ILIKE 'en%' AS en FROM customer_users u
+                 WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
+                 LIMIT 1) u
+             ON CONFLICT (dedupe_key) DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(category.as_str())
+            .bind(message.title_tr)
+            .bind(message.title_en)
+            .bind(message.body_tr)
+            .bind(message.body_en)
+            .bind(message.deep_link)
+            .bind(message.kind)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
     } else {
         0
     };
     sqlx::query("DELETE FROM hattrick_push_batch").execute(&mut *conn).await?;
     Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
+}
+
+/// The SQL expression that fills the `{name}` placeholders of `message`'s texts in `template` (an expression
+/// choosing one of them) from the batch row's `vars`; a placeholder without a value stays as written.
+fn render_sql(template: &str, message: &Message) -> String {
+    message.placeholders().into_iter().fold(template.to_owned(), |sql, name| {
+        format!("replace({sql}, '{{{name}}}', coalesce(b.vars ->> '{name}', '{{{name}}}'))")
+    })
 }

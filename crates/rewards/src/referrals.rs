@@ -102,30 +102,38 @@ async fn fill_queue(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>
     Ok(queued)
 }
 
-/// Locks the next batch of queued referrals still in `state` (another run may have paid some meanwhile) into the
-/// scratch table, after `cursor`; returns how many and the last id.
-async fn lock_batch(
+/// The next batch of the queue after `cursor`: the referrals of it still in `state` (another run may have paid some
+/// meanwhile) are locked, moved to their next state with `advance` (a `SET` list; `$3` is now) and copied into the
+/// scratch table. Returns how many were moved and the queue position reached (None at the end of the queue). The
+/// grants that follow are in the same transaction: if any fails, the state change is rolled back with them.
+async fn lock_and_advance(
     conn: &mut PgConnection,
     state: &str,
+    advance: &str,
     cursor: Option<Uuid>,
+    now: DateTime<Utc>,
 ) -> Result<(u64, Option<Uuid>), sqlx::Error> {
+    // Driven by the queue, one primary-key lookup per queued referral (the subquery with FOR UPDATE is never
+    // flattened into a join that would scan the referrals table instead).
     let sql = format!(
-        "WITH locked AS (
-             SELECT r.id, r.referrer_user_id, r.referred_user_id
-             FROM hattrick_referral_queue q JOIN referrals r ON r.id = q.id
-             WHERE ($1::uuid IS NULL OR q.id > $1) AND {state}
-             ORDER BY q.id
-             LIMIT $2
-             FOR UPDATE OF r SKIP LOCKED),
+        "WITH next AS (
+             SELECT id FROM hattrick_referral_queue WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2),
+         locked AS (
+             SELECT l.id FROM next
+             CROSS JOIN LATERAL (SELECT r.id FROM referrals r WHERE r.id = next.id AND {state}
+                                 FOR UPDATE OF r SKIP LOCKED) l),
+         moved AS (
+             UPDATE referrals r SET {advance} FROM locked WHERE r.id = locked.id
+             RETURNING r.id, r.referrer_user_id, r.referred_user_id),
          batch AS (
              INSERT INTO hattrick_referral_batch (id, referrer_user_id, referred_user_id)
-             SELECT id, referrer_user_id, referred_user_id FROM locked
+             SELECT id, referrer_user_id, referred_user_id FROM moved
              RETURNING id)
-         SELECT count(*), max(id::text)::uuid FROM batch"
+         SELECT (SELECT count(*) FROM batch), (SELECT max(id::text)::uuid FROM next)"
     );
-    let (locked, last): (i64, Option<Uuid>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(cursor).bind(BATCH).fetch_one(conn).await?;
-    Ok((u64::try_from(locked).unwrap_or(0), last))
+    let (moved, reached): (i64, Option<Uuid>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(cursor).bind(BATCH).bind(now).fetch_one(conn).await?;
+    Ok((u64::try_from(moved).unwrap_or(0), reached))
 }
 
 async fn count_eligible(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
@@ -156,15 +164,15 @@ trait Tier {
     fn condition(&self) -> String;
     /// The state a queued referral must still be in when its batch is locked.
     fn state(&self) -> &'static str;
+    /// The `SET` list that moves a locked referral `r` to its next state (`$3` is now).
+    fn advance(&self) -> String;
     /// Fills the ledger's scratch tables with the batch's grants.
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error>;
     /// The pushes of a batch, in order: their message and the statement filling `hattrick_push_batch` for it.
     fn pushes(&self) -> Vec<(&'static Message, String)>;
-    /// Moves the batch's referrals to their next state (`$1` is now).
-    async fn advance(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error>;
 }
 
-/// Locks, pays, pushes and advances eligible referrals batch after batch, each batch one transaction.
+/// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
 async fn pay_in_batches(
     tier: &impl Tier,
     budget: &Budget,
@@ -179,12 +187,12 @@ async fn pay_in_batches(
     loop {
         ctx.check_cancelled()?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let (locked, last) = lock_batch(&mut tx, tier.state(), cursor).await?;
-        if locked == 0 {
+        let (moved, reached) = lock_and_advance(&mut tx, tier.state(), &tier.advance(), cursor, ctx.now).await?;
+        if reached.is_none() {
             tx.commit().await?;
             return Ok(totals);
         }
-        cursor = last;
+        cursor = reached;
         tier.stage_grants(&mut tx).await?;
         budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
         let applied = ledger::apply(&mut tx, ctx.now, write).await?;
@@ -194,9 +202,8 @@ async fn pay_in_batches(
             budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
             pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
         }
-        tier.advance(&mut tx, ctx.now).await?;
         tx.commit().await?;
-        totals.add(i64::try_from(locked).unwrap_or(i64::MAX), applied, pushes);
+        totals.add(i64::try_from(moved).unwrap_or(i64::MAX), applied, pushes);
     }
 }
 
@@ -216,6 +223,15 @@ impl Tier for ReferralTier2 {
 
     fn state(&self) -> &'static str {
         "r.status = 'pending' AND coalesce(r.tier, 1) = 1"
+    }
+
+    fn advance(&self) -> String {
+        format!(
+            "tier = 2, status = 'completed',
+             referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + {},
+             referred_reward_credits = coalesce(r.referred_reward_credits, 0) + {}",
+            self.amounts.tier2_referrer_credits, self.amounts.tier2_referred_credits
+        )
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -251,20 +267,6 @@ impl Tier for ReferralTier2 {
             (&WELCOME_BONUS, push("welcome-bonus", "referred_user_id", self.amounts.tier2_referred_credits)),
         ]
     }
-
-    async fn advance(&self, tx: &mut PgConnection, _now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE referrals r SET tier = 2, status = 'completed',
-                 referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $1,
-                 referred_reward_credits = coalesce(r.referred_reward_credits, 0) + $2
-             FROM hattrick_referral_batch b WHERE r.id = b.id",
-        )
-        .bind(self.amounts.tier2_referrer_credits)
-        .bind(self.amounts.tier2_referred_credits)
-        .execute(tx)
-        .await?;
-        Ok(())
-    }
 }
 
 impl Job for ReferralTier2 {
@@ -287,9 +289,12 @@ impl Job for ReferralTier2 {
                 return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
             }
             let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
-            // Expire what did not qualify in time (after paying: a login before the deadline still counts).
+            // Expire what did not qualify in time (after paying: a login before the deadline still counts). The
+            // status is checked again on the row updated: one that a concurrent run paid while this statement
+            // waited for its lock is re-read after the wait, and must stay paid.
             let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE referrals x SET status = 'expired' FROM (SELECT r.id {expiring}) e WHERE x.id = e.id"
+                "UPDATE referrals x SET status = 'expired' FROM (SELECT r.id {expiring}) e
+                 WHERE x.id = e.id AND x.status = 'pending'"
             )))
             .bind(ctx.now)
             .execute(&mut *conn)
@@ -316,6 +321,19 @@ impl Tier for ReferralTier3 {
 
     fn state(&self) -> &'static str {
         "r.status = 'completed' AND r.tier = 2"
+    }
+
+    fn advance(&self) -> String {
+        format!(
+            "tier = 3, status = 'rewarded', reward_claimed_at = $3,
+             referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + {},
+             referrer_reward_xp = coalesce(r.referrer_reward_xp, 0) + {},
+             referred_subscribed_at = (
+                 SELECT min(s.started_at) FROM customer_subscriptions s
+                 WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active'
+                   AND s.started_at >= r.created_at AND coalesce(s.platform, '') <> 'promo')",
+            self.amounts.tier3_referrer_credits, self.amounts.tier3_referrer_xp
+        )
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -363,25 +381,6 @@ impl Tier for ReferralTier3 {
                     .to_owned(),
             ),
         ]
-    }
-
-    async fn advance(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE referrals r SET tier = 3, status = 'rewarded', reward_claimed_at = $1,
-                 referrer_reward_credits = coalesce(r.referrer_reward_credits, 0) + $2,
-                 referrer_reward_xp = coalesce(r.referrer_reward_xp, 0) + $3,
-                 referred_subscribed_at = (
-                     SELECT min(s.started_at) FROM customer_subscriptions s
-                     WHERE s.customer_user_id = r.referred_user_id AND s.status = 'active'
-                       AND s.started_at >= r.created_at AND coalesce(s.platform, '') <> 'promo')
-             FROM hattrick_referral_batch b WHERE r.id = b.id",
-        )
-        .bind(now)
-        .bind(self.amounts.tier3_referrer_credits)
-        .bind(self.amounts.tier3_referrer_xp)
-        .execute(tx)
-        .await?;
-        Ok(())
     }
 }
 

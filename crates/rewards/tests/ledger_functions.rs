@@ -173,3 +173,43 @@ async fn bad_calls_are_refused_with_a_clear_error() {
     }
     assert_ledger_invariants(db.pool()).await;
 }
+
+#[tokio::test]
+async fn ledger_rows_get_time_ordered_version_7_ids() {
+    let db = TestDb::new().await;
+    let id = user(&db).await;
+    for (n, at) in ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00.002Z", "2026-06-01T00:00:00Z"].iter().enumerate() {
+        let key = format!("ordered-{n}");
+        sqlx::query("SELECT hattrick_grant_credits($1, 5, 'admin_grant', $2, NULL, '{}', $3::timestamptz)")
+            .bind(id)
+            .bind(&key)
+            .bind(at)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM customer_credit_transactions WHERE customer_user_id = $1 ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids follow insertion time: {ids:?}");
+    // The first 48 bits are the insertion's Unix milliseconds (the wall clock, not the grant's own timestamp).
+    let millis = u64::from_be_bytes([
+        0,
+        0,
+        ids[0].as_bytes()[0],
+        ids[0].as_bytes()[1],
+        ids[0].as_bytes()[2],
+        ids[0].as_bytes()[3],
+        ids[0].as_bytes()[4],
+        ids[0].as_bytes()[5],
+    ]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(now.abs_diff(millis) < 60_000, "{millis} vs {now}");
+}
