@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue benchmarks of the rewards jobs on a seeded database (see BENCHMARKS.md):
 #   (a) the first full badge sweep, (b) a steady-state sweep and its floor (bench/badge-floor.sql in psql),
-#   (c) referral tier 2 and tier 3 with about 100,000 eligible referrals each.
+#   (c) referral tier 2 and tier 3 with about 100,000 eligible referrals each, and their floor
+#       (bench/referral-floor.sql on a copy of the database).
 # Usage: bench/rewards.sh [USERS]   (default 1000000; needs a release build and PostgreSQL on 127.0.0.1:5432)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,13 @@ export HATTRICK_JOBS__BADGE_AUTO_UNLOCK__TIMEOUT=2h
 bin=target/release/hattrick
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 timed() { /usr/bin/time -f "    elapsed %e s, peak RSS %M KB" "$@"; }
+# The floor of a referral tier (bench/referral-floor.sql), on a copy of the database as it stands.
+floor() {
+    psql "$admin" -c "CREATE DATABASE ${db}_floor TEMPLATE $db"
+    psql -v tier="$1" "${DATABASE_URL}_floor" -f bench/referral-floor.sql \
+        | awk '/^Time:/ { total += $2 } END { printf "    floor: the same writes in plain SQL: %.2f s\n", total / 1000 }'
+    psql "$admin" -c "DROP DATABASE ${db}_floor"
+}
 
 psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 $bin migrate > /dev/null
@@ -22,6 +30,13 @@ timed $bin seed --users "$users" --seed 1 | tail -n 3
 
 echo "== (a) first full badge sweep"
 timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
+echo "== settling: sweeps until one finds nothing (a badge's XP or credits can unlock another on the next sweep)"
+for _ in 1 2 3 4 5; do
+    out=$($bin run badge-auto-unlock --json | tr -s ' \n' ' ')
+    items=$(sed -E 's/.*"items": ([0-9]+).*/\1/' <<<"$out")
+    echo "    settled $items more unlocks"
+    [ "$items" = 0 ] && break
+done
 echo "== (b) steady-state sweep (nothing new to unlock)"
 timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
 echo "== (b) floor: the same aggregates alone in psql"
@@ -46,6 +61,7 @@ FROM referrals r WHERE r.referred_user_id = u.id AND r.referral_code = 'BENCH';
 ANALYZE referrals; ANALYZE customer_users;
 SQL
 $bin run referral-tier2 --dry-run --json | tr -s ' \n' ' '; echo
+floor 2
 timed $bin run referral-tier2 --json | tr -s ' \n' ' '; echo
 
 echo "== (c) setting up paid subscriptions for those referred users"
@@ -56,6 +72,7 @@ FROM referrals r WHERE r.referral_code = 'BENCH' AND r.status = 'completed';
 ANALYZE customer_subscriptions;
 SQL
 $bin run referral-tier3 --dry-run --json | tr -s ' \n' ' '; echo
+floor 3
 timed $bin run referral-tier3 --json | tr -s ' \n' ' '; echo
 
 echo "== ledger check"

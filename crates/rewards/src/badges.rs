@@ -192,6 +192,8 @@ impl Job for BadgeAutoUnlock {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
+            // Session tables are never analysed automatically; the chunk queries need to know this one's size.
+            sqlx::query("ANALYZE hattrick_badge_candidates").execute(&mut *conn).await?;
             let per_badge_candidates: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT b.slug, count(*) FROM hattrick_badge_candidates c JOIN badges b ON b.id = c.badge_id
                  GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug",
@@ -213,14 +215,16 @@ impl Job for BadgeAutoUnlock {
             let mut unlocked = serde_json::Map::new();
             let (mut unlocks, mut grants, mut pushes, mut level_ups, mut vip, mut chunks) =
                 (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
-            let mut cursor: Option<Uuid> = None;
+            // Chunks are ranges of user ids; the nil uuid sorts before every real id. A plain range condition (no
+            // "IS NULL OR") lets each chunk start where the last ended in the candidates' index.
+            let mut cursor = Uuid::nil();
             loop {
                 ctx.check_cancelled()?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let boundary: Option<Uuid> = sqlx::query_scalar(
                     "SELECT max(customer_user_id::text)::uuid FROM (
                          SELECT DISTINCT customer_user_id FROM hattrick_badge_candidates
-                         WHERE $1::uuid IS NULL OR customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                         WHERE customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
                 )
                 .bind(cursor)
                 .bind(CHUNK)
@@ -236,7 +240,7 @@ impl Job for BadgeAutoUnlock {
                          SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
                                 '{\"source\": \"badge-auto-unlock\"}'
                          FROM hattrick_badge_candidates c
-                         WHERE ($1::uuid IS NULL OR c.customer_user_id > $1) AND c.customer_user_id <= $2
+                         WHERE c.customer_user_id > $1 AND c.customer_user_id <= $2
                          ON CONFLICT (customer_user_id, badge_id) DO NOTHING
                          RETURNING customer_user_id, badge_id)
                      INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
@@ -317,7 +321,7 @@ impl Job for BadgeAutoUnlock {
                 level_ups += applied.level_ups;
                 vip += i64::try_from(vip_rows).unwrap_or(i64::MAX);
                 chunks += 1;
-                cursor = Some(boundary);
+                cursor = boundary;
             }
             Ok(JobReport {
                 items: unlocks,

@@ -110,14 +110,14 @@ async fn lock_and_advance(
     conn: &mut PgConnection,
     state: &str,
     advance: &str,
-    cursor: Option<Uuid>,
+    cursor: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(u64, Option<Uuid>), sqlx::Error> {
     // Driven by the queue, one primary-key lookup per queued referral (the subquery with FOR UPDATE is never
     // flattened into a join that would scan the referrals table instead).
     let sql = format!(
         "WITH next AS (
-             SELECT id FROM hattrick_referral_queue WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2),
+             SELECT id FROM hattrick_referral_queue WHERE id > $1 ORDER BY id LIMIT $2),
          locked AS (
              SELECT l.id FROM next
              CROSS JOIN LATERAL (SELECT r.id FROM referrals r WHERE r.id = next.id AND {state}
@@ -183,15 +183,15 @@ async fn pay_in_batches(
     fill_queue(&mut *conn, &tier.condition(), ctx.now).await?;
     let write = !ctx.args.silent;
     let mut totals = Totals::default();
-    let mut cursor = None;
+    let mut cursor = Uuid::nil(); // sorts before every real id
     loop {
         ctx.check_cancelled()?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let (moved, reached) = lock_and_advance(&mut tx, tier.state(), &tier.advance(), cursor, ctx.now).await?;
-        if reached.is_none() {
+        let Some(reached) = reached else {
             tx.commit().await?;
             return Ok(totals);
-        }
+        };
         cursor = reached;
         tier.stage_grants(&mut tx).await?;
         budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
