@@ -24,7 +24,7 @@ impl Job for StreakReset {
             let update = format!(
                 "WITH batch AS (
                      SELECT x.customer_user_id FROM customer_xp x
-                     WHERE ($2::text IS NULL OR x.customer_user_id > $2::uuid)
+                     WHERE x.customer_user_id > $2::uuid
                      ORDER BY x.customer_user_id LIMIT $3
                  ),
                  broken AS (
@@ -44,8 +44,9 @@ impl Job for StreakReset {
                  SELECT (SELECT customer_user_id::text FROM batch ORDER BY customer_user_id DESC LIMIT 1),
                         (SELECT count(*) FROM broken)"
             );
-            // Keyset position: the last `customer_user_id` of the previous batch.
-            let mut cursor: Option<String> = None;
+            // Keyset position: the last `customer_user_id` of the previous batch (the nil uuid sorts first; a plain
+            // range condition lets each batch start where the last ended in the index).
+            let mut cursor = uuid::Uuid::nil().to_string();
             let mut reset = 0i64;
             let mut batches = 0i64;
             loop {
@@ -53,7 +54,7 @@ impl Job for StreakReset {
                 let mut conn = ctx.connection().await?;
                 let (last, broken): (Option<String>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(update.clone()))
                     .bind(ctx.now)
-                    .bind(cursor.as_deref())
+                    .bind(&cursor)
                     .bind(BATCH)
                     .bind(ctx.args.dry_run)
                     .fetch_one(&mut *conn)
@@ -61,7 +62,7 @@ impl Job for StreakReset {
                 reset += broken;
                 batches += 1;
                 match last {
-                    Some(last) => cursor = Some(last),
+                    Some(last) => cursor = last,
                     None => break,
                 }
             }
