@@ -434,6 +434,27 @@ CREATE TABLE push_outbox (
 );
 CREATE INDEX push_outbox_due_idx ON push_outbox (not_before) WHERE status = 'pending';
 CREATE INDEX push_outbox_campaign_idx ON push_outbox (campaign_id) WHERE campaign_id IS NOT NULL;
+-- Claimed rows whose lease may have run out (a dispatcher died holding them).
+CREATE INDEX push_outbox_sending_idx ON push_outbox (not_before) WHERE status = 'sending';
+-- The daily cap: a user's capped pushes sent today.
+CREATE INDEX push_outbox_capped_sent_idx ON push_outbox (customer_user_id, sent_at)
+    WHERE status = 'sent' AND category IN ('engagement', 'campaign');
+
+-- One row per outbox row and device token tried: what FCM said. A retried row skips the tokens already final, so
+-- a token is sent a message once however often its row is retried.
+CREATE TABLE hattrick_push_deliveries (
+    outbox_id bigint NOT NULL,
+    token text NOT NULL,
+    platform varchar(10),
+    status varchar(20) NOT NULL,
+    attempts integer NOT NULL DEFAULT 1,
+    error text,
+    updated_at timestamptz NOT NULL,
+    CONSTRAINT hattrick_push_deliveries_pkey PRIMARY KEY (outbox_id, token),
+    CONSTRAINT hattrick_push_deliveries_outbox_fkey
+        FOREIGN KEY (outbox_id) REFERENCES push_outbox (id) ON DELETE CASCADE,
+    CONSTRAINT hattrick_push_deliveries_status_check CHECK (status IN ('sent', 'failed', 'retry'))
+);
 
 -- Engine --------------------------------------------------------------------------------------------------------
 

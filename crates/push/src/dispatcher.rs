@@ -1,0 +1,736 @@
+//! The outbox dispatcher (SPEC 4 "Dispatcher", SPEC 10.15 to 10.19).
+//!
+//! One round:
+//! 1. **claim** due `pending` rows (`FOR UPDATE SKIP LOCKED`), mark them `sending` with a lease (`not_before` =
+//!    now + lease; a dispatcher that dies holding them loses them to the next one when the lease runs out) and
+//!    count the claim in `attempts`, which also fences the final write;
+//! 2. **triage** each row in Rust ([`triage`]): gone users and expired or cancelled campaigns end `cancelled`,
+//!    opted-out users `opted_out`, quiet hours hold the row to the window's end, the daily cap cancels;
+//! 3. **send** one message per active token value of the user (a retried row skips the tokens already final in
+//!    `hattrick_push_deliveries`), concurrently up to a bound and paced by the rate limit; a platform whose
+//!    authentication failed is skipped while its circuit breaker is open;
+//! 4. **record**, in one transaction of batched statements: per-token outcomes, dead tokens deactivated (every
+//!    row holding the value), each row final (`sent` if a token delivered, else `failed`; `no_tokens`) or back to
+//!    `pending` with a backoff when something transient is left and the row is younger than the retry window.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone as _, Utc};
+use chrono_tz::Tz;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{PushMessage, Ttl};
+use crate::outcome::Outcome;
+use crate::transport::Transport;
+
+/// Quiet hours in the user's local time (SPEC 4 "Respect"): held, not dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    /// When the quiet window starts (default 23:00).
+    pub start: NaiveTime,
+    /// When it ends (default 08:00); before `start` means the window spans midnight.
+    pub end: NaiveTime,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        Self {
+            start: NaiveTime::from_hms_opt(23, 0, 0).unwrap_or_default(),
+            end: NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+        }
+    }
+}
+
+impl QuietHours {
+    /// Whether `local` falls in the window.
+    pub fn contains(&self, local: NaiveTime) -> bool {
+        if self.start <= self.end {
+            local >= self.start && local < self.end
+        } else {
+            local >= self.start || local < self.end
+        }
+    }
+
+    /// The end of the window that contains `local` (a local date-time).
+    pub fn window_end(&self, local: NaiveDateTime) -> NaiveDateTime {
+        let end_today = local.date().and_time(self.end);
+        if end_today > local { end_today } else { end_today + chrono::Duration::days(1) }
+    }
+}
+
+/// How a dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    /// Rows claimed per round.
+    pub batch: i64,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Messages per minute at most, per dispatcher (default 80 % of FCM's 600,000 per minute, SPEC 10.19).
+    pub rate_per_minute: u32,
+    /// How long a claim holds its rows.
+    pub lease: Duration,
+    /// Wait between rounds when nothing was due.
+    pub idle_poll: Duration,
+    /// Quiet hours; None turns them off.
+    pub quiet_hours: Option<QuietHours>,
+    /// Engagement and campaign pushes per user per local day.
+    pub daily_cap: i64,
+    /// Transient failures are retried this long after the row was created (SPEC 10.18: 24 h).
+    pub retry_window: Duration,
+    /// First retry delay; doubled per attempt, with jitter, up to `backoff_max`.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// How long an open circuit breaker waits before a probe.
+    pub breaker_probe: Duration,
+    /// Zone of users without a valid zone of their own.
+    pub business_zone: Tz,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            concurrency: 256,
+            rate_per_minute: 480_000,
+            lease: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(1),
+            quiet_hours: Some(QuietHours::default()),
+            daily_cap: 3,
+            retry_window: Duration::from_secs(24 * 3600),
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            breaker_probe: Duration::from_secs(60),
+            business_zone: chrono_tz::Europe::Istanbul,
+        }
+    }
+}
+
+/// A claimed row, with what triage needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    /// Outbox id.
+    pub id: i64,
+    /// Claim count (fences the final write).
+    pub attempts: i32,
+    /// Recipient.
+    pub customer_user_id: uuid::Uuid,
+    /// `reward`, `engagement`, `campaign` or `test`.
+    pub category: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Image.
+    pub image_url: Option<String>,
+    /// Deep link.
+    pub deep_link: Option<String>,
+    /// Extra data.
+    pub data: serde_json::Value,
+    /// When it stops being worth sending.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// The user exists, is active and not deleted.
+    pub live: bool,
+    /// The user allows pushes.
+    pub allowed: bool,
+    /// The user's zone (their own if valid, else the business zone).
+    pub zone: String,
+    /// Its campaign's status, if it belongs to one.
+    pub campaign_status: Option<String>,
+    /// Capped pushes already sent to the user since their local midnight.
+    pub sent_today: i64,
+}
+
+/// What to do with a claimed row before sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it.
+    Send,
+    /// The user opted out: final `opted_out`.
+    OptedOut,
+    /// Final `cancelled` with this reason.
+    Cancel(&'static str),
+    /// Back to `pending` until then (quiet hours).
+    Hold(DateTime<Utc>),
+}
+
+/// Decides a row's fate at `now`; `capped_today` counts the user's capped pushes sent today plus those this round
+/// already let through, and is raised when this one goes.
+pub fn triage(
+    row: &Claimed,
+    now: DateTime<Utc>,
+    settings: &DispatcherSettings,
+    capped_today: &mut HashMap<uuid::Uuid, i64>,
+) -> Decision {
+    if !row.live {
+        return Decision::Cancel("user_inactive");
+    }
+    if row.campaign_status.as_deref() == Some("cancelled") {
+        return Decision::Cancel("campaign_cancelled");
+    }
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Decision::Cancel("expired");
+    }
+    if row.category == "test" {
+        return Decision::Send;
+    }
+    if !row.allowed {
+        return Decision::OptedOut;
+    }
+    if let Some(quiet) = settings.quiet_hours {
+        let zone: Tz = row.zone.parse().unwrap_or(settings.business_zone);
+        let local = now.with_timezone(&zone).naive_local();
+        if quiet.contains(local.time()) {
+            let end = quiet.window_end(local);
+            let until = zone
+                .from_local_datetime(&end)
+                .earliest()
+                .map_or(now + chrono::Duration::hours(1), |at| at.with_timezone(&Utc));
+            return Decision::Hold(until);
+        }
+    }
+    if matches!(row.category.as_str(), "engagement" | "campaign") {
+        let sent = capped_today.entry(row.customer_user_id).or_insert(row.sent_today);
+        if *sent >= settings.daily_cap {
+            return Decision::Cancel("daily_cap");
+        }
+        *sent += 1;
+    }
+    Decision::Send
+}
+
+/// Counters of one dispatcher, since it started.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Messages FCM accepted.
+    pub delivered: AtomicU64,
+    /// Deliveries failed for good.
+    pub failed: AtomicU64,
+    /// Deliveries to retry.
+    pub retried: AtomicU64,
+    /// Token values deactivated.
+    pub deactivated: AtomicU64,
+    /// Rows ended `sent`.
+    pub rows_sent: AtomicU64,
+    /// Rows ended `failed`, `no_tokens`, `opted_out` or `cancelled`.
+    pub rows_other: AtomicU64,
+    /// Rows held (quiet hours, breaker).
+    pub rows_held: AtomicU64,
+    /// Error codes seen.
+    pub errors: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Messages sent (one per token).
+    pub messages: usize,
+}
+
+/// Paces sends to a rate: each send reserves the next slot.
+#[derive(Debug)]
+struct RateLimiter {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> Self {
+        let interval = Duration::from_secs(60) / per_minute.max(1);
+        Self { interval, next: Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            // Idle time is not banked beyond one second's worth of burst.
+            let floor = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+            let slot = (*next).max(floor);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Open circuit breakers: platform (or `*` for all) → when a probe may go.
+#[derive(Debug, Default)]
+struct Breakers {
+    open: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Breakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When sending to `platform` may resume, if its breaker (or the global one) is open at `now`.
+    fn closed_after(&self, platform: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let open = self.lock();
+        [platform, "*"].iter().filter_map(|key| open.get(*key)).copied().filter(|until| *until > now).max()
+    }
+
+    fn trip(&self, platform: &str, until: DateTime<Utc>) {
+        self.lock().insert(platform.to_owned(), until);
+    }
+
+    fn reset(&self, platform: &str) {
+        let mut open = self.lock();
+        open.remove(platform);
+        open.remove("*");
+    }
+}
+
+/// A token of a claimed row's user, to send to.
+#[derive(Debug, Clone)]
+struct Target {
+    row: usize,
+    token: String,
+    platform: String,
+}
+
+/// The outbox dispatcher.
+#[derive(Debug)]
+pub struct Dispatcher {
+    pool: PgPool,
+    transport: Arc<dyn Transport>,
+    settings: DispatcherSettings,
+    limiter: RateLimiter,
+    breakers: Breakers,
+    /// Counters since start.
+    pub stats: DispatchStats,
+}
+
+/// The claim statement; `only` restricts it to some rows (`$5`, for test sends).
+fn claim_sql(only: bool) -> String {
+    let restrict = if only { "AND id = ANY($5)" } else { "" };
+    format!(
+        "WITH due AS (
+             SELECT id FROM push_outbox
+             WHERE status = 'pending' AND not_before <= $1 {restrict}
+             ORDER BY not_before, id
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED),
+         claimed AS (
+             UPDATE push_outbox o SET status = 'sending', attempts = o.attempts + 1, not_before = $1 + $3::interval
+             FROM due WHERE o.id = due.id
+             RETURNING o.*)
+         SELECT c.id, c.attempts, c.customer_user_id, c.category, c.title, c.body, c.image_url, c.deep_link, c.data,
+                c.expires_at, c.created_at,
+                coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
+                coalesce(u.is_push_allowed_mobile, true) AS allowed,
+                coalesce(z.name, $4) AS zone,
+                s.status AS campaign_status,
+                CASE WHEN c.category IN ('engagement', 'campaign') THEN (
+                    SELECT count(*) FROM push_outbox p
+                    WHERE p.customer_user_id = c.customer_user_id AND p.status = 'sent'
+                      AND p.category IN ('engagement', 'campaign')
+                      AND p.sent_at >= (date_trunc('day', $1 AT TIME ZONE coalesce(z.name, $4))
+                                        AT TIME ZONE coalesce(z.name, $4)))
+                ELSE 0 END AS sent_today
+         FROM claimed c
+         LEFT JOIN customer_users u ON u.id = c.customer_user_id
+         LEFT JOIN hattrick_time_zones z ON z.name = u.timezone
+         LEFT JOIN scheduled_notifications s ON s.id = c.campaign_id
+         ORDER BY c.id"
+    )
+}
+
+impl Dispatcher {
+    /// A dispatcher sending through `transport`.
+    pub fn new(pool: PgPool, transport: Arc<dyn Transport>, settings: DispatcherSettings) -> Self {
+        let limiter = RateLimiter::new(settings.rate_per_minute);
+        Self { pool, transport, settings, limiter, breakers: Breakers::default(), stats: DispatchStats::default() }
+    }
+
+    /// Returns rows whose lease ran out (their dispatcher died) to `pending`; returns how many.
+    pub async fn reclaim_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// One round at `now`: claim, triage, send, record.
+    pub async fn round(&self, now: DateTime<Utc>) -> Result<Round, sqlx::Error> {
+        self.round_of(now, None).await
+    }
+
+    /// One round over the given rows only (a test send), whatever else is due.
+    pub async fn round_only(&self, now: DateTime<Utc>, ids: &[i64]) -> Result<Round, sqlx::Error> {
+        self.round_of(now, Some(ids)).await
+    }
+
+    async fn round_of(&self, now: DateTime<Utc>, only: Option<&[i64]>) -> Result<Round, sqlx::Error> {
+        let lease = format!("{} milliseconds", self.settings.lease.as_millis());
+        let sql = claim_sql(only.is_some());
+        let mut query = sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(self.settings.batch)
+            .bind(&lease)
+            .bind(self.settings.business_zone.name());
+        if let Some(ids) = only {
+            query = query.bind(ids);
+        }
+        let rows: Vec<Claimed> = query.fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Ok(Round::default());
+        }
+        let mut capped = HashMap::new();
+        let decisions: Vec<Decision> = rows.iter().map(|row| triage(row, now, &self.settings, &mut capped)).collect();
+
+        // Tokens of the users to send to, each value once per user, minus those already final for the row.
+        let sending: Vec<usize> = (0..rows.len()).filter(|&i| decisions[i] == Decision::Send).collect();
+        let users: Vec<uuid::Uuid> = sending.iter().map(|&i| rows[i].customer_user_id).collect();
+        let ids: Vec<i64> = sending.iter().map(|&i| rows[i].id).collect();
+        let tokens: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+            "SELECT DISTINCT ON (customer_user_id, token) customer_user_id, token, platform
+             FROM customer_push_tokens WHERE customer_user_id = ANY($1) AND is_active IS NOT FALSE
+             ORDER BY customer_user_id, token, updated_at DESC",
+        )
+        .bind(&users)
+        .fetch_all(&self.pool)
+        .await?;
+        let done: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_user: HashMap<uuid::Uuid, Vec<(String, String)>> = HashMap::new();
+        for (user, token, platform) in tokens {
+            by_user.entry(user).or_default().push((token, platform));
+        }
+        let final_before: HashSet<(i64, String)> = done.iter().map(|(id, token, _)| (*id, token.clone())).collect();
+        let delivered_before: HashSet<i64> =
+            done.iter().filter(|(_, _, status)| status == "sent").map(|(id, _, _)| *id).collect();
+
+        let mut targets = Vec::new();
+        let mut held_by_breaker: HashMap<usize, DateTime<Utc>> = HashMap::new();
+        for &i in &sending {
+            for (token, platform) in by_user.get(&rows[i].customer_user_id).into_iter().flatten() {
+                if final_before.contains(&(rows[i].id, token.clone())) {
+                    continue;
+                }
+                if let Some(until) = self.breakers.closed_after(platform, now) {
+                    let entry = held_by_breaker.entry(i).or_insert(until);
+                    *entry = (*entry).max(until);
+                    continue;
+                }
+                targets.push(Target { row: i, token: token.clone(), platform: platform.clone() });
+            }
+        }
+
+        let results = self.send_all(&rows, &targets, now).await;
+        self.record(&rows, &decisions, &targets, &results, &held_by_breaker, &delivered_before, &final_before, now)
+            .await?;
+        Ok(Round { claimed: rows.len(), messages: targets.len() })
+    }
+
+    async fn send_all(&self, rows: &[Claimed], targets: &[Target], now: DateTime<Utc>) -> Vec<Outcome> {
+        let semaphore = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let sends = targets.iter().map(|target| {
+            let semaphore = Arc::clone(&semaphore);
+            let row = &rows[target.row];
+            let message = to_message(row, &target.token, now);
+            async move {
+                let Ok(_permit) = semaphore.acquire().await else {
+                    return Outcome::Retry { code: "SHUTDOWN".into(), after: None };
+                };
+                if let Err(invalid) = message.validate() {
+                    return Outcome::Failed { code: format!("INVALID_PAYLOAD: {invalid}") };
+                }
+                self.limiter.wait().await;
+                self.transport.send(&message).await
+            }
+        });
+        futures_util::future::join_all(sends).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        rows: &[Claimed],
+        decisions: &[Decision],
+        targets: &[Target],
+        results: &[Outcome],
+        held_by_breaker: &HashMap<usize, DateTime<Utc>>,
+        delivered_before: &HashSet<i64>,
+        final_before: &HashSet<(i64, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        // Per-token outcomes and their effect on each row.
+        let (mut d_ids, mut d_tokens, mut d_platforms, mut d_status, mut d_errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut dead = Vec::new();
+        #[derive(Default)]
+        struct RowTally {
+            sent: i32,
+            failed: i32,
+            retry_after: Option<Duration>,
+            retry: bool,
+            last_error: Option<String>,
+        }
+        let mut tally: HashMap<usize, RowTally> = HashMap::new();
+        for (target, outcome) in targets.iter().zip(results) {
+            let entry = tally.entry(target.row).or_default();
+            let status = match outcome {
+                Outcome::Delivered => {
+                    entry.sent += 1;
+                    self.breakers.reset(&target.platform);
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    "sent"
+                }
+                Outcome::DeactivateToken { .. } | Outcome::Failed { .. } => {
+                    entry.failed += 1;
+                    if matches!(outcome, Outcome::DeactivateToken { .. }) {
+                        dead.push(target.token.clone());
+                    }
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    "failed"
+                }
+                Outcome::Retry { after, .. } => {
+                    entry.retry = true;
+                    entry.retry_after = entry.retry_after.max(*after);
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    "retry"
+                }
+                Outcome::AuthFailure { code } => {
+                    // The token is kept and the row stays pending; the platform's breaker opens (SPEC 10.19).
+                    let key = if code == "OAUTH" { "*" } else { target.platform.as_str() };
+                    let until = now + chrono::Duration::from_std(self.settings.breaker_probe).unwrap_or_default();
+                    self.breakers.trip(key, until);
+                    tracing::error!(code = %code, platform = %target.platform, "FCM authentication failed: circuit breaker open");
+                    entry.retry = true;
+                    entry.retry_after = entry.retry_after.max(Some(self.settings.breaker_probe));
+                    "retry"
+                }
+            };
+            if let Some(code) = outcome.code() {
+                entry.last_error = Some(code.to_owned());
+                *self
+                    .stats
+                    .errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(code.to_owned())
+                    .or_default() += 1;
+            }
+            d_ids.push(rows[target.row].id);
+            d_tokens.push(target.token.clone());
+            d_platforms.push(target.platform.clone());
+            d_status.push(status);
+            d_errors.push(outcome.code().map(str::to_owned));
+        }
+
+        // Each row's end (or its return to pending).
+        let (mut r_ids, mut r_attempts, mut r_status, mut r_not_before, mut r_sent, mut r_failed, mut r_error) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, row) in rows.iter().enumerate() {
+            let young =
+                now - row.created_at < chrono::Duration::from_std(self.settings.retry_window).unwrap_or_default();
+            let had_tokens_before = final_before.iter().any(|(id, _)| *id == row.id);
+            let (status, not_before, error): (&str, DateTime<Utc>, Option<String>) = match &decisions[i] {
+                Decision::OptedOut => ("opted_out", now, None),
+                Decision::Cancel(reason) => ("cancelled", now, Some((*reason).to_owned())),
+                Decision::Hold(until) => {
+                    self.stats.rows_held.fetch_add(1, Ordering::Relaxed);
+                    ("pending", *until, Some("quiet_hours".to_owned()))
+                }
+                Decision::Send => {
+                    let t = tally.remove(&i).unwrap_or_default();
+                    let delivered = t.sent > 0 || delivered_before.contains(&row.id);
+                    let breaker = held_by_breaker.get(&i).copied();
+                    if (t.retry || breaker.is_some()) && young {
+                        let backoff = self.backoff(row.attempts, t.retry_after);
+                        let mut at = now + chrono::Duration::from_std(backoff).unwrap_or_default();
+                        if let Some(until) = breaker {
+                            at = at.max(until);
+                        }
+                        r_sent.push(t.sent);
+                        r_failed.push(t.failed);
+                        r_ids.push(row.id);
+                        r_attempts.push(row.attempts);
+                        r_status.push("pending");
+                        r_not_before.push(at);
+                        r_error.push(t.last_error.or(breaker.map(|_| "circuit_open".to_owned())));
+                        self.stats.rows_held.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let status = if delivered {
+                        "sent"
+                    } else if t.sent + t.failed == 0 && !t.retry && breaker.is_none() && !had_tokens_before {
+                        "no_tokens"
+                    } else {
+                        "failed"
+                    };
+                    r_sent.push(t.sent);
+                    r_failed.push(t.failed);
+                    r_ids.push(row.id);
+                    r_attempts.push(row.attempts);
+                    r_status.push(status);
+                    r_not_before.push(now);
+                    r_error.push(t.last_error);
+                    if status == "sent" {
+                        self.stats.rows_sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats.rows_other.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+            };
+            if status != "pending" {
+                self.stats.rows_other.fetch_add(1, Ordering::Relaxed);
+            }
+            r_ids.push(row.id);
+            r_attempts.push(row.attempts);
+            r_status.push(status);
+            r_not_before.push(not_before);
+            r_sent.push(0);
+            r_failed.push(0);
+            r_error.push(error);
+        }
+
+        let mut tx = self.pool.begin().await?;
+        if !d_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
+                 SELECT * , $6::timestamptz FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+                 ON CONFLICT (outbox_id, token) DO UPDATE
+                 SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at,
+                     attempts = hattrick_push_deliveries.attempts + 1",
+            )
+            .bind(&d_ids)
+            .bind(&d_tokens)
+            .bind(&d_platforms)
+            .bind(&d_status)
+            .bind(&d_errors)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !dead.is_empty() {
+            let n = sqlx::query(
+                "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
+                 WHERE token = ANY($1) AND is_active IS NOT FALSE",
+            )
+            .bind(&dead)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            self.stats.deactivated.fetch_add(n, Ordering::Relaxed);
+        }
+        // The claim count fences the write: a row another dispatcher re-claimed after this one's lease ran out
+        // is left to it.
+        sqlx::query(
+            "UPDATE push_outbox o
+             SET status = v.status, not_before = v.not_before,
+                 tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,
+                 last_error = coalesce(v.error, o.last_error),
+                 sent_at = CASE WHEN v.status = 'sent' THEN $8 ELSE o.sent_at END
+             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::text[])
+                  AS v(id, attempts, status, not_before, sent, failed, error)
+             WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
+        )
+        .bind(&r_ids)
+        .bind(&r_attempts)
+        .bind(&r_status)
+        .bind(&r_not_before)
+        .bind(&r_sent)
+        .bind(&r_failed)
+        .bind(&r_error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Exponential backoff with jitter from the claim count, at least `at_least`.
+    fn backoff(&self, attempts: i32, at_least: Option<Duration>) -> Duration {
+        let exp = self.settings.backoff_base.saturating_mul(1u32 << attempts.clamp(1, 16).saturating_sub(1) as u32);
+        let capped = exp.min(self.settings.backoff_max);
+        // Up to 20 % jitter, from the clock's nanoseconds (no need for a random generator here).
+        let jitter = capped.mul_f64(f64::from(Utc::now().timestamp_subsec_nanos() % 1000) / 5000.0);
+        (capped + jitter).max(at_least.unwrap_or_default())
+    }
+
+    /// Runs rounds until `cancel` fires; `now` gives the time of each round.
+    pub async fn run(&self, cancel: CancellationToken, now: impl Fn() -> DateTime<Utc>) {
+        let mut last_reclaim = None;
+        while !cancel.is_cancelled() {
+            let at = now();
+            if last_reclaim.is_none_or(|t: DateTime<Utc>| at - t > chrono::Duration::seconds(10)) {
+                if let Err(error) = self.reclaim_expired_leases(at).await {
+                    tracing::warn!(%error, "reclaiming expired outbox leases failed");
+                }
+                last_reclaim = Some(at);
+            }
+            let idle = match self.round(at).await {
+                Ok(round) => round.claimed == 0,
+                Err(error) => {
+                    tracing::warn!(%error, "dispatcher round failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(self.settings.idle_poll) => {}
+                }
+            }
+        }
+    }
+
+    /// Runs rounds at `now` until nothing is due (tests and `hattrick push test`); returns the messages sent.
+    pub async fn drain(&self, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+        let mut messages = 0;
+        loop {
+            let round = self.round(now).await?;
+            if round.claimed == 0 {
+                return Ok(messages);
+            }
+            messages += round.messages;
+        }
+    }
+}
+
+/// The FCM message of `row` for `token`; `data` values are made strings and carry `deepLink`.
+fn to_message(row: &Claimed, token: &str, now: DateTime<Utc>) -> PushMessage {
+    let mut data = BTreeMap::new();
+    if let Some(object) = row.data.as_object() {
+        for (key, value) in object {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => continue,
+                other => other.to_string(),
+            };
+            data.insert(key.clone(), value);
+        }
+    }
+    if let Some(link) = &row.deep_link {
+        data.entry("deepLink".to_owned()).or_insert_with(|| link.clone());
+    }
+    let ttl = row
+        .expires_at
+        .map(|at| Ttl { remaining: (at - now).to_std().unwrap_or_default(), expires_at_unix: at.timestamp() });
+    PushMessage {
+        token: token.to_owned(),
+        title: row.title.clone(),
+        body: row.body.clone(),
+        image: row.image_url.clone(),
+        data,
+        ttl,
+    }
+}

@@ -1,0 +1,130 @@
+//! Transports (SPEC 4 "Transports"): `fcm` sends FCM HTTP v1 requests over HTTP/2 with service-account OAuth;
+//! `log` writes each message as a JSON line (the default without credentials).
+
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::message::PushMessage;
+use crate::oauth::{ServiceAccount, TokenSource};
+use crate::outcome::{Outcome, classify};
+
+/// A boxed future of an [`Outcome`].
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Something that delivers one message to one token.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Sends `message` and says what happened; never panics, never returns a secret.
+    fn send<'a>(&'a self, message: &'a PushMessage) -> SendFuture<'a>;
+    /// A short name for logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+/// Installs ring as rustls' crypto provider (once per process; later calls do nothing).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP client for FCM: HTTP/2 (prior knowledge on `http://` endpoints, that is h2c to a fake), pooled.
+pub fn http_client(endpoint: &str, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http2_adaptive_window(true);
+    if endpoint.starts_with("http://") {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder.build()
+}
+
+/// FCM HTTP v1.
+#[derive(Debug, Clone)]
+pub struct FcmTransport {
+    http: reqwest::Client,
+    url: String,
+    tokens: TokenSource,
+}
+
+impl FcmTransport {
+    /// A transport for `account`, sending to `endpoint` (`https://fcm.googleapis.com` in production).
+    pub fn new(account: ServiceAccount, endpoint: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = http_client(endpoint, timeout)?;
+        // The token endpoint is a separate host (HTTP/1.1 or 2, as it offers).
+        install_crypto_provider();
+        let token_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), account.project_id);
+        Ok(Self { http, url, tokens: TokenSource::new(account, token_http) })
+    }
+
+    /// The OAuth token source (for its fetch count).
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    async fn send_one(&self, message: &PushMessage) -> Outcome {
+        let token = match self.tokens.token().await {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "FCM OAuth failed");
+                return Outcome::AuthFailure { code: "OAUTH".into() };
+            }
+        };
+        let response = self.http.post(&self.url).bearer_auth(&*token).json(&message.to_fcm_json()).send().await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(error = %error.without_url(), "FCM request failed");
+                return Outcome::Retry { code: "NETWORK".into(), after: None };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = response.text().await.unwrap_or_default();
+        let outcome = classify(status, &body, retry_after.as_deref());
+        if status == 401 {
+            // The access token may have been revoked or expired early: fetch a new one next time.
+            self.tokens.invalidate().await;
+        }
+        outcome
+    }
+}
+
+impl Transport for FcmTransport {
+    fn send<'a>(&'a self, message: &'a PushMessage) -> SendFuture<'a> {
+        Box::pin(self.send_one(message))
+    }
+
+    fn name(&self) -> &'static str {
+        "fcm"
+    }
+}
+
+/// Writes each message as one JSON line to standard output and reports it delivered.
+#[derive(Debug, Default)]
+pub struct LogTransport {
+    lock: Mutex<()>,
+}
+
+impl Transport for LogTransport {
+    fn send<'a>(&'a self, message: &'a PushMessage) -> SendFuture<'a> {
+        let line = message.to_fcm_json().to_string();
+        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = std::io::stdout().lock();
+        let written = writeln!(out, "{line}");
+        Box::pin(async move {
+            match written {
+                Ok(()) => Outcome::Delivered,
+                Err(_) => Outcome::Retry { code: "LOG_WRITE".into(), after: None },
+            }
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "log"
+    }
+}
