@@ -8,16 +8,19 @@
 
 pub mod badges;
 pub mod budget;
+pub mod campaigns;
 pub mod conditions;
 pub mod days;
 pub mod ledger;
 pub mod messages;
 pub mod outbox;
 pub mod referrals;
+pub mod segment;
 pub mod streak_reset;
 
 pub use badges::BadgeAutoUnlock;
 pub use budget::Budget;
+pub use campaigns::ScheduledNotifications;
 pub use days::DayZones;
 pub use referrals::{ReferralAmounts, ReferralTier2, ReferralTier3};
 pub use streak_reset::StreakReset;

@@ -1,0 +1,295 @@
+//! `scheduled-notifications` (SPEC 3.5, 10.20): operators' push campaigns.
+//!
+//! Each run:
+//! 1. cancels the pending outbox rows of cancelled campaigns;
+//! 2. claims due `pending` campaigns (`sending`), failing those more than the staleness limit late;
+//! 3. expands each claimed campaign whose audience is not in the outbox yet (`recipient_count` null): one
+//!    set-based `INSERT ... SELECT` over the users, in one transaction with the count, under the campaign row's
+//!    lock (a cancel waits for it, and a cancelled campaign is never expanded). A crash before the commit leaves
+//!    nothing; the next run expands again, and the `campaign:{id}:{user}` dedupe keys make a repeat harmless;
+//! 4. completes campaigns whose outbox rows are all final: `sent`, with `success_count` / `failure_count` in
+//!    users (SPEC 10.18) and `sent_at` the completion time.
+//!
+//! A campaign whose audience or segment filter is invalid fails with an `error` naming the problem; the others
+//! proceed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use engine::{Job, JobContext, JobReport, RunFuture};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::DayZones;
+use crate::segment::{self, Param};
+
+/// The `scheduled-notifications` job.
+#[derive(Debug, Clone)]
+pub struct ScheduledNotifications {
+    /// How long a campaign's pushes stay worth sending (`expires_at`; SPEC 10.17 default 24 h).
+    pub lifetime: Duration,
+    /// A campaign first picked up later than this after its time is failed, not sent (SPEC 10.20: 24 h).
+    pub stale_after: Duration,
+    /// Users' zones (for `days_since_*` in segment filters).
+    pub zones: DayZones,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Campaign {
+    title_tr: String,
+    title_en: Option<String>,
+    body_tr: String,
+    body_en: Option<String>,
+    deep_link_url: Option<String>,
+    image_url: Option<String>,
+    target_audience: String,
+    segment_filter: Option<serde_json::Value>,
+}
+
+/// The largest title + body + image + deep link a campaign may carry (FCM's 4 KB, less room for the data keys).
+const MAX_CONTENT_BYTES: usize = 3800;
+
+/// The SQL condition on users `u` for a campaign's audience (`$1` is now), and the parameters of its segment
+/// filter, numbered from `first_param`.
+pub fn audience_sql(
+    audience: &str,
+    filter: Option<&serde_json::Value>,
+    zones: &DayZones,
+    first_param: usize,
+) -> Result<(String, Vec<Param>), Vec<String>> {
+    // Opted-out users are never targeted (SPEC 3.5, 10.15); deleted and inactive users neither.
+    let base = "u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE";
+    let vip = "EXISTS (SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = u.id AND s.status = 'active'
+                       AND s.expired_at > $1 AND s.deleted_at IS NULL)";
+    match audience {
+        "all" => Ok((base.to_owned(), Vec::new())),
+        "vip" => Ok((format!("{base} AND {vip}"), Vec::new())),
+        "free" => Ok((format!("{base} AND NOT {vip}"), Vec::new())),
+        "segment" => {
+            let Some(filter) = filter else {
+                return Err(vec!["segment_filter: required when target_audience is `segment`".to_owned()]);
+            };
+            let zone = zones.user_day_zone_sql("(SELECT z.name FROM hattrick_time_zones z WHERE z.name = u.timezone)");
+            let compiled = segment::compile(filter, "segment_filter", first_param, "$1", &zone)?;
+            Ok((format!("{base} AND {}", compiled.sql), compiled.params))
+        }
+        other => Err(vec![format!("target_audience: unknown audience `{other}` (all, vip, free or segment)")]),
+    }
+}
+
+/// Binds compiled filter parameters in order.
+pub fn bind_params<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for param in params {
+        query = match param {
+            Param::Int(n) => query.bind(*n),
+            Param::Text(t) => query.bind(t),
+            Param::Bool(b) => query.bind(*b),
+            Param::Ints(v) => query.bind(v),
+            Param::Texts(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// Counts the users a campaign would reach now (the composer's audience preview).
+pub async fn audience_size(
+    conn: &mut PgConnection,
+    audience: &str,
+    filter: Option<&serde_json::Value>,
+    zones: &DayZones,
+    now: DateTime<Utc>,
+) -> Result<Result<i64, Vec<String>>, sqlx::Error> {
+    let (condition, params) = match audience_sql(audience, filter, zones, 2) {
+        Ok(compiled) => compiled,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let sql = format!("SELECT count(*) FROM customer_users u WHERE {condition}");
+    let row = bind_params(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now), &params).fetch_one(conn).await?;
+    Ok(Ok(sqlx::Row::try_get(&row, 0)?))
+}
+
+impl ScheduledNotifications {
+    async fn fail(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Expands one campaign under its row lock; returns the outbox rows written, or None if it was not (any
+    /// more) a campaign to expand.
+    async fn expand(&self, conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let campaign: Option<Campaign> = sqlx::query_as(
+            "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter
+             FROM scheduled_notifications
+             WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
+             FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(campaign) = campaign else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let size = [&campaign.title_tr, &campaign.body_tr].iter().map(|s| s.len()).sum::<usize>()
+            + campaign.title_en.as_deref().map_or(0, str::len)
+            + campaign.body_en.as_deref().map_or(0, str::len)
+            + campaign.image_url.as_deref().map_or(0, str::len)
+            + campaign.deep_link_url.as_deref().map_or(0, str::len);
+        if size > MAX_CONTENT_BYTES {
+            Self::fail(&mut tx, id, &format!("the message is {size} bytes, over the {MAX_CONTENT_BYTES}-byte limit"))
+                .await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let (condition, params) =
+            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 4) {
+                Ok(compiled) => compiled,
+                Err(errors) => {
+                    Self::fail(&mut tx, id, &errors.join("; ")).await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+            };
+        let lifetime = chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::hours(24));
+        let sql = format!(
+            "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
+                                      campaign_id, not_before, expires_at, created_at)
+             SELECT u.id, 'campaign', 'campaign:' || $2::text || ':' || u.id,
+                    CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.title_en, c.title_tr) ELSE c.title_tr END,
+                    CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.body_en, c.body_tr) ELSE c.body_tr END,
+                    c.image_url, c.deep_link_url,
+                    jsonb_strip_nulls(jsonb_build_object('type', 'campaign', 'campaignId', $2::text,
+                                                         'deepLink', c.deep_link_url)),
+                    $2, $1, $3, $1
+             FROM customer_users u CROSS JOIN (SELECT * FROM scheduled_notifications WHERE id = $2) c
+             WHERE {condition}
+             ON CONFLICT (dedupe_key) DO NOTHING"
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime);
+        let query = bind_params(query, &params);
+        let written = match query.execute(&mut *tx).await {
+            Ok(done) => done.rows_affected(),
+            Err(error) => {
+                drop(tx);
+                tracing::warn!(%error, campaign = %id, "campaign expansion failed");
+                Self::fail(&mut *conn, id, &format!("expanding the audience failed: {error}")).await?;
+                return Ok(None);
+            }
+        };
+        let recipients: i64 = sqlx::query_scalar(
+            "WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
+             UPDATE scheduled_notifications SET recipient_count = (SELECT n FROM counted), error = NULL
+             WHERE id = $1 RETURNING recipient_count::bigint",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(campaign = %id, recipients, written, "campaign expanded into the outbox");
+        Ok(Some(recipients))
+    }
+}
+
+impl Job for ScheduledNotifications {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let mut conn = ctx.connection().await?;
+            let now = ctx.now;
+            let stale = chrono::Duration::from_std(self.stale_after).unwrap_or(chrono::Duration::hours(24));
+            if ctx.args.dry_run {
+                let due: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM scheduled_notifications WHERE status = 'pending' AND scheduled_at <= $1",
+                )
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+                return Ok(JobReport { items: due, details: json!({ "dry_run": true, "due": due }) });
+            }
+            let cancelled_rows = sqlx::query(
+                "UPDATE push_outbox o SET status = 'cancelled', last_error = 'campaign_cancelled'
+                 FROM scheduled_notifications s
+                 WHERE s.status = 'cancelled' AND o.campaign_id = s.id AND o.status = 'pending'",
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let stale_failed = sqlx::query(
+                "UPDATE scheduled_notifications SET status = 'failed',
+                     error = 'not sent: first picked up ' || to_char($1 - scheduled_at, 'FMDD \"days\" HH24:MI') || ' late'
+                 WHERE status = 'pending' AND scheduled_at < $1 - $2::interval",
+            )
+            .bind(now)
+            .bind(format!("{} seconds", stale.num_seconds()))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let claimed: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE scheduled_notifications SET status = 'sending'
+                 WHERE id IN (SELECT id FROM scheduled_notifications
+                              WHERE status = 'pending' AND scheduled_at <= $1
+                              ORDER BY scheduled_at FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+            )
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            // Claimed now, or claimed by a run that died before expanding.
+            let to_expand: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM scheduled_notifications WHERE status = 'sending' AND recipient_count IS NULL
+                 ORDER BY scheduled_at",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut expanded = serde_json::Map::new();
+            for id in to_expand {
+                ctx.check_cancelled()?;
+                if let Some(recipients) = self.expand(&mut conn, id, now).await? {
+                    expanded.insert(id.to_string(), json!(recipients));
+                }
+            }
+            let completed: Vec<(Uuid, i32, i32)> = sqlx::query_as(
+                "WITH done AS (
+                     SELECT s.id,
+                            count(*) FILTER (WHERE o.status = 'sent') AS delivered,
+                            count(*) FILTER (WHERE o.status IN ('failed', 'no_tokens')) AS failed
+                     FROM scheduled_notifications s LEFT JOIN push_outbox o ON o.campaign_id = s.id
+                     WHERE s.status = 'sending' AND s.recipient_count IS NOT NULL
+                     GROUP BY s.id
+                     HAVING count(*) FILTER (WHERE o.status IN ('pending', 'sending')) = 0)
+                 UPDATE scheduled_notifications s
+                 SET status = 'sent', sent_at = $1, success_count = done.delivered, failure_count = done.failed
+                 FROM done WHERE s.id = done.id AND s.status = 'sending'
+                 RETURNING s.id, s.success_count, s.failure_count",
+            )
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let failed: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+                "SELECT id, error FROM scheduled_notifications WHERE status = 'failed' AND id = ANY($1)",
+            )
+            .bind(&claimed)
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(JobReport {
+                items: expanded.len() as i64,
+                details: json!({
+                    "claimed": claimed.len(),
+                    "expanded": expanded,
+                    "failed": failed.into_iter().map(|(id, error)| json!({ "campaign": id, "error": error })).collect::<Vec<_>>(),
+                    "stale_failed": stale_failed,
+                    "completed": completed.into_iter().map(|(id, ok, failed)| json!({ "campaign": id, "delivered": ok, "failed": failed })).collect::<Vec<_>>(),
+                    "cancelled_pushes": cancelled_rows,
+                }),
+            })
+        })
+    }
+}
