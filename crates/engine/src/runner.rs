@@ -157,6 +157,11 @@ impl Engine {
         &self.registry
     }
 
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The business clock.
     pub fn clock(&self) -> &Clock {
         &self.clock

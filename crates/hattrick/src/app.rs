@@ -10,7 +10,12 @@ use crate::catalog::{self, JobDefaults};
 use crate::config::Settings;
 use engine::schedule::parse_time_zone;
 use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
-use rewards::{BadgeAutoUnlock, Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, StreakReset};
+use rewards::{
+    BadgeAutoUnlock, Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, ScheduledNotifications,
+    StreakReset,
+};
+
+use crate::config::TransportKind;
 
 /// The business clock: `HATTRICK_CLOCK` (`system`, `fixed:<instant>`, `scaled:<instant>,<factor>[,<ms>]`) for
 /// tests and demos, else the system clock.
@@ -97,6 +102,14 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         ("referral-tier2", Arc::new(ReferralTier2 { amounts, budget: budget(settings, "referral-tier2") })),
         ("referral-tier3", Arc::new(ReferralTier3 { amounts, budget: budget(settings, "referral-tier3") })),
         ("streak-reset", Arc::new(StreakReset { zones })),
+        (
+            "scheduled-notifications",
+            Arc::new(ScheduledNotifications {
+                lifetime: settings.push.campaign_lifetime.0,
+                stale_after: Duration::from_secs(24 * 3600),
+                zones,
+            }),
+        ),
     ];
     for (name, job) in implemented {
         let defaults = catalog::find(name).with_context(|| format!("{name} is not in the job catalogue"))?;
@@ -104,6 +117,40 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         registry.register(definition, enabled, job);
     }
     Ok(registry)
+}
+
+/// The push transport configuration asks for: FCM with a service account, else the log transport.
+pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn push::Transport>> {
+    let config = &settings.push;
+    let fcm = match config.transport {
+        TransportKind::Fcm => true,
+        TransportKind::Log => false,
+        TransportKind::Auto => config.service_account.is_some(),
+    };
+    let Some(path) = config.service_account.as_ref().filter(|_| fcm) else {
+        return Ok(Arc::new(push::LogTransport::default()));
+    };
+    let account = push::ServiceAccount::from_file(path)?;
+    let transport = push::FcmTransport::new(account, &config.fcm_endpoint, config.request_timeout.0)
+        .context("building the FCM HTTP client")?;
+    Ok(Arc::new(transport))
+}
+
+/// The dispatcher's settings from configuration.
+pub fn dispatcher_settings(settings: &Settings) -> anyhow::Result<push::DispatcherSettings> {
+    let config = &settings.push;
+    let quiet_hours =
+        config.quiet_hours().map_err(anyhow::Error::msg)?.map(|(start, end)| push::QuietHours { start, end });
+    Ok(push::DispatcherSettings {
+        batch: config.batch,
+        concurrency: config.concurrency,
+        rate_per_minute: config.rate_per_minute,
+        lease: config.lease.0,
+        quiet_hours,
+        daily_cap: config.daily_cap,
+        business_zone: parse_time_zone(&settings.time.business_zone)?,
+        ..push::DispatcherSettings::default()
+    })
 }
 
 /// The engine's settings from configuration.

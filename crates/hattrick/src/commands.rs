@@ -21,11 +21,16 @@ pub const EXIT_RUNNING: u8 = 3;
 
 /// Options of `hattrick serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Do not run the outbox dispatcher in this instance (overrides push.dispatcher).
+    #[arg(long)]
+    pub no_dispatcher: bool,
+}
 
-/// Runs the scheduler until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn serve(settings: &Settings, _args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let engine = app::engine(settings, app::clock_from_env()?, app::Definitions::Sync).await?;
+/// Runs the scheduler and the outbox dispatcher until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let clock = app::clock_from_env()?;
+    let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -33,12 +38,25 @@ pub async fn serve(settings: &Settings, _args: ServeArgs) -> anyhow::Result<Exit
         tracing::info!("signal received: stopping");
         on_signal.cancel();
     });
+    let dispatcher = if settings.push.dispatcher && !args.no_dispatcher {
+        let transport = app::transport(settings)?;
+        tracing::info!(transport = transport.name(), "outbox dispatcher on");
+        let dispatcher = push::Dispatcher::new(engine.pool().clone(), transport, app::dispatcher_settings(settings)?);
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move { dispatcher.run(stop, move || clock.now()).await }))
+    } else {
+        None
+    };
     tracing::info!(instance = engine.settings().instance, jobs = ?engine.registry().names(), "hattrick serving");
     engine.run_until_stopped(shutdown).await;
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {

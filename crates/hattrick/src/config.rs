@@ -100,6 +100,8 @@ pub struct Settings {
     pub jobs: BTreeMap<String, JobSettings>,
     /// `[rewards]`
     pub rewards: RewardSettings,
+    /// `[push]`
+    pub push: PushSettings,
 }
 
 /// `[database]`
@@ -211,6 +213,87 @@ impl Default for RewardSettings {
     }
 }
 
+/// How pushes are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// `fcm` when a service account is configured, else `log`.
+    Auto,
+    /// FCM HTTP v1.
+    Fcm,
+    /// One JSON line per message on standard output.
+    Log,
+}
+
+/// `[push]`: delivery (SPEC 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSettings {
+    /// `auto`, `fcm` or `log`.
+    pub transport: TransportKind,
+    /// The service-account key file (`FIREBASE_SERVICE_ACCOUNT_PATH`).
+    pub service_account: Option<PathBuf>,
+    /// FCM's base URL.
+    pub fcm_endpoint: String,
+    /// Whether `serve` runs the outbox dispatcher.
+    pub dispatcher: bool,
+    /// Outbox rows claimed per round.
+    pub batch: i64,
+    /// Sends in flight at once per instance.
+    pub concurrency: usize,
+    /// Messages per minute per instance (default 80 % of FCM's default project quota, SPEC 10.19).
+    pub rate_per_minute: u32,
+    /// How long a claim holds its rows before another instance may take them.
+    pub lease: HumanDuration,
+    /// Start of quiet hours in the user's local time (`HH:MM`), or `off`.
+    pub quiet_hours_start: String,
+    /// End of quiet hours (`HH:MM`).
+    pub quiet_hours_end: String,
+    /// Engagement and campaign pushes per user per local day.
+    pub daily_cap: i64,
+    /// How long a campaign's pushes stay worth sending.
+    pub campaign_lifetime: HumanDuration,
+    /// Per-request timeout to FCM.
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::Auto,
+            service_account: None,
+            fcm_endpoint: "https://fcm.googleapis.com".to_owned(),
+            dispatcher: true,
+            batch: 500,
+            concurrency: 256,
+            rate_per_minute: 480_000,
+            lease: HumanDuration(Duration::from_secs(300)),
+            quiet_hours_start: "23:00".to_owned(),
+            quiet_hours_end: "08:00".to_owned(),
+            daily_cap: 3,
+            campaign_lifetime: HumanDuration(Duration::from_secs(24 * 3600)),
+            request_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl PushSettings {
+    /// Quiet hours as times, None when `off`; an error names the setting.
+    pub fn quiet_hours(&self) -> Result<Option<(chrono::NaiveTime, chrono::NaiveTime)>, String> {
+        if self.quiet_hours_start.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let parse = |name: &str, value: &str| {
+            chrono::NaiveTime::parse_from_str(value, "%H:%M")
+                .map_err(|_| format!("push.{name}: expected HH:MM or off, got {value:?}"))
+        };
+        Ok(Some((
+            parse("quiet_hours_start", &self.quiet_hours_start)?,
+            parse("quiet_hours_end", &self.quiet_hours_end)?,
+        )))
+    }
+}
+
 /// Why configuration was rejected: every problem found, each naming its setting.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -267,6 +350,10 @@ impl Settings {
         let lookup = |name: &str| sources.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         if let Some(url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("database.url", url));
+        }
+        // The first version's variable for the key file.
+        if let Some(path) = lookup("FIREBASE_SERVICE_ACCOUNT_PATH").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("push.service_account", path));
         }
         // Only `HATTRICK_<SECTION>__<KEY>` are overrides; HATTRICK_CONFIG and HATTRICK_CLOCK are not settings.
         let overrides: Vec<(String, String)> =
@@ -348,6 +435,31 @@ impl Settings {
         }
         if let Some((day, value)) = rewards.daily_reward_credits.iter().enumerate().find(|(_, v)| **v < 0) {
             problems.push(format!("rewards.daily_reward_credits[{day}]: must not be negative (got {value})"));
+        }
+        let push = &self.push;
+        if let Err(problem) = push.quiet_hours() {
+            problems.push(problem);
+        }
+        for (field, value) in [("batch", push.batch), ("daily_cap", push.daily_cap)] {
+            if value < 1 {
+                problems.push(format!("push.{field}: must be at least 1 (got {value})"));
+            }
+        }
+        if push.concurrency == 0 {
+            problems.push("push.concurrency: must be at least 1".to_owned());
+        }
+        if push.rate_per_minute == 0 {
+            problems.push("push.rate_per_minute: must be at least 1".to_owned());
+        }
+        if !push.fcm_endpoint.starts_with("http://") && !push.fcm_endpoint.starts_with("https://") {
+            problems
+                .push(format!("push.fcm_endpoint: must be an http:// or https:// URL (got {:?})", push.fcm_endpoint));
+        }
+        if push.transport == TransportKind::Fcm && push.service_account.is_none() {
+            problems.push(
+                "push.transport: fcm needs a service account (push.service_account or FIREBASE_SERVICE_ACCOUNT_PATH)"
+                    .to_owned(),
+            );
         }
         problems
     }

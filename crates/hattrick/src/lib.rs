@@ -5,4 +5,5 @@ pub mod app;
 pub mod catalog;
 pub mod commands;
 pub mod config;
+pub mod push_commands;
 pub mod seed;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use hattrick::commands;
 use hattrick::config::{Settings, Sources};
 use hattrick::seed;
+use hattrick::{commands, push_commands};
 
 /// hattrick runs GoalGPT's gamification jobs (badges, referral rewards, push campaigns, reminders, partner
 /// analytics, cleanup) on the app's PostgreSQL database.
@@ -46,6 +46,13 @@ enum Command {
     Ledger(commands::LedgerCommand),
     /// Fill a migrated database with a realistic synthetic population (deterministic for a seed).
     Seed(seed::SeedArgs),
+    /// Send pushes by hand (test sends to operators' devices).
+    #[command(subcommand)]
+    Push(push_commands::PushCommand),
+    /// Serve a fake FCM (OAuth token endpoint and messages:send, HTTP/1.1 and h2c) for tests, demos and staging.
+    ///
+    /// Prints KEY=VALUE lines that point hattrick at it.
+    FakeFcm(push_commands::FakeFcmArgs),
     /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
     Config,
 }
@@ -91,6 +98,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Run(args) => commands::run(&settings, args).await,
         Command::Ledger(command) => commands::ledger(&settings, command).await,
         Command::Seed(args) => seed::run(&settings, args).await,
+        Command::Push(command) => push_commands::push(&settings, command).await,
+        Command::FakeFcm(args) => push_commands::fake_fcm(args).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)

@@ -29,6 +29,8 @@ fn every_subcommand_has_help() {
         vec!["run", "--help"],
         vec!["ledger", "check", "--help"],
         vec!["ledger", "open", "--help"],
+        vec!["push", "test", "--help"],
+        vec!["fake-fcm", "--help"],
     ] {
         let output = hattrick(&args, None);
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));

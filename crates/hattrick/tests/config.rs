@@ -147,3 +147,23 @@ fn the_binary_refuses_to_start_on_bad_configuration() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("config file /nonexistent/hattrick.toml does not exist"));
 }
+
+#[test]
+fn push_settings_are_checked_and_the_firebase_variable_is_read() {
+    let message = rejected(
+        "[push]\nquiet_hours_start = \"23h\"\nbatch = 0\nfcm_endpoint = \"fcm.googleapis.com\"\ntransport = \"fcm\"\n",
+        &[],
+    );
+    for expected in [
+        "push.quiet_hours_start: expected HH:MM or off, got \"23h\"",
+        "push.batch: must be at least 1 (got 0)",
+        "push.fcm_endpoint: must be an http:// or https:// URL",
+        "push.transport: fcm needs a service account",
+    ] {
+        assert!(message.contains(expected), "{expected} in {message}");
+    }
+    let settings = load("", &[("FIREBASE_SERVICE_ACCOUNT_PATH", "/keys/firebase.json")]).unwrap();
+    assert_eq!(settings.push.service_account, Some(PathBuf::from("/keys/firebase.json")));
+    let settings = load("[push]\nquiet_hours_start = \"off\"\n", &[]).unwrap();
+    assert_eq!(settings.push.quiet_hours(), Ok(None));
+}

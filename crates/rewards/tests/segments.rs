@@ -208,7 +208,7 @@ fn condition(rng: &mut Rng) -> (String, Value) {
     if ordered {
         ops.extend(["gt", "gte", "lt", "lte"]);
     }
-    let mut value_for = |rng: &mut Rng, op: &str| {
+    let value_for = |rng: &mut Rng, op: &str| {
         if op == "in" { Value::Array((0..rng.int(1, 3)).map(|_| scalar(rng)).collect()) } else { scalar(rng) }
     };
     let value = match rng.below(3) {
