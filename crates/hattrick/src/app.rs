@@ -144,6 +144,7 @@ pub fn dispatcher_settings(settings: &Settings) -> anyhow::Result<push::Dispatch
     Ok(push::DispatcherSettings {
         batch: config.batch,
         concurrency: config.concurrency,
+        workers: config.workers,
         rate_per_minute: config.rate_per_minute,
         lease: config.lease.0,
         quiet_hours,

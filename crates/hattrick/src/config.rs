@@ -241,6 +241,8 @@ pub struct PushSettings {
     pub batch: i64,
     /// Sends in flight at once per instance.
     pub concurrency: usize,
+    /// Dispatcher rounds in progress at once per instance.
+    pub workers: usize,
     /// Messages per minute per instance (default 80 % of FCM's default project quota, SPEC 10.19).
     pub rate_per_minute: u32,
     /// How long a claim holds its rows before another instance may take them.
@@ -264,8 +266,9 @@ impl Default for PushSettings {
             service_account: None,
             fcm_endpoint: "https://fcm.googleapis.com".to_owned(),
             dispatcher: true,
-            batch: 500,
-            concurrency: 256,
+            batch: 1000,
+            concurrency: 512,
+            workers: 6,
             rate_per_minute: 480_000,
             lease: HumanDuration(Duration::from_secs(300)),
             quiet_hours_start: "23:00".to_owned(),
@@ -447,6 +450,9 @@ impl Settings {
         }
         if push.concurrency == 0 {
             problems.push("push.concurrency: must be at least 1".to_owned());
+        }
+        if push.workers == 0 {
+            problems.push("push.workers: must be at least 1".to_owned());
         }
         if push.rate_per_minute == 0 {
             problems.push("push.rate_per_minute: must be at least 1".to_owned());

@@ -45,6 +45,9 @@ pub struct FakeFcmArgs {
     /// Lifetime of the access tokens it issues, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_lifetime_secs: u64,
+    /// Also accept this bearer token without an OAuth grant (for load generators such as h2load).
+    #[arg(long)]
+    pub accept_token: Option<String>,
 }
 
 fn share(value: &str) -> Result<f64, String> {
@@ -63,6 +66,7 @@ pub async fn fake_fcm(args: FakeFcmArgs) -> anyhow::Result<ExitCode> {
         retry_after_secs: args.retry_after_secs,
         latency: Duration::from_millis(args.latency_ms),
         token_lifetime: Duration::from_secs(args.token_lifetime_secs),
+        static_token: args.accept_token,
         ..push::fake::FakeConfig::default()
     };
     let fake = push::fake::FakeFcm::bind(&args.listen, config)

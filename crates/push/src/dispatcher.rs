@@ -68,8 +68,10 @@ impl QuietHours {
 pub struct DispatcherSettings {
     /// Rows claimed per round.
     pub batch: i64,
-    /// Sends in flight at once.
+    /// Sends in flight at once (shared by the workers).
     pub concurrency: usize,
+    /// Rounds in progress at once: while one waits for FCM, another claims or records.
+    pub workers: usize,
     /// Messages per minute at most, per dispatcher (default 80 % of FCM's 600,000 per minute, SPEC 10.19).
     pub rate_per_minute: u32,
     /// How long a claim holds its rows.
@@ -95,8 +97,9 @@ pub struct DispatcherSettings {
 impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
-            batch: 500,
-            concurrency: 256,
+            batch: 1000,
+            concurrency: 512,
+            workers: 6,
             rate_per_minute: 480_000,
             lease: Duration::from_secs(300),
             idle_poll: Duration::from_secs(1),
@@ -306,6 +309,7 @@ pub struct Dispatcher {
     transport: Arc<dyn Transport>,
     settings: DispatcherSettings,
     limiter: RateLimiter,
+    sends: Semaphore,
     breakers: Breakers,
     /// Counters since start.
     pub stats: DispatchStats,
@@ -318,7 +322,7 @@ fn claim_sql(only: bool) -> String {
         "WITH due AS (
              SELECT id FROM push_outbox
              WHERE status = 'pending' AND not_before <= $1 {restrict}
-             ORDER BY not_before, id
+             ORDER BY not_before -- the index order: a second key would sort every due row
              LIMIT $2
              FOR UPDATE SKIP LOCKED),
          claimed AS (
@@ -350,7 +354,16 @@ impl Dispatcher {
     /// A dispatcher sending through `transport`.
     pub fn new(pool: PgPool, transport: Arc<dyn Transport>, settings: DispatcherSettings) -> Self {
         let limiter = RateLimiter::new(settings.rate_per_minute);
-        Self { pool, transport, settings, limiter, breakers: Breakers::default(), stats: DispatchStats::default() }
+        let sends = Semaphore::new(settings.concurrency.max(1));
+        Self {
+            pool,
+            transport,
+            settings,
+            limiter,
+            sends,
+            breakers: Breakers::default(),
+            stats: DispatchStats::default(),
+        }
     }
 
     /// Returns rows whose lease ran out (their dispatcher died) to `pending`; returns how many.
@@ -383,7 +396,9 @@ impl Dispatcher {
         if let Some(ids) = only {
             query = query.bind(ids);
         }
+        let started = std::time::Instant::now();
         let rows: Vec<Claimed> = query.fetch_all(&self.pool).await?;
+        let claimed_in = started.elapsed();
         if rows.is_empty() {
             return Ok(Round::default());
         }
@@ -432,20 +447,29 @@ impl Dispatcher {
             }
         }
 
+        let looked_up_in = started.elapsed();
         let results = self.send_all(&rows, &targets, now).await;
+        let sent_in = started.elapsed();
         self.record(&rows, &decisions, &targets, &results, &held_by_breaker, &delivered_before, &final_before, now)
             .await?;
+        tracing::debug!(
+            rows = rows.len(),
+            messages = targets.len(),
+            claim_ms = claimed_in.as_millis(),
+            tokens_ms = (looked_up_in - claimed_in).as_millis(),
+            send_ms = (sent_in - looked_up_in).as_millis(),
+            record_ms = (started.elapsed() - sent_in).as_millis(),
+            "dispatcher round"
+        );
         Ok(Round { claimed: rows.len(), messages: targets.len() })
     }
 
     async fn send_all(&self, rows: &[Claimed], targets: &[Target], now: DateTime<Utc>) -> Vec<Outcome> {
-        let semaphore = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let sends = targets.iter().map(|target| {
-            let semaphore = Arc::clone(&semaphore);
             let row = &rows[target.row];
             let message = to_message(row, &target.token, now);
             async move {
-                let Ok(_permit) = semaphore.acquire().await else {
+                let Ok(_permit) = self.sends.acquire().await else {
                     return Outcome::Retry { code: "SHUTDOWN".into(), after: None };
                 };
                 if let Err(invalid) = message.validate() {
@@ -471,8 +495,7 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         // Per-token outcomes and their effect on each row.
-        let (mut d_ids, mut d_tokens, mut d_platforms, mut d_status, mut d_errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut per_token = Vec::with_capacity(targets.len());
         let mut dead = Vec::new();
         #[derive(Default)]
         struct RowTally {
@@ -527,14 +550,11 @@ impl Dispatcher {
                     .entry(code.to_owned())
                     .or_default() += 1;
             }
-            d_ids.push(rows[target.row].id);
-            d_tokens.push(target.token.clone());
-            d_platforms.push(target.platform.clone());
-            d_status.push(status);
-            d_errors.push(outcome.code().map(str::to_owned));
+            per_token.push((target.row, target, status, outcome.code().map(str::to_owned)));
         }
 
         // Each row's end (or its return to pending).
+        let mut retrying = HashSet::new();
         let (mut r_ids, mut r_attempts, mut r_status, mut r_not_before, mut r_sent, mut r_failed, mut r_error) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, row) in rows.iter().enumerate() {
@@ -566,6 +586,7 @@ impl Dispatcher {
                         r_not_before.push(at);
                         r_error.push(t.last_error.or(breaker.map(|_| "circuit_open".to_owned())));
                         self.stats.rows_held.fetch_add(1, Ordering::Relaxed);
+                        retrying.insert(i);
                         continue;
                     }
                     let status = if delivered {
@@ -602,6 +623,19 @@ impl Dispatcher {
             r_error.push(error);
         }
 
+        // Per-token rows are what a retry needs (the tokens of a returning row already final) and what operators
+        // look for (failures); a delivered token of a row that is finished is already counted on the row.
+        let (mut d_ids, mut d_tokens, mut d_platforms, mut d_status, mut d_errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (row, target, status, error) in per_token {
+            if status != "sent" || retrying.contains(&row) {
+                d_ids.push(rows[row].id);
+                d_tokens.push(target.token.clone());
+                d_platforms.push(target.platform.clone());
+                d_status.push(status);
+                d_errors.push(error);
+            }
+        }
         let mut tx = self.pool.begin().await?;
         if !d_ids.is_empty() {
             sqlx::query(
@@ -666,12 +700,18 @@ impl Dispatcher {
         (capped + jitter).max(at_least.unwrap_or_default())
     }
 
-    /// Runs rounds until `cancel` fires; `now` gives the time of each round.
+    /// Runs `workers` round loops until `cancel` fires; `now` gives the time of each round.
     pub async fn run(&self, cancel: CancellationToken, now: impl Fn() -> DateTime<Utc>) {
+        let loops = (0..self.settings.workers.max(1)).map(|worker| self.worker(worker, &cancel, &now));
+        futures_util::future::join_all(loops).await;
+    }
+
+    async fn worker(&self, worker: usize, cancel: &CancellationToken, now: &impl Fn() -> DateTime<Utc>) {
         let mut last_reclaim = None;
         while !cancel.is_cancelled() {
             let at = now();
-            if last_reclaim.is_none_or(|t: DateTime<Utc>| at - t > chrono::Duration::seconds(10)) {
+            // One worker looks for rows whose dispatcher died.
+            if worker == 0 && last_reclaim.is_none_or(|t: DateTime<Utc>| at - t > chrono::Duration::seconds(10)) {
                 if let Err(error) = self.reclaim_expired_leases(at).await {
                     tracing::warn!(%error, "reclaiming expired outbox leases failed");
                 }

@@ -58,6 +58,8 @@ pub struct FakeConfig {
     pub token_lifetime: Duration,
     /// Seed of the fault sequence (faults are a deterministic function of the request number).
     pub seed: u64,
+    /// A bearer token accepted without a grant (for load generators such as h2load).
+    pub static_token: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -72,6 +74,7 @@ impl Default for FakeConfig {
             latency: Duration::ZERO,
             token_lifetime: Duration::from_secs(3600),
             seed: 1,
+            static_token: None,
         }
     }
 }
@@ -284,7 +287,8 @@ async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let valid = lock(&shared.issued).get(bearer).is_some_and(|expires| Instant::now() < *expires);
+    let valid = config.static_token.as_deref() == Some(bearer)
+        || lock(&shared.issued).get(bearer).is_some_and(|expires| Instant::now() < *expires);
     if !valid {
         return refuse(
             StatusCode::UNAUTHORIZED,

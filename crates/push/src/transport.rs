@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::message::PushMessage;
@@ -41,10 +42,15 @@ pub fn http_client(endpoint: &str, timeout: Duration) -> Result<reqwest::Client,
     builder.build()
 }
 
+/// HTTP/2 connections a transport spreads its requests over: one connection multiplexes many streams, but its
+/// streams are served in order by one task at each end, so a few connections send more than one.
+pub const FCM_CONNECTIONS: usize = 4;
+
 /// FCM HTTP v1.
 #[derive(Debug, Clone)]
 pub struct FcmTransport {
-    http: reqwest::Client,
+    clients: Vec<reqwest::Client>,
+    next: Arc<AtomicUsize>,
     url: String,
     tokens: TokenSource,
 }
@@ -52,12 +58,12 @@ pub struct FcmTransport {
 impl FcmTransport {
     /// A transport for `account`, sending to `endpoint` (`https://fcm.googleapis.com` in production).
     pub fn new(account: ServiceAccount, endpoint: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = http_client(endpoint, timeout)?;
+        let clients = (0..FCM_CONNECTIONS).map(|_| http_client(endpoint, timeout)).collect::<Result<Vec<_>, _>>()?;
         // The token endpoint is a separate host (HTTP/1.1 or 2, as it offers).
         install_crypto_provider();
         let token_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
         let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), account.project_id);
-        Ok(Self { http, url, tokens: TokenSource::new(account, token_http) })
+        Ok(Self { clients, next: Arc::new(AtomicUsize::new(0)), url, tokens: TokenSource::new(account, token_http) })
     }
 
     /// The OAuth token source (for its fetch count).
@@ -73,7 +79,8 @@ impl FcmTransport {
                 return Outcome::AuthFailure { code: "OAUTH".into() };
             }
         };
-        let response = self.http.post(&self.url).bearer_auth(&*token).json(&message.to_fcm_json()).send().await;
+        let http = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
+        let response = http.post(&self.url).bearer_auth(&*token).json(&message.to_fcm_json()).send().await;
         let response = match response {
             Ok(response) => response,
             Err(error) => {
