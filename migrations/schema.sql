@@ -423,6 +423,7 @@ CREATE TABLE push_outbox (
     expires_at timestamptz,
     created_at timestamptz NOT NULL,
     sent_at timestamptz,
+    platforms text[],
     CONSTRAINT push_outbox_pkey PRIMARY KEY (id),
     CONSTRAINT push_outbox_user_fkey FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE,
     CONSTRAINT push_outbox_campaign_fkey FOREIGN KEY (campaign_id)

@@ -139,6 +139,8 @@ pub struct Claimed {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+    /// Only tokens on these platforms (a campaign whose segment requires them); None means all.
+    pub platforms: Option<Vec<String>>,
     /// The user exists, is active and not deleted.
     pub live: bool,
     /// The user allows pushes.
@@ -330,7 +332,7 @@ fn claim_sql(only: bool) -> String {
              FROM due WHERE o.id = due.id
              RETURNING o.*)
          SELECT c.id, c.attempts, c.customer_user_id, c.category, c.title, c.body, c.image_url, c.deep_link, c.data,
-                c.expires_at, c.created_at,
+                c.expires_at, c.created_at, c.platforms,
                 coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
                 coalesce(u.is_push_allowed_mobile, true) AS allowed,
                 coalesce(z.name, $4) AS zone,
@@ -436,6 +438,9 @@ impl Dispatcher {
         for &i in &sending {
             for (token, platform) in by_user.get(&rows[i].customer_user_id).into_iter().flatten() {
                 if final_before.contains(&(rows[i].id, token.clone())) {
+                    continue;
+                }
+                if rows[i].platforms.as_ref().is_some_and(|only| !only.contains(platform)) {
                     continue;
                 }
                 if let Some(until) = self.breakers.closed_after(platform, now) {

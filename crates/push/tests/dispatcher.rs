@@ -233,3 +233,22 @@ async fn a_dead_dispatchers_rows_return_when_the_lease_runs_out_and_tokens_alrea
     assert_eq!(stats.per_token.get("t1"), None, "t1 was served before the crash");
     assert_eq!(stats.per_token.get("t2"), Some(&1));
 }
+
+#[tokio::test]
+async fn a_row_restricted_to_a_platform_uses_only_the_tokens_on_it() {
+    let s = setup(FakeConfig::default(), settings()).await;
+    let now = istanbul(12, 0);
+    let u = user(&s.db, true, &[("phone-ios", "ios"), ("phone-android", "android")]).await;
+    let id = push(&s.db, u, "reward", "r", now).await;
+    sqlx::query("UPDATE push_outbox SET platforms = '{ios}' WHERE id = $1")
+        .bind(id)
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    s.dispatcher.drain(now).await.unwrap();
+    let (status, _, sent, failed, _) = row(&s.db, id).await;
+    assert_eq!((status.as_str(), sent, failed), ("sent", 1, 0));
+    let stats = s.fake.stats();
+    assert_eq!(stats.per_token.get("phone-ios"), Some(&1));
+    assert_eq!(stats.per_token.get("phone-android"), None);
+}

@@ -130,30 +130,23 @@ fn stats_sql(kinds: &[&str]) -> String {
 }
 
 /// Every badge against every user's stats, in one statement streaming the stats straight into the unlocks not
-/// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). `$1` is now,
-/// `$2..$5` the badges (id, condition kind, threshold, minimum) as arrays.
-fn candidates_sql(kinds: &[&str]) -> String {
+/// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). Each badge is
+/// one test of a stats column against its threshold, written into the statement, so a user is checked against
+/// every badge with a few comparisons and the owned-badge lookup runs only for the tests that pass. `$1` is now.
+fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)]) -> String {
+    let tests: Vec<String> = badges
+        .iter()
+        .map(|(id, test)| format!("CASE WHEN {test} AND NOT ('{id}'::uuid = ANY (s.owned)) THEN '{id}'::uuid END"))
+        .collect();
     format!(
         "INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
-         SELECT s.customer_user_id, b.id
+         SELECT s.customer_user_id, c.badge_id
          FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
                          lifetime_earned, paid_subscription, owned)
-         JOIN unnest($2::uuid[], $3::text[], $4::float8[], $5::bigint[]) AS b(id, kind, a, m)
-           ON CASE b.kind
-                  WHEN 'referrals' THEN s.referrals >= b.a
-                  WHEN 'predictions_correct' THEN s.correct >= b.a
-                  WHEN 'predictions_accuracy' THEN s.settled >= b.m AND s.settled > 0
-                                                   AND s.correct * 100.0 >= b.a * s.settled
-                  WHEN 'comments' THEN s.comments >= b.a
-                  WHEN 'comment_likes' THEN s.likes >= b.a
-                  WHEN 'login_streak' THEN s.longest_streak >= b.a
-                  WHEN 'xp_level' THEN s.level_rank >= b.a
-                  WHEN 'credits_earned' THEN s.lifetime_earned >= b.a
-                  WHEN 'subscription' THEN s.paid_subscription
-                  ELSE false
-              END
-          AND NOT (b.id = ANY (s.owned))",
-        stats_sql(kinds)
+         CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
+         WHERE c.badge_id IS NOT NULL",
+        stats_sql(kinds),
+        tests.join(",\n")
     )
 }
 
@@ -168,30 +161,28 @@ impl Job for BadgeAutoUnlock {
             .fetch_all(&mut *conn)
             .await?;
             let mut skipped = Vec::new();
-            let (mut ids, mut kinds, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut kinds, mut tests) = (Vec::new(), Vec::new());
             for badge in &badges {
                 match Condition::parse(&badge.unlock_condition) {
-                    Ok(Condition::Manual) => {}
                     Ok(condition) => {
-                        let (kind, a, m) = condition.encode();
-                        ids.push(badge.id);
-                        kinds.push(kind);
-                        first.push(a);
-                        second.push(m);
+                        if let Some(test) = condition.sql_test() {
+                            kinds.push(condition.kind());
+                            tests.push((badge.id, test));
+                        }
                     }
                     Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error })),
                 }
             }
             prepare(&mut conn).await?;
-            let candidates = sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds)))
-                .bind(ctx.now)
-                .bind(&ids)
-                .bind(&kinds)
-                .bind(&first)
-                .bind(&second)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let candidates = if tests.is_empty() {
+                0
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests)))
+                    .bind(ctx.now)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            };
             // Session tables are never analysed automatically; the chunk queries need to know this one's size.
             sqlx::query("ANALYZE hattrick_badge_candidates").execute(&mut *conn).await?;
             let per_badge_candidates: Vec<(String, i64)> = sqlx::query_as(

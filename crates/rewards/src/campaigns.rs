@@ -151,7 +151,7 @@ impl ScheduledNotifications {
             return Ok(None);
         }
         let (condition, params) =
-            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 4) {
+            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 5) {
                 Ok(compiled) => compiled,
                 Err(errors) => {
                     Self::fail(&mut tx, id, &errors.join("; ")).await?;
@@ -162,19 +162,23 @@ impl ScheduledNotifications {
         let lifetime = chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::hours(24));
         let sql = format!(
             "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
-                                      campaign_id, not_before, expires_at, created_at)
+                                      campaign_id, not_before, expires_at, created_at, platforms)
              SELECT u.id, 'campaign', 'campaign:' || $2::text || ':' || u.id,
                     CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.title_en, c.title_tr) ELSE c.title_tr END,
                     CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.body_en, c.body_tr) ELSE c.body_tr END,
                     c.image_url, c.deep_link_url,
                     jsonb_strip_nulls(jsonb_build_object('type', 'campaign', 'campaignId', $2::text,
                                                          'deepLink', c.deep_link_url)),
-                    $2, $1, $3, $1
+                    $2, $1, $3, $1, $4
              FROM customer_users u CROSS JOIN (SELECT * FROM scheduled_notifications WHERE id = $2) c
              WHERE {condition}
              ON CONFLICT (dedupe_key) DO NOTHING"
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime);
+        // A segment that plainly requires some platforms sends only to the tokens on them (SPEC 10.19).
+        let platforms = (campaign.target_audience == "segment")
+            .then(|| campaign.segment_filter.as_ref().and_then(segment::required_platforms))
+            .flatten();
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime).bind(platforms);
         let query = bind_params(query, &params);
         let written = match query.execute(&mut *tx).await {
             Ok(done) => done.rows_affected(),

@@ -118,20 +118,40 @@ impl Condition {
         }
     }
 
-    /// The condition as (kind, threshold, second threshold) for the sweep's one-statement evaluation.
-    pub fn encode(&self) -> (&'static str, f64, i64) {
-        match *self {
-            Condition::Referrals { count } => ("referrals", count as f64, 0),
-            Condition::PredictionsCorrect { count } => ("predictions_correct", count as f64, 0),
-            Condition::PredictionsAccuracy { percent, min_count } => ("predictions_accuracy", percent, min_count),
-            Condition::Comments { count } => ("comments", count as f64, 0),
-            Condition::CommentLikes { count } => ("comment_likes", count as f64, 0),
-            Condition::LoginStreak { days } => ("login_streak", days as f64, 0),
-            Condition::XpLevel { rank } => ("xp_level", rank as f64, 0),
-            Condition::CreditsEarned { amount } => ("credits_earned", amount as f64, 0),
-            Condition::Subscription => ("subscription", 0.0, 0),
-            Condition::Manual => ("manual", 0.0, 0),
+    /// The per-user statistic the condition reads (the sweep computes only the ones some badge needs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Referrals { .. } => "referrals",
+            Condition::PredictionsCorrect { .. } => "predictions_correct",
+            Condition::PredictionsAccuracy { .. } => "predictions_accuracy",
+            Condition::Comments { .. } => "comments",
+            Condition::CommentLikes { .. } => "comment_likes",
+            Condition::LoginStreak { .. } => "login_streak",
+            Condition::XpLevel { .. } => "xp_level",
+            Condition::CreditsEarned { .. } => "credits_earned",
+            Condition::Subscription => "subscription",
+            Condition::Manual => "manual",
         }
+    }
+
+    /// The condition as an SQL test of the sweep's per-user stats row `s`, or None for a manual badge. The
+    /// numbers are the parsed ones (integers, and a percent checked to be from 0 to 100), never raw input.
+    pub fn sql_test(&self) -> Option<String> {
+        Some(match *self {
+            Condition::Referrals { count } => format!("s.referrals >= {count}"),
+            Condition::PredictionsCorrect { count } => format!("s.correct >= {count}"),
+            Condition::PredictionsAccuracy { percent, min_count } => format!(
+                "(s.settled >= {min_count} AND s.settled > 0 AND s.correct * 100.0 >= {}::float8 * s.settled)",
+                if percent.is_finite() { percent } else { 100.0 }
+            ),
+            Condition::Comments { count } => format!("s.comments >= {count}"),
+            Condition::CommentLikes { count } => format!("s.likes >= {count}"),
+            Condition::LoginStreak { days } => format!("s.longest_streak >= {days}"),
+            Condition::XpLevel { rank } => format!("s.level_rank >= {rank}"),
+            Condition::CreditsEarned { amount } => format!("s.lifetime_earned >= {amount}"),
+            Condition::Subscription => "s.paid_subscription".to_owned(),
+            Condition::Manual => return None,
+        })
     }
 }
 

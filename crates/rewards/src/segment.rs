@@ -309,6 +309,47 @@ impl Compiler<'_> {
     }
 }
 
+/// The token platforms a filter requires of every user it selects, when it says so plainly: `platform` equal to
+/// or in a list, at the top level or inside `all` (never under `any` or `ne`). Such a campaign is sent only to the
+/// user's tokens on those platforms (SPEC 10.19); None means every token.
+pub fn required_platforms(filter: &Value) -> Option<Vec<String>> {
+    let object = filter.as_object()?;
+    let mut required: Option<Vec<String>> = None;
+    let mut narrow = |platforms: Vec<String>| {
+        required = Some(match required.take() {
+            None => platforms,
+            Some(current) => current.into_iter().filter(|p| platforms.contains(p)).collect(),
+        });
+    };
+    for (key, condition) in object {
+        match (key.as_str(), condition) {
+            ("platform", Value::String(platform)) => narrow(vec![platform.clone()]),
+            ("platform", Value::Array(items)) => narrow(strings(items)),
+            ("platform", Value::Object(ops)) => {
+                if let Some(Value::String(platform)) = ops.get("eq") {
+                    narrow(vec![platform.clone()]);
+                }
+                if let Some(Value::Array(items)) = ops.get("in") {
+                    narrow(strings(items));
+                }
+            }
+            ("all", Value::Array(items)) => {
+                for item in items {
+                    if let Some(platforms) = required_platforms(item) {
+                        narrow(platforms);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    required
+}
+
+fn strings(items: &[Value]) -> Vec<String> {
+    items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
 fn join(parts: &[String], op: &str) -> String {
     if parts.len() == 1 { parts[0].clone() } else { format!("({})", parts.join(&format!(" {op} "))) }
 }
@@ -362,6 +403,20 @@ mod tests {
         assert_eq!(errors(json!({"is_vip": "yes"})), vec!["segment_filter.is_vip: must be true or false"]);
         assert_eq!(errors(json!([1])), vec!["segment_filter: must be an object of conditions"]);
         assert_eq!(errors(json!({"xp_points": [1, "2"]})), vec!["segment_filter.xp_points[1]: must be a whole number"]);
+    }
+
+    #[test]
+    fn plain_platform_conditions_restrict_the_tokens_used() {
+        assert_eq!(required_platforms(&json!({"platform": "ios"})), Some(vec!["ios".to_owned()]));
+        assert_eq!(
+            required_platforms(
+                &json!({"platform": ["ios", "android"], "all": [{"platform": {"in": ["android", "web"]}}]})
+            ),
+            Some(vec!["android".to_owned()])
+        );
+        assert_eq!(required_platforms(&json!({"any": [{"platform": "ios"}, {"locale": "en"}]})), None);
+        assert_eq!(required_platforms(&json!({"platform": {"ne": "web"}})), None);
+        assert_eq!(required_platforms(&json!({"xp_points": {"gt": 5}})), None);
     }
 
     #[test]

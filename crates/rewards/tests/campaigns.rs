@@ -284,3 +284,38 @@ async fn cancelled_stale_and_crashed_campaigns() {
         .unwrap();
     assert_eq!(statuses, vec!["cancelled"]);
 }
+
+#[tokio::test]
+async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
+    let db = TestDb::new().await;
+    let both = user(&db, U { allowed: true, ..U::default() }).await;
+    let android_only = user(&db, U { allowed: true, ..U::default() }).await;
+    for (user, token, platform) in [(both, "a", "ios"), (both, "b", "android"), (android_only, "c", "android")] {
+        sqlx::query(
+            "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, $3, $2)",
+        )
+        .bind(user)
+        .bind(token)
+        .bind(platform)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let ios = campaign(&db, "segment", Some(json!({"platform": "ios"})), NOW).await;
+    let everyone = campaign(&db, "all", None, NOW).await;
+    run(&db, NOW).await;
+    let rows: Vec<(Uuid, Option<Vec<String>>)> =
+        sqlx::query_as("SELECT customer_user_id, platforms FROM push_outbox WHERE campaign_id = $1")
+            .bind(ios)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(both, Some(vec!["ios".to_owned()]))]);
+    let unrestricted: Vec<Option<Vec<String>>> =
+        sqlx::query_scalar("SELECT platforms FROM push_outbox WHERE campaign_id = $1")
+            .bind(everyone)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(unrestricted, vec![None, None]);
+}
