@@ -296,6 +296,32 @@ impl Breakers {
     }
 }
 
+/// The ends of a round's rows, as the columns of one batched update.
+#[derive(Default)]
+struct RowEnds {
+    ids: Vec<i64>,
+    attempts: Vec<i32>,
+    status: Vec<&'static str>,
+    not_before: Vec<DateTime<Utc>>,
+    sent: Vec<i32>,
+    failed: Vec<i32>,
+    error: Vec<Option<String>>,
+}
+
+impl RowEnds {
+    /// Adds `row`'s (status, not before, tokens sent, tokens failed, last error).
+    fn push(&mut self, row: &Claimed, end: (&'static str, DateTime<Utc>, i32, i32, Option<String>)) {
+        let (status, not_before, sent, failed, error) = end;
+        self.ids.push(row.id);
+        self.attempts.push(row.attempts);
+        self.status.push(status);
+        self.not_before.push(not_before);
+        self.sent.push(sent);
+        self.failed.push(failed);
+        self.error.push(error);
+    }
+}
+
 /// A token of a claimed row's user, to send to.
 #[derive(Debug, Clone)]
 struct Target {
@@ -558,74 +584,45 @@ impl Dispatcher {
             per_token.push((target.row, target, status, outcome.code().map(str::to_owned)));
         }
 
-        // Each row's end (or its return to pending).
+        // Each row's end (or its return to pending): status, not before, tokens sent and failed, last error.
         let mut retrying = HashSet::new();
-        let (mut r_ids, mut r_attempts, mut r_status, mut r_not_before, mut r_sent, mut r_failed, mut r_error) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut ends = RowEnds::default();
         for (i, row) in rows.iter().enumerate() {
             let young =
                 now - row.created_at < chrono::Duration::from_std(self.settings.retry_window).unwrap_or_default();
-            let had_tokens_before = final_before.iter().any(|(id, _)| *id == row.id);
-            let (status, not_before, error): (&str, DateTime<Utc>, Option<String>) = match &decisions[i] {
-                Decision::OptedOut => ("opted_out", now, None),
-                Decision::Cancel(reason) => ("cancelled", now, Some((*reason).to_owned())),
-                Decision::Hold(until) => {
-                    self.stats.rows_held.fetch_add(1, Ordering::Relaxed);
-                    ("pending", *until, Some("quiet_hours".to_owned()))
-                }
+            let end = match &decisions[i] {
+                Decision::OptedOut => ("opted_out", now, 0, 0, None),
+                Decision::Cancel(reason) => ("cancelled", now, 0, 0, Some((*reason).to_owned())),
+                Decision::Hold(until) => ("pending", *until, 0, 0, Some("quiet_hours".to_owned())),
                 Decision::Send => {
                     let t = tally.remove(&i).unwrap_or_default();
-                    let delivered = t.sent > 0 || delivered_before.contains(&row.id);
                     let breaker = held_by_breaker.get(&i).copied();
                     if (t.retry || breaker.is_some()) && young {
                         let backoff = self.backoff(row.attempts, t.retry_after);
-                        let mut at = now + chrono::Duration::from_std(backoff).unwrap_or_default();
-                        if let Some(until) = breaker {
-                            at = at.max(until);
-                        }
-                        r_sent.push(t.sent);
-                        r_failed.push(t.failed);
-                        r_ids.push(row.id);
-                        r_attempts.push(row.attempts);
-                        r_status.push("pending");
-                        r_not_before.push(at);
-                        r_error.push(t.last_error.or(breaker.map(|_| "circuit_open".to_owned())));
-                        self.stats.rows_held.fetch_add(1, Ordering::Relaxed);
+                        let at =
+                            (now + chrono::Duration::from_std(backoff).unwrap_or_default()).max(breaker.unwrap_or(now));
                         retrying.insert(i);
-                        continue;
-                    }
-                    let status = if delivered {
-                        "sent"
-                    } else if t.sent + t.failed == 0 && !t.retry && breaker.is_none() && !had_tokens_before {
-                        "no_tokens"
+                        ("pending", at, t.sent, t.failed, t.last_error.or(breaker.map(|_| "circuit_open".to_owned())))
                     } else {
-                        "failed"
-                    };
-                    r_sent.push(t.sent);
-                    r_failed.push(t.failed);
-                    r_ids.push(row.id);
-                    r_attempts.push(row.attempts);
-                    r_status.push(status);
-                    r_not_before.push(now);
-                    r_error.push(t.last_error);
-                    if status == "sent" {
-                        self.stats.rows_sent.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        self.stats.rows_other.fetch_add(1, Ordering::Relaxed);
+                        let had_tokens_before = final_before.iter().any(|(id, _)| *id == row.id);
+                        let status = if t.sent > 0 || delivered_before.contains(&row.id) {
+                            "sent"
+                        } else if t.sent + t.failed == 0 && !t.retry && breaker.is_none() && !had_tokens_before {
+                            "no_tokens"
+                        } else {
+                            "failed"
+                        };
+                        (status, now, t.sent, t.failed, t.last_error)
                     }
-                    continue;
                 }
             };
-            if status != "pending" {
-                self.stats.rows_other.fetch_add(1, Ordering::Relaxed);
-            }
-            r_ids.push(row.id);
-            r_attempts.push(row.attempts);
-            r_status.push(status);
-            r_not_before.push(not_before);
-            r_sent.push(0);
-            r_failed.push(0);
-            r_error.push(error);
+            let counter = match end.0 {
+                "sent" => &self.stats.rows_sent,
+                "pending" => &self.stats.rows_held,
+                _ => &self.stats.rows_other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            ends.push(row, end);
         }
 
         // Per-token rows are what a retry needs (the tokens of a returning row already final) and what operators
@@ -683,13 +680,13 @@ impl Dispatcher {
                   AS v(id, attempts, status, not_before, sent, failed, error)
              WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
         )
-        .bind(&r_ids)
-        .bind(&r_attempts)
-        .bind(&r_status)
-        .bind(&r_not_before)
-        .bind(&r_sent)
-        .bind(&r_failed)
-        .bind(&r_error)
+        .bind(&ends.ids)
+        .bind(&ends.attempts)
+        .bind(&ends.status)
+        .bind(&ends.not_before)
+        .bind(&ends.sent)
+        .bind(&ends.failed)
+        .bind(&ends.error)
         .bind(now)
         .execute(&mut *tx)
         .await?;
