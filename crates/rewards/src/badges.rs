@@ -134,19 +134,22 @@ fn stats_sql(kinds: &[&str]) -> String {
 /// one test of a stats column against its threshold, written into the statement, so a user is checked against
 /// every badge with a few comparisons and the owned-badge lookup runs only for the tests that pass. `$1` is now.
 fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)]) -> String {
-    let tests: Vec<String> = badges
-        .iter()
-        .map(|(id, test)| format!("CASE WHEN {test} AND NOT ('{id}'::uuid = ANY (s.owned)) THEN '{id}'::uuid END"))
-        .collect();
+    let new = |id: &Uuid, test: &str| format!("({test} AND NOT ('{id}'::uuid = ANY (s.owned)))");
+    let any_new: Vec<String> = badges.iter().map(|(id, test)| new(id, test)).collect();
+    let tests: Vec<String> =
+        badges.iter().map(|(id, test)| format!("CASE WHEN {} THEN '{id}'::uuid END", new(id, test))).collect();
+    // Users with nothing new (nearly all of them in a steady sweep) are dropped by one chain of comparisons;
+    // only the others build the array of their new badges.
     format!(
         "INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
          SELECT s.customer_user_id, c.badge_id
          FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
                          lifetime_earned, paid_subscription, owned)
          CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
-         WHERE c.badge_id IS NOT NULL",
+         WHERE ({}) AND c.badge_id IS NOT NULL",
         stats_sql(kinds),
-        tests.join(",\n")
+        tests.join(",\n"),
+        any_new.join("\n OR ")
     )
 }
 
