@@ -11,8 +11,8 @@ use crate::config::Settings;
 use engine::schedule::parse_time_zone;
 use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
 use rewards::{
-    BadgeAutoUnlock, Budget, DayZones, ReferralAmounts, ReferralTier2, ReferralTier3, ScheduledNotifications,
-    StreakReset,
+    BadgeAutoUnlock, Budget, DayZones, PartnerAnalytics, ReferralAmounts, ReferralTier2, ReferralTier3,
+    ScheduledNotifications, StreakReset,
 };
 
 use crate::config::TransportKind;
@@ -102,6 +102,13 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         ("referral-tier2", Arc::new(ReferralTier2 { amounts, budget: budget(settings, "referral-tier2") })),
         ("referral-tier3", Arc::new(ReferralTier3 { amounts, budget: budget(settings, "referral-tier3") })),
         ("streak-reset", Arc::new(StreakReset { zones })),
+        (
+            "partner-analytics",
+            Arc::new(PartnerAnalytics {
+                business_zone: zones.business,
+                base_currency: settings.rewards.base_currency.clone(),
+            }),
+        ),
         (
             "scheduled-notifications",
             Arc::new(ScheduledNotifications {

@@ -197,6 +197,8 @@ pub struct RewardSettings {
     pub tier3_referrer_xp: i64,
     /// Credits of daily-reward days 1 to 7.
     pub daily_reward_credits: Vec<i64>,
+    /// Partner revenue is counted in this currency; subscriptions in others are reported, not counted.
+    pub base_currency: String,
 }
 
 impl Default for RewardSettings {
@@ -209,6 +211,7 @@ impl Default for RewardSettings {
             tier3_referrer_credits: referral.tier3_referrer_credits.into(),
             tier3_referrer_xp: referral.tier3_referrer_xp.into(),
             daily_reward_credits: vec![10, 15, 20, 25, 30, 40, 100],
+            base_currency: "TRY".to_owned(),
         }
     }
 }
@@ -438,6 +441,12 @@ impl Settings {
         }
         if let Some((day, value)) = rewards.daily_reward_credits.iter().enumerate().find(|(_, v)| **v < 0) {
             problems.push(format!("rewards.daily_reward_credits[{day}]: must not be negative (got {value})"));
+        }
+        if rewards.base_currency.len() != 3 || !rewards.base_currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.push(format!(
+                "rewards.base_currency: expected a three-letter currency code such as TRY (got {:?})",
+                rewards.base_currency
+            ));
         }
         let push = &self.push;
         if let Err(problem) = push.quiet_hours() {
