@@ -5,21 +5,10 @@ use std::sync::Arc;
 use testkit::{TestDb, assert_ledger_invariants};
 use uuid::Uuid;
 
-async fn user(db: &TestDb) -> Uuid {
-    let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
-        .bind(id)
-        .bind(format!("{id}@example.com"))
-        .execute(db.pool())
-        .await
-        .unwrap();
-    id
-}
-
 #[tokio::test]
 async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
     let db = Arc::new(TestDb::new().await);
-    let id = user(&db).await;
+    let id = db.user().await;
     let mut sessions = Vec::new();
     for session in 0..16 {
         let db = Arc::clone(&db);
@@ -86,7 +75,7 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
 #[tokio::test]
 async fn an_xp_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     let db = TestDb::new().await;
-    let id = user(&db).await;
+    let id = db.user().await;
     sqlx::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
         .bind(id)
         .execute(db.pool())
@@ -161,7 +150,7 @@ async fn an_xp_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
 #[tokio::test]
 async fn bad_calls_are_refused_with_a_clear_error() {
     let db = TestDb::new().await;
-    let id = user(&db).await;
+    let id = db.user().await;
     for (sql, message) in [
         ("SELECT hattrick_grant_credits($1, -5, 'ad_reward', 'k1')", "amount must be positive"),
         ("SELECT hattrick_grant_credits($1, 5, 'ad_reward', NULL)", "an idempotency key is required"),
@@ -177,7 +166,7 @@ async fn bad_calls_are_refused_with_a_clear_error() {
 #[tokio::test]
 async fn ledger_rows_get_time_ordered_version_7_ids() {
     let db = TestDb::new().await;
-    let id = user(&db).await;
+    let id = db.user().await;
     for (n, at) in ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00.002Z", "2026-06-01T00:00:00Z"].iter().enumerate() {
         let key = format!("ordered-{n}");
         sqlx::query("SELECT hattrick_grant_credits($1, 5, 'admin_grant', $2, NULL, '{}', $3::timestamptz)")

@@ -31,19 +31,8 @@ async fn run(db: &TestDb, now: &str, from: Option<&str>, to: Option<&str>) -> se
     result.report.unwrap().details
 }
 
-async fn user(db: &TestDb) -> Uuid {
-    let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
-        .bind(id)
-        .bind(format!("{id}@example.com"))
-        .execute(db.pool())
-        .await
-        .unwrap();
-    id
-}
-
 async fn partner(db: &TestDb, code: &str, rate: &str, status: &str) -> (Uuid, Uuid) {
-    let owner = user(db).await;
+    let owner = db.user().await;
     let id = sqlx::query_scalar(
         "INSERT INTO partners (customer_user_id, business_name, email, phone, status, commission_rate, referral_code)
          VALUES ($1, $2, 'p@example.com', '555', $3, $4::numeric, $2) RETURNING id",
@@ -59,7 +48,7 @@ async fn partner(db: &TestDb, code: &str, rate: &str, status: &str) -> (Uuid, Uu
 }
 
 async fn referral(db: &TestDb, referrer: Uuid, code: &str, at: &str) {
-    let referred = user(db).await;
+    let referred = db.user().await;
     sqlx::query(
         "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -97,7 +86,7 @@ const SUB: Sub<'static> = Sub {
 };
 
 async fn subscription(db: &TestDb, s: Sub<'_>) {
-    let owner = user(db).await;
+    let owner = db.user().await;
     sqlx::query(
         "INSERT INTO customer_subscriptions (customer_user_id, plan_id, status, platform, amount, currency, started_at,
                                              expired_at, partner_id, referral_code)
@@ -154,7 +143,7 @@ async fn every_metric_is_exact_and_reruns_and_backfills_never_double() {
     let (p, p_owner) = partner(&db, "PART1", "20.00", "approved").await;
     let (q, _) = partner(&db, "QQ", "12.50", "approved").await;
     let (pending, _) = partner(&db, "PEND", "20.00", "pending").await;
-    let somebody = user(&db).await;
+    let somebody = db.user().await;
     referral(&db, somebody, "PART1", "2026-06-09T10:00:00Z").await; // the partner's code, on D
     referral(&db, p_owner, "XYZ", "2026-06-08T21:30:00Z").await; // by the partner's user, 00:30 on D
     referral(&db, somebody, "PART1", "2026-06-08T20:59:00Z").await; // 23:59 the day before

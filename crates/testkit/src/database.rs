@@ -112,6 +112,18 @@ impl TestDb {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Inserts a user with the schema's defaults (active, pushes allowed, locale `tr`) and returns its id.
+    pub async fn user(&self) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .execute(&self.pool)
+            .await
+            .expect("insert a user");
+        id
+    }
 }
 
 impl Drop for TestDb {
