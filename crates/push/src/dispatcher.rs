@@ -322,6 +322,25 @@ impl RowEnds {
     }
 }
 
+/// What earlier rounds did with the claimed rows' tokens (`hattrick_push_deliveries`, final outcomes only).
+struct Served {
+    /// (row, token) pairs already final: never sent again.
+    tokens: HashSet<(i64, String)>,
+    /// Rows with at least one final token.
+    rows: HashSet<i64>,
+    /// Rows with at least one delivered token.
+    delivered: HashSet<i64>,
+}
+
+impl From<Vec<(i64, String, String)>> for Served {
+    fn from(done: Vec<(i64, String, String)>) -> Self {
+        let rows = done.iter().map(|(id, _, _)| *id).collect();
+        let delivered = done.iter().filter(|(_, _, status)| status == "sent").map(|(id, _, _)| *id).collect();
+        let tokens = done.into_iter().map(|(id, token, _)| (id, token)).collect();
+        Self { tokens, rows, delivered }
+    }
+}
+
 /// A token of a claimed row's user, to send to.
 #[derive(Debug, Clone)]
 struct Target {
@@ -455,15 +474,13 @@ impl Dispatcher {
         for (user, token, platform) in tokens {
             by_user.entry(user).or_default().push((token, platform));
         }
-        let final_before: HashSet<(i64, String)> = done.iter().map(|(id, token, _)| (*id, token.clone())).collect();
-        let delivered_before: HashSet<i64> =
-            done.iter().filter(|(_, _, status)| status == "sent").map(|(id, _, _)| *id).collect();
+        let before = Served::from(done);
 
         let mut targets = Vec::new();
         let mut held_by_breaker: HashMap<usize, DateTime<Utc>> = HashMap::new();
         for &i in &sending {
             for (token, platform) in by_user.get(&rows[i].customer_user_id).into_iter().flatten() {
-                if final_before.contains(&(rows[i].id, token.clone())) {
+                if before.tokens.contains(&(rows[i].id, token.clone())) {
                     continue;
                 }
                 if rows[i].platforms.as_ref().is_some_and(|only| !only.contains(platform)) {
@@ -481,8 +498,7 @@ impl Dispatcher {
         let looked_up_in = started.elapsed();
         let results = self.send_all(&rows, &targets, now).await;
         let sent_in = started.elapsed();
-        self.record(&rows, &decisions, &targets, &results, &held_by_breaker, &delivered_before, &final_before, now)
-            .await?;
+        self.record(&rows, &decisions, &targets, &results, &held_by_breaker, &before, now).await?;
         tracing::debug!(
             rows = rows.len(),
             messages = targets.len(),
@@ -521,8 +537,7 @@ impl Dispatcher {
         targets: &[Target],
         results: &[Outcome],
         held_by_breaker: &HashMap<usize, DateTime<Utc>>,
-        delivered_before: &HashSet<i64>,
-        final_before: &HashSet<(i64, String)>,
+        before: &Served,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         // Per-token outcomes and their effect on each row.
@@ -598,14 +613,14 @@ impl Dispatcher {
                     let t = tally.remove(&i).unwrap_or_default();
                     let breaker = held_by_breaker.get(&i).copied();
                     if (t.retry || breaker.is_some()) && young {
-                        let backoff = self.backoff(row.attempts, t.retry_after);
+                        let backoff = self.backoff(row, t.retry_after);
                         let at =
                             (now + chrono::Duration::from_std(backoff).unwrap_or_default()).max(breaker.unwrap_or(now));
                         retrying.insert(i);
                         ("pending", at, t.sent, t.failed, t.last_error.or(breaker.map(|_| "circuit_open".to_owned())))
                     } else {
-                        let had_tokens_before = final_before.iter().any(|(id, _)| *id == row.id);
-                        let status = if t.sent > 0 || delivered_before.contains(&row.id) {
+                        let had_tokens_before = before.rows.contains(&row.id);
+                        let status = if t.sent > 0 || before.delivered.contains(&row.id) {
                             "sent"
                         } else if t.sent + t.failed == 0 && !t.retry && breaker.is_none() && !had_tokens_before {
                             "no_tokens"
@@ -693,12 +708,14 @@ impl Dispatcher {
         tx.commit().await
     }
 
-    /// Exponential backoff with jitter from the claim count, at least `at_least`.
-    fn backoff(&self, attempts: i32, at_least: Option<Duration>) -> Duration {
+    /// Exponential backoff from the row's claim count, at least `at_least`, with up to 20 % jitter drawn from the
+    /// row's id and claim count: rows that failed together spread out, and no clock is read for it.
+    fn backoff(&self, row: &Claimed, at_least: Option<Duration>) -> Duration {
+        let attempts = row.attempts;
         let exp = self.settings.backoff_base.saturating_mul(1u32 << attempts.clamp(1, 16).saturating_sub(1) as u32);
         let capped = exp.min(self.settings.backoff_max);
-        // Up to 20 % jitter, from the clock's nanoseconds (no need for a random generator here).
-        let jitter = capped.mul_f64(f64::from(Utc::now().timestamp_subsec_nanos() % 1000) / 5000.0);
+        let spread = (row.id as u64 ^ (u64::from(attempts.unsigned_abs()) << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let jitter = capped.mul_f64((spread >> 54) as f64 / 1024.0 * 0.2);
         (capped + jitter).max(at_least.unwrap_or_default())
     }
 

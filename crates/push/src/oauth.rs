@@ -125,7 +125,8 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     STANDARD.decode(body).ok().filter(|der| !der.is_empty())
 }
 
-/// Now as Unix seconds.
+/// Now as Unix seconds, from the system clock on purpose: JWT issue and expiry times and access-token lifetimes are
+/// checked by Google (or the fake) against real time, whatever business clock (fixed, scaled) the jobs run on.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
