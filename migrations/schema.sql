@@ -30,6 +30,8 @@ CREATE TABLE customer_users (
     CONSTRAINT customer_users_email_key UNIQUE (email)
 );
 CREATE INDEX customer_users_referral_code_idx ON customer_users (referral_code);
+-- The local-time jobs find the zones in use with a loose scan of this index and walk each zone's users in id order.
+CREATE INDEX customer_users_timezone_idx ON customer_users (timezone, id);
 
 CREATE TABLE customer_oauth_identities (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -528,6 +530,30 @@ CREATE TABLE hattrick_schema_state (
 CREATE TABLE hattrick_time_zones (
     name text NOT NULL,
     CONSTRAINT hattrick_time_zones_pkey PRIMARY KEY (name)
+);
+
+-- Local-time jobs (SPEC 2, 10.22): each user's outcome for a local date, decided once. `served` wrote the push,
+-- `skipped` found the user only after the deadline, `no_token` found no active device. The jobs prune their rows
+-- after a week; the counts of older days stay in the run log.
+CREATE TABLE hattrick_local_sends (
+    job_name varchar(100) NOT NULL,
+    local_date date NOT NULL,
+    customer_user_id uuid NOT NULL,
+    outcome varchar(10) NOT NULL,
+    decided_at timestamptz NOT NULL,
+    CONSTRAINT hattrick_local_sends_pkey PRIMARY KEY (job_name, local_date, customer_user_id),
+    CONSTRAINT hattrick_local_sends_outcome_check CHECK (outcome IN ('served', 'skipped', 'no_token'))
+);
+
+-- Which (job, zone, local date) a local-time job has opened and which it has closed: a closed day was decided for
+-- every user of the zone, so later ticks skip the zone at once until its next target time.
+CREATE TABLE hattrick_local_days (
+    job_name varchar(100) NOT NULL,
+    zone text NOT NULL,
+    local_date date NOT NULL,
+    opened_at timestamptz NOT NULL,
+    closed_at timestamptz,
+    CONSTRAINT hattrick_local_days_pkey PRIMARY KEY (job_name, zone, local_date)
 );
 
 -- Idempotency keys of ledger rows folded into carry-forward rows by compaction (SPEC 10.14): a key stays used

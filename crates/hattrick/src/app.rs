@@ -10,9 +10,10 @@ use crate::catalog::{self, JobDefaults};
 use crate::config::Settings;
 use engine::schedule::parse_time_zone;
 use engine::{Clock, Engine, EngineSettings, Job, JobDefinition, Registry};
+use rewards::cleanup::{Batching, DeadTokenCleanup, OldLogsCleanup, Retention};
 use rewards::{
-    BadgeAutoUnlock, Budget, DayZones, PartnerAnalytics, ReferralAmounts, ReferralTier2, ReferralTier3,
-    ScheduledNotifications, StreakReset,
+    BadgeAutoUnlock, Budget, DailyRewardReminders, DayZones, LocalTime, PartnerAnalytics, ReferralAmounts,
+    ReferralTier2, ReferralTier3, ScheduledNotifications, StreakBreakWarnings, StreakReset, SubscriptionExpiryAlerts,
 };
 
 use crate::config::TransportKind;
@@ -96,6 +97,16 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         tier3_referrer_credits: amount("tier3_referrer_credits", rewards.tier3_referrer_credits)?,
         tier3_referrer_xp: amount("tier3_referrer_xp", rewards.tier3_referrer_xp)?,
     };
+    let engagement = &settings.engagement;
+    let local = |field: &str| -> anyhow::Result<LocalTime> {
+        Ok(LocalTime { at: engagement.local_time(field).map_err(anyhow::Error::msg)?, deadline: engagement.deadline.0 })
+    };
+    let mut daily_credits = [0i32; 7];
+    for (day, (slot, value)) in daily_credits.iter_mut().zip(&rewards.daily_reward_credits).enumerate() {
+        *slot = amount(&format!("daily_reward_credits[{day}]"), *value)?;
+    }
+    let cleanup = &settings.cleanup;
+    let batching = Batching { batch: cleanup.batch, vacuum: cleanup.vacuum.then_some(cleanup.vacuum_timeout.0) };
     let mut registry = Registry::new();
     let implemented: Vec<(&str, Arc<dyn Job>)> = vec![
         ("badge-auto-unlock", Arc::new(BadgeAutoUnlock { budget: budget(settings, "badge-auto-unlock") })),
@@ -107,6 +118,41 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
             Arc::new(PartnerAnalytics {
                 business_zone: zones.business,
                 base_currency: settings.rewards.base_currency.clone(),
+            }),
+        ),
+        (
+            "daily-reward-reminders",
+            Arc::new(DailyRewardReminders { when: local("daily_reward_reminder_at")?, zones, credits: daily_credits }),
+        ),
+        (
+            "streak-break-warnings",
+            Arc::new(StreakBreakWarnings {
+                when: local("streak_warning_at")?,
+                zones,
+                min_streak: engagement.streak_warning_min_days,
+            }),
+        ),
+        (
+            "subscription-expiry-alerts",
+            Arc::new(SubscriptionExpiryAlerts {
+                when: local("expiry_alert_at")?,
+                zones,
+                days: engagement.expiry_alert_days,
+            }),
+        ),
+        ("dead-token-cleanup", Arc::new(DeadTokenCleanup { max_age: cleanup.token_max_age.0, batching })),
+        (
+            "old-logs-cleanup",
+            Arc::new(OldLogsCleanup {
+                retention: Retention {
+                    ledgers: cleanup.keep_ledgers.0,
+                    ad_views: cleanup.keep_ad_views.0,
+                    likes: cleanup.keep_likes.0,
+                    campaigns: cleanup.keep_campaigns.0,
+                    job_logs: cleanup.keep_job_logs.0,
+                    outbox: cleanup.keep_outbox.0,
+                },
+                batching,
             }),
         ),
         (

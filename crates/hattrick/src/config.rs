@@ -102,6 +102,10 @@ pub struct Settings {
     pub rewards: RewardSettings,
     /// `[push]`
     pub push: PushSettings,
+    /// `[engagement]`
+    pub engagement: EngagementSettings,
+    /// `[cleanup]`
+    pub cleanup: CleanupSettings,
 }
 
 /// `[database]`
@@ -212,6 +216,94 @@ impl Default for RewardSettings {
             tier3_referrer_xp: referral.tier3_referrer_xp.into(),
             daily_reward_credits: vec![10, 15, 20, 25, 30, 40, 100],
             base_currency: "TRY".to_owned(),
+        }
+    }
+}
+
+/// `[engagement]`: the local-time jobs (SPEC 2, 3.6 to 3.8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngagementSettings {
+    /// `daily-reward-reminders`' time on each user's clock (`HH:MM`).
+    pub daily_reward_reminder_at: String,
+    /// `streak-break-warnings`' time on each user's clock.
+    pub streak_warning_at: String,
+    /// `subscription-expiry-alerts`' time on each user's clock.
+    pub expiry_alert_at: String,
+    /// A user first reached more than this after the local time is skipped for the day.
+    pub deadline: HumanDuration,
+    /// The shortest streak (days) worth a warning.
+    pub streak_warning_min_days: i32,
+    /// How many days ahead a subscription's end is announced.
+    pub expiry_alert_days: u32,
+}
+
+impl Default for EngagementSettings {
+    fn default() -> Self {
+        Self {
+            daily_reward_reminder_at: "20:00".to_owned(),
+            streak_warning_at: "22:00".to_owned(),
+            expiry_alert_at: "10:00".to_owned(),
+            deadline: HumanDuration(rewards::engagement::DEFAULT_DEADLINE),
+            streak_warning_min_days: 3,
+            expiry_alert_days: 3,
+        }
+    }
+}
+
+impl EngagementSettings {
+    /// The local time of the setting `field` (one of the `*_at` fields); the error names the setting.
+    pub fn local_time(&self, field: &str) -> Result<chrono::NaiveTime, String> {
+        let value = match field {
+            "daily_reward_reminder_at" => &self.daily_reward_reminder_at,
+            "streak_warning_at" => &self.streak_warning_at,
+            _ => &self.expiry_alert_at,
+        };
+        chrono::NaiveTime::parse_from_str(value, "%H:%M")
+            .map_err(|_| format!("engagement.{field}: expected a local time HH:MM, got {value:?}"))
+    }
+}
+
+/// `[cleanup]`: the housekeeping jobs (SPEC 3.10, 3.11).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupSettings {
+    /// Rows per delete statement.
+    pub batch: i64,
+    /// `dead-token-cleanup`: a token not updated for this long is deleted.
+    pub token_max_age: HumanDuration,
+    /// XP and credit ledger rows older than this are folded into carry-forward rows.
+    pub keep_ledgers: HumanDuration,
+    /// `customer_ad_views`.
+    pub keep_ad_views: HumanDuration,
+    /// `match_comment_likes`.
+    pub keep_likes: HumanDuration,
+    /// Finished campaigns.
+    pub keep_campaigns: HumanDuration,
+    /// `job_execution_logs`.
+    pub keep_job_logs: HumanDuration,
+    /// `push_outbox` rows in a final state.
+    pub keep_outbox: HumanDuration,
+    /// `VACUUM (ANALYZE)` the cleaned tables instead of `ANALYZE` (SPEC 10.25).
+    pub vacuum: bool,
+    /// The vacuum's own statement timeout.
+    pub vacuum_timeout: HumanDuration,
+}
+
+impl Default for CleanupSettings {
+    fn default() -> Self {
+        let retention = rewards::cleanup::Retention::default();
+        Self {
+            batch: rewards::cleanup::Batching::default().batch,
+            token_max_age: HumanDuration(rewards::cleanup::DeadTokenCleanup::default().max_age),
+            keep_ledgers: HumanDuration(retention.ledgers),
+            keep_ad_views: HumanDuration(retention.ad_views),
+            keep_likes: HumanDuration(retention.likes),
+            keep_campaigns: HumanDuration(retention.campaigns),
+            keep_job_logs: HumanDuration(retention.job_logs),
+            keep_outbox: HumanDuration(retention.outbox),
+            vacuum: false,
+            vacuum_timeout: HumanDuration(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -447,6 +539,44 @@ impl Settings {
                 "rewards.base_currency: expected a three-letter currency code such as TRY (got {:?})",
                 rewards.base_currency
             ));
+        }
+        let engagement = &self.engagement;
+        for field in ["daily_reward_reminder_at", "streak_warning_at", "expiry_alert_at"] {
+            if let Err(problem) = engagement.local_time(field) {
+                problems.push(problem);
+            }
+        }
+        if engagement.deadline.0.is_zero() {
+            problems.push("engagement.deadline: must be more than zero".to_owned());
+        }
+        if engagement.streak_warning_min_days < 1 {
+            problems.push(format!(
+                "engagement.streak_warning_min_days: must be at least 1 (got {})",
+                engagement.streak_warning_min_days
+            ));
+        }
+        if engagement.expiry_alert_days < 1 {
+            problems.push("engagement.expiry_alert_days: must be at least 1 (got 0)".to_owned());
+        }
+        let cleanup = &self.cleanup;
+        if cleanup.batch < 1 {
+            problems.push(format!("cleanup.batch: must be at least 1 (got {})", cleanup.batch));
+        }
+        for (field, value) in [
+            ("token_max_age", cleanup.token_max_age),
+            ("keep_ledgers", cleanup.keep_ledgers),
+            ("keep_ad_views", cleanup.keep_ad_views),
+            ("keep_likes", cleanup.keep_likes),
+            ("keep_campaigns", cleanup.keep_campaigns),
+            ("keep_job_logs", cleanup.keep_job_logs),
+            ("keep_outbox", cleanup.keep_outbox),
+        ] {
+            if value.0 < Duration::from_secs(86_400) {
+                problems.push(format!("cleanup.{field}: must be at least one day, a guard against typos"));
+            }
+        }
+        if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
+            problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
         }
         let push = &self.push;
         if let Err(problem) = push.quiet_hours() {

@@ -91,6 +91,36 @@ pub const WELCOME_VIP: Message = Message {
     deep_link: "goalgpt://home",
 };
 
+/// The evening reminder of an unclaimed daily reward (`{credits}`).
+pub const DAILY_REWARD_REMINDER: Message = Message {
+    kind: "daily_reward_reminder",
+    title_tr: "Günlük Ödül 🎁",
+    body_tr: "Günlük ödülünü almayı unutma! Bugün {credits} kredi seni bekliyor.",
+    title_en: "Daily reward 🎁",
+    body_en: "Don't forget your daily reward! {credits} credits are waiting for you today.",
+    deep_link: "goalgpt://daily-rewards",
+};
+
+/// A live streak not yet extended today (`{streak}`, `{hours}`).
+pub const STREAK_WARNING: Message = Message {
+    kind: "streak_warning",
+    title_tr: "Streak Uyarısı 🔥",
+    body_tr: "{streak} günlük serini kaybetme! Gece yarısına {hours} saat kaldı.",
+    title_en: "Streak alert 🔥",
+    body_en: "Don't lose your {streak}-day streak! {hours} hours left until midnight.",
+    deep_link: "goalgpt://home",
+};
+
+/// A paid subscription without auto-renew ends soon (`{days}`).
+pub const SUBSCRIPTION_EXPIRY: Message = Message {
+    kind: "subscription_expiry",
+    title_tr: "VIP Üyelik Uyarısı 👑",
+    body_tr: "VIP üyeliğin {days} gün sonra sona eriyor. Yenilemeyi unutma!",
+    title_en: "VIP membership alert 👑",
+    body_en: "Your VIP membership ends in {days} days. Don't forget to renew!",
+    deep_link: "goalgpt://paywall",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,8 +98,8 @@ pub async fn flush(
 }
 
 /// The SQL expression that fills the `{name}` placeholders of `message`'s texts in `template` (an expression
-/// choosing one of them) from the batch row's `vars`; a placeholder without a value stays as written.
-fn render_sql(template: &str, message: &Message) -> String {
+/// choosing one of them) from the `vars` of the row aliased `b`; a placeholder without a value stays as written.
+pub(crate) fn render_sql(template: &str, message: &Message) -> String {
     message.placeholders().into_iter().fold(template.to_owned(), |sql, name| {
         format!("replace({sql}, '{{{name}}}', coalesce(b.vars ->> '{name}', '{{{name}}}'))")
     })

@@ -1,13 +1,10 @@
 //! `badge-auto-unlock` against the real PostgreSQL: every condition at its boundary, rewards, exactly once.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Utc};
-use engine::{Clock, Job, JobContext, JobReport, RunArgs, Trigger};
+use engine::{Job, JobContext, JobReport, RunArgs};
 use rewards::{BadgeAutoUnlock, Budget};
 use serde_json::json;
 use testkit::{TestDb, assert_ledger_invariants};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const NOW: &str = "2026-03-10T12:00:00Z";
@@ -17,18 +14,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn context(db: &TestDb, args: RunArgs) -> JobContext {
-    JobContext {
-        run_id: Uuid::new_v4(),
-        job: "badge-auto-unlock".to_owned(),
-        tick: None,
-        trigger: Trigger::Manual,
-        now: now(),
-        clock: Clock::fixed(now()),
-        pool: db.pool().clone(),
-        args,
-        cancel: CancellationToken::new(),
-        deadline: tokio::time::Instant::now() + Duration::from_secs(120),
-    }
+    db.context("badge-auto-unlock", now(), args)
 }
 
 async fn sweep(db: &TestDb) -> JobReport {

@@ -1,13 +1,11 @@
 //! `referral-tier2` and `referral-tier3` against the real PostgreSQL: exactly once, whatever happens.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use engine::{Clock, Job, JobContext, JobReport, RunArgs, Trigger};
+use engine::{Job, JobContext, JobReport, RunArgs};
 use rewards::{Budget, ReferralAmounts, ReferralTier2, ReferralTier3};
 use testkit::{TestDb, assert_ledger_invariants};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -18,18 +16,7 @@ const NOW: &str = "2026-03-10T12:00:00Z";
 const CREATED: &str = "2026-03-05T12:00:00Z";
 
 fn context(db: &TestDb, job: &str, args: RunArgs) -> JobContext {
-    JobContext {
-        run_id: Uuid::new_v4(),
-        job: job.to_owned(),
-        tick: None,
-        trigger: Trigger::Manual,
-        now: utc(NOW),
-        clock: Clock::fixed(utc(NOW)),
-        pool: db.pool().clone(),
-        args,
-        cancel: CancellationToken::new(),
-        deadline: tokio::time::Instant::now() + Duration::from_secs(60),
-    }
+    db.context(job, utc(NOW), args)
 }
 
 async fn run(db: &TestDb, job: &dyn Job, name: &str) -> JobReport {

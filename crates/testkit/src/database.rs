@@ -113,6 +113,23 @@ impl TestDb {
         &self.name
     }
 
+    /// A context for running `job` directly (no engine, no run log row) at the business time `now`, with two
+    /// minutes before its deadline.
+    pub fn context(&self, job: &str, now: chrono::DateTime<chrono::Utc>, args: engine::RunArgs) -> engine::JobContext {
+        engine::JobContext {
+            run_id: uuid::Uuid::new_v4(),
+            job: job.to_owned(),
+            tick: None,
+            trigger: engine::Trigger::Manual,
+            now,
+            clock: engine::Clock::fixed(now),
+            pool: self.pool.clone(),
+            args,
+            cancel: tokio_util::sync::CancellationToken::new(),
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(120),
+        }
+    }
+
     /// Inserts a user with the schema's defaults (active, pushes allowed, locale `tr`) and returns its id.
     pub async fn user(&self) -> uuid::Uuid {
         let id = uuid::Uuid::new_v4();

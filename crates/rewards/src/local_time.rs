@@ -1,0 +1,459 @@
+//! Local-time delivery (SPEC 2, 10.22): the engagement jobs push at a target time of each user's own clock.
+//!
+//! Every tick (every 15 minutes by default) looks at each zone in use. For a zone, the *day* to serve is the latest
+//! local date whose target instant has passed; the one before it is looked at too, so an outage across midnight
+//! still accounts for that day. A user is decided once per job and local date (`hattrick_local_sends`): `served`
+//! (the push is in the outbox), `no_token` (eligible but no active device), or `skipped` (first seen after the
+//! deadline, default 3 hours after the target). A day whose deadline has passed is *closed* for the zone
+//! (`hattrick_local_days`) once every user was decided, so the ticks until the next target cost one index probe.
+//!
+//! Times are computed here once per zone and day, not per user: the SQL receives the target instant, the user's
+//! "today" and the next midnight as parameters. A user's send time follows the user's zone (else the business
+//! zone); their "today" follows the same zone, or `time.app_day_zone` when the app writes its dates in one zone
+//! (SPEC 10.2).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use engine::{JobContext, JobError, JobReport};
+use sqlx::PgConnection;
+
+use crate::DayZones;
+use crate::messages::Message;
+use crate::outbox::render_sql;
+
+/// Users looked at per statement: each batch is its own short transaction.
+const BATCH: i64 = 20_000;
+
+/// Days a user's outcome row is kept after its local date (the counts stay in the run log).
+const KEEP_OUTCOMES: u64 = 7;
+
+/// When a local-time job delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// The target time on each user's clock.
+    pub at: NaiveTime,
+    /// How long after the target a user may still be served; later, the day is skipped for them.
+    pub deadline: Duration,
+}
+
+/// How long an engagement push stays worth sending (SPEC 10.17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// Until the user's next midnight (in their day zone): the day it speaks of is over.
+    Midnight,
+    /// A fixed time after the target instant.
+    AfterTarget(Duration),
+}
+
+/// What one engagement job selects and says.
+pub(crate) struct Engagement<'a> {
+    /// The push texts.
+    pub message: &'static Message,
+    /// Dedupe keys are `{prefix}:{user}:{local date}`.
+    pub dedupe_prefix: &'static str,
+    /// SQL selecting `customer_user_id, vars, data` from `users u` (the batch's active, push-allowed users not yet
+    /// decided for the day). Parameters: `$1` now, `$4` the target instant, `$5` the user's today (a date),
+    /// `$6` the end of that day (the next midnight).
+    pub eligible: &'a str,
+    /// When the push expires.
+    pub lifetime: Lifetime,
+}
+
+/// One zone's local date to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Day {
+    /// The local date of the target in the zone users are served in.
+    date: NaiveDate,
+    /// The target instant.
+    target: DateTime<Utc>,
+    /// The user's "today" at the target (in the day zone).
+    today: NaiveDate,
+    /// The end of that today.
+    midnight: DateTime<Utc>,
+    /// When the push stops being worth sending.
+    expires_at: DateTime<Utc>,
+    /// The last instant a user may still be served.
+    deadline: DateTime<Utc>,
+}
+
+impl Day {
+    fn new(zone: Tz, date: NaiveDate, when: &LocalTime, day_zone: Tz, lifetime: Lifetime) -> Self {
+        let target = local_instant(zone, date.and_time(when.at));
+        let today = target.with_timezone(&day_zone).date_naive();
+        let midnight = local_instant(day_zone, (today + Days::new(1)).and_time(NaiveTime::MIN));
+        let expires_at = match lifetime {
+            Lifetime::Midnight => midnight,
+            Lifetime::AfterTarget(lifetime) => target + lifetime,
+        };
+        let deadline = (target + when.deadline).min(expires_at);
+        Self { date, target, today, midnight, expires_at, deadline }
+    }
+}
+
+/// The zone's latest day whose target has passed at `now`, and the day before it.
+fn days_at(now: DateTime<Utc>, zone: Tz, when: &LocalTime, day_zone: Tz, lifetime: Lifetime) -> [Day; 2] {
+    let local_today = now.with_timezone(&zone).date_naive();
+    let today = Day::new(zone, local_today, when, day_zone, lifetime);
+    let latest =
+        if today.target <= now { today } else { Day::new(zone, local_today - Days::new(1), when, day_zone, lifetime) };
+    [Day::new(zone, latest.date - Days::new(1), when, day_zone, lifetime), latest]
+}
+
+/// The instant a local time names in `zone`: the earlier one in a fall-back overlap (it happens once), the first
+/// valid minute after a spring-forward gap.
+pub fn local_instant(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    let mut candidate = local;
+    for _ in 0..=24 * 60 {
+        if let Some(instant) = zone.from_local_datetime(&candidate).earliest() {
+            return instant.with_timezone(&Utc);
+        }
+        candidate += chrono::Duration::minutes(1);
+    }
+    // No zone has a gap of a day; read the time as UTC rather than fail.
+    Utc.from_utc_datetime(&local)
+}
+
+/// The users of one zone: the `timezone` values that map to it (`None`: users without a zone).
+#[derive(Debug, Default)]
+struct ZoneUsers {
+    names: Vec<Option<String>>,
+}
+
+/// Outcome counts.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct Counts {
+    served: i64,
+    skipped: i64,
+    no_token: i64,
+    pushes: i64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Self) {
+        self.served += other.served;
+        self.skipped += other.skipped;
+        self.no_token += other.no_token;
+        self.pushes += other.pushes;
+    }
+}
+
+/// Runs one tick of a local-time job.
+pub(crate) async fn run(
+    ctx: &JobContext,
+    spec: &Engagement<'_>,
+    when: &LocalTime,
+    zones: DayZones,
+) -> Result<JobReport, JobError> {
+    let now = ctx.now;
+    let dry = ctx.args.dry_run;
+    let mut conn = ctx.connection().await?;
+    let groups = zones_in_use(&mut conn, zones.business).await?;
+    let statement = statement(spec);
+    let mut total = Counts::default();
+    let mut decided_days = Vec::new();
+    let mut oldest_open = None::<NaiveDate>;
+    for (zone_name, users) in &groups {
+        let zone: Tz = zone_name.parse().unwrap_or(zones.business);
+        let day_zone = zones.app_day_zone.unwrap_or(zone);
+        let [previous, latest] = days_at(now, zone, when, day_zone, spec.lifetime);
+        oldest_open = Some(oldest_open.map_or(previous.date, |d: NaiveDate| d.min(previous.date)));
+        let known: Vec<(NaiveDate, bool)> = sqlx::query_as(
+            "SELECT local_date, closed_at IS NOT NULL FROM hattrick_local_days
+             WHERE job_name = $1 AND zone = $2 AND local_date >= $3",
+        )
+        .bind(&ctx.job)
+        .bind(zone_name)
+        .bind(previous.date)
+        .fetch_all(&mut *conn)
+        .await?;
+        let state = |date: NaiveDate| known.iter().find(|(d, _)| *d == date).map(|(_, closed)| *closed);
+        let served_before: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM hattrick_local_days WHERE job_name = $1 AND zone = $2 AND local_date < $3)",
+        )
+        .bind(&ctx.job)
+        .bind(zone_name)
+        .bind(previous.date)
+        .fetch_one(&mut *conn)
+        .await?;
+        let history = served_before || !known.is_empty();
+        for day in [previous, latest] {
+            let serve = now < day.deadline;
+            match state(day.date) {
+                Some(true) => continue,
+                Some(false) => {}
+                // A day never opened whose deadline has passed: an outage swallowed it and its users are counted
+                // as skipped, unless the job has never served this zone (first start: the baseline is now,
+                // SPEC 10.6).
+                None if !serve && !history => continue,
+                None => {}
+            }
+            ctx.check_cancelled()?;
+            if !dry {
+                sqlx::query(
+                    "INSERT INTO hattrick_local_days (job_name, zone, local_date, opened_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&ctx.job)
+                .bind(zone_name)
+                .bind(day.date)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            let mut counts = Counts::default();
+            for name in &users.names {
+                counts += decide(ctx, &mut conn, &statement, spec, name.as_deref(), &day, serve).await?;
+            }
+            if !serve && !dry {
+                // Every user of the zone is decided for this day: later ticks pass it by.
+                sqlx::query(
+                    "UPDATE hattrick_local_days SET closed_at = $4
+                     WHERE job_name = $1 AND zone = $2 AND local_date = $3 AND closed_at IS NULL",
+                )
+                .bind(&ctx.job)
+                .bind(zone_name)
+                .bind(day.date)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            total += counts;
+            decided_days.push(serde_json::json!({
+                "zone": zone_name,
+                "date": day.date,
+                "target": day.target,
+                "open": serve,
+                "served": counts.served,
+                "skipped": counts.skipped,
+                "no_token": counts.no_token,
+            }));
+        }
+    }
+    let pruned = match oldest_open {
+        Some(oldest) if !dry => prune(&mut conn, &ctx.job, oldest - Days::new(KEEP_OUTCOMES)).await?,
+        _ => 0,
+    };
+    Ok(JobReport {
+        items: total.pushes,
+        details: serde_json::json!({
+            "served": total.served,
+            "skipped_past_deadline": total.skipped,
+            "no_token": total.no_token,
+            "pushes": total.pushes,
+            "days": decided_days,
+            "outcomes_pruned": pruned,
+            "dry_run": dry,
+        }),
+    })
+}
+
+/// The zones users are served in, each with the `timezone` values that map to it: a value PostgreSQL knows is its
+/// own zone; no value, or one unknown to PostgreSQL or to this binary, is the business zone. The distinct values
+/// come from a loose scan of the `(timezone, id)` index: a few probes per zone, whatever the number of users.
+async fn zones_in_use(conn: &mut PgConnection, business: Tz) -> Result<BTreeMap<String, ZoneUsers>, sqlx::Error> {
+    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(
+        "WITH RECURSIVE names AS (
+             (SELECT timezone FROM customer_users WHERE timezone IS NOT NULL ORDER BY timezone LIMIT 1)
+             UNION ALL
+             SELECT (SELECT u.timezone FROM customer_users u WHERE u.timezone > names.timezone
+                     ORDER BY u.timezone LIMIT 1)
+             FROM names WHERE names.timezone IS NOT NULL
+         )
+         SELECT n.timezone, EXISTS (SELECT 1 FROM hattrick_time_zones z WHERE z.name = n.timezone)
+         FROM names n WHERE n.timezone IS NOT NULL
+         UNION ALL
+         SELECT NULL, false WHERE EXISTS (SELECT 1 FROM customer_users WHERE timezone IS NULL)",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut groups: BTreeMap<String, ZoneUsers> = BTreeMap::new();
+    for (name, known) in rows {
+        let zone = name.as_deref().filter(|_| known).and_then(|n| n.parse::<Tz>().ok()).unwrap_or(business);
+        groups.entry(zone.name().to_owned()).or_default().names.push(name);
+    }
+    Ok(groups)
+}
+
+/// The statement deciding one batch of a zone's users for a day (see [`decide`] for its parameters).
+fn statement(spec: &Engagement<'_>) -> [String; 2] {
+    let title = render_sql("CASE WHEN b.en THEN $13 ELSE $12 END", spec.message);
+    let body = render_sql("CASE WHEN b.en THEN $15 ELSE $14 END", spec.message);
+    let eligible = spec.eligible;
+    ["u.timezone IS NULL", "u.timezone = $19"].map(|zone_filter| {
+        format!(
+            "WITH batch AS (
+                 SELECT u.id FROM customer_users u
+                 WHERE {zone_filter} AND u.id > $9::uuid
+                 ORDER BY u.id LIMIT $10
+             ),
+             users AS (
+                 SELECT u.* FROM batch b JOIN customer_users u ON u.id = b.id
+                 WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
+                   AND NOT EXISTS (SELECT 1 FROM hattrick_local_sends s
+                                   WHERE s.job_name = $2 AND s.local_date = $3 AND s.customer_user_id = u.id)
+             ),
+             eligible AS ({eligible}),
+             decided AS (
+                 SELECT e.customer_user_id, e.vars, e.data, u.locale_preference ILIKE 'en%' AS en,
+                        CASE WHEN NOT $7 THEN 'skipped'
+                             WHEN EXISTS (SELECT 1 FROM customer_push_tokens t
+                                          WHERE t.customer_user_id = e.customer_user_id AND t.is_active IS NOT FALSE)
+                             THEN 'served'
+                             ELSE 'no_token' END AS outcome
+                 FROM eligible e JOIN users u ON u.id = e.customer_user_id
+             ),
+             recorded AS (
+                 INSERT INTO hattrick_local_sends (job_name, local_date, customer_user_id, outcome, decided_at)
+                 SELECT $2, $3, d.customer_user_id, d.outcome, $1 FROM decided d WHERE NOT $8
+                 ON CONFLICT DO NOTHING
+                 RETURNING customer_user_id, outcome
+             ),
+             pushed AS (
+                 INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data,
+                                          not_before, expires_at, created_at)
+                 SELECT b.customer_user_id, 'engagement', $18 || ':' || b.customer_user_id || ':' || $3::text,
+                        {title}, {body}, $16, jsonb_build_object('type', $17::text, 'deepLink', $16::text) || b.data,
+                        $1, $11, $1
+                 FROM recorded r JOIN decided b ON b.customer_user_id = r.customer_user_id
+                 WHERE r.outcome = 'served'
+                 ON CONFLICT (dedupe_key) DO NOTHING
+                 RETURNING 1
+             ),
+             outcomes AS (SELECT outcome FROM recorded UNION ALL SELECT outcome FROM decided WHERE $8)
+             SELECT (SELECT id::text FROM batch ORDER BY id DESC LIMIT 1),
+                    count(*) FILTER (WHERE outcome = 'served'),
+                    count(*) FILTER (WHERE outcome = 'skipped'),
+                    count(*) FILTER (WHERE outcome = 'no_token'),
+                    (SELECT count(*) FROM pushed)
+             FROM outcomes"
+        )
+    })
+}
+
+/// Decides every user with `timezone` = `name` (or without a zone) for `day`, in keyset batches.
+async fn decide(
+    ctx: &JobContext,
+    conn: &mut PgConnection,
+    statement: &[String; 2],
+    spec: &Engagement<'_>,
+    name: Option<&str>,
+    day: &Day,
+    serve: bool,
+) -> Result<Counts, JobError> {
+    let sql = &statement[usize::from(name.is_some())];
+    let message = spec.message;
+    let mut cursor = uuid::Uuid::nil().to_string();
+    let mut counts = Counts::default();
+    loop {
+        ctx.check_cancelled()?;
+        let (last, served, skipped, no_token, pushes): (Option<String>, i64, i64, i64, i64) =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(ctx.now)
+                .bind(&ctx.job)
+                .bind(day.date)
+                .bind(day.target)
+                .bind(day.today)
+                .bind(day.midnight)
+                .bind(serve)
+                .bind(ctx.args.dry_run)
+                .bind(&cursor)
+                .bind(BATCH)
+                .bind(day.expires_at)
+                .bind(message.title_tr)
+                .bind(message.title_en)
+                .bind(message.body_tr)
+                .bind(message.body_en)
+                .bind(message.deep_link)
+                .bind(message.kind)
+                .bind(spec.dedupe_prefix)
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await?;
+        counts += Counts { served, skipped, no_token, pushes };
+        match last {
+            Some(last) => cursor = last,
+            None => return Ok(counts),
+        }
+    }
+}
+
+/// Deletes this job's outcome rows dated before `before`, in short batches.
+async fn prune(conn: &mut PgConnection, job: &str, before: NaiveDate) -> Result<i64, sqlx::Error> {
+    let mut pruned = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM hattrick_local_sends WHERE (job_name, local_date, customer_user_id) IN (
+                 SELECT job_name, local_date, customer_user_id FROM hattrick_local_sends
+                 WHERE job_name = $1 AND local_date < $2 LIMIT 10000)",
+        )
+        .bind(job)
+        .bind(before)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        pruned += i64::try_from(deleted).unwrap_or(i64::MAX);
+        if deleted == 0 {
+            return Ok(pruned);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn at(hour: u32) -> LocalTime {
+        LocalTime { at: NaiveTime::from_hms_opt(hour, 0, 0).unwrap(), deadline: Duration::from_secs(3 * 3600) }
+    }
+
+    #[test]
+    fn the_latest_day_is_the_last_whose_target_has_passed() {
+        let istanbul = chrono_tz::Europe::Istanbul;
+        let [previous, latest] = days_at(utc("2026-11-10T16:59:00Z"), istanbul, &at(20), istanbul, Lifetime::Midnight);
+        assert_eq!(latest.date, NaiveDate::from_ymd_opt(2026, 11, 9).unwrap(), "19:59 local: still yesterday's");
+        assert_eq!(previous.date, NaiveDate::from_ymd_opt(2026, 11, 8).unwrap());
+        let [_, latest] = days_at(utc("2026-11-10T17:00:00Z"), istanbul, &at(20), istanbul, Lifetime::Midnight);
+        assert_eq!(latest.date, NaiveDate::from_ymd_opt(2026, 11, 10).unwrap());
+        assert_eq!(latest.target, utc("2026-11-10T17:00:00Z"));
+        assert_eq!(latest.midnight, utc("2026-11-10T21:00:00Z"));
+        assert_eq!(latest.deadline, utc("2026-11-10T20:00:00Z"), "three hours after the target");
+    }
+
+    #[test]
+    fn a_push_that_expires_at_midnight_cannot_be_served_after_it() {
+        let istanbul = chrono_tz::Europe::Istanbul;
+        let [_, latest] = days_at(utc("2026-11-10T19:00:00Z"), istanbul, &at(22), istanbul, Lifetime::Midnight);
+        assert_eq!(latest.deadline, utc("2026-11-10T21:00:00Z"), "22:00 + 3 h is past midnight: midnight wins");
+    }
+
+    #[test]
+    fn an_app_day_zone_moves_today_and_midnight_but_not_the_target() {
+        let istanbul = chrono_tz::Europe::Istanbul;
+        let [_, latest] = days_at(utc("2026-11-10T19:00:00Z"), istanbul, &at(22), chrono_tz::UTC, Lifetime::Midnight);
+        assert_eq!(latest.target, utc("2026-11-10T19:00:00Z"));
+        assert_eq!(latest.midnight, utc("2026-11-11T00:00:00Z"));
+        let new_york = chrono_tz::America::New_York;
+        let [_, latest] = days_at(utc("2026-11-11T01:00:00Z"), new_york, &at(20), chrono_tz::UTC, Lifetime::Midnight);
+        assert_eq!(latest.date, NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(), "20:00 in New York");
+        assert_eq!(latest.today, NaiveDate::from_ymd_opt(2026, 11, 11).unwrap(), "already the 11th in UTC");
+    }
+
+    #[test]
+    fn dst_gaps_move_forward_and_overlaps_happen_once() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let gap = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 30, 0).unwrap();
+        assert_eq!(local_instant(berlin, gap), utc("2026-03-29T01:00:00Z"), "03:00 CEST, the end of the gap");
+        let overlap = NaiveDate::from_ymd_opt(2026, 10, 25).unwrap().and_hms_opt(2, 30, 0).unwrap();
+        assert_eq!(local_instant(berlin, overlap), utc("2026-10-25T00:30:00Z"), "the first 02:30 (CEST)");
+        let new_york = chrono_tz::America::New_York;
+        let [_, latest] = days_at(utc("2026-03-08T07:00:00Z"), new_york, &at(2), new_york, Lifetime::Midnight);
+        assert_eq!(latest.target, utc("2026-03-08T07:00:00Z"), "02:00 does not exist; 03:00 EDT does");
+    }
+}
