@@ -104,8 +104,9 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(
         stderr.contains(
-            "unknown job \"streak-rest\"; valid jobs: badge-auto-unlock, partner-analytics, referral-tier2, \
-             referral-tier3, scheduled-notifications, streak-reset"
+            "unknown job \"streak-rest\"; valid jobs: badge-auto-unlock, daily-reward-reminders, dead-token-cleanup, \
+             old-logs-cleanup, partner-analytics, referral-tier2, referral-tier3, scheduled-notifications, \
+             streak-break-warnings, streak-reset, subscription-expiry-alerts"
         ),
         "{stderr}"
     );
