@@ -69,13 +69,16 @@ struct Walk {
     deleted: i64,
     batches: i64,
     longest_batch_ms: u64,
+    elapsed_ms: u64,
 }
 
 impl Walk {
     fn batch(&mut self, started: Instant, rows: i64) {
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.deleted += rows;
         self.batches += 1;
-        self.longest_batch_ms = self.longest_batch_ms.max(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
+        self.longest_batch_ms = self.longest_batch_ms.max(took);
+        self.elapsed_ms = self.elapsed_ms.saturating_add(took);
     }
 }
 
@@ -407,6 +410,7 @@ struct Compaction {
     keys_kept: i64,
     batches: i64,
     longest_batch_ms: u64,
+    elapsed_ms: u64,
 }
 
 /// Folds every user's ledger rows older than `cutoff` into carry-forward rows dated at the cut-off (SPEC 10.14).
@@ -441,8 +445,10 @@ async fn compact(
         done.users += users;
         done.carried += carried;
         done.keys_kept += keys;
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         done.batches += 1;
-        done.longest_batch_ms = done.longest_batch_ms.max(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
+        done.longest_batch_ms = done.longest_batch_ms.max(took);
+        done.elapsed_ms = done.elapsed_ms.saturating_add(took);
         match last {
             Some(last) => cursor = last,
             None => return Ok(done),

@@ -178,15 +178,16 @@ pub(crate) async fn run(
         .bind(previous.date)
         .fetch_one(&mut *conn)
         .await?;
-        let history = served_before || !known.is_empty();
         for day in [previous, latest] {
             let serve = now < day.deadline;
+            // Whether the job served this zone before `day`: the previous day's row counts for the latest day.
+            let history = served_before || (day.date == latest.date && state(previous.date).is_some());
             match state(day.date) {
                 Some(true) => continue,
                 Some(false) => {}
                 // A day never opened whose deadline has passed: an outage swallowed it and its users are counted
-                // as skipped, unless the job has never served this zone (first start: the baseline is now,
-                // SPEC 10.6).
+                // as skipped, unless the job had never served this zone before it (first start: the baseline is
+                // now, SPEC 10.6).
                 None if !serve && !history => continue,
                 None => {}
             }

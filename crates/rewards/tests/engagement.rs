@@ -85,13 +85,17 @@ async fn each_user_gets_the_reminder_at_their_own_20_00_once() {
     claim(&db, in_istanbul, "2026-11-09", 3).await;
     let in_new_york = user(&db, Some("America/New_York")).await;
     claim(&db, in_new_york, "2026-11-09", 6).await;
+    // Due on the 9th as well: the first run must not count the 9th as skipped (the baseline is the first run).
+    let lapsing = user(&db, None).await;
+    claim(&db, lapsing, "2026-11-08", 2).await;
 
     // 19:59 in Istanbul: nobody's 20:00 has come.
     let report = run(&db, &reminders, job, utc("2026-11-10T16:59:00Z")).await;
     assert_eq!(report.items, 0, "{report:?}");
     // 20:00 in Istanbul (UTC+3), 12:00 in New York.
     let report = run(&db, &reminders, job, utc("2026-11-10T17:00:00Z")).await;
-    assert_eq!(report.items, 1, "{report:?}");
+    assert_eq!(report.items, 2, "{report:?}");
+    assert_eq!(pushes(&db, lapsing).await[0].2["day"], "1", "the last claim was not yesterday");
     let sent = pushes(&db, in_istanbul).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, format!("daily-reward:{in_istanbul}:2026-11-10"));
@@ -103,6 +107,7 @@ async fn each_user_gets_the_reminder_at_their_own_20_00_once() {
     for minutes in [15, 30, 45, 120, 179] {
         let report = run(&db, &reminders, job, utc("2026-11-10T17:00:00Z") + Duration::minutes(minutes)).await;
         assert_eq!(report.items, 0, "+{minutes} min: {report:?}");
+        assert_eq!(report.details["skipped_past_deadline"], 0, "+{minutes} min: {report:?}");
     }
     assert!(pushes(&db, in_new_york).await.is_empty(), "New York's 20:00 has not come yet");
 
@@ -124,7 +129,12 @@ async fn each_user_gets_the_reminder_at_their_own_20_00_once() {
 
     let again = run(&db, &reminders, job, utc("2026-11-11T01:00:00Z")).await;
     assert_eq!(again.items, 0, "a re-run of the same tick sends nothing");
-    assert_eq!(outbox_size(&db).await, 2);
+    assert_eq!(outbox_size(&db).await, 3);
+    let decided: Vec<String> = sqlx::query_scalar("SELECT DISTINCT local_date::text FROM hattrick_local_sends")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(decided, ["2026-11-10"], "nothing was decided for days before the first run");
 }
 
 #[tokio::test]
