@@ -140,16 +140,23 @@ pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCod
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(ExitCode::SUCCESS);
     }
     for line in &lines {
-        println!("{}  [{}]  {}  ({}, misfire {})", line.name, line.state, line.schedule, line.timezone, line.misfire);
+        crate::outln!(
+            "{}  [{}]  {}  ({}, misfire {})",
+            line.name,
+            line.state,
+            line.schedule,
+            line.timezone,
+            line.misfire
+        );
         for (local, utc) in line.next_runs_local.iter().zip(&line.next_runs_utc) {
-            println!("    next  {local}  =  {}", utc.format("%Y-%m-%d %H:%M UTC"));
+            crate::outln!("    next  {local}  =  {}", utc.format("%Y-%m-%d %H:%M UTC"));
         }
         match &line.last_run {
-            Some(run) => println!(
+            Some(run) => crate::outln!(
                 "    last  {} {} at {} ({} ms, {} items)",
                 run.status,
                 run.trigger.as_deref().unwrap_or("-"),
@@ -157,7 +164,7 @@ pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCod
                 run.duration_ms.unwrap_or(0),
                 run.items_processed.unwrap_or(0)
             ),
-            None => println!("    last  never"),
+            None => crate::outln!("    last  never"),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -259,9 +266,9 @@ pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<Ex
         error: result.error.as_deref(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&line)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&line)?);
     } else {
-        println!(
+        crate::outln!(
             "{} {}{} in {:.1} s",
             line.job,
             line.outcome,
@@ -269,13 +276,13 @@ pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<Ex
             Duration::from_millis(u64::try_from(line.duration_ms).unwrap_or(u64::MAX)).as_secs_f64()
         );
         if let Some(items) = line.items {
-            println!("items: {items}");
+            crate::outln!("items: {items}");
         }
         if let Some(details) = line.details {
-            println!("details: {}", serde_json::to_string_pretty(details)?);
+            crate::outln!("details: {}", serde_json::to_string_pretty(details)?);
         }
         if let Some(error) = line.error {
-            println!("error: {error}");
+            crate::outln!("error: {error}");
         }
     }
     Ok(if result.outcome == Outcome::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -312,18 +319,20 @@ pub async fn ledger(settings: &Settings, command: LedgerCommand) -> anyhow::Resu
         LedgerCommand::Check { json, sample } => {
             let drift = rewards::ledger::drift(&pool, sample).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&drift)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&drift)?);
             } else {
-                println!(
+                crate::outln!(
                     "credits: {} user(s) drift, balances exceed their ledgers by {} in total",
-                    drift.credit_users, drift.credit_difference
+                    drift.credit_users,
+                    drift.credit_difference
                 );
-                println!(
+                crate::outln!(
                     "xp: {} user(s) drift, XP exceeds the ledgers by {} in total",
-                    drift.xp_users, drift.xp_difference
+                    drift.xp_users,
+                    drift.xp_difference
                 );
                 for (user, ledger, balance, total) in &drift.sample {
-                    println!("  {user}  {ledger}: balance {balance}, ledger {total}");
+                    crate::outln!("  {user}  {ledger}: balance {balance}, ledger {total}");
                 }
             }
             Ok(if drift.credit_users + drift.xp_users == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -331,14 +340,15 @@ pub async fn ledger(settings: &Settings, command: LedgerCommand) -> anyhow::Resu
         LedgerCommand::Open { yes } => {
             let drift = rewards::ledger::drift(&pool, 0).await?;
             if !yes {
-                println!(
+                crate::outln!(
                     "would write {} credit and {} XP opening-balance row(s); nothing written: add --yes to write them",
-                    drift.credit_users, drift.xp_users
+                    drift.credit_users,
+                    drift.xp_users
                 );
                 return Ok(ExitCode::FAILURE);
             }
             let (credits, xp) = rewards::ledger::open_balances(&pool, app::clock_from_env()?.now()).await?;
-            println!("wrote {credits} credit and {xp} XP opening-balance row(s)");
+            crate::outln!("wrote {credits} credit and {xp} XP opening-balance row(s)");
             Ok(ExitCode::SUCCESS)
         }
     }

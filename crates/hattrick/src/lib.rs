@@ -5,5 +5,6 @@ pub mod app;
 pub mod catalog;
 pub mod commands;
 pub mod config;
+pub mod output;
 pub mod push_commands;
 pub mod seed;

@@ -101,7 +101,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Push(command) => push_commands::push(&settings, command).await,
         Command::FakeFcm(args) => push_commands::fake_fcm(args).await,
         Command::Config => {
-            print!("{}", settings.to_redacted_toml());
+            hattrick::out!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -113,7 +113,7 @@ async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
         .await
         .with_context(|| format!("connecting to {}", db::redact_url(&url)))?;
     let plan = migrator.plan().await.context("planning the migration")?;
-    print!("{plan}");
+    hattrick::out!("{plan}");
     if args.check {
         return Ok(if plan.blockers.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
@@ -121,9 +121,9 @@ async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     let report = migrator.apply(&plan).await.context("applying the migration")?;
-    println!("applied {} step(s)", report.applied.len());
+    hattrick::outln!("applied {} step(s)", report.applied.len());
     for constraint in &report.left_not_valid {
-        println!("left NOT VALID (rows violate it; fix them and run migrate again): {constraint}");
+        hattrick::outln!("left NOT VALID (rows violate it; fix them and run migrate again): {constraint}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,10 +74,10 @@ pub async fn fake_fcm(args: FakeFcmArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("listening on {}", args.listen))?;
     if let Some(path) = &args.write_service_account {
         std::fs::write(path, fake.service_account_json()).with_context(|| format!("writing {}", path.display()))?;
-        println!("FIREBASE_SERVICE_ACCOUNT_PATH={}", path.display());
+        crate::outln!("FIREBASE_SERVICE_ACCOUNT_PATH={}", path.display());
     }
-    println!("HATTRICK_PUSH__FCM_ENDPOINT={}", fake.endpoint());
-    println!("HATTRICK_PUSH__TRANSPORT=fcm");
+    crate::outln!("HATTRICK_PUSH__FCM_ENDPOINT={}", fake.endpoint());
+    crate::outln!("HATTRICK_PUSH__TRANSPORT=fcm");
     tracing::info!(addr = %fake.addr(), "fake FCM listening (stats at /_fake/stats)");
     wait_for_signal().await;
     Ok(ExitCode::SUCCESS)
@@ -158,7 +158,7 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
     for (user, status, sent, failed, error) in rows {
         all_sent &= status == "sent";
         let error = error.map(|e| format!(", last error {e}")).unwrap_or_default();
-        println!("{user}: {status} ({sent} token(s) delivered, {failed} failed{error})");
+        crate::outln!("{user}: {status} ({sent} token(s) delivered, {failed} failed{error})");
     }
     Ok(if all_sent { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

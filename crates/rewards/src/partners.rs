@@ -33,10 +33,36 @@ pub struct PartnerAnalytics {
     pub base_currency: String,
 }
 
-/// The linked, paid subscriptions `s` of partner `p`.
-const LINKED_PAID: &str = "s.deleted_at IS NULL AND coalesce(s.platform, '') <> 'promo'
-    AND s.status NOT IN ('trial', 'trialing') AND s.started_at IS NOT NULL
-    AND (s.partner_id = p.id OR (s.partner_id IS NULL AND s.referral_code = p.referral_code))";
+/// The CTEs both statements share. Parameters: `$2` the base currency, `$3` the business zone, `$4` and `$5` the
+/// first and last day.
+/// - `days`: each day with its half-open bounds in the business zone; `bounds`: the whole range;
+/// - `approved`: the partners figures are kept for;
+/// - `linked`: each paid subscription of an approved partner once, resolved to its partner (`partner_id` wins over
+///   `referral_code`, SPEC 10.24), with `ended` (the earlier of expiry and cancellation) and `gone` (when it stops
+///   counting as active: never before it started). Legacy `timestamp` columns hold UTC and are read as such.
+const SHARED: &str = "
+    days AS (
+        SELECT d::date AS day, (d::timestamp AT TIME ZONE $3) AS day_start,
+               ((d + interval '1 day')::timestamp AT TIME ZONE $3) AS day_end
+        FROM generate_series($4::date, $5::date, interval '1 day') d
+    ),
+    bounds AS (SELECT min(day_start) AS lo, max(day_end) AS hi FROM days),
+    approved AS (
+        SELECT id, referral_code, customer_user_id, commission_rate FROM partners WHERE status = 'approved'
+    ),
+    subscriptions AS (
+        SELECT coalesce(s.partner_id, by_code.id) AS partner_id, s.started_at::timestamptz AS started_at,
+               least(s.expired_at, s.canceled_at)::timestamptz AS ended, s.amount, s.currency, s.plan_id
+        FROM customer_subscriptions s
+        LEFT JOIN partners by_code ON s.partner_id IS NULL AND by_code.referral_code = s.referral_code
+        WHERE (s.partner_id IS NOT NULL OR s.referral_code IS NOT NULL)
+          AND s.deleted_at IS NULL AND coalesce(s.platform, '') <> 'promo'
+          AND s.status NOT IN ('trial', 'trialing') AND s.started_at IS NOT NULL
+    ),
+    linked AS (
+        SELECT s.*, CASE WHEN s.ended IS NOT NULL THEN greatest(s.started_at, s.ended) END AS gone
+        FROM subscriptions s JOIN approved p ON p.id = s.partner_id
+    )";
 
 impl PartnerAnalytics {
     /// The days a run recomputes: the operator's range, else the two business days before the run's tick.
@@ -70,23 +96,13 @@ impl Job for PartnerAnalytics {
             let first = days.first().copied();
             let last = days.last().copied();
             // Every statement reads the days as a series, so one statement serves a whole backfill.
-            let per_day = |zone: &str, first: &str, last: &str| {
-                format!(
-                    "SELECT d::date AS day, (d::timestamp AT TIME ZONE {zone}) AS day_start,
-                            ((d + interval '1 day')::timestamp AT TIME ZONE {zone}) AS day_end
-                     FROM generate_series({first}::date, {last}::date, interval '1 day') d"
-                )
-            };
             let other_currencies: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "WITH days AS ({})
-                 SELECT s.currency, count(*)
-                 FROM partners p CROSS JOIN days
-                 JOIN customer_subscriptions s ON {LINKED_PAID}
-                     AND s.started_at >= days.day_start AND s.started_at < days.day_end
-                 WHERE p.status = 'approved' AND s.currency <> $1
-                 GROUP BY 1 ORDER BY 1",
-                per_day("$2", "$3", "$4")
+                "WITH {SHARED}
+                 SELECT l.currency, count(*) FROM linked l, bounds b
+                 WHERE l.started_at >= b.lo AND l.started_at < b.hi AND l.currency <> $2
+                 GROUP BY 1 ORDER BY 1"
             )))
+            .bind(ctx.now)
             .bind(&self.base_currency)
             .bind(zone)
             .bind(first)
@@ -100,31 +116,58 @@ impl Job for PartnerAnalytics {
                 });
             }
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            // Active at the end of D = active before the range + subscriptions started - subscriptions gone, day by
+            // day (a running sum), so a backfill reads each subscription once instead of once per day.
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "WITH days AS ({}),
+                "WITH {SHARED},
+                 active_before AS (
+                     SELECT l.partner_id,
+                            count(*) FILTER (WHERE l.started_at < b.lo) - count(*) FILTER (WHERE l.gone < b.lo) AS n
+                     FROM linked l, bounds b GROUP BY 1
+                 ),
+                 started AS (
+                     SELECT l.partner_id, (l.started_at AT TIME ZONE $3)::date AS day, count(*) AS n,
+                            coalesce(sum(coalesce(l.amount, pl.price, 0))
+                                         FILTER (WHERE coalesce(l.currency, $2) = $2), 0) AS revenue
+                     FROM linked l CROSS JOIN bounds b LEFT JOIN subscription_plans pl ON pl.id = l.plan_id
+                     WHERE l.started_at >= b.lo AND l.started_at < b.hi
+                     GROUP BY 1, 2
+                 ),
+                 gone AS (
+                     SELECT l.partner_id, (l.gone AT TIME ZONE $3)::date AS day, count(*) AS n
+                     FROM linked l, bounds b WHERE l.gone >= b.lo AND l.gone < b.hi
+                     GROUP BY 1, 2
+                 ),
+                 churned AS (
+                     SELECT l.partner_id, d.day, count(*) AS n
+                     FROM linked l, bounds b, days d
+                     WHERE l.ended >= b.lo AND l.ended < b.hi AND d.day = (l.ended AT TIME ZONE $3)::date
+                       AND l.started_at < d.day_end
+                     GROUP BY 1, 2
+                 ),
+                 signups AS (
+                     SELECT x.partner_id, (x.created_at AT TIME ZONE $3)::date AS day, count(*) AS n
+                     FROM (SELECT p.id AS partner_id, r.id, r.created_at
+                           FROM referrals r JOIN approved p ON p.referral_code = r.referral_code, bounds b
+                           WHERE r.created_at >= b.lo AND r.created_at < b.hi
+                           UNION
+                           SELECT p.id, r.id, r.created_at
+                           FROM referrals r JOIN approved p ON p.customer_user_id = r.referrer_user_id, bounds b
+                           WHERE r.created_at >= b.lo AND r.created_at < b.hi) x
+                     GROUP BY 1, 2
+                 ),
                  figures AS (
-                     SELECT p.id AS partner_id, days.day,
-                            (SELECT count(*) FROM referrals r
-                             WHERE (r.referral_code = p.referral_code OR r.referrer_user_id = p.customer_user_id)
-                               AND r.created_at >= days.day_start AND r.created_at < days.day_end) AS signups,
-                            (SELECT count(*) FROM customer_subscriptions s
-                             WHERE {LINKED_PAID} AND s.started_at >= days.day_start AND s.started_at < days.day_end
-                            ) AS subscriptions,
-                            (SELECT coalesce(sum(coalesce(s.amount, pl.price, 0)), 0)
-                             FROM customer_subscriptions s LEFT JOIN subscription_plans pl ON pl.id = s.plan_id
-                             WHERE {LINKED_PAID} AND s.started_at >= days.day_start AND s.started_at < days.day_end
-                               AND coalesce(s.currency, $2) = $2) AS revenue,
-                            (SELECT count(*) FROM customer_subscriptions s
-                             WHERE {LINKED_PAID} AND s.started_at < days.day_end
-                               AND (s.expired_at IS NULL OR s.expired_at >= days.day_end)
-                               AND (s.canceled_at IS NULL OR s.canceled_at >= days.day_end)) AS active,
-                            (SELECT count(*) FROM customer_subscriptions s
-                             WHERE {LINKED_PAID} AND s.started_at < days.day_end
-                               AND least(s.expired_at, s.canceled_at) >= days.day_start
-                               AND least(s.expired_at, s.canceled_at) < days.day_end) AS churned,
-                            p.commission_rate
-                     FROM partners p CROSS JOIN days
-                     WHERE p.status = 'approved')
+                     SELECT p.id AS partner_id, d.day, p.commission_rate,
+                            coalesce(su.n, 0) AS signups, coalesce(st.n, 0) AS subscriptions,
+                            coalesce(st.revenue, 0) AS revenue, coalesce(ch.n, 0) AS churned,
+                            coalesce(ab.n, 0) + sum(coalesce(st.n, 0) - coalesce(g.n, 0))
+                                OVER (PARTITION BY p.id ORDER BY d.day) AS active
+                     FROM approved p CROSS JOIN days d
+                     LEFT JOIN active_before ab ON ab.partner_id = p.id
+                     LEFT JOIN started st ON st.partner_id = p.id AND st.day = d.day
+                     LEFT JOIN gone g ON g.partner_id = p.id AND g.day = d.day
+                     LEFT JOIN churned ch ON ch.partner_id = p.id AND ch.day = d.day
+                     LEFT JOIN signups su ON su.partner_id = p.id AND su.day = d.day)
                  INSERT INTO partner_analytics (partner_id, date, new_signups, new_subscriptions, revenue, commission,
                                                 active_subscribers, churn_count, created_at, updated_at)
                  SELECT partner_id, day, signups, subscriptions, round(revenue, 2),
@@ -134,8 +177,7 @@ impl Job for PartnerAnalytics {
                  SET new_signups = excluded.new_signups, new_subscriptions = excluded.new_subscriptions,
                      revenue = excluded.revenue, commission = excluded.commission,
                      active_subscribers = excluded.active_subscribers, churn_count = excluded.churn_count,
-                     updated_at = excluded.updated_at",
-                per_day("$3", "$4", "$5")
+                     updated_at = excluded.updated_at"
             )))
             .bind(ctx.now)
             .bind(&self.base_currency)

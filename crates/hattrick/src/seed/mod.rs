@@ -195,7 +195,7 @@ pub async fn run(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCode
     };
     let url = settings.database_url();
     let report = seed_database(&url, &options).await?;
-    print!("{report}");
+    crate::out!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
