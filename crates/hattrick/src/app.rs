@@ -99,7 +99,11 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
     };
     let engagement = &settings.engagement;
     let local = |field: &str| -> anyhow::Result<LocalTime> {
-        Ok(LocalTime { at: engagement.local_time(field).map_err(anyhow::Error::msg)?, deadline: engagement.deadline.0 })
+        Ok(LocalTime {
+            at: engagement.local_time(field).map_err(anyhow::Error::msg)?,
+            deadline: engagement.deadline.0,
+            slices: engagement.parallelism,
+        })
     };
     let mut daily_credits = [0i32; 7];
     for (day, (slot, value)) in daily_credits.iter_mut().zip(&rewards.daily_reward_credits).enumerate() {

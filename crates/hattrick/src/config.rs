@@ -236,6 +236,8 @@ pub struct EngagementSettings {
     pub streak_warning_min_days: i32,
     /// How many days ahead a subscription's end is announced.
     pub expiry_alert_days: u32,
+    /// How many statements (connections) decide a zone's users at once.
+    pub parallelism: u32,
 }
 
 impl Default for EngagementSettings {
@@ -247,6 +249,7 @@ impl Default for EngagementSettings {
             deadline: HumanDuration(rewards::engagement::DEFAULT_DEADLINE),
             streak_warning_min_days: 3,
             expiry_alert_days: 3,
+            parallelism: rewards::engagement::DEFAULT_SLICES,
         }
     }
 }
@@ -554,6 +557,9 @@ impl Settings {
                 "engagement.streak_warning_min_days: must be at least 1 (got {})",
                 engagement.streak_warning_min_days
             ));
+        }
+        if !(1..=64).contains(&engagement.parallelism) {
+            problems.push(format!("engagement.parallelism: must be 1 to 64 (got {})", engagement.parallelism));
         }
         if engagement.expiry_alert_days < 1 {
             problems.push("engagement.expiry_alert_days: must be at least 1 (got 0)".to_owned());

@@ -167,3 +167,17 @@ fn push_settings_are_checked_and_the_firebase_variable_is_read() {
     let settings = load("[push]\nquiet_hours_start = \"off\"\n", &[]).unwrap();
     assert_eq!(settings.push.quiet_hours(), Ok(None));
 }
+
+#[test]
+fn engagement_and_cleanup_mistakes_are_named() {
+    let message = rejected(
+        "[engagement]\nstreak_warning_at = \"25:00\"\ndeadline = \"0s\"\n[cleanup]\nkeep_ledgers = \"36h\"\nbatch = 0\n",
+        &[],
+    );
+    assert!(message.contains("engagement.streak_warning_at: expected a local time HH:MM, got \"25:00\""), "{message}");
+    assert!(message.contains("engagement.deadline: must be more than zero"), "{message}");
+    assert!(message.contains("cleanup.keep_ledgers: must be at least one day"), "{message}");
+    assert!(message.contains("cleanup.batch: must be at least 1 (got 0)"), "{message}");
+    let message = rejected("", &[("HATTRICK_CLEANUP__KEEP_OUTBOX", "12h")]);
+    assert!(message.contains("cleanup.keep_outbox: must be at least one day"), "{message}");
+}

@@ -14,8 +14,15 @@ use crate::messages::{DAILY_REWARD_REMINDER, STREAK_WARNING, SUBSCRIPTION_EXPIRY
 /// The default deadline: a user first seen more than this after the target is skipped for the day.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3 * 3600);
 
+/// The default number of statements that decide a zone's users at once.
+pub const DEFAULT_SLICES: u32 = 2;
+
 fn local(hour: u32) -> LocalTime {
-    LocalTime { at: NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN), deadline: DEFAULT_DEADLINE }
+    LocalTime {
+        at: NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN),
+        deadline: DEFAULT_DEADLINE,
+        slices: DEFAULT_SLICES,
+    }
 }
 
 /// `daily-reward-reminders` (SPEC 3.6): users who have not claimed today's reward, claimed at least once in the
@@ -40,18 +47,19 @@ impl DailyRewardReminders {
         let credits = self.credits.map(|c| c.to_string()).join(", ");
         // The next cycle day: the day after the last claim's when that claim was yesterday (7 wraps to 1), else 1.
         format!(
-            "SELECT u.id AS customer_user_id,
+            "SELECT u.id AS customer_user_id, u.en,
                     jsonb_build_object('credits', n.credits) AS vars,
                     jsonb_build_object('day', n.day::text, 'credits', n.credits::text) AS data
              FROM users u
-             CROSS JOIN LATERAL (
-                 SELECT r.reward_date, r.day_number FROM customer_daily_rewards r
-                 WHERE r.customer_user_id = u.id ORDER BY r.reward_date DESC LIMIT 1) last
+             JOIN (SELECT DISTINCT ON (r.customer_user_id) r.customer_user_id, r.reward_date, r.day_number
+                   FROM customer_daily_rewards r
+                   WHERE r.reward_date >= $5::date - 7 AND r.customer_user_id BETWEEN $18 AND $19
+                   ORDER BY r.customer_user_id, r.reward_date DESC) last ON last.customer_user_id = u.id
              CROSS JOIN LATERAL (
                  SELECT d.day, (ARRAY[{credits}])[d.day] AS credits
                  FROM (SELECT CASE WHEN last.reward_date = $5::date - 1 THEN last.day_number % 7 + 1 ELSE 1 END
                               AS day) d) n
-             WHERE last.reward_date < $5::date AND last.reward_date >= $5::date - 7"
+             WHERE last.reward_date < $5::date"
         )
     }
 }
@@ -93,7 +101,7 @@ impl StreakBreakWarnings {
         let min_streak = self.min_streak;
         // Hours left: from the serving tick to the user's midnight, rounded up.
         format!(
-            "SELECT u.id AS customer_user_id,
+            "SELECT u.id AS customer_user_id, u.en,
                     jsonb_build_object('streak', x.current_streak_days, 'hours', h.hours) AS vars,
                     jsonb_build_object('currentStreak', x.current_streak_days::text,
                                        'hoursRemaining', h.hours::text) AS data
@@ -145,22 +153,21 @@ impl SubscriptionExpiryAlerts {
         let from = (self.days.max(1) - 1) * 24;
         let to = self.days.max(1) * 24;
         format!(
-            "SELECT u.id AS customer_user_id,
+            "SELECT u.id AS customer_user_id, u.en,
                     jsonb_build_object('days', s.days) AS vars,
                     jsonb_build_object('daysRemaining', s.days::text,
                                        'expiredAt', to_char(s.expired_at::timestamptz AT TIME ZONE 'UTC',
                                                             'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                                        'platform', coalesce(s.platform, '')) AS data
              FROM users u
-             CROSS JOIN LATERAL (
-                 SELECT s.expired_at, s.platform,
-                        ceil(extract(epoch FROM s.expired_at::timestamptz - $4::timestamptz) / 86400)::int AS days
-                 FROM customer_subscriptions s
-                 WHERE s.customer_user_id = u.id AND s.status = 'active' AND s.deleted_at IS NULL
-                   AND s.auto_renew_enabled IS NOT TRUE AND coalesce(s.platform, '') <> 'promo'
-                   AND s.expired_at > $4::timestamptz + interval '{from} hours'
-                   AND s.expired_at <= $4::timestamptz + interval '{to} hours'
-                 ORDER BY s.expired_at LIMIT 1) s"
+             JOIN (SELECT DISTINCT ON (s.customer_user_id) s.customer_user_id, s.expired_at, s.platform,
+                          ceil(extract(epoch FROM s.expired_at::timestamptz - $4::timestamptz) / 86400)::int AS days
+                   FROM customer_subscriptions s
+                   WHERE s.status = 'active' AND s.deleted_at IS NULL
+                     AND s.auto_renew_enabled IS NOT TRUE AND coalesce(s.platform, '') <> 'promo'
+                     AND s.expired_at > $4::timestamptz + interval '{from} hours'
+                     AND s.expired_at <= $4::timestamptz + interval '{to} hours'
+                   ORDER BY s.customer_user_id, s.expired_at) s ON s.customer_user_id = u.id"
         )
     }
 }

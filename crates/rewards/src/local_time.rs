@@ -24,9 +24,6 @@ use crate::DayZones;
 use crate::messages::Message;
 use crate::outbox::render_sql;
 
-/// Users looked at per statement: each batch is its own short transaction.
-const BATCH: i64 = 20_000;
-
 /// Days a user's outcome row is kept after its local date (the counts stay in the run log).
 const KEEP_OUTCOMES: u64 = 7;
 
@@ -37,6 +34,9 @@ pub struct LocalTime {
     pub at: NaiveTime,
     /// How long after the target a user may still be served; later, the day is skipped for them.
     pub deadline: Duration,
+    /// How many statements decide a zone's users at once, each over its own range of user ids and on its own
+    /// connection (the work of a target time is CPU-bound in PostgreSQL: one statement uses one core).
+    pub slices: u32,
 }
 
 /// How long an engagement push stays worth sending (SPEC 10.17).
@@ -54,9 +54,10 @@ pub(crate) struct Engagement<'a> {
     pub message: &'static Message,
     /// Dedupe keys are `{prefix}:{user}:{local date}`.
     pub dedupe_prefix: &'static str,
-    /// SQL selecting `customer_user_id, vars, data` from `users u` (the batch's active, push-allowed users not yet
-    /// decided for the day). Parameters: `$1` now, `$4` the target instant, `$5` the user's today (a date),
-    /// `$6` the end of that day (the next midnight).
+    /// SQL selecting `customer_user_id, en, vars, data` from `users u` (the zone's active, push-allowed users of
+    /// the slice, with `en` their language). Parameters: `$1` now, `$4` the target instant, `$5` the user's today
+    /// (a date), `$6` the end of that day (the next midnight), `$18` and `$19` the slice's first and last user id
+    /// (to narrow the scans of the job's own tables).
     pub eligible: &'a str,
     /// When the push expires.
     pub lifetime: Lifetime,
@@ -206,7 +207,7 @@ pub(crate) async fn run(
             }
             let mut counts = Counts::default();
             for name in &users.names {
-                counts += decide(ctx, &mut conn, &statement, spec, name.as_deref(), &day, serve).await?;
+                counts += decide(ctx, &statement, spec, name.as_deref(), &day, serve, when.slices).await?;
             }
             if !serve && !dry {
                 // Every user of the zone is decided for this day: later ticks pass it by.
@@ -278,33 +279,37 @@ async fn zones_in_use(conn: &mut PgConnection, business: Tz) -> Result<BTreeMap<
     Ok(groups)
 }
 
-/// The statement deciding one batch of a zone's users for a day (see [`decide`] for its parameters).
+/// The statement deciding a zone's users for a day (see [`decide`] for its parameters): `[users without a zone,
+/// users with the zone name $17]`. It is set-based on purpose: the eligible users of a zone come from hash joins
+/// over the job's tables (one pass each), not from a lookup per user, which at a million users cost more than the
+/// whole statement does now. Only eligible users are then probed (`LIMIT 1` keeps the probe a keyed index lookup)
+/// for an outcome recorded earlier: as an anti-join, the planner could not see how many outcomes a date already
+/// has (they are written during the day) and once scanned them all for every user.
 fn statement(spec: &Engagement<'_>) -> [String; 2] {
-    let title = render_sql("CASE WHEN b.en THEN $13 ELSE $12 END", spec.message);
-    let body = render_sql("CASE WHEN b.en THEN $15 ELSE $14 END", spec.message);
+    let title = render_sql("CASE WHEN b.en THEN $11 ELSE $10 END", spec.message);
+    let body = render_sql("CASE WHEN b.en THEN $13 ELSE $12 END", spec.message);
     let eligible = spec.eligible;
-    ["u.timezone IS NULL", "u.timezone = $19"].map(|zone_filter| {
+    ["u.timezone IS NULL", "u.timezone = $17"].map(|zone_filter| {
         format!(
-            "WITH batch AS (
-                 SELECT u.id FROM customer_users u
-                 WHERE {zone_filter} AND u.id > $9::uuid
-                 ORDER BY u.id LIMIT $10
-             ),
-             users AS (
-                 SELECT u.* FROM batch b JOIN customer_users u ON u.id = b.id
-                 WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
-                   AND NOT EXISTS (SELECT 1 FROM hattrick_local_sends s
-                                   WHERE s.job_name = $2 AND s.local_date = $3 AND s.customer_user_id = u.id)
+            "WITH users AS MATERIALIZED (
+                 SELECT u.id, u.locale_preference ILIKE 'en%' AS en FROM customer_users u
+                 WHERE {zone_filter} AND u.id BETWEEN $18 AND $19
+                   AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
              ),
              eligible AS ({eligible}),
              decided AS (
-                 SELECT e.customer_user_id, e.vars, e.data, u.locale_preference ILIKE 'en%' AS en,
+                 SELECT e.customer_user_id, e.en, e.vars, e.data,
                         CASE WHEN NOT $7 THEN 'skipped'
                              WHEN EXISTS (SELECT 1 FROM customer_push_tokens t
                                           WHERE t.customer_user_id = e.customer_user_id AND t.is_active IS NOT FALSE)
                              THEN 'served'
                              ELSE 'no_token' END AS outcome
-                 FROM eligible e JOIN users u ON u.id = e.customer_user_id
+                 FROM eligible e
+                 LEFT JOIN LATERAL (
+                     SELECT true AS done FROM hattrick_local_sends s
+                     WHERE s.job_name = $2 AND s.local_date = $3 AND s.customer_user_id = e.customer_user_id
+                     LIMIT 1) recorded_before ON true
+                 WHERE recorded_before.done IS NULL
              ),
              recorded AS (
                  INSERT INTO hattrick_local_sends (job_name, local_date, customer_user_id, outcome, decided_at)
@@ -315,17 +320,16 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
              pushed AS (
                  INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data,
                                           not_before, expires_at, created_at)
-                 SELECT b.customer_user_id, 'engagement', $18 || ':' || b.customer_user_id || ':' || $3::text,
-                        {title}, {body}, $16, jsonb_build_object('type', $17::text, 'deepLink', $16::text) || b.data,
-                        $1, $11, $1
+                 SELECT b.customer_user_id, 'engagement', $16 || ':' || b.customer_user_id || ':' || $3::text,
+                        {title}, {body}, $14, jsonb_build_object('type', $15::text, 'deepLink', $14::text) || b.data,
+                        $1, $9, $1
                  FROM recorded r JOIN decided b ON b.customer_user_id = r.customer_user_id
                  WHERE r.outcome = 'served'
                  ON CONFLICT (dedupe_key) DO NOTHING
                  RETURNING 1
              ),
              outcomes AS (SELECT outcome FROM recorded UNION ALL SELECT outcome FROM decided WHERE $8)
-             SELECT (SELECT id::text FROM batch ORDER BY id DESC LIMIT 1),
-                    count(*) FILTER (WHERE outcome = 'served'),
+             SELECT count(*) FILTER (WHERE outcome = 'served'),
                     count(*) FILTER (WHERE outcome = 'skipped'),
                     count(*) FILTER (WHERE outcome = 'no_token'),
                     (SELECT count(*) FROM pushed)
@@ -334,51 +338,87 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
     })
 }
 
-/// Decides every user with `timezone` = `name` (or without a zone) for `day`, in keyset batches.
+/// Decides every user with `timezone` = `name` (or without a zone) for `day`: one statement per slice of the user
+/// ids, the slices at once on their own connections. Each statement is unnamed (not prepared for reuse), so
+/// PostgreSQL plans it for this zone's actual size: a few users through the `(timezone, id)` index, most of the
+/// users by scanning.
 async fn decide(
     ctx: &JobContext,
-    conn: &mut PgConnection,
     statement: &[String; 2],
     spec: &Engagement<'_>,
     name: Option<&str>,
     day: &Day,
     serve: bool,
+    slices: u32,
 ) -> Result<Counts, JobError> {
-    let sql = &statement[usize::from(name.is_some())];
-    let message = spec.message;
-    let mut cursor = uuid::Uuid::nil().to_string();
-    let mut counts = Counts::default();
-    loop {
-        ctx.check_cancelled()?;
-        let (last, served, skipped, no_token, pushes): (Option<String>, i64, i64, i64, i64) =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(ctx.now)
-                .bind(&ctx.job)
-                .bind(day.date)
-                .bind(day.target)
-                .bind(day.today)
-                .bind(day.midnight)
-                .bind(serve)
-                .bind(ctx.args.dry_run)
-                .bind(&cursor)
-                .bind(BATCH)
-                .bind(day.expires_at)
-                .bind(message.title_tr)
-                .bind(message.title_en)
-                .bind(message.body_tr)
-                .bind(message.body_en)
-                .bind(message.deep_link)
-                .bind(message.kind)
-                .bind(spec.dedupe_prefix)
-                .bind(name)
-                .fetch_one(&mut *conn)
-                .await?;
-        counts += Counts { served, skipped, no_token, pushes };
-        match last {
-            Some(last) => cursor = last,
-            None => return Ok(counts),
-        }
+    ctx.check_cancelled()?;
+    let sql = statement[usize::from(name.is_some())].as_str();
+    let slices = id_slices(slices);
+    let runs = slices.iter().map(|&(first, last)| async move {
+        let mut conn = ctx.connection().await?;
+        decide_slice(ctx, &mut conn, sql, spec, name, day, serve, (first, last)).await
+    });
+    let mut total = Counts::default();
+    for counts in futures_util::future::try_join_all(runs).await? {
+        total += counts;
     }
+    Ok(total)
+}
+
+/// `n` contiguous, inclusive ranges of user ids that cover every uuid.
+fn id_slices(n: u32) -> Vec<(uuid::Uuid, uuid::Uuid)> {
+    let n = u128::from(n.max(1));
+    let width = u128::MAX / n;
+    (0..n)
+        .map(|i| {
+            let first = if i == 0 { 0 } else { i * width + 1 };
+            let last = if i + 1 == n { u128::MAX } else { (i + 1) * width };
+            (uuid::Uuid::from_u128(first), uuid::Uuid::from_u128(last))
+        })
+        .collect()
+}
+
+/// One slice of [`decide`].
+#[allow(clippy::too_many_arguments)]
+async fn decide_slice(
+    ctx: &JobContext,
+    conn: &mut PgConnection,
+    sql: &str,
+    spec: &Engagement<'_>,
+    name: Option<&str>,
+    day: &Day,
+    serve: bool,
+    (first, last): (uuid::Uuid, uuid::Uuid),
+) -> Result<Counts, JobError> {
+    let message = spec.message;
+    // JIT compilation costs a second per statement here and saves nothing: off for this transaction.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    let (served, skipped, no_token, pushes): (i64, i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(ctx.now)
+        .bind(&ctx.job)
+        .bind(day.date)
+        .bind(day.target)
+        .bind(day.today)
+        .bind(day.midnight)
+        .bind(serve)
+        .bind(ctx.args.dry_run)
+        .bind(day.expires_at)
+        .bind(message.title_tr)
+        .bind(message.title_en)
+        .bind(message.body_tr)
+        .bind(message.body_en)
+        .bind(message.deep_link)
+        .bind(message.kind)
+        .bind(spec.dedupe_prefix)
+        .bind(name)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Counts { served, skipped, no_token, pushes })
 }
 
 /// Deletes this job's outcome rows dated before `before`, in short batches.
@@ -411,7 +451,11 @@ mod tests {
     }
 
     fn at(hour: u32) -> LocalTime {
-        LocalTime { at: NaiveTime::from_hms_opt(hour, 0, 0).unwrap(), deadline: Duration::from_secs(3 * 3600) }
+        LocalTime {
+            at: NaiveTime::from_hms_opt(hour, 0, 0).unwrap(),
+            deadline: Duration::from_secs(3 * 3600),
+            slices: 1,
+        }
     }
 
     #[test]
@@ -444,6 +488,17 @@ mod tests {
         let [_, latest] = days_at(utc("2026-11-11T01:00:00Z"), new_york, &at(20), chrono_tz::UTC, Lifetime::Midnight);
         assert_eq!(latest.date, NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(), "20:00 in New York");
         assert_eq!(latest.today, NaiveDate::from_ymd_opt(2026, 11, 11).unwrap(), "already the 11th in UTC");
+    }
+
+    #[test]
+    fn id_slices_cover_every_uuid_once() {
+        assert_eq!(id_slices(1), [(uuid::Uuid::nil(), uuid::Uuid::max())]);
+        let slices = id_slices(3);
+        assert_eq!(slices.first().unwrap().0, uuid::Uuid::nil());
+        assert_eq!(slices.last().unwrap().1, uuid::Uuid::max());
+        for pair in slices.windows(2) {
+            assert_eq!(pair[0].1.as_u128() + 1, pair[1].0.as_u128(), "contiguous: {pair:?}");
+        }
     }
 
     #[test]
