@@ -7,7 +7,8 @@
 #   (c) old-logs-cleanup with EXPIRED expired ad views added (default 10M), while pgbench inserts at a fixed rate;
 #       the same pgbench workload alone first, for the p99 ratio.
 # Usage: bench/housekeeping.sh [USERS] [EXPIRED]   (defaults 1000000 10000000; needs a release build, PostgreSQL
-# on 127.0.0.1:5432, pgbench (Debian postgresql-client) and python3)
+# on 127.0.0.1:5432, pgbench (Debian postgresql-client) and python3). SECTIONS="c" runs part (c) alone on the
+# database a previous run seeded (default: "seed a b c").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-1000000}
@@ -38,13 +39,19 @@ print(f"      {json.dumps(details)}")
 EOF
 }
 
-psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-$bin migrate > /dev/null
-echo "== seed $users users"
-$bin seed --users "$users" --seed 1 | tail -n 2
+sections=${SECTIONS:-seed a b c}
+section() { [[ " $sections " == *" $1 "* ]]; }
 today=$(date -u +%F)
 tomorrow=$(date -u -d "$today + 1 day" +%F)
 
+if section seed; then
+    psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+    $bin migrate > /dev/null
+    echo "== seed $users users"
+    $bin seed --users "$users" --seed 1 | tail -n 2
+fi
+
+if section a; then
 echo "== (a) engagement jobs at their local times (business zone UTC+3)"
 run_at daily-reward-reminders "${today}T17:00:00Z"
 run_at daily-reward-reminders "${today}T17:15:00Z"
@@ -55,7 +62,9 @@ run_at streak-break-warnings "${today}T21:15:00Z"
 run_at subscription-expiry-alerts "${tomorrow}T07:00:00Z"
 run_at subscription-expiry-alerts "${tomorrow}T07:15:00Z"
 run_at subscription-expiry-alerts "${tomorrow}T10:15:00Z"
+fi
 
+if section b; then
 echo "== (b) partner analytics: subscriptions topped up to 1,000,000"
 psql "$DATABASE_URL" <<'EOF'
 CREATE TEMP TABLE u AS SELECT row_number() OVER () AS n, id FROM customer_users;
@@ -82,9 +91,13 @@ psql "$DATABASE_URL" -Atc "SELECT 'subscriptions: ' || count(*) || ', linked to 
     count(*) FILTER (WHERE partner_id IS NOT NULL OR referral_code IS NOT NULL) FROM customer_subscriptions"
 run_at partner-analytics "${today}T21:05:00Z"
 run_at partner-analytics "${today}T21:05:00Z" --from "$(date -u -d "$today - 30 days" +%F)" --to "$today"
+fi
+
+section c || exit 0
 
 echo "== (c) old-logs-cleanup of $expired expired ad views under a concurrent insert workload"
 psql "$DATABASE_URL" <<EOF
+DROP TABLE IF EXISTS bench_users;
 CREATE TABLE bench_users AS SELECT row_number() OVER () AS n, id FROM customer_users LIMIT 100000;
 ALTER TABLE bench_users ADD PRIMARY KEY (n);
 INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
@@ -92,6 +105,8 @@ SELECT b.id, 'admob', 'expired', 'rewarded', 5, now() - interval '200 days' - (g
 FROM generate_series(1, $expired) g JOIN bench_users b ON b.n = g % 100000 + 1;
 VACUUM ANALYZE customer_ad_views;
 EOF
+# Neither phase pays for the other's writes: dirty pages are flushed before each.
+psql "$DATABASE_URL" -c CHECKPOINT
 cat > "$work/insert.sql" <<'EOF'
 \set n random(1, 100000)
 INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount)
@@ -114,6 +129,7 @@ print(f"{len(lat)} {pick(0.5):.2f} {pick(0.99):.2f} {lat[-1]:.2f}")'
 workload alone 60
 read -r n p50 p99 max < <(percentiles alone)
 echo "    workload alone (60 s): $n transactions, p50 $p50 ms, p99 $p99 ms, max $max ms"
+psql "$DATABASE_URL" -c CHECKPOINT
 # During the cleanup: the workload in 5-second slices for as long as the cleanup runs.
 run_at old-logs-cleanup "$(date -u +%FT%TZ)" > "$work/cleanup.txt" &
 cleanup=$!

@@ -30,7 +30,7 @@ CREATE TABLE customer_users (
     CONSTRAINT customer_users_email_key UNIQUE (email)
 );
 CREATE INDEX customer_users_referral_code_idx ON customer_users (referral_code);
--- The local-time jobs find the zones in use with a loose scan of this index and walk each zone's users in id order.
+-- The local-time jobs find the zones in use with a loose scan of this index and read a small zone's users through it.
 CREATE INDEX customer_users_timezone_idx ON customer_users (timezone, id);
 
 CREATE TABLE customer_oauth_identities (

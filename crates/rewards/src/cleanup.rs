@@ -26,7 +26,7 @@ pub struct Batching {
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { batch: 5_000, vacuum: None }
+        Self { batch: 2_000, vacuum: None }
     }
 }
 

@@ -8,7 +8,8 @@
 //! (`hattrick_local_days`) once every user was decided, so the ticks until the next target cost one index probe.
 //!
 //! Times are computed here once per zone and day, not per user: the SQL receives the target instant, the user's
-//! "today" and the next midnight as parameters. A user's send time follows the user's zone (else the business
+//! "today" and the next midnight as parameters. A zone's users are decided set-based, by a few statements at once
+//! over slices of the user ids (the first tick after a target time may serve most of the users). A user's send time follows the user's zone (else the business
 //! zone); their "today" follows the same zone, or `time.app_day_zone` when the app writes its dates in one zone
 //! (SPEC 10.2).
 
@@ -194,15 +195,12 @@ pub(crate) async fn run(
             }
             ctx.check_cancelled()?;
             if !dry {
-                sqlx::query(
+                mark_day(
+                    &mut conn,
                     "INSERT INTO hattrick_local_days (job_name, zone, local_date, opened_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT DO NOTHING",
+                    (&ctx.job, zone_name, day.date, now),
                 )
-                .bind(&ctx.job)
-                .bind(zone_name)
-                .bind(day.date)
-                .bind(now)
-                .execute(&mut *conn)
                 .await?;
             }
             let mut counts = Counts::default();
@@ -211,15 +209,12 @@ pub(crate) async fn run(
             }
             if !serve && !dry {
                 // Every user of the zone is decided for this day: later ticks pass it by.
-                sqlx::query(
+                mark_day(
+                    &mut conn,
                     "UPDATE hattrick_local_days SET closed_at = $4
                      WHERE job_name = $1 AND zone = $2 AND local_date = $3 AND closed_at IS NULL",
+                    (&ctx.job, zone_name, day.date, now),
                 )
-                .bind(&ctx.job)
-                .bind(zone_name)
-                .bind(day.date)
-                .bind(now)
-                .execute(&mut *conn)
                 .await?;
             }
             total += counts;
@@ -419,6 +414,17 @@ async fn decide_slice(
         .await?;
     tx.commit().await?;
     Ok(Counts { served, skipped, no_token, pushes })
+}
+
+/// Opens or closes a (job, zone, date) in `hattrick_local_days`: `sql` takes them as `$1` to `$3` and the time as
+/// `$4`.
+async fn mark_day(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    (job, zone, date, at): (&str, &str, NaiveDate, DateTime<Utc>),
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).bind(job).bind(zone).bind(date).bind(at).execute(conn).await?;
+    Ok(())
 }
 
 /// Deletes this job's outcome rows dated before `before`, in short batches.
