@@ -110,7 +110,11 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         *slot = amount(&format!("daily_reward_credits[{day}]"), *value)?;
     }
     let cleanup = &settings.cleanup;
-    let batching = Batching { batch: cleanup.batch, vacuum: cleanup.vacuum.then_some(cleanup.vacuum_timeout.0) };
+    let batching = Batching {
+        batch: cleanup.batch,
+        vacuum: cleanup.vacuum.then_some(cleanup.vacuum_timeout.0),
+        rest: cleanup.rest,
+    };
     let mut registry = Registry::new();
     let implemented: Vec<(&str, Arc<dyn Job>)> = vec![
         ("badge-auto-unlock", Arc::new(BadgeAutoUnlock { budget: budget(settings, "badge-auto-unlock") })),

@@ -291,6 +291,8 @@ pub struct CleanupSettings {
     pub vacuum: bool,
     /// The vacuum's own statement timeout.
     pub vacuum_timeout: HumanDuration,
+    /// After each batch, rest this many times as long as the batch took (0 to 100; 0: no rest).
+    pub rest: f64,
 }
 
 impl Default for CleanupSettings {
@@ -307,6 +309,7 @@ impl Default for CleanupSettings {
             keep_outbox: HumanDuration(retention.outbox),
             vacuum: false,
             vacuum_timeout: HumanDuration(Duration::from_secs(30 * 60)),
+            rest: rewards::cleanup::Batching::default().rest,
         }
     }
 }
@@ -580,6 +583,9 @@ impl Settings {
             if value.0 < Duration::from_secs(86_400) {
                 problems.push(format!("cleanup.{field}: must be at least one day, a guard against typos"));
             }
+        }
+        if !(0.0..=100.0).contains(&cleanup.rest) {
+            problems.push(format!("cleanup.rest: must be 0 to 100 (got {})", cleanup.rest));
         }
         if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
             problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());

@@ -171,7 +171,7 @@ fn push_settings_are_checked_and_the_firebase_variable_is_read() {
 #[test]
 fn engagement_and_cleanup_mistakes_are_named() {
     let message = rejected(
-        "[engagement]\nstreak_warning_at = \"25:00\"\ndeadline = \"0s\"\n[cleanup]\nkeep_ledgers = \"36h\"\nbatch = 0\n",
+        "[engagement]\nstreak_warning_at = \"25:00\"\ndeadline = \"0s\"\n[cleanup]\nkeep_ledgers = \"12h\"\nbatch = 0\n",
         &[],
     );
     assert!(message.contains("engagement.streak_warning_at: expected a local time HH:MM, got \"25:00\""), "{message}");

@@ -16,17 +16,29 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 /// How the housekeeping jobs work through a table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Batching {
     /// Rows per delete statement (users per statement for ledger compaction is a fifth of it).
     pub batch: i64,
     /// `VACUUM (ANALYZE)` the touched tables, with this timeout, instead of a plain `ANALYZE`.
     pub vacuum: Option<Duration>,
+    /// After each batch, rest this many times as long as the batch took (0: none), leaving the database's disk and
+    /// cores to the app for that share of the time.
+    pub rest: f64,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { batch: 2_000, vacuum: None }
+        Self { batch: 2_000, vacuum: None, rest: 1.0 }
+    }
+}
+
+impl Batching {
+    /// Rests after a batch that took `took` (see [`Batching::rest`]).
+    async fn rest_after(&self, took: Duration) {
+        if self.rest > 0.0 {
+            tokio::time::sleep(took.mul_f64(self.rest.min(100.0))).await;
+        }
     }
 }
 
@@ -113,6 +125,7 @@ async fn purge(
             .fetch_one(&mut *conn)
             .await?;
         walk.batch(started, rows);
+        batching.rest_after(started.elapsed()).await;
         match last {
             Some(last) => cursor = last,
             None => return Ok(walk),
@@ -354,11 +367,17 @@ impl Ledger {
              folded AS (
                  DELETE FROM {table} t USING batch b
                  WHERE t.customer_user_id = b.customer_user_id AND t.created_at < $1 AND NOT $5
+                   AND EXISTS (SELECT 1 FROM {table} x
+                               WHERE x.customer_user_id = b.customer_user_id AND x.created_at < $1
+                                 AND x.transaction_type <> 'retention_rollup')
                  RETURNING t.customer_user_id, t.{amount} AS amount, t.idempotency_key
              ),
              would AS (
                  SELECT t.customer_user_id FROM {table} t JOIN batch b ON t.customer_user_id = b.customer_user_id
                  WHERE $5 AND t.created_at < $1
+                   AND EXISTS (SELECT 1 FROM {table} x
+                               WHERE x.customer_user_id = b.customer_user_id AND x.created_at < $1
+                                 AND x.transaction_type <> 'retention_rollup')
              ),
              keys AS (
                  INSERT INTO hattrick_compacted_keys (idempotency_key, ledger, compacted_at)
@@ -414,6 +433,8 @@ struct Compaction {
 }
 
 /// Folds every user's ledger rows older than `cutoff` into carry-forward rows dated at the cut-off (SPEC 10.14).
+/// A user whose only old rows are carry-forward rows of an earlier compaction is left alone: refolding them would
+/// rewrite two rows per user every month for nothing.
 /// Balances are not touched: the rows a statement deletes and the rows it inserts have the same sum, the same sum
 /// of positive amounts, and commit together. Carry-forward keys name the run, so a second compaction at the same
 /// cut-off (which finds nothing older) never collides with the first.
@@ -449,6 +470,7 @@ async fn compact(
         done.batches += 1;
         done.longest_batch_ms = done.longest_batch_ms.max(took);
         done.elapsed_ms = done.elapsed_ms.saturating_add(took);
+        batching.rest_after(started.elapsed()).await;
         match last {
             Some(last) => cursor = last,
             None => return Ok(done),

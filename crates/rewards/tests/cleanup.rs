@@ -51,7 +51,8 @@ async fn dead_tokens_go_in_batches_and_live_ones_stay() {
     token(&db, user, "inactive", false, days_ago(1)).await;
     token(&db, user, "stale", true, days_ago(91)).await;
     token(&db, user, "inactive-and-stale", false, days_ago(200)).await;
-    let job = DeadTokenCleanup { batching: Batching { batch: 2, vacuum: None }, ..DeadTokenCleanup::default() };
+    let job =
+        DeadTokenCleanup { batching: Batching { batch: 2, vacuum: None, rest: 0.0 }, ..DeadTokenCleanup::default() };
 
     let dry = job.run(&db.context("dead-token-cleanup", now(), RunArgs { dry_run: true, ..RunArgs::default() })).await;
     assert_eq!(dry.unwrap().details["deleted"], 3, "a dry run counts");
@@ -134,7 +135,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
         .unwrap();
     }
 
-    let job = OldLogsCleanup { batching: Batching { batch: 3, vacuum: None }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup { batching: Batching { batch: 3, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let tables = &report.details["tables"];
     let deleted = |table: &str| tables[table]["deleted"].as_i64().unwrap_or(-1);
@@ -208,7 +209,7 @@ async fn compaction_folds_old_ledger_rows_into_carry_forward_rows_and_keeps_thei
     let before = balance(&db, user).await;
     assert_eq!(before, (135, 170, 35));
 
-    let job = OldLogsCleanup { batching: Batching { batch: 5, vacuum: None }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup { batching: Batching { batch: 5, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let credits = &report.details["tables"]["customer_credit_transactions"];
     assert_eq!(credits["folded"], 3, "{report:?}");
@@ -245,6 +246,9 @@ async fn compaction_folds_old_ledger_rows_into_carry_forward_rows_and_keeps_thei
     let again = run(&db, &job, "old-logs-cleanup").await;
     assert_eq!(again.details["tables"]["customer_credit_transactions"]["folded"], 0, "{again:?}");
     assert_ledger_invariants(db.pool()).await;
+    // A day later only the carry-forward rows are older than the cut-off: they stay as they are.
+    let next_day = job.run(&db.context("old-logs-cleanup", now() + Duration::days(1), RunArgs::default())).await;
+    assert_eq!(next_day.unwrap().details["tables"]["customer_credit_transactions"]["folded"], 0);
 
     // A year later the carry-forward rows themselves fold into new ones; the sums still hold.
     let later =
@@ -316,7 +320,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
             }
         })
     };
-    let batching = Batching { batch: 1000, vacuum: Some(std::time::Duration::from_secs(60)) };
+    let batching = Batching { batch: 1000, vacuum: Some(std::time::Duration::from_secs(60)), rest: 0.0 };
     let tokens = DeadTokenCleanup { batching, ..DeadTokenCleanup::default() };
     let logs = OldLogsCleanup { batching, ..OldLogsCleanup::default() };
     let token_report = run(&db, &tokens, "dead-token-cleanup").await;
