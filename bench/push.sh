@@ -49,7 +49,7 @@ h2load -n 200000 -c 4 -m 64 -H 'authorization: Bearer bench' -H 'content-type: a
 
 echo "== (a) hattrick serve dispatching the campaign"
 start=$(date +%s.%N)
-HATTRICK_PUSH__QUIET_HOURS_START=off $bin serve > /dev/null 2> "${SERVE_LOG:-$work/serve.log}" &
+HATTRICK_PUSH__QUIET_HOURS_START=off $bin serve --listen 127.0.0.1:0 > /dev/null 2> "${SERVE_LOG:-$work/serve.log}" &
 serve=$!
 while [ "$(open_rows)" != 0 ]; do sleep 1; done
 end=$(date +%s.%N)

@@ -565,3 +565,16 @@ CREATE TABLE hattrick_compacted_keys (
     CONSTRAINT hattrick_compacted_keys_pkey PRIMARY KEY (idempotency_key),
     CONSTRAINT hattrick_compacted_keys_ledger_check CHECK (ledger IN ('xp', 'credits'))
 );
+
+-- Every write made through the admin API or page: who (the admin token's name), what, on what, when.
+CREATE TABLE hattrick_audit_log (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    at timestamptz NOT NULL,
+    actor text NOT NULL,
+    action varchar(50) NOT NULL,
+    target text,
+    details jsonb NOT NULL DEFAULT '{}',
+    request_id text,
+    CONSTRAINT hattrick_audit_log_pkey PRIMARY KEY (id)
+);
+CREATE INDEX hattrick_audit_log_at_idx ON hattrick_audit_log (at DESC);

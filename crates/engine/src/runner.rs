@@ -186,6 +186,29 @@ impl Engine {
 
     /// Runs `job` once now by hand (trigger `manual`). A dry run writes nothing, not even a run-log row.
     pub async fn run_manual(&self, job: &str, args: RunArgs) -> Result<RunResult, ManualError> {
+        let (claim, definition) = self.claim_manual(job, args.dry_run).await?;
+        Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await)
+    }
+
+    /// Starts `job` by hand and returns its run id as soon as the run is claimed; the run goes on in the
+    /// background (the admin API's "run now"), cancelled by `shutdown`. A dry run writes nothing, so it is never
+    /// started this way: use [`Engine::run_manual`] for it.
+    pub async fn start_manual(
+        self: &Arc<Self>,
+        job: &str,
+        args: RunArgs,
+        shutdown: CancellationToken,
+    ) -> Result<(Uuid, tokio::task::JoinHandle<RunResult>), ManualError> {
+        let (claim, definition) = self.claim_manual(job, false).await?;
+        let run_id = claim.run_id;
+        let engine = Arc::clone(self);
+        let args = RunArgs { dry_run: false, ..args };
+        let handle = tokio::spawn(async move { engine.execute(&claim, &definition, args, shutdown).await });
+        Ok((run_id, handle))
+    }
+
+    /// Claims a manual run of `job` (a dry run claims nothing: its id is never stored).
+    async fn claim_manual(&self, job: &str, dry_run: bool) -> Result<(Claim, JobDefinition), ManualError> {
         if !self.registry.contains(job) {
             return Err(ManualError::Unknown(job.to_owned()));
         }
@@ -196,18 +219,18 @@ impl Engine {
             .map(|s| s.definition)
             .or_else(|| self.registry.jobs.get(job).map(|r| r.definition.clone()))
             .ok_or_else(|| ManualError::Unknown(job.to_owned()))?;
-        let now = self.clock.now();
-        if args.dry_run {
+        if dry_run {
             let claim =
                 Claim { run_id: Uuid::new_v4(), job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual };
-            return Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await);
+            return Ok((claim, definition));
         }
+        let now = self.clock.now();
         let claim = store::claim_manual(&self.pool, job, now, &self.settings.instance).await.map_err(|e| match e {
             ManualRunError::AlreadyRunning(job) => ManualError::AlreadyRunning(job),
             ManualRunError::UnknownJob(job) => ManualError::Unknown(job),
             ManualRunError::Sql(e) => ManualError::Sql(e),
         })?;
-        Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await)
+        Ok((claim, definition))
     }
 
     /// Carries out a claimed run: heartbeats while it works, cancels it at its timeout (its SQL too), records

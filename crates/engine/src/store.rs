@@ -203,7 +203,7 @@ pub async fn load_jobs(pool: &PgPool) -> Result<Vec<StoredJob>, sqlx::Error> {
 /// Pauses or resumes a job for every instance. Pausing remembers where the cursor stood, and resuming puts it
 /// back, so the ticks recorded `paused` fall under the misfire policy on resume (SPEC 10.6).
 pub async fn set_paused(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     job: &str,
     paused: bool,
     now: DateTime<Utc>,
@@ -217,7 +217,7 @@ pub async fn set_paused(
              updated_at = $2, updated_by = $3
          WHERE name = $1 AND paused"
     };
-    Ok(sqlx::query(sql).bind(job).bind(now).bind(who).execute(pool).await?.rows_affected() == 1)
+    Ok(sqlx::query(sql).bind(job).bind(now).bind(who).execute(executor).await?.rows_affected() == 1)
 }
 
 /// A run this instance owns: its run-log row says `running` and its heartbeat must keep coming.

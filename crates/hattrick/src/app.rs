@@ -167,7 +167,7 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
             "scheduled-notifications",
             Arc::new(ScheduledNotifications {
                 lifetime: settings.push.campaign_lifetime.0,
-                stale_after: Duration::from_secs(24 * 3600),
+                stale_after: rewards::campaigns::STALE_AFTER,
                 zones,
             }),
         ),

@@ -1,8 +1,10 @@
 //! `hattrick serve`, `hattrick jobs` and `hattrick run`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use clap::Args;
 use serde::Serialize;
@@ -12,7 +14,7 @@ use crate::app;
 use crate::config::Settings;
 use engine::metrics::Outcome;
 use engine::runner::ManualError;
-use engine::{Clock, RunArgs, store};
+use engine::{Clock, RunArgs};
 
 /// Exit code of `hattrick run` for an unknown job (and of usage errors).
 pub const EXIT_USAGE: u8 = 2;
@@ -22,12 +24,30 @@ pub const EXIT_RUNNING: u8 = 3;
 /// Options of `hattrick serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Do not run the outbox dispatcher in this instance (overrides push.dispatcher).
+    /// What this instance does, comma-separated: `scheduler` (claims ticks and runs jobs), `dispatcher` (sends
+    /// the outbox), `api` (health, metrics, the admin API and page on admin.listen).
+    #[arg(long, value_delimiter = ',', default_value = "scheduler,dispatcher,api")]
+    pub roles: Vec<Role>,
+    /// Address of the api role (overrides admin.listen); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Do not run the outbox dispatcher in this instance (as if `dispatcher` were not among the roles).
     #[arg(long)]
     pub no_dispatcher: bool,
 }
 
-/// Runs the scheduler and the outbox dispatcher until SIGTERM or SIGINT, then shuts down gracefully.
+/// A role of a `serve` instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Claims due ticks and runs jobs.
+    Scheduler,
+    /// Sends the outbox.
+    Dispatcher,
+    /// Health, metrics, the admin API and page.
+    Api,
+}
+
+/// Runs the roles asked for until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clock = app::clock_from_env()?;
     let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
@@ -38,21 +58,78 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
         tracing::info!("signal received: stopping");
         on_signal.cancel();
     });
-    let dispatcher = if settings.push.dispatcher && !args.no_dispatcher {
+    let has = |role: Role| args.roles.contains(&role);
+    let dispatcher = if has(Role::Dispatcher) && settings.push.dispatcher && !args.no_dispatcher {
         let transport = app::transport(settings)?;
         tracing::info!(transport = transport.name(), "outbox dispatcher on");
-        let dispatcher = push::Dispatcher::new(engine.pool().clone(), transport, app::dispatcher_settings(settings)?);
-        let stop = shutdown.clone();
-        Some(tokio::spawn(async move { dispatcher.run(stop, move || clock.now()).await }))
+        Some(Arc::new(push::Dispatcher::new(engine.pool().clone(), transport, app::dispatcher_settings(settings)?)))
     } else {
         None
     };
-    tracing::info!(instance = engine.settings().instance, jobs = ?engine.registry().names(), "hattrick serving");
-    engine.run_until_stopped(shutdown).await;
-    if let Some(dispatcher) = dispatcher {
-        let _ = dispatcher.await;
+    let api = if has(Role::Api) {
+        let listen = args.listen.as_deref().unwrap_or(&settings.admin.listen);
+        Some(admin_server(settings, &engine, dispatcher.clone(), listen, shutdown.clone()).await?)
+    } else {
+        None
+    };
+    let dispatching = dispatcher.map(|dispatcher| {
+        let stop = shutdown.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move { dispatcher.run(stop, move || clock.now()).await })
+    });
+    let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+    tracing::info!(instance = engine.settings().instance, roles = ?roles, jobs = ?engine.registry().names(), "hattrick serving");
+    if has(Role::Scheduler) {
+        Arc::clone(&engine).run_until_stopped(shutdown.clone()).await;
+    } else {
+        shutdown.cancelled().await;
+    }
+    if let Some(dispatching) = dispatching {
+        let _ = dispatching.await;
+    }
+    if let Some(api) = api {
+        match api.await {
+            Ok(Err(error)) => tracing::error!(error = %error, "admin server failed"),
+            Err(error) => tracing::error!(error = %error, "admin server panicked"),
+            Ok(Ok(())) => {}
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the admin server (refusing a non-loopback address without a token) and serves it in the background.
+async fn admin_server(
+    settings: &Settings,
+    engine: &Arc<engine::Engine>,
+    dispatcher: Option<Arc<push::Dispatcher>>,
+    listen: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--listen: expected an address such as 127.0.0.1:8080, got {listen:?}"))?;
+    let tokens: Vec<admin::AdminToken> =
+        settings.admin.named_tokens().into_iter().map(|(name, secret)| admin::AdminToken { name, secret }).collect();
+    admin::check_exposure(addr, &tokens).map_err(anyhow::Error::msg)?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let test_sender = match &dispatcher {
+        Some(dispatcher) => Arc::clone(dispatcher),
+        None => Arc::new(push::Dispatcher::new(
+            engine.pool().clone(),
+            app::transport(settings)?,
+            app::dispatcher_settings(settings)?,
+        )),
+    };
+    let mut admin_settings = admin::AdminSettings::new(tokens, app::day_zones(settings)?);
+    admin_settings.body_limit = settings.admin.body_limit;
+    admin_settings.request_timeout = settings.admin.request_timeout.0;
+    admin_settings.session_ttl = settings.admin.session_ttl.0;
+    let server = Arc::new(admin::Admin::new(Arc::clone(engine), dispatcher, test_sender, admin_settings));
+    tracing::info!(addr = %bound, "admin API, page and metrics listening on http://{bound}/admin/ui");
+    let grace = settings.engine.shutdown_grace.0;
+    Ok(tokio::spawn(admin::serve(listener, server, shutdown, grace)))
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -79,66 +156,12 @@ pub struct JobsArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct JobLine {
-    name: String,
-    schedule: String,
-    timezone: String,
-    state: &'static str,
-    misfire: String,
-    next_runs_local: Vec<String>,
-    next_runs_utc: Vec<DateTime<Utc>>,
-    last_run: Option<LastRun>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-struct LastRun {
-    status: String,
-    trigger: Option<String>,
-    started_at: DateTime<Utc>,
-    duration_ms: Option<i32>,
-    items_processed: Option<i32>,
-}
-
-/// Lists every job: schedule, zone, state, next three fire times in local time and UTC, last run.
+/// Lists every job: schedule, zone, state, next three fire times in local time and UTC, last run (the same
+/// view as `GET /admin/jobs`).
 pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let clock = app::clock_from_env()?;
     let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
-    let pool = app::pool(settings).await?;
-    let now = clock.now();
-    let mut lines = Vec::new();
-    for stored in store::load_jobs(&pool).await? {
-        let definition = &stored.definition;
-        if !engine.registry().contains(&definition.name) {
-            continue;
-        }
-        let zone = definition.schedule.zone();
-        let next: Vec<DateTime<Utc>> = definition.schedule.fire_times(now, now + TimeDelta::days(400), 3);
-        let last_run: Option<LastRun> = sqlx::query_as(
-            "SELECT status, trigger, started_at, duration_ms, items_processed FROM job_execution_logs
-             WHERE job_name = $1 AND status <> 'skipped' ORDER BY started_at DESC LIMIT 1",
-        )
-        .bind(&definition.name)
-        .fetch_optional(&pool)
-        .await?;
-        lines.push(JobLine {
-            name: definition.name.clone(),
-            schedule: definition.schedule.expression().to_owned(),
-            timezone: zone.name().to_owned(),
-            state: match (definition.enabled, definition.paused) {
-                (false, _) => "disabled",
-                (true, true) => "paused",
-                (true, false) => "active",
-            },
-            misfire: definition.misfire.to_string(),
-            next_runs_local: next
-                .iter()
-                .map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string())
-                .collect(),
-            next_runs_utc: next,
-            last_run,
-        });
-    }
+    let lines = admin::data::jobs(&engine, clock.now()).await?;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(ExitCode::SUCCESS);
@@ -152,7 +175,7 @@ pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCod
             line.timezone,
             line.misfire
         );
-        for (local, utc) in line.next_runs_local.iter().zip(&line.next_runs_utc) {
+        for (local, utc) in line.next_runs_local.iter().zip(&line.next_runs) {
             crate::outln!("    next  {local}  =  {}", utc.format("%Y-%m-%d %H:%M UTC"));
         }
         match &line.last_run {

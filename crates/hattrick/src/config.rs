@@ -106,6 +106,8 @@ pub struct Settings {
     pub engagement: EngagementSettings,
     /// `[cleanup]`
     pub cleanup: CleanupSettings,
+    /// `[admin]`
+    pub admin: AdminSettings,
 }
 
 /// `[database]`
@@ -398,6 +400,112 @@ impl PushSettings {
     }
 }
 
+/// A secret (an admin token): printed and serialised as `<redacted>`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+/// `[admin]`: the admin API, page and metrics (the `api` role of `serve`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address to listen on (`--listen` overrides it).
+    pub listen: String,
+    /// The admin token (`HATTRICK_ADMIN_TOKEN`); its writes are recorded as `admin`.
+    pub token: Option<Secret>,
+    /// Named admin tokens: `name = "secret"`; writes are recorded under the name.
+    pub tokens: BTreeMap<String, Secret>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// A request taking longer is answered 408.
+    pub request_timeout: HumanDuration,
+    /// How long a sign-in to the admin page lasts.
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            token: None,
+            tokens: BTreeMap::new(),
+            body_limit: 64 * 1024,
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
+        }
+    }
+}
+
+/// The smallest admin token accepted: shorter ones are guessable.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+impl AdminSettings {
+    /// Every token with its name (`admin` for `admin.token`).
+    pub fn named_tokens(&self) -> Vec<(String, String)> {
+        let mut tokens: Vec<(String, String)> =
+            self.tokens.iter().map(|(name, secret)| (name.clone(), secret.expose().to_owned())).collect();
+        if let Some(token) = &self.token {
+            tokens.push(("admin".to_owned(), token.expose().to_owned()));
+        }
+        tokens
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("admin.listen: expected an address such as 127.0.0.1:8080 (got {:?})", self.listen));
+        }
+        if self.token.is_some() && self.tokens.contains_key("admin") {
+            problems
+                .push("admin.tokens.admin: the name `admin` belongs to admin.token (HATTRICK_ADMIN_TOKEN)".to_owned());
+        }
+        let named = self.named_tokens();
+        for (name, secret) in &named {
+            let setting =
+                if self.tokens.contains_key(name) { format!("admin.tokens.{name}") } else { "admin.token".to_owned() };
+            if secret.len() < MIN_TOKEN_LENGTH {
+                problems.push(format!("{setting}: at least {MIN_TOKEN_LENGTH} characters"));
+            }
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+                problems.push(format!("{setting}: a token name is letters, digits, '-', '_' or '.'"));
+            }
+        }
+        for (i, (name, secret)) in named.iter().enumerate() {
+            if named[..i].iter().any(|(_, other)| other == secret) {
+                problems
+                    .push(format!("admin.tokens.{name}: the same secret as another token (each name needs its own)"));
+            }
+        }
+        if self.body_limit < 1024 {
+            problems.push(format!("admin.body_limit: at least 1024 bytes (got {})", self.body_limit));
+        }
+        if self.request_timeout.0.is_zero() {
+            problems.push("admin.request_timeout: must be more than zero".to_owned());
+        }
+        if self.session_ttl.0 < Duration::from_secs(60) {
+            problems.push("admin.session_ttl: at least one minute".to_owned());
+        }
+    }
+}
+
 /// Why configuration was rejected: every problem found, each naming its setting.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -458,6 +566,9 @@ impl Settings {
         // The first version's variable for the key file.
         if let Some(path) = lookup("FIREBASE_SERVICE_ACCOUNT_PATH").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("push.service_account", path));
+        }
+        if let Some(token) = lookup("HATTRICK_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("admin.token", token));
         }
         // Only `HATTRICK_<SECTION>__<KEY>` are overrides; HATTRICK_CONFIG and HATTRICK_CLOCK are not settings.
         let overrides: Vec<(String, String)> =
@@ -590,6 +701,7 @@ impl Settings {
         if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
             problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
         }
+        self.admin.problems(&mut problems);
         let push = &self.push;
         if let Err(problem) = push.quiet_hours() {
             problems.push(problem);

@@ -115,50 +115,29 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
     let pool = app::pool(settings).await?;
     app::require_schema(&pool).await?;
     let now = app::clock_from_env()?.now();
-    let run = Uuid::new_v4();
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
-                                  campaign_id, not_before, created_at)
-         SELECT u.id, 'test', 'test:' || $1::text || ':' || u.id,
-                coalesce(CASE WHEN u.locale_preference ILIKE 'en%' THEN c.title_en END, c.title_tr, $3),
-                coalesce(CASE WHEN u.locale_preference ILIKE 'en%' THEN c.body_en END, c.body_tr, $4),
-                c.image_url, c.deep_link_url,
-                jsonb_strip_nulls(jsonb_build_object('type', 'test', 'campaignId', c.id::text,
-                                                     'deepLink', c.deep_link_url)),
-                NULL, $6, $6
-         FROM customer_users u
-         LEFT JOIN scheduled_notifications c ON c.id = $5
-         WHERE u.id = ANY($2) AND ($5::uuid IS NULL OR c.id IS NOT NULL)
-         RETURNING id",
-    )
-    .bind(run)
-    .bind(&args.users)
-    .bind(args.title.as_deref())
-    .bind(args.body.as_deref())
-    .bind(args.campaign)
-    .bind(now)
-    .fetch_all(&pool)
-    .await?;
-    if ids.len() != args.users.len() {
-        let missing = if args.campaign.is_some() { "unknown campaign or user" } else { "unknown user" };
-        eprintln!("error: {missing}: {} of {} recipients found", ids.len(), args.users.len());
-        return Ok(ExitCode::from(crate::commands::EXIT_USAGE));
-    }
     let dispatcher =
         push::Dispatcher::new(pool.clone(), app::transport(settings)?, app::dispatcher_settings(settings)?);
-    dispatcher.round_only(now, &ids).await?;
-    let rows: Vec<(Uuid, String, i32, i32, Option<String>)> = sqlx::query_as(
-        "SELECT customer_user_id, status, tokens_sent, tokens_failed, last_error FROM push_outbox
-         WHERE id = ANY($1) ORDER BY id",
-    )
-    .bind(&ids)
-    .fetch_all(&pool)
-    .await?;
+    let test =
+        push::test_send::TestPush { users: args.users, title: args.title, body: args.body, campaign: args.campaign };
+    let results = match push::test_send::send(&pool, &dispatcher, &test, now).await {
+        Ok(results) => results,
+        Err(push::test_send::TestPushError::NotFound(message)) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(crate::commands::EXIT_USAGE));
+        }
+        Err(push::test_send::TestPushError::Sql(e)) => return Err(e.into()),
+    };
     let mut all_sent = true;
-    for (user, status, sent, failed, error) in rows {
-        all_sent &= status == "sent";
-        let error = error.map(|e| format!(", last error {e}")).unwrap_or_default();
-        crate::outln!("{user}: {status} ({sent} token(s) delivered, {failed} failed{error})");
+    for result in results {
+        all_sent &= result.status == "sent";
+        let error = result.last_error.map(|e| format!(", last error {e}")).unwrap_or_default();
+        crate::outln!(
+            "{}: {} ({} token(s) delivered, {} failed{error})",
+            result.user,
+            result.status,
+            result.tokens_sent,
+            result.tokens_failed
+        );
     }
     Ok(if all_sent { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

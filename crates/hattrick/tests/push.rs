@@ -170,7 +170,7 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     assert!(expand.status.success(), "{}", text(&expand));
 
     let serve = || {
-        fake.command(&db, &["serve"])
+        fake.command(&db, &["serve", "--listen", "127.0.0.1:0"])
             .envs(settings)
             .env("HATTRICK_ENGINE__LEASE", "10s")
             .env("HATTRICK_ENGINE__HEARTBEAT", "2s")

@@ -230,6 +230,8 @@ pub struct DispatchStats {
     pub rows_held: AtomicU64,
     /// Error codes seen.
     pub errors: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Time FCM took to answer each send (the rate limiter's wait excluded).
+    pub latency: crate::histogram::Histogram,
 }
 
 /// What one round did.
@@ -523,7 +525,10 @@ impl Dispatcher {
                     return Outcome::Failed { code: format!("INVALID_PAYLOAD: {invalid}") };
                 }
                 self.limiter.wait().await;
-                self.transport.send(&message).await
+                let started = std::time::Instant::now();
+                let outcome = self.transport.send(&message).await;
+                self.stats.latency.observe(started.elapsed());
+                outcome
             }
         });
         futures_util::future::join_all(sends).await

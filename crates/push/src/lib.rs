@@ -4,9 +4,11 @@
 
 pub mod dispatcher;
 pub mod fake;
+pub mod histogram;
 pub mod message;
 pub mod oauth;
 pub mod outcome;
+pub mod test_send;
 pub mod transport;
 
 pub use dispatcher::{Dispatcher, DispatcherSettings, QuietHours};

@@ -47,8 +47,95 @@ struct Campaign {
     segment_filter: Option<serde_json::Value>,
 }
 
+/// A campaign first picked up later than this after its time is failed, not sent (SPEC 10.20).
+pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// The largest title + body + image + deep link a campaign may carry (FCM's 4 KB, less room for the data keys).
-const MAX_CONTENT_BYTES: usize = 3800;
+pub const MAX_CONTENT_BYTES: usize = 3800;
+
+/// The bytes a campaign's texts, image and deep link take together (checked against [`MAX_CONTENT_BYTES`]).
+pub fn content_bytes(parts: &[Option<&str>]) -> usize {
+    parts.iter().flatten().map(|part| part.len()).sum()
+}
+
+/// A campaign as an operator submits it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct CampaignDraft {
+    /// Turkish title (required).
+    pub title_tr: String,
+    /// English title.
+    pub title_en: Option<String>,
+    /// Turkish body (required).
+    pub body_tr: String,
+    /// English body.
+    pub body_en: Option<String>,
+    /// Where tapping the push leads in the app.
+    pub deep_link_url: Option<String>,
+    /// An image shown with the push (http or https).
+    pub image_url: Option<String>,
+    /// `all`, `vip`, `free` or `segment`.
+    pub target_audience: String,
+    /// The segment filter (SPEC 10.20) when the audience is `segment`.
+    pub segment_filter: Option<serde_json::Value>,
+    /// When to send.
+    pub scheduled_at: DateTime<Utc>,
+}
+
+impl CampaignDraft {
+    /// Every problem with the draft, each as `path: problem` (the segment filter's problems name their place in
+    /// the filter). `now` is the business time: a campaign more than `stale_after` in the past would never be
+    /// sent.
+    pub fn problems(&self, zones: &DayZones, now: DateTime<Utc>, stale_after: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (path, value, required) in [
+            ("title_tr", Some(self.title_tr.as_str()), true),
+            ("body_tr", Some(self.body_tr.as_str()), true),
+            ("title_en", self.title_en.as_deref(), false),
+            ("body_en", self.body_en.as_deref(), false),
+        ] {
+            match value {
+                Some(text) if text.trim().is_empty() && required => problems.push(format!("{path}: must not be empty")),
+                Some(text) if path.starts_with("title") && text.chars().count() > 255 => {
+                    problems.push(format!("{path}: at most 255 characters"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(url) = &self.image_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.push("image_url: must be an http:// or https:// URL".to_owned());
+        }
+        if self.deep_link_url.as_deref().is_some_and(|link| link.trim().is_empty()) {
+            problems.push("deep_link_url: must not be empty when given".to_owned());
+        }
+        let size = content_bytes(&[
+            Some(&self.title_tr),
+            self.title_en.as_deref(),
+            Some(&self.body_tr),
+            self.body_en.as_deref(),
+            self.image_url.as_deref(),
+            self.deep_link_url.as_deref(),
+        ]);
+        if size > MAX_CONTENT_BYTES {
+            problems.push(format!("body_tr: the message is {size} bytes, over the {MAX_CONTENT_BYTES}-byte limit"));
+        }
+        if self.target_audience != "segment" && self.segment_filter.as_ref().is_some_and(|f| !f.is_null()) {
+            problems.push("segment_filter: only allowed when target_audience is `segment`".to_owned());
+        }
+        if let Err(errors) = audience_sql(&self.target_audience, self.segment_filter.as_ref(), zones, 2) {
+            problems.extend(errors);
+        }
+        let stale = chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+        if self.scheduled_at < now - stale {
+            problems.push(format!(
+                "scheduled_at: more than {} hours in the past; it would never be sent",
+                stale.num_hours()
+            ));
+        }
+        problems
+    }
+}
 
 /// The SQL condition on users `u` for a campaign's audience (`$1` is now), and the parameters of its segment
 /// filter, numbered from `first_param`.
@@ -139,11 +226,14 @@ impl ScheduledNotifications {
             tx.commit().await?;
             return Ok(None);
         };
-        let size = [&campaign.title_tr, &campaign.body_tr].iter().map(|s| s.len()).sum::<usize>()
-            + campaign.title_en.as_deref().map_or(0, str::len)
-            + campaign.body_en.as_deref().map_or(0, str::len)
-            + campaign.image_url.as_deref().map_or(0, str::len)
-            + campaign.deep_link_url.as_deref().map_or(0, str::len);
+        let size = content_bytes(&[
+            Some(&campaign.title_tr),
+            campaign.title_en.as_deref(),
+            Some(&campaign.body_tr),
+            campaign.body_en.as_deref(),
+            campaign.image_url.as_deref(),
+            campaign.deep_link_url.as_deref(),
+        ]);
         if size > MAX_CONTENT_BYTES {
             Self::fail(&mut tx, id, &format!("the message is {size} bytes, over the {MAX_CONTENT_BYTES}-byte limit"))
                 .await?;

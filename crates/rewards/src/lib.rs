@@ -19,6 +19,7 @@ pub mod engagement;
 pub mod ledger;
 pub mod local_time;
 pub mod messages;
+pub mod operator;
 pub mod outbox;
 pub mod partners;
 pub mod referrals;

@@ -8,6 +8,7 @@
 
 mod database;
 mod ledger;
+pub mod webdriver;
 
 pub use database::{TestDb, server_url};
 pub use engine::Clock;

@@ -1,0 +1,472 @@
+//! What the API, the pages, the metrics and `hattrick jobs` read: jobs with their next and last runs, run
+//! history, campaigns and their delivery, partner analytics, outbox health. One query per question, never one per
+//! row.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use engine::{Engine, store};
+
+/// How many recent durations a job's sparkline shows.
+pub const SPARKLINE_RUNS: i64 = 30;
+
+/// A job as operators see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    /// The job's name.
+    pub name: String,
+    /// 5-field cron expression.
+    pub schedule: String,
+    /// The zone the schedule is read in.
+    pub timezone: String,
+    /// `active`, `paused` or `disabled`.
+    pub state: &'static str,
+    /// What happens to ticks missed while nothing ran.
+    pub misfire: String,
+    /// Timeout of one run, in seconds.
+    pub timeout_secs: u64,
+    /// A run is in progress.
+    pub running: bool,
+    /// The next three fire times (UTC).
+    pub next_runs: Vec<DateTime<Utc>>,
+    /// The same, in the job's zone (`2026-11-29 20:00 +03`).
+    pub next_runs_local: Vec<String>,
+    /// The latest run that was not a skipped tick.
+    pub last_run: Option<RunSummary>,
+    /// When the job last succeeded.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Every tick up to here is accounted for (run, skipped or missed).
+    pub cursor: Option<DateTime<Utc>>,
+    /// The latest scheduled tick at or before now: a cursor behind it for long means a tick was not run.
+    pub latest_tick: Option<DateTime<Utc>>,
+    /// Durations of the latest finished runs in milliseconds, oldest first (the page's sparkline).
+    pub recent_durations_ms: Vec<i64>,
+}
+
+/// One run-log row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct RunSummary {
+    /// The run's id.
+    pub id: Uuid,
+    /// The job.
+    pub job_name: String,
+    /// `running`, `success`, `failed` or `skipped`.
+    pub status: String,
+    /// `schedule`, `manual`, `catchup`, `event` or `retry`.
+    pub trigger: Option<String>,
+    /// Why it was skipped or failed (`missed`, `overlap`, `paused`, `abandoned`, `timeout`, `error`).
+    pub reason: Option<String>,
+    /// The tick it ran for (none for manual runs).
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// How long it took.
+    pub duration_ms: Option<i32>,
+    /// Items handled (each job says what it counts).
+    pub items_processed: Option<i32>,
+    /// The error, when it failed.
+    pub error_message: Option<String>,
+    /// The instance that ran it.
+    pub instance: Option<String>,
+    /// Attempt number of the tick.
+    pub attempt: Option<i32>,
+}
+
+/// One run with the job's report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunSummary,
+    /// What the job reported (counts per step).
+    pub details: Option<serde_json::Value>,
+}
+
+const RUN_COLUMNS: &str = "id, job_name, status, trigger, reason, scheduled_for, started_at, completed_at, \
+                           duration_ms, items_processed, error_message, instance, attempt";
+
+/// Every job this binary runs, as stored (every instance follows the stored definition).
+pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>, sqlx::Error> {
+    let pool = engine.pool();
+    let stored: Vec<store::StoredJob> =
+        store::load_jobs(pool).await?.into_iter().filter(|s| engine.registry().contains(&s.definition.name)).collect();
+    let last_runs: Vec<RunSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM hattrick_jobs j
+         CROSS JOIN LATERAL (SELECT * FROM job_execution_logs l WHERE l.job_name = j.name AND l.status <> 'skipped'
+                             ORDER BY l.started_at DESC LIMIT 1) l"
+    )))
+    .fetch_all(pool)
+    .await?;
+    let mut last_runs: HashMap<String, RunSummary> = last_runs.into_iter().map(|r| (r.job_name.clone(), r)).collect();
+    let facts: Vec<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+        "SELECT j.name,
+                (SELECT l.completed_at FROM job_execution_logs l WHERE l.job_name = j.name AND l.status = 'success'
+                 ORDER BY l.started_at DESC LIMIT 1),
+                EXISTS (SELECT 1 FROM job_execution_logs r WHERE r.job_name = j.name AND r.status = 'running')
+         FROM hattrick_jobs j",
+    )
+    .fetch_all(pool)
+    .await?;
+    let facts: HashMap<String, (Option<DateTime<Utc>>, bool)> =
+        facts.into_iter().map(|(name, success, running)| (name, (success, running))).collect();
+    let durations: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT j.name, d.duration_ms::bigint FROM hattrick_jobs j
+         CROSS JOIN LATERAL (SELECT duration_ms, started_at FROM job_execution_logs l
+                             WHERE l.job_name = j.name AND l.status IN ('success', 'failed')
+                               AND l.duration_ms IS NOT NULL
+                             ORDER BY l.started_at DESC LIMIT $1) d
+         ORDER BY j.name, d.started_at",
+    )
+    .bind(SPARKLINE_RUNS)
+    .fetch_all(pool)
+    .await?;
+    let mut sparklines: HashMap<String, Vec<i64>> = HashMap::new();
+    for (name, ms) in durations {
+        sparklines.entry(name).or_default().push(ms);
+    }
+    Ok(stored
+        .into_iter()
+        .map(|stored| {
+            let definition = stored.definition;
+            let zone = definition.schedule.zone();
+            let next = definition.schedule.fire_times(now, now + TimeDelta::days(400), 3);
+            let (last_success_at, running) = facts.get(&definition.name).copied().unwrap_or((None, false));
+            JobSummary {
+                schedule: definition.schedule.expression().to_owned(),
+                timezone: zone.name().to_owned(),
+                state: match (definition.enabled, definition.paused) {
+                    (false, _) => "disabled",
+                    (true, true) => "paused",
+                    (true, false) => "active",
+                },
+                misfire: definition.misfire.to_string(),
+                timeout_secs: definition.timeout.as_secs(),
+                running,
+                next_runs_local: next
+                    .iter()
+                    .map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string())
+                    .collect(),
+                next_runs: next,
+                last_run: last_runs.remove(&definition.name),
+                last_success_at,
+                cursor: stored.cursor,
+                latest_tick: definition.schedule.latest_at_or_before(now),
+                recent_durations_ms: sparklines.remove(&definition.name).unwrap_or_default(),
+                name: definition.name,
+            }
+        })
+        .collect())
+}
+
+/// The runs of `job`, newest first, started before `before` when given.
+pub async fn runs(
+    pool: &PgPool,
+    job: &str,
+    limit: i64,
+    before: Option<DateTime<Utc>>,
+) -> Result<Vec<RunSummary>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM job_execution_logs
+         WHERE job_name = $1 AND ($3::timestamptz IS NULL OR started_at < $3)
+         ORDER BY started_at DESC LIMIT $2"
+    )))
+    .bind(job)
+    .bind(limit)
+    .bind(before)
+    .fetch_all(pool)
+    .await
+}
+
+/// One run with its report.
+pub async fn run(pool: &PgPool, id: Uuid) -> Result<Option<RunDetail>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        run: RunSummary,
+        details: Option<serde_json::Value>,
+    }
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS}, details FROM job_execution_logs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| RunDetail { run: row.run, details: row.details }))
+}
+
+/// A campaign and how far its delivery got.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Campaign {
+    /// The campaign's id.
+    pub id: Uuid,
+    /// Turkish title.
+    pub title_tr: String,
+    /// English title.
+    pub title_en: Option<String>,
+    /// Turkish body.
+    pub body_tr: String,
+    /// English body.
+    pub body_en: Option<String>,
+    /// Deep link.
+    pub deep_link_url: Option<String>,
+    /// Image.
+    pub image_url: Option<String>,
+    /// `all`, `vip`, `free` or `segment`.
+    pub target_audience: String,
+    /// The segment filter.
+    pub segment_filter: Option<serde_json::Value>,
+    /// When it is (or was) due.
+    pub scheduled_at: DateTime<Utc>,
+    /// When its delivery finished.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// `pending`, `sending`, `sent`, `failed` or `cancelled`.
+    pub status: String,
+    /// Users it was expanded to.
+    pub recipient_count: Option<i32>,
+    /// Users who received it on at least one device.
+    pub success_count: Option<i32>,
+    /// Users it could not reach.
+    pub failure_count: Option<i32>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was created.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A campaign with its outbox rows counted by status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignDelivery {
+    /// The campaign.
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    /// Outbox rows by status (`pending`, `sending`, `sent`, `failed`, `no_tokens`, `opted_out`, `cancelled`).
+    pub outbox: BTreeMap<String, i64>,
+    /// Devices reached.
+    pub tokens_sent: i64,
+    /// Device sends that failed.
+    pub tokens_failed: i64,
+}
+
+const CAMPAIGN_COLUMNS: &str = "id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, \
+                                segment_filter, scheduled_at, sent_at, status, recipient_count, success_count, \
+                                failure_count, error, created_at";
+
+/// The latest campaigns by schedule, newest first.
+pub async fn campaigns(pool: &PgPool, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One campaign with its delivery.
+pub async fn campaign(pool: &PgPool, id: Uuid) -> Result<Option<CampaignDelivery>, sqlx::Error> {
+    let campaign: Option<Campaign> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(campaign) = campaign else { return Ok(None) };
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT status, count(*), coalesce(sum(tokens_sent), 0), coalesce(sum(tokens_failed), 0)
+         FROM push_outbox WHERE campaign_id = $1 GROUP BY status",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let (tokens_sent, tokens_failed) = rows.iter().fold((0, 0), |(s, f), row| (s + row.2, f + row.3));
+    Ok(Some(CampaignDelivery {
+        campaign,
+        outbox: rows.into_iter().map(|(status, n, _, _)| (status, n)).collect(),
+        tokens_sent,
+        tokens_failed,
+    }))
+}
+
+/// Stores a validated campaign as `pending`; returns it.
+pub async fn create_campaign(
+    tx: &mut sqlx::PgConnection,
+    draft: &rewards::campaigns::CampaignDraft,
+    now: DateTime<Utc>,
+) -> Result<Campaign, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
+             target_audience, segment_filter, scheduled_at, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
+         RETURNING {CAMPAIGN_COLUMNS}"
+    )))
+    .bind(&draft.title_tr)
+    .bind(&draft.title_en)
+    .bind(&draft.body_tr)
+    .bind(&draft.body_en)
+    .bind(&draft.deep_link_url)
+    .bind(&draft.image_url)
+    .bind(&draft.target_audience)
+    .bind(&draft.segment_filter)
+    .bind(draft.scheduled_at)
+    .bind(now)
+    .fetch_one(tx)
+    .await
+}
+
+/// What cancelling a campaign did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was pending or sending; its pending pushes are cancelled.
+    Done {
+        /// Outbox rows cancelled.
+        pushes: u64,
+    },
+    /// It had finished already (its status).
+    Final(String),
+    /// No such campaign.
+    Unknown,
+}
+
+/// Cancels a campaign that has not finished, and its pushes not yet sent. Waits for an expansion in progress
+/// (it holds the campaign's row), so a cancelled campaign is never expanded afterwards.
+pub async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Cancelled, sqlx::Error> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM scheduled_notifications WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match status.as_deref() {
+        None => return Ok(Cancelled::Unknown),
+        Some("pending" | "sending") => {}
+        Some(other) => return Ok(Cancelled::Final(other.to_owned())),
+    }
+    sqlx::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let pushes = sqlx::query(
+        "UPDATE push_outbox SET status = 'cancelled', last_error = 'campaign_cancelled'
+         WHERE campaign_id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(Cancelled::Done { pushes })
+}
+
+/// One partner's figures for one day.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct PartnerDay {
+    /// The partner.
+    pub partner_id: Uuid,
+    /// Its business name.
+    pub business_name: String,
+    /// The day (business zone).
+    pub date: NaiveDate,
+    /// Users who signed up with its code that day.
+    pub new_signups: i32,
+    /// Subscriptions its users started that day.
+    pub new_subscriptions: i32,
+    /// Revenue in the base currency.
+    pub revenue: f64,
+    /// Commission earned.
+    pub commission: f64,
+    /// Its users subscribed at the end of the day.
+    pub active_subscribers: i32,
+    /// Subscriptions that ended that day.
+    pub churn_count: i32,
+}
+
+/// The longest range the partner analytics endpoints accept, in days.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// Partner analytics rows for `from..=to`, for one partner or all, by partner then date.
+pub async fn partner_days(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    partner: Option<Uuid>,
+) -> Result<Vec<PartnerDay>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.partner_id, p.business_name, a.date, coalesce(a.new_signups, 0) AS new_signups,
+                coalesce(a.new_subscriptions, 0) AS new_subscriptions, coalesce(a.revenue, 0)::float8 AS revenue,
+                coalesce(a.commission, 0)::float8 AS commission,
+                coalesce(a.active_subscribers, 0) AS active_subscribers, coalesce(a.churn_count, 0) AS churn_count
+         FROM partner_analytics a JOIN partners p ON p.id = a.partner_id
+         WHERE a.date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR a.partner_id = $3)
+         ORDER BY p.business_name, a.partner_id, a.date",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(partner)
+    .fetch_all(pool)
+    .await
+}
+
+/// The outbox at a glance.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OutboxHealth {
+    /// Rows waiting (due now or later).
+    pub pending: i64,
+    /// Rows due now and not sent yet.
+    pub due: i64,
+    /// Age of the oldest due row, in seconds (0 when none is due).
+    pub oldest_due_seconds: f64,
+    /// Rows claimed by a dispatcher right now.
+    pub sending: i64,
+    /// The latest failures.
+    pub recent_failures: Vec<OutboxFailure>,
+}
+
+/// A failed push.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct OutboxFailure {
+    /// Outbox row id.
+    pub id: i64,
+    /// The recipient.
+    pub customer_user_id: Uuid,
+    /// `reward`, `engagement`, `campaign` or `test`.
+    pub category: String,
+    /// Its title.
+    pub title: String,
+    /// The last FCM error.
+    pub last_error: Option<String>,
+    /// Delivery attempts.
+    pub attempts: i32,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Depth, age and recent failures of the outbox.
+pub async fn outbox(pool: &PgPool, now: DateTime<Utc>, failures: i64) -> Result<OutboxHealth, sqlx::Error> {
+    let (pending, due, oldest, sending): (i64, i64, Option<DateTime<Utc>>, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM push_outbox WHERE status = 'pending'),
+                (SELECT count(*) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
+                (SELECT min(not_before) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
+                (SELECT count(*) FROM push_outbox WHERE status = 'sending')",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    let recent_failures = sqlx::query_as(
+        "SELECT id, customer_user_id, category, title, last_error, attempts, created_at FROM push_outbox
+         WHERE status = 'failed' ORDER BY id DESC LIMIT $1",
+    )
+    .bind(failures)
+    .fetch_all(pool)
+    .await?;
+    Ok(OutboxHealth {
+        pending,
+        due,
+        oldest_due_seconds: oldest.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
+        sending,
+        recent_failures,
+    })
+}

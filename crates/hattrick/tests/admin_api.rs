@@ -1,0 +1,643 @@
+//! The admin API over a real socket: authentication on every route, validation with paths, 404s, 5xx bodies
+//! without internal detail, the OpenAPI document against its snapshot and the routes, metrics that move, and
+//! the operator actions through the ledger with their audit records.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{AdminServer, OTHER_TOKEN, TOKEN, form_body, send, user_with_token};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Every (method, path) the OpenAPI document lists, with path parameters filled with `filler`.
+fn documented_routes(filler: &str) -> Vec<(Method, String)> {
+    let document = serde_json::to_value(admin::api::openapi()).unwrap();
+    let mut routes = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = match method.as_str() {
+                "get" => Method::GET,
+                "post" => Method::POST,
+                "delete" => Method::DELETE,
+                "put" => Method::PUT,
+                "patch" => Method::PATCH,
+                _ => continue,
+            };
+            let mut concrete = String::new();
+            for segment in path.split('/').filter(|s| !s.is_empty()) {
+                concrete.push('/');
+                concrete.push_str(if segment.starts_with('{') { filler } else { segment });
+            }
+            routes.push((method, concrete));
+        }
+    }
+    assert!(routes.len() >= 20, "the document lists the API's routes: {routes:?}");
+    routes
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_missing_or_wrong_token() {
+    let server = AdminServer::start().await;
+    for (method, path) in documented_routes(&Uuid::new_v4().to_string()) {
+        let url = server.url(&path);
+        let (status, body) = send(server.http.request(method.clone(), &url).json(&json!({}))).await;
+        assert_eq!(status, 401, "{method} {path} without a token: {body}");
+        assert_eq!(body["error"], "unauthorized");
+        for wrong in ["Bearer nope", &format!("Bearer {TOKEN}x"), &format!("Basic {TOKEN}"), TOKEN] {
+            let request = server.http.request(method.clone(), &url).header("authorization", wrong).json(&json!({}));
+            let (status, _) = send(request).await;
+            assert_eq!(status, 401, "{method} {path} with {wrong:?}");
+        }
+    }
+    // Health, readiness and metrics are open (for probes and Prometheus).
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(server.http.get(server.url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_matches_its_snapshot_and_the_routes_served() {
+    let server = AdminServer::start().await;
+    let (status, document) = server.get("/admin/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(document, serde_json::to_value(admin::api::openapi()).unwrap());
+
+    // The snapshot: a change to the API shows up in review as a change to this file.
+    let snapshot_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../admin/openapi.json");
+    let pretty = serde_json::to_string_pretty(&document).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot_path, &pretty).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&snapshot_path).expect("crates/admin/openapi.json (UPDATE_SNAPSHOTS=1)");
+    assert!(snapshot == pretty, "the OpenAPI document changed; review it and run with UPDATE_SNAPSHOTS=1");
+
+    // Valid: OpenAPI 3.1, every operation answers something, every reference resolves, bearer auth declared.
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
+    assert!(document["info"]["title"].is_string() && document["info"]["version"].is_string());
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let mut references = BTreeSet::new();
+    collect_refs(&document, &mut references);
+    assert!(!references.is_empty());
+    for reference in references {
+        let name = reference.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{reference}"));
+        assert!(schemas.contains_key(name), "{reference} does not resolve");
+    }
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(!responses.is_empty(), "{method} {path} has no responses");
+            for (status, response) in responses {
+                assert!(
+                    response["description"].is_string(),
+                    "{method} {path} {status}: a response needs a description"
+                );
+            }
+            let parameters: BTreeSet<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect();
+            let placeholders: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(parameters, placeholders, "{method} {path}: path parameters documented");
+        }
+    }
+
+    // Matches the routes: each documented operation is served (a handler's 404 says what is missing; the
+    // router's own 404 or 405 would mean a documented route that does not exist).
+    for (method, path) in documented_routes(&Uuid::new_v4().to_string()) {
+        let response = server.request(method.clone(), &path).json(&json!({})).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 405, "{method} {path} is documented but not routed");
+        if status == 404 {
+            assert_eq!(body["error"], "not_found", "{method} {path} is documented but not routed");
+        }
+    }
+    server.stop().await;
+}
+
+fn collect_refs(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "$ref" {
+                    into.insert(value.as_str().unwrap().to_owned());
+                } else {
+                    collect_refs(value, into);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn jobs_run_now_pause_and_resume_are_audited_by_name() {
+    let server = AdminServer::start().await;
+    let (status, jobs) = server.get("/admin/jobs").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 11, "{names:?}");
+    let job = &jobs[names.iter().position(|n| *n == "streak-reset").unwrap()];
+    assert_eq!(job["state"], "active");
+    assert_eq!(job["next_runs"].as_array().unwrap().len(), 3);
+
+    assert_eq!(server.get("/admin/jobs/no-such-job").await.0, 404);
+    assert_eq!(server.get("/admin/jobs/no-such-job/runs").await.0, 404);
+    assert_eq!(server.post("/admin/jobs/no-such-job/run", json!({})).await.0, 404);
+    assert_eq!(server.post("/admin/jobs/no-such-job/pause", json!({})).await.0, 404);
+    assert_eq!(server.get(&format!("/admin/runs/{}", Uuid::new_v4())).await.0, 404);
+    assert_eq!(server.get("/admin/runs/not-a-uuid").await.0, 404);
+    let (status, body) = server.get("/admin/jobs/streak-reset/runs?limit=0").await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("limit")), "{body}");
+    let (status, body) = server.get("/admin/jobs/streak-reset/runs?before=yesterday").await;
+    assert_eq!(status, 422, "{body}");
+
+    // A dry run answers with its report and writes nothing.
+    let (status, dry) = server.post("/admin/jobs/streak-reset/run?dry_run=true", json!({})).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!((dry["dry_run"].as_bool(), dry["outcome"].as_str()), (Some(true), Some("success")));
+    assert_eq!(server.get("/admin/jobs/streak-reset/runs").await.1, json!([]));
+
+    // Run now: 202 at once, the run appears and ends.
+    let response = server.request(Method::POST, "/admin/jobs/streak-reset/run").send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let started: Value = response.json().await.unwrap();
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/admin/runs/{run_id}"));
+    let run = server.wait_for_run(&run_id).await;
+    assert_eq!((run["status"].as_str(), run["trigger"].as_str()), (Some("success"), Some("manual")), "{run}");
+    assert!(run["details"].is_object(), "{run}");
+    let (_, runs) = server.get("/admin/jobs/streak-reset/runs").await;
+    assert_eq!(runs[0]["id"], run_id.as_str());
+
+    // A job that is running is not started again.
+    sqlx::query(
+        "INSERT INTO job_execution_logs (job_name, started_at, status, trigger, instance, attempt, heartbeat_at)
+         VALUES ('partner-analytics', now(), 'running', 'manual', 'elsewhere', 1, now())",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    let (status, body) = server.post("/admin/jobs/partner-analytics/run", json!({})).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "{body}");
+    let (_, job) = server.get("/admin/jobs/partner-analytics").await;
+    assert_eq!(job["running"], true);
+
+    // Pause with one operator, resume with the other; both recorded under their names.
+    let (status, paused) = server.post("/admin/jobs/streak-reset/pause", json!({})).await;
+    assert_eq!((status, paused["state"].as_str()), (200, Some("paused")));
+    let resume = server.http.post(server.url("/admin/jobs/streak-reset/resume")).bearer_auth(OTHER_TOKEN);
+    let (status, resumed) = send(resume).await;
+    assert_eq!((status, resumed["state"].as_str()), (200, Some("active")));
+    let (_, audit) = server.get("/admin/audit").await;
+    let actions: Vec<(String, String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap().into(),
+                r["action"].as_str().unwrap().into(),
+                r["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("ci".into(), "job.resume".into(), "streak-reset".into()),
+            ("ops".into(), "job.pause".into(), "streak-reset".into()),
+            ("ops".into(), "job.run".into(), "streak-reset".into()),
+        ]
+    );
+    assert!(audit[0]["request_id"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn campaigns_are_validated_with_paths_previewed_created_and_cancelled() {
+    let server = AdminServer::start().await;
+    let ios = user_with_token(&server.db, "ios").await;
+    let _android = user_with_token(&server.db, "android").await;
+    let _no_token = server.db.user().await;
+
+    let (status, body) = server
+        .post(
+            "/admin/campaigns",
+            json!({
+                "title_tr": " ", "body_tr": "Maç başlıyor", "image_url": "ftp://example.com/x.png",
+                "target_audience": "segment",
+                "segment_filter": {"xp_level": {"in": ["gold", "wood"]}, "shoe_size": 42},
+                "scheduled_at": "2020-01-01T00:00:00Z"
+            }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let paths: BTreeSet<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(paths.contains("title_tr"), "{body}");
+    assert!(paths.contains("image_url"), "{body}");
+    assert!(paths.contains("scheduled_at"), "{body}");
+    assert!(paths.contains("segment_filter.shoe_size"), "{body}");
+    assert!(paths.iter().any(|p| p.starts_with("segment_filter.xp_level")), "{body}");
+
+    let (status, body) = server.post("/admin/campaigns", json!({"body_tr": "x"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("title_tr")), "{body}");
+    let (status, body) = server.post("/admin/campaigns", json!({"title_tr": "x", "body_tr": "y", "colour": 1})).await;
+    assert_eq!(status, 422, "{body}");
+    let not_json = server.request(Method::POST, "/admin/campaigns").header("content-type", "application/json");
+    assert_eq!(send(not_json.body("{\"title_tr\": ")).await.0, 400);
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM scheduled_notifications").fetch_one(server.db.pool()).await.unwrap();
+    assert_eq!(stored, 0, "nothing stored from invalid requests");
+
+    let (status, size) = server
+        .post("/admin/campaigns/preview", json!({"target_audience": "segment", "segment_filter": {"platform": "ios"}}))
+        .await;
+    assert_eq!((status, size["users"].as_i64()), (200, Some(1)), "{size}");
+    let (_, everyone) = server.post("/admin/campaigns/preview", json!({})).await;
+    assert_eq!(everyone["users"], 3);
+    let (status, body) = server
+        .post("/admin/campaigns/preview", json!({"target_audience": "segment", "segment_filter": {"platform": 7}}))
+        .await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("segment_filter.platform")), "{body}");
+
+    let (status, campaign) = server
+        .post(
+            "/admin/campaigns",
+            json!({"title_tr": "Derbi!", "body_tr": "Tahminini yap", "target_audience": "segment",
+                   "segment_filter": {"platform": "ios"}}),
+        )
+        .await;
+    assert_eq!((status, campaign["status"].as_str()), (201, Some("pending")), "{campaign}");
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    let (status, listed) = server.get("/admin/campaigns").await;
+    assert_eq!((status, listed[0]["id"].as_str()), (200, Some(id.as_str())));
+
+    // Expanded by the job, then one push sent: delivery stats follow the outbox.
+    let (_, run) = server.post("/admin/jobs/scheduled-notifications/run", json!({})).await;
+    server.wait_for_run(run["run_id"].as_str().unwrap()).await;
+    let (_, delivery) = server.get(&format!("/admin/campaigns/{id}")).await;
+    assert_eq!(delivery["recipient_count"], 1, "{delivery}");
+    assert_eq!(delivery["outbox"], json!({"pending": 1}));
+    let users: Vec<Uuid> = sqlx::query_scalar("SELECT customer_user_id FROM push_outbox WHERE campaign_id = $1::uuid")
+        .bind(&id)
+        .fetch_all(server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, [ios]);
+
+    let (status, cancelled) = server.post(&format!("/admin/campaigns/{id}/cancel"), json!({})).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    assert_eq!(cancelled["outbox"], json!({"cancelled": 1}));
+    let (status, again) = server.post(&format!("/admin/campaigns/{id}/cancel"), json!({})).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("conflict")));
+    assert_eq!(server.get(&format!("/admin/campaigns/{}", Uuid::new_v4())).await.0, 404);
+    assert_eq!(server.post(&format!("/admin/campaigns/{}/cancel", Uuid::new_v4()), json!({})).await.0, 404);
+    assert_eq!(server.get("/admin/campaigns/not-an-id").await.0, 404);
+
+    let (_, audit) = server.get("/admin/audit?limit=10").await;
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["campaign.cancel", "job.run", "campaign.create"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn partner_analytics_outbox_and_test_push() {
+    let server = AdminServer::start().await;
+    let owner = server.db.user().await;
+    let partner: Uuid = sqlx::query_scalar(
+        "INSERT INTO partners (customer_user_id, business_name, email, phone, status, referral_code)
+         VALUES ($1, 'Kadıköy Spor', 'p@example.com', '555', 'approved', 'KDK') RETURNING id",
+    )
+    .bind(owner)
+    .fetch_one(server.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO partner_analytics (partner_id, date, new_signups, new_subscriptions, revenue, commission,
+                                        active_subscribers, churn_count)
+         SELECT $1, d::date, 2, 1, 99.90, 19.98, 10, 0 FROM generate_series('2026-11-01'::date, '2026-11-07', '1 day') d",
+    )
+    .bind(partner)
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    let (status, days) = server.get("/admin/partners/analytics?from=2026-11-02&to=2026-11-04").await;
+    assert_eq!(status, 200);
+    let days = days.as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!((days[0]["date"].as_str(), days[0]["revenue"].as_f64()), (Some("2026-11-02"), Some(99.9)));
+    assert_eq!(days[0]["business_name"], "Kadıköy Spor");
+    let (status, body) = server.get("/admin/partners/analytics?from=2026-11-05&to=2026-11-01").await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("to")), "{body}");
+    let (status, body) = server.get("/admin/partners/analytics?from=2024-01-01&to=2026-01-01").await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = server.get("/admin/partners/analytics?from=2026-11-01").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("to"), "{body}");
+
+    let user = user_with_token(&server.db, "android").await;
+    let (status, body) = server.post("/admin/push/test", json!({"users": [], "title": "t"})).await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["users", "body"]);
+    assert_eq!(
+        server.post("/admin/push/test", json!({"users": [Uuid::new_v4()], "title": "t", "body": "b"})).await.0,
+        404
+    );
+    let (status, results) =
+        server.post("/admin/push/test", json!({"users": [user], "title": "Test", "body": "Merhaba"})).await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results[0]["status"], "sent", "{results}");
+    assert_eq!(server.fake.stats().accepted, 1);
+
+    let (status, outbox) = server.get("/admin/outbox").await;
+    assert_eq!(status, 200);
+    assert_eq!((outbox["pending"].as_i64(), outbox["due"].as_i64()), (Some(0), Some(0)), "{outbox}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn operator_actions_go_through_the_ledger_once() {
+    let server = AdminServer::start().await;
+    let user = server.db.user().await;
+    sqlx::query(
+        "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_xp, reward_credits)
+         VALUES ('founder', 'Kurucu', 'Founder', 'https://example.com/f.png', 'special', '{\"type\": \"manual\"}', 600, 50)",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+
+    let (status, grant) = server.post(&format!("/admin/users/{user}/badges"), json!({"badge": "founder"})).await;
+    assert_eq!(status, 200, "{grant}");
+    assert_eq!(grant["granted"], true);
+    assert_eq!(grant["xp"], 600);
+    assert!(grant["credits"].as_i64().unwrap() >= 50, "badge credits plus the level-up bonus: {grant}");
+    let (_, again) = server.post(&format!("/admin/users/{user}/badges"), json!({"badge": "founder"})).await;
+    assert_eq!((again["granted"].as_bool(), again["xp"].as_i64()), (Some(false), Some(0)));
+    assert_eq!(server.post(&format!("/admin/users/{user}/badges"), json!({"badge": "nope"})).await.0, 404);
+    let unknown_user = format!("/admin/users/{}/badges", Uuid::new_v4());
+    assert_eq!(server.post(&unknown_user, json!({"badge": "founder"})).await.0, 404);
+    let (status, body) = server.post(&format!("/admin/users/{user}/badges"), json!({"slug": "founder"})).await;
+    assert_eq!(status, 422, "{body}");
+
+    let revoke = format!("/admin/users/{user}/badges/founder");
+    let (status, revoked) = send(server.request(Method::DELETE, &revoke)).await;
+    assert_eq!((status, revoked["revoked"].as_bool()), (200, Some(true)));
+    assert_eq!(send(server.request(Method::DELETE, &revoke)).await.1["revoked"], false);
+    // Granted again after a revocation: the badge comes back, its rewards are not paid twice.
+    let (_, regrant) = server.post(&format!("/admin/users/{user}/badges"), json!({"badge": "founder"})).await;
+    assert_eq!((regrant["granted"].as_bool(), regrant["xp"].as_i64()), (Some(true), Some(0)), "{regrant}");
+
+    let balance: i64 = sqlx::query_scalar("SELECT balance::bigint FROM customer_credits WHERE customer_user_id = $1")
+        .bind(user)
+        .fetch_one(server.db.pool())
+        .await
+        .unwrap();
+    let credits = format!("/admin/users/{user}/credits");
+    let grant = || server.request(Method::POST, &credits).header("idempotency-key", "ticket-42");
+    let (status, first) = send(grant().json(&json!({"amount": 250, "reason": "support ticket 42"}))).await;
+    assert_eq!((status, first["applied"].as_bool(), first["balance"].as_i64()), (200, Some(true), Some(balance + 250)));
+    let (_, retried) = send(grant().json(&json!({"amount": 250, "reason": "support ticket 42"}))).await;
+    assert_eq!((retried["applied"].as_bool(), retried["balance"].as_i64()), (Some(false), Some(balance + 250)));
+    let (status, body) = server.post(&credits, json!({"amount": -(balance + 251), "reason": "too much"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("amount")), "{body}");
+    let (status, body) = server.post(&credits, json!({"amount": 0, "reason": ""})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = server.post(&credits, json!({"amount": "ten", "reason": "x"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("amount")), "{body}");
+    let (status, deducted) = server.post(&credits, json!({"amount": -100, "reason": "chargeback"})).await;
+    assert_eq!((status, deducted["balance"].as_i64()), (200, Some(balance + 150)), "{deducted}");
+
+    let (status, xp) =
+        server.post(&format!("/admin/users/{user}/xp"), json!({"amount": 1500, "reason": "event prize"})).await;
+    assert_eq!((status, xp["applied"].as_bool()), (200, Some(true)), "{xp}");
+    assert_eq!(xp["balance"], 2100, "600 from the badge, 1500 granted");
+    assert_eq!(xp["level_ups"], 1, "gold at 2000: {xp}");
+
+    let kinds: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT transaction_type, amount FROM customer_credit_transactions
+         WHERE customer_user_id = $1 AND transaction_type LIKE 'admin_%' ORDER BY created_at, amount",
+    )
+    .bind(user)
+    .fetch_all(server.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(kinds, [("admin_grant".to_owned(), 250), ("admin_deduct".to_owned(), -100)]);
+    testkit::assert_ledger_invariants(server.db.pool()).await;
+
+    let (_, audit) = server.get("/admin/audit").await;
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["xp.adjust", "credits.adjust", "credits.adjust", "badge.grant", "badge.revoke", "badge.grant"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_write_answers_500_without_detail_and_leaves_nothing_behind() {
+    let server = AdminServer::start().await;
+    // The audit log is gone: the pause cannot be recorded, so it must not happen.
+    sqlx::query("DROP TABLE hattrick_audit_log").execute(server.db.pool()).await.unwrap();
+    let response = server.request(Method::POST, "/admin/jobs/streak-reset/pause").send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body = response.text().await.unwrap();
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "internal");
+    for leak in ["hattrick_audit_log", "relation", "sqlx", "postgres", "SELECT", "INSERT"] {
+        assert!(!body.contains(leak), "the 500 body leaks {leak:?}: {body}");
+    }
+    let (_, job) = server.get("/admin/jobs/streak-reset").await;
+    assert_eq!(job["state"], "active", "the pause was rolled back with its audit record");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_carry_ids_and_bodies_are_limited() {
+    let server = AdminServer::with_settings(|settings| settings.body_limit = 4096).await;
+    let response =
+        server.request(Method::GET, "/admin/jobs").header("x-request-id", "req-from-client").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-from-client");
+    let response = server.request(Method::GET, "/admin/jobs").send().await.unwrap();
+    assert!(Uuid::parse_str(response.headers()["x-request-id"].to_str().unwrap()).is_ok());
+
+    let big = json!({"title_tr": "x".repeat(10_000), "body_tr": "y"});
+    let (status, _) = server.post("/admin/campaigns", big).await;
+    assert_eq!(status, 413);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_schema() {
+    let server = AdminServer::start().await;
+    assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
+    sqlx::query("UPDATE hattrick_schema_state SET value = 'older' WHERE key = 'schema_checksum'")
+        .execute(server.db.pool())
+        .await
+        .unwrap();
+    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("schema"));
+    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+/// The value of the sample `name{labels}` (labels as written, in order), 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_move_as_jobs_run_and_pushes_are_sent() {
+    let server = AdminServer::start().await;
+    let scrape = || async {
+        let response = server.http.get(server.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    let runs = r#"hattrick_job_runs_total{job="streak-reset",trigger="manual",outcome="success"}"#;
+    let delivered = r#"hattrick_push_messages_total{outcome="delivered"}"#;
+    assert_eq!(sample(&before, runs), 0.0);
+    assert_eq!(sample(&before, delivered), 0.0);
+    assert_eq!(sample(&before, "hattrick_fcm_request_seconds_count"), 0.0);
+
+    let (_, run) = server.post("/admin/jobs/streak-reset/run", json!({})).await;
+    server.wait_for_run(run["run_id"].as_str().unwrap()).await;
+    let user = user_with_token(&server.db, "ios").await;
+    let second = user_with_token(&server.db, "web").await;
+    let (status, _) =
+        server.post("/admin/push/test", json!({"users": [user, second], "title": "t", "body": "b"})).await;
+    assert_eq!(status, 200);
+    // A pending push, due an hour ago, shows in the outbox gauges.
+    sqlx::query(
+        "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, created_at)
+         VALUES ($1, 'reward', 'metrics-test', 't', 'b', now() - interval '1 hour', now())",
+    )
+    .bind(user)
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let after = scrape().await;
+    assert_eq!(sample(&after, runs), 1.0, "{after}");
+    assert_eq!(sample(&after, delivered), 2.0, "{after}");
+    assert_eq!(sample(&after, "hattrick_fcm_request_seconds_count"), 2.0);
+    assert_eq!(sample(&after, r#"hattrick_fcm_request_seconds_bucket{le="+Inf"}"#), 2.0);
+    assert_eq!(sample(&after, "hattrick_outbox_due"), 1.0);
+    assert!(sample(&after, "hattrick_outbox_oldest_due_seconds") >= 3500.0, "{after}");
+    assert!(sample(&after, r#"hattrick_job_last_success_timestamp_seconds{job="streak-reset"}"#) > 1.7e9);
+    let jobs_route = r#"hattrick_http_requests_total{route="/admin/jobs/{name}/run",status="202"}"#;
+    assert_eq!(sample(&after, jobs_route), 1.0, "{after}");
+    assert!(sample(&after, r#"hattrick_http_requests_total{route="/metrics",status="200"}"#) >= 1.0);
+
+    // Well-formed: every sample belongs to the family declared just before it.
+    let mut family = String::new();
+    for line in after.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            family = rest.split(' ').next().unwrap().to_owned();
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+            assert!(name == family || base == family, "{line} is outside its family {family}");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_needs_a_session_and_a_csrf_token() {
+    let server = AdminServer::start().await;
+    let response = server.http.get(server.url("/admin/ui")).send().await.unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.headers()["location"].to_str().unwrap()),
+        (303, "/admin/ui/login")
+    );
+    let wrong = server
+        .http
+        .post(server.url("/admin/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", "wrong")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let signed_in = server
+        .http
+        .post(server.url("/admin/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(TOKEN), "the cookie is not the token");
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let page = server.http.get(server.url("/admin/ui")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-job=\"badge-auto-unlock\"") && html.contains("<svg class=\"spark\""));
+    assert!(!html.contains(TOKEN), "the page never shows the token");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    let pause = server.url("/admin/ui/jobs/streak-reset/pause");
+    let forged = server
+        .http
+        .post(&pause)
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", "forged")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let without = server
+        .http
+        .post(&pause)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 303, "no session: back to sign-in");
+    assert_eq!(server.get("/admin/jobs/streak-reset").await.1["state"], "active");
+    let done = server
+        .http
+        .post(&pause)
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    assert_eq!(server.get("/admin/jobs/streak-reset").await.1["state"], "paused");
+    let (_, audit) = server.get("/admin/audit").await;
+    assert_eq!((audit[0]["actor"].as_str(), audit[0]["action"].as_str()), (Some("ops"), Some("job.pause")));
+    server.stop().await;
+}

@@ -1,0 +1,167 @@
+//! An admin server on a real socket over a fresh database, with a fake FCM: what the admin API and browser tests
+//! drive.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hattrick::app;
+use hattrick::config::{Settings, Sources};
+use push::fake::{FakeConfig, FakeFcm};
+use serde_json::Value;
+use testkit::{Clock, TestDb};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The token of the operator named `ops`.
+pub const TOKEN: &str = "ops-token-0123456789";
+/// The token of the operator named `ci`.
+pub const OTHER_TOKEN: &str = "ci-token-0123456789ab";
+
+/// A running admin server.
+pub struct AdminServer {
+    pub db: TestDb,
+    pub base: String,
+    pub admin: Arc<admin::Admin>,
+    pub fake: FakeFcm,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    key: std::path::PathBuf,
+}
+
+impl AdminServer {
+    /// A server with the `ops` and `ci` tokens.
+    pub async fn start() -> Self {
+        Self::with_settings(|_| {}).await
+    }
+
+    /// A server whose admin settings `adjust` changes first.
+    pub async fn with_settings(adjust: impl FnOnce(&mut admin::AdminSettings)) -> Self {
+        push::transport::install_crypto_provider();
+        let db = TestDb::new().await;
+        let fake = FakeFcm::bind("127.0.0.1:0", FakeConfig::default()).await.unwrap();
+        let key = std::env::temp_dir().join(format!("hattrick-admin-test-{}.json", Uuid::new_v4()));
+        std::fs::write(&key, fake.service_account_json()).unwrap();
+        let env = [
+            ("DATABASE_URL", db.url().to_owned()),
+            ("FIREBASE_SERVICE_ACCOUNT_PATH", key.display().to_string()),
+            ("HATTRICK_PUSH__FCM_ENDPOINT", fake.endpoint()),
+            ("HATTRICK_PUSH__TRANSPORT", "fcm".to_owned()),
+            ("HATTRICK_PUSH__QUIET_HOURS_START", "off".to_owned()),
+        ];
+        let sources = Sources { file: None, env: env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect() };
+        let settings = Settings::load(&sources).unwrap();
+        let engine = app::engine(&settings, Clock::system(), app::Definitions::Sync).await.unwrap();
+        let dispatcher = Arc::new(push::Dispatcher::new(
+            engine.pool().clone(),
+            app::transport(&settings).unwrap(),
+            app::dispatcher_settings(&settings).unwrap(),
+        ));
+        let tokens = vec![
+            admin::AdminToken { name: "ops".into(), secret: TOKEN.into() },
+            admin::AdminToken { name: "ci".into(), secret: OTHER_TOKEN.into() },
+        ];
+        let mut admin_settings = admin::AdminSettings::new(tokens, app::day_zones(&settings).unwrap());
+        adjust(&mut admin_settings);
+        let admin = Arc::new(admin::Admin::new(engine, Some(Arc::clone(&dispatcher)), dispatcher, admin_settings));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let server =
+            tokio::spawn(admin::serve(listener, Arc::clone(&admin), shutdown.clone(), Duration::from_secs(10)));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Self { db, base, admin, fake, http, shutdown, server: Some(server), key }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the `ops` token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(TOKEN)
+    }
+
+    /// GET with the `ops` token; the status and the body as JSON (Null when not JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// POST of a JSON body with the `ops` token.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        send(self.request(reqwest::Method::POST, path).json(&body)).await
+    }
+
+    /// Waits until run `id` has ended; returns it.
+    pub async fn wait_for_run(&self, id: &str) -> Value {
+        for _ in 0..300 {
+            let (status, run) = self.get(&format!("/admin/runs/{id}")).await;
+            assert_eq!(status, 200, "{run}");
+            if run["status"] != "running" {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("run {id} did not end in 30 s");
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+/// Sends `request`; the status and the body as JSON (Null when it is not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A live user with an active push token on `platform`; returns its id.
+pub async fn user_with_token(db: &TestDb, platform: &str) -> Uuid {
+    let user = db.user().await;
+    sqlx::query(
+        "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
+         VALUES ($1, $2, $3, $4, true)",
+    )
+    .bind(user)
+    .bind(format!("token-{user}"))
+    .bind(platform)
+    .bind(format!("device-{user}"))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    user
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
