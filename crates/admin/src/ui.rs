@@ -232,6 +232,14 @@ const SPARK_WIDTH: f64 = 120.0;
 const SPARK_HEIGHT: f64 = 24.0;
 
 fn sparkline(durations: &[i64]) -> Sparkline {
+    // One run draws as a flat line across, so it shows.
+    let one;
+    let durations = if let [only] = durations {
+        one = [*only, *only];
+        &one[..]
+    } else {
+        durations
+    };
     let max = durations.iter().copied().max().unwrap_or(0).max(1) as f64;
     let step = if durations.len() > 1 { SPARK_WIDTH / (durations.len() - 1) as f64 } else { 0.0 };
     let points = durations
@@ -245,7 +253,7 @@ fn sparkline(durations: &[i64]) -> Sparkline {
         .collect::<Vec<_>>()
         .join(" ");
     let caption = match durations.last() {
-        Some(last) => format!("last {} runs, latest {last} ms, longest {max} ms", durations.len()),
+        Some(last) => format!("latest {last} ms, longest {max} ms"),
         None => "no runs yet".to_owned(),
     };
     Sparkline { points, caption }
@@ -851,9 +859,10 @@ mod tests {
     #[test]
     fn sparklines_scale_to_the_longest_run() {
         let line = sparkline(&[10, 20, 40]);
-        assert_eq!(line.points, "0.0,17.5 60.0,11.5 120.0,1.0");
-        assert!(line.caption.contains("longest 40 ms"));
+        assert_eq!(line.points, "0.0,17.5 60.0,12.0 120.0,1.0");
+        assert_eq!(line.caption, "latest 40 ms, longest 40 ms");
         assert_eq!(sparkline(&[]).points, "");
+        assert_eq!(sparkline(&[7]).points, "0.0,1.0 120.0,1.0", "one run is a line, not an invisible point");
     }
 
     #[test]

@@ -157,6 +157,21 @@ async fn serve_refuses_a_database_without_the_schema() {
 }
 
 #[tokio::test]
+async fn serve_refuses_to_expose_the_admin_api_without_a_token() {
+    let db = migrated().await;
+    let output = hattrick(&["serve", "--listen", "0.0.0.0:0"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("admin.listen: 0.0.0.0:0 is reachable from other machines and no admin token is set"),
+        "{stderr}"
+    );
+    let output = hattrick(&["serve", "--roles", "scheduler,mailer"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value 'mailer'"));
+}
+
+#[tokio::test]
 async fn serve_stops_gracefully_on_sigterm() {
     let db = migrated().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_hattrick"))

@@ -181,3 +181,41 @@ fn engagement_and_cleanup_mistakes_are_named() {
     let message = rejected("", &[("HATTRICK_CLEANUP__KEEP_OUTBOX", "12h")]);
     assert!(message.contains("cleanup.keep_outbox: must be at least one day"), "{message}");
 }
+
+#[test]
+fn admin_tokens_come_from_the_environment_and_never_print() {
+    let settings = load(
+        "[admin]\nlisten = \"0.0.0.0:9000\"\n[admin.tokens]\nalice = \"alice-secret-0123456789\"\n",
+        &[("HATTRICK_ADMIN_TOKEN", "env-secret-0123456789")],
+    )
+    .unwrap();
+    let mut tokens = settings.admin.named_tokens();
+    tokens.sort();
+    assert_eq!(
+        tokens,
+        [
+            ("admin".to_owned(), "env-secret-0123456789".to_owned()),
+            ("alice".to_owned(), "alice-secret-0123456789".to_owned())
+        ]
+    );
+    let printed = format!("{}\n{:?}", settings.to_redacted_toml(), settings);
+    assert!(!printed.contains("secret-0123456789"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+}
+
+#[test]
+fn admin_mistakes_are_named() {
+    let message = rejected(
+        "[admin]\nlisten = \"localhost\"\ntoken = \"short\"\nsession_ttl = \"5s\"\n[admin.tokens]\n\"bad name\" = \"a-long-enough-secret-1\"\nbob = \"a-long-enough-secret-1\"\n",
+        &[],
+    );
+    assert!(
+        message.contains("admin.listen: expected an address such as 127.0.0.1:8080 (got \"localhost\")"),
+        "{message}"
+    );
+    assert!(message.contains("admin.token: at least 16 characters"), "{message}");
+    assert!(message.contains("admin.tokens.bad name: a token name is letters"), "{message}");
+    assert!(message.contains("the same secret as another token"), "{message}");
+    assert!(message.contains("admin.session_ttl: at least one minute"), "{message}");
+    assert!(!message.contains("a-long-enough-secret-1"), "secrets never appear in errors: {message}");
+}
