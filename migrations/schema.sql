@@ -578,3 +578,15 @@ CREATE TABLE hattrick_audit_log (
     CONSTRAINT hattrick_audit_log_pkey PRIMARY KEY (id)
 );
 CREATE INDEX hattrick_audit_log_at_idx ON hattrick_audit_log (at DESC);
+
+-- Change capture (SPEC 7): the app's writes, through the triggers of migrations/events.sql, record which subject
+-- (a user id) a job should look at again; `topic` is the job. Event runs take rows, act on their subjects and
+-- delete exactly the rows they took; the scheduled sweep stays the safety net.
+CREATE TABLE hattrick_changes (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    topic varchar(100) NOT NULL,
+    subject uuid NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CONSTRAINT hattrick_changes_pkey PRIMARY KEY (id)
+);
+CREATE INDEX hattrick_changes_topic_idx ON hattrick_changes (topic, id);

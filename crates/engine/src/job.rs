@@ -197,4 +197,11 @@ pub trait Job: Send + Sync + 'static {
     /// Runs once. Must be idempotent for the same tick: re-running, or running twice concurrently, must not pay,
     /// push or count anything twice (SPEC 2, "Job idempotency").
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a>;
+
+    /// Whether the job acts on the app's changes (SPEC 7): when true, the engine starts a run with trigger
+    /// `event` as soon as `hattrick_changes` holds rows of the job's topic (its name), and the run looks only at
+    /// those subjects ([`crate::events::take`]).
+    fn incremental(&self) -> bool {
+        false
+    }
 }

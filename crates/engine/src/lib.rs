@@ -7,8 +7,10 @@
 //!   run across any number of instances.
 //! - [`runner`]: one instance's [`Engine`]: the scheduler loop, heartbeats, timeouts, retries, shutdown.
 //! - [`metrics`]: counters per job, trigger and outcome.
+//! - [`events`]: event runs from the app's changes (LISTEN/NOTIFY, the change table).
 
 pub mod clock;
+pub mod events;
 pub mod job;
 pub mod metrics;
 pub mod policy;

@@ -86,6 +86,11 @@ impl Registry {
         self.jobs.insert(definition.name.clone(), Registered { job, definition, enabled });
     }
 
+    /// The definition `name` was registered with.
+    pub fn definition(&self, name: &str) -> Option<JobDefinition> {
+        self.jobs.get(name).map(|r| r.definition.clone())
+    }
+
     /// The names of every registered job, sorted.
     pub fn names(&self) -> Vec<String> {
         self.jobs.keys().cloned().collect()
@@ -96,7 +101,8 @@ impl Registry {
         self.jobs.contains_key(name)
     }
 
-    fn job(&self, name: &str) -> Option<Arc<dyn Job>> {
+    /// The job registered as `name`.
+    pub fn job(&self, name: &str) -> Option<Arc<dyn Job>> {
         self.jobs.get(name).map(|r| Arc::clone(&r.job))
     }
 }
@@ -350,10 +356,24 @@ impl Engine {
             }
         };
         if !dry_run {
-            match store::complete(&self.pool, claim.run_id, &end, now, duration).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!("run finished after it was declared abandoned; its end is not recorded"),
-                Err(e) => tracing::error!(error = %e, "could not record the end of the run"),
+            // The database may be restarting as the run ends: try again for a while, so the run's end is recorded
+            // instead of being left `running` until its lease runs out.
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match store::complete(&self.pool, claim.run_id, &end, now, duration).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("run finished after it was declared abandoned; its end is not recorded")
+                    }
+                    Err(e) if is_transient(&e) && pause < self.settings.lease / 4 => {
+                        tracing::warn!(error = %e, "could not record the end of the run yet; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                        continue;
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not record the end of the run"),
+                }
+                break;
             }
         }
         let (report, error) = match end {
@@ -511,6 +531,16 @@ impl Engine {
             .fetch_all(&self.pool)
             .await
             .unwrap_or_default()
+    }
+}
+
+/// Whether `error` may go away by itself (the connection or the server), as opposed to a failing statement.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

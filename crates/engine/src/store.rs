@@ -530,6 +530,40 @@ pub async fn claim_manual(
     Ok(Claim { run_id, job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual })
 }
 
+/// Starts an event run of `job` (trigger `event`, SPEC 7) unless one is running already, or the job is paused or
+/// disabled. Event runs are their own lane: they may run beside a scheduled run (SPEC 10.5), one at a time.
+pub async fn claim_event(
+    pool: &PgPool,
+    job: &str,
+    now: DateTime<Utc>,
+    instance: &str,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let runnable: Option<bool> =
+        sqlx::query_scalar("SELECT enabled AND NOT paused FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if runnable != Some(true) {
+        return Ok(None);
+    }
+    let running: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                        WHERE job_name = $1 AND status = 'running' AND trigger = 'event')",
+    )
+    .bind(job)
+    .fetch_one(&mut *tx)
+    .await?;
+    if running {
+        return Ok(None);
+    }
+    let Some(run_id) = insert_running(&mut tx, job, None, 1, Trigger::Event, now, instance).await? else {
+        return Ok(None);
+    };
+    tx.commit().await?;
+    Ok(Some(Claim { run_id, job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Event }))
+}
+
 /// Proves a run is alive. Returns false when the row is no longer `running` (it was declared abandoned): the
 /// run has lost its lease and should stop.
 pub async fn heartbeat(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error> {

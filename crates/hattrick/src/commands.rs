@@ -77,6 +77,14 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
         let clock = clock.clone();
         tokio::spawn(async move { dispatcher.run(stop, move || clock.now()).await })
     });
+    let events = (has(Role::Scheduler) && settings.events.enabled).then(|| {
+        let events = engine::events::EventSettings {
+            listen_url: settings.listen_url(),
+            debounce: settings.events.debounce.0,
+            poll_interval: settings.events.poll_interval.0,
+        };
+        tokio::spawn(Arc::clone(&engine).run_events(events, shutdown.clone()))
+    });
     let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
     tracing::info!(instance = engine.settings().instance, roles = ?roles, jobs = ?engine.registry().names(), "hattrick serving");
     if has(Role::Scheduler) {
@@ -86,6 +94,9 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     }
     if let Some(dispatching) = dispatching {
         let _ = dispatching.await;
+    }
+    if let Some(events) = events {
+        let _ = events.await;
     }
     if let Some(api) = api {
         match api.await {

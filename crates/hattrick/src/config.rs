@@ -108,6 +108,8 @@ pub struct Settings {
     pub cleanup: CleanupSettings,
     /// `[admin]`
     pub admin: AdminSettings,
+    /// `[events]`
+    pub events: EventsSettings,
 }
 
 /// `[database]`
@@ -116,13 +118,16 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// The app's database (`DATABASE_URL`).
     pub url: Option<DatabaseUrl>,
+    /// A direct connection to the same database for `LISTEN` (`DATABASE_DIRECT_URL`), when `url` goes through a
+    /// pooler in transaction mode.
+    pub direct_url: Option<DatabaseUrl>,
     /// Largest number of connections one instance opens.
     pub max_connections: u32,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, max_connections: 10 }
+        Self { url: None, direct_url: None, max_connections: 10 }
     }
 }
 
@@ -400,6 +405,29 @@ impl PushSettings {
     }
 }
 
+/// `[events]`: reacting to the app's writes (SPEC 7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSettings {
+    /// Install change-capture triggers (`hattrick migrate`) and start event runs (`serve`); false: the scheduled
+    /// sweeps alone (for databases where triggers are not allowed).
+    pub enabled: bool,
+    /// After a notification, wait this long for more before starting runs.
+    pub debounce: HumanDuration,
+    /// Look at the change table this often even without notifications (the backstop).
+    pub poll_interval: HumanDuration,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            debounce: HumanDuration(Duration::from_millis(100)),
+            poll_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
 /// A secret (an admin token): printed and serialised as `<redacted>`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -567,6 +595,9 @@ impl Settings {
         if let Some(path) = lookup("FIREBASE_SERVICE_ACCOUNT_PATH").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("push.service_account", path));
         }
+        if let Some(url) = lookup("DATABASE_DIRECT_URL").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("database.direct_url", url));
+        }
         if let Some(token) = lookup("HATTRICK_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("admin.token", token));
         }
@@ -702,6 +733,12 @@ impl Settings {
             problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
         }
         self.admin.problems(&mut problems);
+        if self.events.poll_interval.0 < Duration::from_millis(100) {
+            problems.push("events.poll_interval: at least 100ms".to_owned());
+        }
+        if self.events.debounce.0 > Duration::from_secs(10) {
+            problems.push("events.debounce: at most 10s (events should be handled within seconds)".to_owned());
+        }
         let push = &self.push;
         if let Err(problem) = push.quiet_hours() {
             problems.push(problem);
@@ -736,6 +773,11 @@ impl Settings {
     /// The database URL: configuration or `DATABASE_URL`, else the local default.
     pub fn database_url(&self) -> String {
         self.database.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| db::DEFAULT_DATABASE_URL.to_owned())
+    }
+
+    /// Where event processing listens: `database.direct_url`, else the database URL.
+    pub fn listen_url(&self) -> String {
+        self.database.direct_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| self.database_url())
     }
 
     /// The configuration as TOML, secrets redacted.

@@ -111,7 +111,8 @@ async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
     let url = settings.database_url();
     let mut migrator = db::migrate::Migrator::connect(&url)
         .await
-        .with_context(|| format!("connecting to {}", db::redact_url(&url)))?;
+        .with_context(|| format!("connecting to {}", db::redact_url(&url)))?
+        .with_events(settings.events.enabled);
     let plan = migrator.plan().await.context("planning the migration")?;
     hattrick::out!("{plan}");
     if args.check {

@@ -11,7 +11,7 @@
 //! nothing behind, committed chunks are never paid again. Cascades (a badge's XP reaching an `xp_level` badge)
 //! settle on the next sweep.
 
-use engine::{Job, JobContext, JobReport, RunFuture};
+use engine::{Job, JobContext, JobReport, RunFuture, Trigger};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -23,6 +23,10 @@ use crate::{Budget, ledger};
 
 /// Users per transaction (SPEC 10.11).
 const CHUNK: i64 = 10_000;
+/// The topic of the app's changes this job acts on in an event run (its name).
+const EVENT_TOPIC: &str = "badge-auto-unlock";
+/// Changes one event run takes at most (the next run takes the rest).
+const EVENT_BATCH: i64 = 50_000;
 
 /// The `badge-auto-unlock` job.
 #[derive(Debug, Clone, Default)]
@@ -58,80 +62,141 @@ async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         "CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_candidates (
              customer_user_id uuid NOT NULL, badge_id uuid NOT NULL, PRIMARY KEY (customer_user_id, badge_id)
          );
-         TRUNCATE hattrick_badge_candidates;",
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_cascade (subject uuid PRIMARY KEY);
+         TRUNCATE hattrick_badge_candidates, hattrick_cascade;",
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The per-user stats, computing only the aggregates some badge needs (`$1` is now), as a query of the columns
-/// [`candidates_sql`] reads.
-fn stats_sql(kinds: &[&str]) -> String {
+/// Which users a sweep evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every live user: each aggregate is computed once for everyone, grouped, and joined.
+    Everyone,
+    /// The users of an event run (`hattrick_event_subjects`): each aggregate is looked up per user through the
+    /// tables' user indexes, so the work follows the number of changed users, not the population.
+    Changed,
+}
+
+/// One per-user aggregate over a table: `columns` computed over the user's rows (`WHERE {filter}`), keyed by
+/// `key`. Both scopes render the same definition, so an event run and a sweep cannot disagree on what counts.
+struct Aggregate {
+    alias: &'static str,
+    columns: &'static str,
+    table: &'static str,
+    key: &'static str,
+    filter: &'static str,
+}
+
+impl Aggregate {
+    fn join(&self, scope: Scope) -> String {
+        let Aggregate { alias, columns, table, key, filter } = self;
+        match scope {
+            Scope::Everyone => format!(
+                "LEFT JOIN (SELECT {key} AS id, {columns} FROM {table} WHERE {filter} GROUP BY {key}) {alias}
+                 ON {alias}.id = u.id"
+            ),
+            Scope::Changed => {
+                format!(
+                    "LEFT JOIN LATERAL (SELECT {columns} FROM {table} WHERE {key} = u.id AND {filter}) {alias} ON true"
+                )
+            }
+        }
+    }
+}
+
+const REFERRALS: Aggregate = Aggregate {
+    alias: "r",
+    columns: "count(*) AS n",
+    table: "referrals",
+    key: "referrer_user_id",
+    filter: "tier >= 2",
+};
+const PREDICTIONS: Aggregate = Aggregate {
+    alias: "p",
+    columns: "count(*) FILTER (WHERE is_correct) AS correct, count(*) FILTER (WHERE is_correct IS NOT NULL) AS settled",
+    table: "customer_predictions",
+    key: "customer_user_id",
+    filter: "true",
+};
+const COMMENTS: Aggregate = Aggregate {
+    alias: "c",
+    columns: "count(*) AS n, sum(coalesce(like_count, 0)) AS likes",
+    table: "match_comments",
+    key: "customer_user_id",
+    filter: "coalesce(status, 'active') = 'active' AND deleted_at IS NULL",
+};
+/// Paid and started: promotional VIP and trials do not count (SPEC 10.9, 10.11).
+const PAID_SUBSCRIPTIONS: Aggregate = Aggregate {
+    alias: "s",
+    columns: "count(*) AS n",
+    table: "customer_subscriptions",
+    key: "customer_user_id",
+    filter: "status NOT IN ('trial', 'trialing') AND coalesce(platform, '') <> 'promo' AND started_at IS NOT NULL
+             AND started_at <= $1 AND deleted_at IS NULL",
+};
+const OWNED: Aggregate = Aggregate {
+    alias: "o",
+    columns: "array_agg(badge_id) AS owned",
+    table: "customer_badges",
+    key: "customer_user_id",
+    filter: "true",
+};
+
+/// The per-user stats of the users in `scope`, computing only the aggregates some badge needs (`$1` is now), as
+/// a query of the columns [`candidates_sql`] reads.
+fn stats_sql(kinds: &[&str], scope: Scope) -> String {
     let needs = |kind: &str| kinds.contains(&kind);
     let mut columns = Vec::new();
     let mut joins = Vec::new();
     if needs("referrals") {
         columns.push("coalesce(r.n, 0)");
-        joins.push(
-            "LEFT JOIN (SELECT referrer_user_id AS id, count(*) AS n FROM referrals WHERE tier >= 2
-                        GROUP BY referrer_user_id) r ON r.id = u.id",
-        );
+        joins.push(REFERRALS.join(scope));
     } else {
         columns.push("0");
     }
     if needs("predictions_correct") || needs("predictions_accuracy") {
         columns.push("coalesce(p.correct, 0), coalesce(p.settled, 0)");
-        joins.push(
-            "LEFT JOIN (SELECT customer_user_id AS id, count(*) FILTER (WHERE is_correct) AS correct,
-                               count(*) FILTER (WHERE is_correct IS NOT NULL) AS settled
-                        FROM customer_predictions GROUP BY customer_user_id) p ON p.id = u.id",
-        );
+        joins.push(PREDICTIONS.join(scope));
     } else {
         columns.push("0, 0");
     }
     if needs("comments") || needs("comment_likes") {
         columns.push("coalesce(c.n, 0), coalesce(c.likes, 0)");
-        joins.push(
-            "LEFT JOIN (SELECT customer_user_id AS id, count(*) AS n, sum(coalesce(like_count, 0)) AS likes
-                        FROM match_comments WHERE coalesce(status, 'active') = 'active' AND deleted_at IS NULL
-                        GROUP BY customer_user_id) c ON c.id = u.id",
-        );
+        joins.push(COMMENTS.join(scope));
     } else {
         columns.push("0, 0");
     }
     if needs("login_streak") || needs("xp_level") {
         // No customer_xp row reads as bronze with zero XP and streaks (SPEC 10.11).
         columns.push("coalesce(x.longest_streak_days, 0), coalesce(hattrick_level_rank(x.level), 1)");
-        joins.push("LEFT JOIN customer_xp x ON x.customer_user_id = u.id");
+        joins.push("LEFT JOIN customer_xp x ON x.customer_user_id = u.id".to_owned());
     } else {
         columns.push("0, 1");
     }
     if needs("credits_earned") {
         columns.push("coalesce(cr.lifetime_earned, 0)");
-        joins.push("LEFT JOIN customer_credits cr ON cr.customer_user_id = u.id");
+        joins.push("LEFT JOIN customer_credits cr ON cr.customer_user_id = u.id".to_owned());
     } else {
         columns.push("0");
     }
     if needs("subscription") {
-        // Paid and started: promotional VIP and trials do not count (SPEC 10.9, 10.11).
-        columns.push("s.id IS NOT NULL");
-        joins.push(
-            "LEFT JOIN (SELECT DISTINCT customer_user_id AS id FROM customer_subscriptions
-                        WHERE status NOT IN ('trial', 'trialing') AND coalesce(platform, '') <> 'promo'
-                          AND started_at IS NOT NULL AND started_at <= $1 AND deleted_at IS NULL) s ON s.id = u.id",
-        );
+        columns.push("coalesce(s.n, 0) > 0");
+        joins.push(PAID_SUBSCRIPTIONS.join(scope));
     } else {
         columns.push("false");
     }
     columns.push("coalesce(o.owned, '{}')");
-    joins.push(
-        "LEFT JOIN (SELECT customer_user_id AS id, array_agg(badge_id) AS owned FROM customer_badges
-                    GROUP BY customer_user_id) o ON o.id = u.id",
-    );
+    joins.push(OWNED.join(scope));
+    let users = match scope {
+        Scope::Everyone => "customer_users u",
+        Scope::Changed => "hattrick_event_subjects e JOIN customer_users u ON u.id = e.subject",
+    };
     format!(
         "SELECT u.id, {}
-         FROM customer_users u
+         FROM {users}
          {}
          WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND $1::timestamptz IS NOT NULL",
         columns.join(", "),
@@ -143,7 +208,7 @@ fn stats_sql(kinds: &[&str]) -> String {
 /// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). Each badge is
 /// one test of a stats column against its threshold, written into the statement, so a user is checked against
 /// every badge with a few comparisons and the owned-badge lookup runs only for the tests that pass. `$1` is now.
-fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)]) -> String {
+fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)], scope: Scope) -> String {
     let new = |id: &Uuid, test: &str| format!("({test} AND NOT ('{id}'::uuid = ANY (s.owned)))");
     let any_new: Vec<String> = badges.iter().map(|(id, test)| new(id, test)).collect();
     let tests: Vec<String> =
@@ -157,13 +222,17 @@ fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)]) -> String {
                          lifetime_earned, paid_subscription, owned)
          CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
          WHERE ({}) AND c.badge_id IS NOT NULL",
-        stats_sql(kinds),
+        stats_sql(kinds, scope),
         tests.join(",\n"),
         any_new.join("\n OR ")
     )
 }
 
 impl Job for BadgeAutoUnlock {
+    fn incremental(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let mut conn = ctx.connection().await?;
@@ -187,10 +256,17 @@ impl Job for BadgeAutoUnlock {
                 }
             }
             prepare(&mut conn).await?;
-            let candidates = if tests.is_empty() {
+            // An event run looks only at the users whose inputs changed (SPEC 7).
+            let scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
+            let changed = if scope == Scope::Changed {
+                Some(engine::events::take(&mut conn, EVENT_TOPIC, EVENT_BATCH).await?)
+            } else {
+                None
+            };
+            let candidates = if tests.is_empty() || changed == Some(0) {
                 0
             } else {
-                sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests)))
+                sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests, scope)))
                     .bind(ctx.now)
                     .execute(&mut *conn)
                     .await?
@@ -222,6 +298,7 @@ impl Job for BadgeAutoUnlock {
             // Chunks are ranges of user ids; the nil uuid sorts before every real id. A plain range condition (no
             // "IS NULL OR") lets each chunk start where the last ended in the candidates' index.
             let mut cursor = Uuid::nil();
+            let mut rounds = 0;
             loop {
                 ctx.check_cancelled()?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -236,6 +313,18 @@ impl Job for BadgeAutoUnlock {
                 .await?;
                 let Some(boundary) = boundary else {
                     tx.commit().await?;
+                    // An event run settles cascades itself (a badge's XP or credits reaching another badge), so a
+                    // sweep after it finds nothing: the users who just unlocked something are evaluated again.
+                    if scope == Scope::Changed && rounds < MAX_CASCADE_ROUNDS && next_round(&mut conn).await? {
+                        rounds += 1;
+                        sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests, scope)))
+                            .bind(ctx.now)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("ANALYZE hattrick_badge_candidates").execute(&mut *conn).await?;
+                        cursor = Uuid::nil();
+                        continue;
+                    }
                     break;
                 };
                 sqlx::query(
@@ -256,6 +345,14 @@ impl Job for BadgeAutoUnlock {
                 .await?;
                 let paid = pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
                 pushes += paid.pushes;
+                if scope == Scope::Changed {
+                    sqlx::query(
+                        "INSERT INTO hattrick_cascade (subject) SELECT DISTINCT customer_user_id FROM hattrick_unlocks
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let counts: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT b.slug, count(*) FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug",
                 )
@@ -273,6 +370,13 @@ impl Job for BadgeAutoUnlock {
                 chunks += 1;
                 cursor = boundary;
             }
+            let users_evaluated = match changed {
+                Some(users) => {
+                    engine::events::finish(&mut conn).await?;
+                    users
+                }
+                None => users_evaluated(&mut conn).await?,
+            };
             Ok(JobReport {
                 items: unlocks,
                 details: json!({
@@ -282,7 +386,7 @@ impl Job for BadgeAutoUnlock {
                     "vip_extensions": vip,
                     "pushes": pushes,
                     "chunks": chunks,
-                    "users_evaluated": users_evaluated(&mut conn).await?,
+                    "users_evaluated": users_evaluated,
                     "skipped_badges": skipped,
                 }),
             })
@@ -290,7 +394,6 @@ impl Job for BadgeAutoUnlock {
     }
 }
 
-/// The live users a sweep evaluates.
 /// What paying a batch of unlocks wrote.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Paid {
@@ -372,6 +475,22 @@ pub(crate) async fn pay_unlocks(
     Ok(Paid { applied, vip_extensions: i64::try_from(vip_rows).unwrap_or(i64::MAX), pushes })
 }
 
+/// Most rounds of cascades one event run settles (each round evaluates the users the last one paid).
+const MAX_CASCADE_ROUNDS: u32 = 5;
+
+/// Makes the users paid in the last round (`hattrick_cascade`) the subjects of the next one; false when there are
+/// none.
+async fn next_round(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::raw_sql("TRUNCATE hattrick_event_subjects, hattrick_badge_candidates").execute(&mut *conn).await?;
+    let moved = sqlx::query("INSERT INTO hattrick_event_subjects (subject) SELECT subject FROM hattrick_cascade")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query("TRUNCATE hattrick_cascade").execute(&mut *conn).await?;
+    Ok(moved > 0)
+}
+
+/// The live users a sweep evaluates.
 async fn users_evaluated(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
         .fetch_one(conn)

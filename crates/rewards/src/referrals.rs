@@ -7,7 +7,7 @@
 //! (`referral-tier2:{id}`, ...) make a repeat impossible even if a state change were lost.
 
 use chrono::{DateTime, Utc};
-use engine::{Job, JobContext, JobError, JobReport, RunFuture};
+use engine::{Job, JobContext, JobError, JobReport, RunFuture, Trigger};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -17,6 +17,8 @@ use crate::{Budget, ledger};
 
 /// Referrals per transaction.
 const BATCH: i64 = 5_000;
+/// Changes one event run takes at most (the next run takes the rest).
+const EVENT_BATCH: i64 = 50_000;
 
 /// What the referral tiers pay (SPEC 3.4 defaults: 50 and 10 credits at tier 2; 200 credits and 500 XP at tier 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +162,8 @@ struct Totals {
 
 /// What one tier does with a locked batch (`hattrick_referral_batch`); [`pay_in_batches`] does the rest.
 trait Tier {
+    /// The job's name: the topic of the app's changes its event runs act on.
+    const TOPIC: &'static str;
     /// Which referrals qualify (`$1` is now).
     fn condition(&self) -> String;
     /// The state a queued referral must still be in when its batch is locked.
@@ -173,14 +177,25 @@ trait Tier {
 }
 
 /// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
-async fn pay_in_batches(
-    tier: &impl Tier,
+async fn pay_in_batches<T: Tier>(
+    tier: &T,
     budget: &Budget,
     ctx: &JobContext,
     conn: &mut PgConnection,
 ) -> Result<Totals, JobError> {
     prepare(&mut *conn).await?;
-    fill_queue(&mut *conn, &tier.condition(), ctx.now).await?;
+    // An event run looks only at the referrals of the users whose logins or subscriptions changed (SPEC 7).
+    let event = ctx.trigger == Trigger::Event;
+    let condition = if event {
+        engine::events::take(&mut *conn, T::TOPIC, EVENT_BATCH).await?;
+        format!(
+            "({}) AND EXISTS (SELECT 1 FROM hattrick_event_subjects e WHERE e.subject = r.referred_user_id)",
+            tier.condition()
+        )
+    } else {
+        tier.condition()
+    };
+    fill_queue(&mut *conn, &condition, ctx.now).await?;
     let write = !ctx.args.silent;
     let mut totals = Totals::default();
     let mut cursor = Uuid::nil(); // sorts before every real id
@@ -190,6 +205,9 @@ async fn pay_in_batches(
         let (moved, reached) = lock_and_advance(&mut tx, tier.state(), &tier.advance(), cursor, ctx.now).await?;
         let Some(reached) = reached else {
             tx.commit().await?;
+            if event {
+                engine::events::finish(&mut *conn).await?;
+            }
             return Ok(totals);
         };
         cursor = reached;
@@ -217,6 +235,8 @@ pub struct ReferralTier2 {
 }
 
 impl Tier for ReferralTier2 {
+    const TOPIC: &'static str = "referral-tier2";
+
     fn condition(&self) -> String {
         tier2_eligible()
     }
@@ -270,6 +290,10 @@ impl Tier for ReferralTier2 {
 }
 
 impl Job for ReferralTier2 {
+    fn incremental(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let mut conn = ctx.connection().await?;
@@ -289,6 +313,10 @@ impl Job for ReferralTier2 {
                 return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
             }
             let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
+            if ctx.trigger == Trigger::Event {
+                // Expiry is the sweep's: an event run only pays the logins it was told about.
+                return Ok(totals.report(serde_json::json!({})));
+            }
             // Expire what did not qualify in time (after paying: a login before the deadline still counts). The
             // status is checked again on the row updated: one that a concurrent run paid while this statement
             // waited for its lock is re-read after the wait, and must stay paid.
@@ -315,6 +343,8 @@ pub struct ReferralTier3 {
 }
 
 impl Tier for ReferralTier3 {
+    const TOPIC: &'static str = "referral-tier3";
+
     fn condition(&self) -> String {
         tier3_eligible()
     }
@@ -385,6 +415,10 @@ impl Tier for ReferralTier3 {
 }
 
 impl Job for ReferralTier3 {
+    fn incremental(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let mut conn = ctx.connection().await?;

@@ -92,9 +92,10 @@ impl TestDb {
         }
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
-        let pool = db::connect(&url, &db::PoolSettings { max_connections: 8, ..Default::default() })
-            .await
-            .expect("connect to the test database");
+        // Named like the app, not like hattrick: the change-capture triggers record what this pool writes.
+        let settings =
+            db::PoolSettings { max_connections: 8, application_name: "app (testkit)".to_owned(), ..Default::default() };
+        let pool = db::connect(&url, &settings).await.expect("connect to the test database");
         Self { name, url, admin_url, pool }
     }
 

@@ -74,17 +74,21 @@ impl Browser {
         Self { driver: child, http, session, base }
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response: Value = request.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = response["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", response["value"]["message"]);
+        match response["value"]["error"].as_str() {
+            Some(error) => Err(format!("WebDriver {path}: {error}: {}", response["value"]["message"])),
+            None => Ok(response["value"].clone()),
         }
-        response["value"].clone()
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body).await.unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Opens `url`.
@@ -126,8 +130,14 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
+            // The page may reload between finding the element and reading it (a page that refreshes itself).
             let text = match self.find_all(css).await.into_iter().next() {
-                Some(element) => self.text(&element).await,
+                Some(element) => self
+                    .try_command(reqwest::Method::GET, &format!("/element/{}/text", element.0), None)
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 None => String::new(),
             };
             if check(&text) {

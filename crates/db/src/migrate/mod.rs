@@ -51,6 +51,33 @@ pub fn schema_checksum() -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The change-capture triggers on the app's tables (SPEC 7), applied when events are on and removed when off.
+pub const EVENTS_SQL: &str = include_str!("../../../../migrations/events.sql");
+
+/// The `(trigger, table)` pairs `events.sql` creates, read from the file.
+pub fn event_triggers() -> Vec<(String, String)> {
+    EVENTS_SQL
+        .split("CREATE OR REPLACE TRIGGER ")
+        .skip(1)
+        .filter_map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().take(5).collect();
+            // name AFTER <event> ON <table>
+            (words.len() == 5 && words[1] == "AFTER" && words[3] == "ON")
+                .then(|| (words[0].to_owned(), words[4].to_owned()))
+        })
+        .collect()
+}
+
+/// What the `events` key of `hattrick_schema_state` holds when the triggers are as wanted.
+fn events_state(on: bool) -> String {
+    if on {
+        let digest = Sha256::digest(EVENTS_SQL.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        "off".to_owned()
+    }
+}
+
 fn routines_checksum() -> String {
     let digest = Sha256::digest(ROUTINES_SQL.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -110,6 +137,8 @@ pub enum Action {
     Fixup(Fixup),
     /// (Re)create hattrick's SQL functions (`migrations/routines.sql`), which changed.
     Routines,
+    /// Install (true) or remove (false) the change-capture triggers (`migrations/events.sql`).
+    Events(bool),
 }
 
 impl fmt::Display for Action {
@@ -130,6 +159,10 @@ impl fmt::Display for Action {
             }
             Action::Fixup(fixup) => write!(f, "{fixup}"),
             Action::Routines => write!(f, "create or replace hattrick's SQL functions (migrations/routines.sql)"),
+            Action::Events(true) => {
+                write!(f, "install the change-capture triggers on the app's tables (migrations/events.sql)")
+            }
+            Action::Events(false) => write!(f, "remove the change-capture triggers (events are off)"),
         }
     }
 }
@@ -293,6 +326,7 @@ fn constraint_sources(statements: &[Statement]) -> Vec<((String, String), String
 pub struct Migrator {
     conn: PgConnection,
     schema: String,
+    events: bool,
 }
 
 impl Migrator {
@@ -302,7 +336,14 @@ impl Migrator {
         let mut conn = crate::connect_one(url, "hattrick migrate").await?;
         sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATE_LOCK_KEY).execute(&mut conn).await?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&mut conn).await?;
-        Ok(Self { conn, schema })
+        Ok(Self { conn, schema, events: true })
+    }
+
+    /// Whether the change-capture triggers should be installed (the default) or removed (`events.enabled = false`,
+    /// for databases where triggers are not allowed).
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
     }
 
     /// Compares the live schema with the desired one and lists what would change.
@@ -340,6 +381,23 @@ impl Migrator {
             .await?;
         if !routines_applied {
             plan.actions.push(Action::Routines);
+        }
+        let events_applied = live.tables.contains_key("hattrick_schema_state")
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'events' AND value = $1)",
+            )
+            .bind(events_state(self.events))
+            .fetch_one(&mut self.conn)
+            .await?;
+        // A database that never had them needs no removal.
+        let never_installed = !self.events
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'hattrick\\_changes\\_%' AND NOT tgisinternal)",
+            )
+            .fetch_one(&mut self.conn)
+            .await?;
+        if !events_applied && !never_installed {
+            plan.actions.push(Action::Events(self.events));
         }
         Ok(plan)
     }
@@ -417,6 +475,10 @@ impl Migrator {
                     tx.commit().await?;
                     report.applied.push(action.to_string());
                 }
+                Action::Events(on) => {
+                    self.events_change(*on).await?;
+                    report.applied.push(action.to_string());
+                }
             }
         }
         sqlx::query(
@@ -427,6 +489,44 @@ impl Migrator {
         .execute(&mut self.conn)
         .await?;
         Ok(report)
+    }
+
+    /// Installs or removes the change-capture triggers in one transaction under `lock_timeout` (a trigger change
+    /// locks its table briefly), retried while a lock is busy, and records the state.
+    async fn events_change(&mut self, on: bool) -> Result<()> {
+        let script = if on {
+            EVENTS_SQL.to_owned()
+        } else {
+            event_triggers()
+                .iter()
+                .map(|(name, table)| format!("DROP TRIGGER IF EXISTS {name} ON {table};\n"))
+                .collect()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.conn.begin().await?;
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
+            match sqlx::raw_sql(AssertSqlSafe(script.clone())).execute(&mut *tx).await {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") && attempt < LOCK_RETRIES => {
+                    tx.rollback().await?;
+                    tracing::warn!(attempt, "lock not available for the change-capture triggers, retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
+                    continue;
+                }
+                Err(e) => return Err(Error::Migration(format!("events.sql: {e}"))),
+                Ok(_) => {}
+            }
+            sqlx::query(
+                "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('events', $1, now())
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+            )
+            .bind(events_state(on))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
     }
 
     /// Runs one DDL statement outside any transaction under `lock_timeout`, retrying while the lock is busy: a
@@ -617,6 +717,7 @@ fn diff(statements: &[Statement], desired: &Catalog, live: &Catalog) -> Plan {
         Action::CreateIndex { .. } => 4,
         Action::Fixup(_) => 5,
         Action::Routines => 6,
+        Action::Events(_) => 7,
     });
     plan
 }

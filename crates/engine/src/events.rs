@@ -1,0 +1,227 @@
+//! Event runs (SPEC 7): the app's writes record changes in `hattrick_changes` (triggers of
+//! `migrations/events.sql`) and `NOTIFY hattrick_changes` on commit; the engine listens, waits a moment for more
+//! (debounce), and starts an incremental run (trigger `event`) of each job whose topic has rows. A job's topic is
+//! its name.
+//!
+//! - Lost notifications lose nothing: the table is the truth. The listener reconnects after a database restart
+//!   and looks at the table right after; a poll of the table every `poll_interval` is the backstop.
+//! - An event run [`take`]s a batch of its topic's rows, acts on their subjects, and [`finish`]es by deleting
+//!   exactly the rows it took, so a change committed meanwhile (even with a smaller id, since ids are assigned
+//!   before commit) is left for the next run. A run cut off half-way leaves its rows, and the next run acts on
+//!   them again: jobs are idempotent.
+//! - One event run per job at a time across instances ([`crate::store::claim_event`]); after a run the engine
+//!   looks again at once, so changes that arrived during it wait no longer than one run.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::RunArgs;
+use crate::runner::Engine;
+use crate::store;
+
+/// The channel the triggers notify.
+pub const CHANNEL: &str = "hattrick_changes";
+
+/// How event processing behaves.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// Where to `LISTEN`: a direct connection URL (a pooler in transaction mode breaks `LISTEN`).
+    pub listen_url: String,
+    /// After a notification, wait this long for more before starting runs (batches bursts).
+    pub debounce: Duration,
+    /// Look at the table this often even without notifications.
+    pub poll_interval: Duration,
+}
+
+/// Creates the session's tables of taken changes, empty.
+async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_event_taken (id bigint PRIMARY KEY);
+         CREATE TEMP TABLE IF NOT EXISTS hattrick_event_subjects (subject uuid PRIMARY KEY);
+         TRUNCATE hattrick_event_taken, hattrick_event_subjects;",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes up to `limit` of `topic`'s changes, oldest first: their ids into `hattrick_event_taken` and their
+/// distinct subjects into `hattrick_event_subjects` (session tables a job joins). Returns the number of subjects.
+pub async fn take(conn: &mut PgConnection, topic: &str, limit: i64) -> Result<i64, sqlx::Error> {
+    prepare(conn).await?;
+    sqlx::query(
+        "INSERT INTO hattrick_event_taken (id)
+         SELECT id FROM hattrick_changes WHERE topic = $1 ORDER BY id LIMIT $2",
+    )
+    .bind(topic)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?;
+    let subjects = sqlx::query(
+        "INSERT INTO hattrick_event_subjects (subject)
+         SELECT DISTINCT c.subject FROM hattrick_event_taken t JOIN hattrick_changes c ON c.id = t.id",
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("ANALYZE hattrick_event_subjects").execute(&mut *conn).await?;
+    Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
+}
+
+/// Deletes the changes [`take`] took (after the job acted on them); returns how many.
+pub async fn finish(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM hattrick_changes c USING hattrick_event_taken t WHERE c.id = t.id")
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// The `jobs` whose topic has changes waiting.
+pub async fn pending(pool: &PgPool, jobs: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT t FROM unnest($1::text[]) t WHERE EXISTS (SELECT 1 FROM hattrick_changes c WHERE c.topic = t)",
+    )
+    .bind(jobs)
+    .fetch_all(pool)
+    .await
+}
+
+/// Listens on [`CHANNEL`] and wakes `wake` for every notification, and after every (re)connection (changes made
+/// while it was away are in the table). Reconnects with a growing pause until `shutdown`.
+async fn listen(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        let connected = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(error = %error, "events: cannot listen; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        tracing::info!("events: listening on {CHANNEL}");
+        pause = Duration::from_millis(200);
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection was lost; notifications sent meanwhile are gone, the table is not.
+                    Ok(None) => {
+                        tracing::warn!("events: connection lost; reconnecting");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "events: listener failed; reconnecting");
+                        break;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// The registered jobs that act on changes.
+    pub fn incremental_jobs(&self) -> Vec<String> {
+        self.registry()
+            .names()
+            .into_iter()
+            .filter(|name| self.registry().job(name).is_some_and(|j| j.incremental()))
+            .collect()
+    }
+
+    /// Starts event runs as changes arrive, until `shutdown`; then waits for the runs it started (within the
+    /// engine's shutdown grace).
+    pub async fn run_events(self: Arc<Self>, settings: EventSettings, shutdown: CancellationToken) {
+        let jobs = self.incremental_jobs();
+        if jobs.is_empty() {
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(settings.listen_url.clone(), Arc::clone(&wake), shutdown.clone()));
+        let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut runs = JoinSet::new();
+        tracing::info!(jobs = ?jobs, "events: on");
+        while !shutdown.is_cancelled() {
+            tokio::select! {
+                () = wake.notified() => {
+                    // More changes usually follow the first (one request writes several tables): batch them.
+                    tokio::time::sleep(settings.debounce).await;
+                }
+                () = tokio::time::sleep(settings.poll_interval) => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                () = shutdown.cancelled() => break,
+            }
+            let due = match pending(self.pool(), &jobs).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(error = %error, "events: cannot read hattrick_changes; retrying");
+                    continue;
+                }
+            };
+            for job in due {
+                if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(job.clone()) {
+                    continue;
+                }
+                let (engine, busy, wake, stop) =
+                    (Arc::clone(&self), Arc::clone(&busy), Arc::clone(&wake), shutdown.clone());
+                runs.spawn(async move {
+                    match engine.run_event(&job, stop).await {
+                        // Changes may have arrived during the run: look again at once.
+                        Ok(true) => wake.notify_one(),
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(job, error = %error, "events: cannot start an event run"),
+                    }
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
+                });
+            }
+        }
+        let _ = listener.await;
+        let grace = tokio::time::sleep(self.settings().shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = runs.join_next() => if next.is_none() { break },
+                () = &mut grace => { runs.abort_all(); break; }
+            }
+        }
+    }
+
+    /// Claims and performs one event run of `job`; true when one ran and succeeded (false: none was started, as
+    /// one is running or the job is paused or disabled, or it failed).
+    async fn run_event(&self, job: &str, shutdown: CancellationToken) -> Result<bool, sqlx::Error> {
+        let now = self.clock().now();
+        let Some(claim) = store::claim_event(self.pool(), job, now, &self.settings().instance).await? else {
+            return Ok(false);
+        };
+        let definition = store::load_jobs(self.pool())
+            .await?
+            .into_iter()
+            .find(|s| s.definition.name == job)
+            .map(|s| s.definition)
+            .or_else(|| self.registry().definition(job));
+        let Some(definition) = definition else { return Ok(false) };
+        let result = self.execute(&claim, &definition, RunArgs::default(), shutdown).await;
+        // A failed run does not look again at once (it would fail in a loop): the poll retries it.
+        Ok(result.outcome == crate::metrics::Outcome::Success)
+    }
+}
