@@ -19,7 +19,7 @@ command -v wrk > /dev/null || { echo "bench/admin.sh needs wrk: apt-get install 
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 open_rows() { psql -At "$DATABASE_URL" -c "SELECT count(*) FROM push_outbox WHERE status IN ('pending', 'sending')"; }
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
 
 psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 $bin migrate > /dev/null

@@ -91,6 +91,20 @@ pub async fn connect_one(url: &str, application_name: &str) -> Result<sqlx::PgCo
     Ok(connect_options(url, application_name)?.connect().await?)
 }
 
+/// `url` pointing at `database` instead (its query string, such as a socket `host`, kept).
+pub fn with_database(url: &str, database: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    match path_start {
+        Some(slash) => format!("{}/{database}{query}", &base[..slash]),
+        None => format!("{base}/{database}{query}"),
+    }
+}
+
 /// Returns `url` with its password (in the authority or a `password=` parameter) replaced by `***`, for logs and
 /// printed configuration.
 pub fn redact_url(url: &str) -> String {
@@ -121,6 +135,16 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn with_database_replaces_the_database_name() {
+        assert_eq!(super::with_database("postgres://p@h:5432/postgres", "x"), "postgres://p@h:5432/x");
+        assert_eq!(
+            super::with_database("postgres://postgres@localhost:5432/postgres?host=/tmp/s", "x"),
+            "postgres://postgres@localhost:5432/x?host=/tmp/s"
+        );
+        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
+    }
+
     use super::redact_url;
 
     #[test]

@@ -121,6 +121,15 @@ impl Clock {
         self.set(self.now() + by)
     }
 
+    /// How far this clock moves while `real` time passes (the inverse of [`Clock::real_duration`]): a lease that
+    /// must last so long in real time, written in business time.
+    pub fn business_duration(&self, real: Duration) -> Duration {
+        match &*self.0 {
+            Source::Scaled { factor, .. } => real.mul_f64(*factor),
+            _ => real,
+        }
+    }
+
     /// How much real time passes while this clock moves by `business`: what to sleep before a business instant.
     /// A fixed clock never moves by itself, so it answers `business` unchanged (a caller polls it).
     pub fn real_duration(&self, business: Duration) -> Duration {

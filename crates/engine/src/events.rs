@@ -29,6 +29,9 @@ use crate::store;
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "hattrick_changes";
 
+/// After a failed event run, the pause before the next (a failing run is not retried in a tight loop).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// How event processing behaves.
 #[derive(Debug, Clone)]
 pub struct EventSettings {
@@ -185,13 +188,23 @@ impl Engine {
                 let (engine, busy, wake, stop) =
                     (Arc::clone(&self), Arc::clone(&busy), Arc::clone(&wake), shutdown.clone());
                 runs.spawn(async move {
-                    match engine.run_event(&job, stop).await {
-                        // Changes may have arrived during the run: look again at once.
-                        Ok(true) => wake.notify_one(),
-                        Ok(false) => {}
-                        Err(error) => tracing::warn!(job, error = %error, "events: cannot start an event run"),
-                    }
+                    let outcome = engine.run_event(&job, stop).await;
                     busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
+                    match outcome {
+                        // Changes may have arrived during the run: look again at once.
+                        Ok(Some(true)) => wake.notify_one(),
+                        // Another instance is on it, or the job is paused: its run looks again when it ends.
+                        Ok(None) => {}
+                        // The run failed (the database may be restarting): its changes are still there; look
+                        // again shortly rather than at the next notification, which may never come.
+                        Ok(Some(false)) | Err(_) => {
+                            if let Err(error) = outcome {
+                                tracing::warn!(job, error = %error, "events: cannot start an event run");
+                            }
+                            tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                            wake.notify_one();
+                        }
+                    }
                 });
             }
         }
@@ -206,12 +219,12 @@ impl Engine {
         }
     }
 
-    /// Claims and performs one event run of `job`; true when one ran and succeeded (false: none was started, as
-    /// one is running or the job is paused or disabled, or it failed).
-    async fn run_event(&self, job: &str, shutdown: CancellationToken) -> Result<bool, sqlx::Error> {
+    /// Claims and performs one event run of `job`: whether it succeeded, or None when none was started (one is
+    /// running, or the job is paused or disabled).
+    async fn run_event(&self, job: &str, shutdown: CancellationToken) -> Result<Option<bool>, sqlx::Error> {
         let now = self.clock().now();
         let Some(claim) = store::claim_event(self.pool(), job, now, &self.settings().instance).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let definition = store::load_jobs(self.pool())
             .await?
@@ -219,9 +232,8 @@ impl Engine {
             .find(|s| s.definition.name == job)
             .map(|s| s.definition)
             .or_else(|| self.registry().definition(job));
-        let Some(definition) = definition else { return Ok(false) };
+        let Some(definition) = definition else { return Ok(None) };
         let result = self.execute(&claim, &definition, RunArgs::default(), shutdown).await;
-        // A failed run does not look again at once (it would fail in a loop): the poll retries it.
-        Ok(result.outcome == crate::metrics::Outcome::Success)
+        Ok(Some(result.outcome == crate::metrics::Outcome::Success))
     }
 }

@@ -483,6 +483,77 @@ impl Engine {
         });
     }
 
+    /// Shadow mode (`hattrick serve --shadow`, SPEC 9): follows every enabled job's schedule from now on and, at
+    /// each tick, runs the job as a dry run, handing its report to `report`. Nothing is written: no claim, no
+    /// run-log row, no cursor, nothing in the app's tables. Ticks reached while a dry run of the same job is still
+    /// going are skipped (a shadow instance only shows what one run would do). Stops at `shutdown`.
+    pub async fn run_shadow(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        report: impl Fn(&str, DateTime<Utc>, &RunResult) + Send + Sync + 'static,
+    ) {
+        let report = Arc::new(report);
+        let mut next: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        tracing::info!("shadow mode: every job runs as a dry run at its ticks; nothing is written");
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now();
+            // The stored definitions when there are (what the live instances follow), else this binary's.
+            let stored: BTreeMap<String, JobDefinition> = match store::load_jobs(&self.pool).await {
+                Ok(jobs) => jobs.into_iter().map(|s| (s.definition.name.clone(), s.definition)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shadow: cannot read the job definitions; retrying");
+                    BTreeMap::new()
+                }
+            };
+            let definitions: Vec<JobDefinition> = self
+                .registry
+                .names()
+                .iter()
+                .filter_map(|name| stored.get(name).cloned().or_else(|| self.registry.definition(name)))
+                .collect();
+            for definition in definitions {
+                if !definition.enabled || definition.paused {
+                    continue;
+                }
+                let due = *next
+                    .entry(definition.name.clone())
+                    .or_insert_with(|| definition.schedule.next_after(now).unwrap_or(DateTime::<Utc>::MAX_UTC));
+                if due > now {
+                    continue;
+                }
+                next.insert(
+                    definition.name.clone(),
+                    definition.schedule.next_after(now).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                );
+                if !busy.insert(definition.name.clone()) {
+                    continue;
+                }
+                let (engine, report, stop) = (Arc::clone(&self), Arc::clone(&report), shutdown.clone());
+                running.spawn(async move {
+                    let claim = Claim {
+                        run_id: Uuid::new_v4(),
+                        job: definition.name.clone(),
+                        tick: Some(due),
+                        attempt: 1,
+                        trigger: Trigger::Schedule,
+                    };
+                    let args = RunArgs { dry_run: true, ..RunArgs::default() };
+                    let result = engine.execute(&claim, &definition, args, stop).await;
+                    report(&definition.name, due, &result);
+                    definition.name
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                Some(Ok(job)) = running.join_next(), if !running.is_empty() => { busy.remove(&job); }
+                () = shutdown.cancelled() => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
     /// The scheduler loop of `hattrick serve`: runs until `shutdown` is cancelled, then stops claiming, lets
     /// running work finish within the grace period, and hands what is left to other instances.
     pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {

@@ -52,8 +52,18 @@ async fn two_instances_stepping_together_run_each_tick_exactly_once() {
     step(&a).await;
     for minute in 1..=30 {
         clock.set(utc("2026-03-10T10:00:00Z") + TimeDelta::minutes(minute)).unwrap();
-        let (ra, rb) = tokio::join!(step(&a), step(&b));
-        assert_eq!(ra.len() + rb.len(), 1, "minute {minute}");
+        // An instance that finds the job's row locked skips it for that pass (by design); a pass in which both
+        // skipped is followed by another. Across passes the tick runs exactly once.
+        let mut runs = 0;
+        for _ in 0..5 {
+            let (ra, rb) = tokio::join!(step(&a), step(&b));
+            runs += ra.len() + rb.len();
+            assert!(runs <= 1, "minute {minute} ran {runs} times");
+            if runs == 1 {
+                break;
+            }
+        }
+        assert_eq!(runs, 1, "minute {minute}");
     }
     let per_tick: Vec<(i64,)> = sqlx::query_as("SELECT count(*) FROM test_runs GROUP BY tick ORDER BY tick")
         .fetch_all(db.pool())

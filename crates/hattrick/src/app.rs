@@ -197,6 +197,14 @@ pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn push::Transport>
     Ok(Arc::new(transport))
 }
 
+/// The dispatcher's settings for a dispatcher reading `clock`: its claims are written in business time, so their
+/// lease is scaled to last `push.lease` of real time (on a demo's fast clock too).
+pub fn dispatcher_settings_on(settings: &Settings, clock: &Clock) -> anyhow::Result<push::DispatcherSettings> {
+    let mut dispatcher = dispatcher_settings(settings)?;
+    dispatcher.lease = clock.business_duration(dispatcher.lease);
+    Ok(dispatcher)
+}
+
 /// The dispatcher's settings from configuration.
 pub fn dispatcher_settings(settings: &Settings) -> anyhow::Result<push::DispatcherSettings> {
     let config = &settings.push;

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Do not run the outbox dispatcher in this instance (as if `dispatcher` were not among the roles).
     #[arg(long)]
     pub no_dispatcher: bool,
+    /// Shadow mode, for cut-over: every job runs as a dry run at its ticks and prints what it would do (one JSON
+    /// line per run on stdout); nothing is written, nothing is sent. Other roles are off.
+    #[arg(long, conflicts_with_all = ["roles", "no_dispatcher"])]
+    pub shadow: bool,
 }
 
 /// A role of a `serve` instance.
@@ -50,6 +54,9 @@ pub enum Role {
 /// Runs the roles asked for until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clock = app::clock_from_env()?;
+    if args.shadow {
+        return shadow(settings, clock).await;
+    }
     let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -62,7 +69,11 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     let dispatcher = if has(Role::Dispatcher) && settings.push.dispatcher && !args.no_dispatcher {
         let transport = app::transport(settings)?;
         tracing::info!(transport = transport.name(), "outbox dispatcher on");
-        Some(Arc::new(push::Dispatcher::new(engine.pool().clone(), transport, app::dispatcher_settings(settings)?)))
+        Some(Arc::new(push::Dispatcher::new(
+            engine.pool().clone(),
+            transport,
+            app::dispatcher_settings_on(settings, &clock)?,
+        )))
     } else {
         None
     };
@@ -105,6 +116,31 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
             Ok(Ok(())) => {}
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --shadow`: dry runs at every tick, reported on stdout, until SIGTERM or SIGINT.
+async fn shadow(settings: &Settings, clock: Clock) -> anyhow::Result<ExitCode> {
+    let engine = app::engine(settings, clock, app::Definitions::ReadOnly).await?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        on_signal.cancel();
+    });
+    Arc::clone(&engine)
+        .run_shadow(shutdown, |job, tick, result| {
+            let line = serde_json::json!({
+                "job": job,
+                "tick": tick,
+                "outcome": result.outcome.as_str(),
+                "duration_ms": result.duration.as_millis(),
+                "would": result.report.as_ref().map(|r| serde_json::json!({"items": r.items, "details": r.details})),
+                "error": result.error,
+            });
+            crate::outln!("{line}");
+        })
+        .await;
     Ok(ExitCode::SUCCESS)
 }
 

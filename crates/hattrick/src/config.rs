@@ -21,6 +21,11 @@ use engine::schedule::{Schedule, parse_time_zone};
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
     /// The URL itself, password included.
     pub fn expose(&self) -> &str {
         &self.0

@@ -5,6 +5,7 @@ pub mod app;
 pub mod catalog;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod output;
 pub mod push_commands;
 pub mod seed;

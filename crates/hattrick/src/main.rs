@@ -55,6 +55,13 @@ enum Command {
     FakeFcm(push_commands::FakeFcmArgs),
     /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
     Config,
+    /// Show the whole product on one simulated business day, in under a minute, then clean up.
+    ///
+    /// Without DATABASE_URL it starts a throwaway PostgreSQL from the machine's binaries; with it, it creates a
+    /// database of its own on that server. It seeds a population, starts a fake FCM, runs the scheduler, event
+    /// runs, the dispatcher and an app simulator through Sunday 1 November 2026 on a fast clock, and prints what
+    /// every job did.
+    Demo(hattrick::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,8 +72,9 @@ struct MigrateArgs {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // The demo prints its own story; its logs stay quiet unless asked for.
+    init_tracing(if matches!(cli.command, Command::Demo(_)) { "error" } else { "warn,hattrick=info" });
     let settings = match Settings::load(&Sources::from_process(cli.config.clone())) {
         Ok(settings) => settings,
         Err(error) => {
@@ -100,6 +108,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Seed(args) => seed::run(&settings, args).await,
         Command::Push(command) => push_commands::push(&settings, command).await,
         Command::FakeFcm(args) => push_commands::fake_fcm(args).await,
+        Command::Demo(args) => hattrick::demo::run(&settings, args).await,
         Command::Config => {
             hattrick::out!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
@@ -129,9 +138,9 @@ async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HATTRICK_LOG").unwrap_or_else(|_| EnvFilter::new("warn,hattrick=info"));
+    let filter = EnvFilter::try_from_env("HATTRICK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("HATTRICK_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {

@@ -269,3 +269,57 @@ async fn two_processes_running_the_referral_jobs_at_once_pay_each_referral_once(
     assert_eq!((grants, balance), (4000, 100_000));
     testkit::assert_ledger_invariants(db.pool()).await;
 }
+
+#[tokio::test]
+async fn serve_shadow_reports_what_each_tick_would_do_and_writes_nothing() {
+    let db = migrated().await;
+    let user = db.user().await;
+    sqlx::query(
+        "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition)
+         VALUES ('first-words', 'İlk Söz', 'First Words', 'https://example.com/b.png', 'social', '{\"type\": \"comments\", \"count\": 1}')",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'hello there')")
+        .bind(user)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let writes_before: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
+              + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    // A clock 300 times faster: the 5-minute badge sweep comes around within seconds.
+    let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["serve", "--shadow"])
+        .env("DATABASE_URL", db.url())
+        .env("HATTRICK_CLOCK", format!("scaled:2026-11-29T10:00:30Z,300,{start_ms}"))
+        .env_remove("HATTRICK_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    let text = stdout(&output);
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+    let sweep =
+        lines.iter().find(|l| l["job"] == "badge-auto-unlock").unwrap_or_else(|| panic!("no badge sweep in {text}"));
+    assert_eq!(sweep["outcome"], "success", "{sweep}");
+    assert_eq!(sweep["would"]["details"]["would_unlock"]["first-words"], 1, "{sweep}");
+    assert!(lines.iter().any(|l| l["job"] == "referral-tier2"), "{text}");
+    let writes_after: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
+              + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(writes_before, writes_after, "shadow mode wrote something");
+}

@@ -39,20 +39,6 @@ pub async fn server_url() -> String {
         .clone()
 }
 
-/// Replaces the database name in a URL (`postgres://u@h:p/NAME?params`).
-fn with_database(url: &str, database: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], &url[q..]),
-        None => (url, ""),
-    };
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    match path_start {
-        Some(slash) => format!("{}/{database}{query}", &base[..slash]),
-        None => format!("{base}/{database}{query}"),
-    }
-}
-
 /// A database that exists for one test and is dropped when the value is.
 pub struct TestDb {
     name: String,
@@ -91,7 +77,7 @@ impl TestDb {
             }
         }
         admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
+        let url = db::with_database(&admin_url, &name);
         // Named like the app, not like hattrick: the change-capture triggers record what this pool writes.
         let settings =
             db::PoolSettings { max_connections: 8, application_name: "app (testkit)".to_owned(), ..Default::default() };
@@ -182,7 +168,7 @@ async fn ensure_template(admin_url: &str) -> String {
         for sql in [format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"), format!("CREATE DATABASE {building}")] {
             sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.expect("create the template database");
         }
-        let mut migrator = db::migrate::Migrator::connect(&with_database(admin_url, &building))
+        let mut migrator = db::migrate::Migrator::connect(&db::with_database(admin_url, &building))
             .await
             .expect("connect to the template database");
         let plan = migrator.plan().await.expect("plan the template's migration");
@@ -216,20 +202,5 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
             let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
             sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.ok();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn replaces_the_database_name() {
-        assert_eq!(with_database("postgres://p@h:5432/postgres", "x"), "postgres://p@h:5432/x");
-        assert_eq!(
-            with_database("postgres://postgres@localhost:5432/postgres?host=/tmp/s", "x"),
-            "postgres://postgres@localhost:5432/x?host=/tmp/s"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }

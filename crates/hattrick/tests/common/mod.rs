@@ -165,3 +165,47 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
     };
     pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
+
+/// A private cluster under the temp directory, destroyed on drop (never the shared server: this test restarts
+/// it).
+pub struct PrivateCluster {
+    cluster: Option<db::cluster::TempCluster>,
+    root: std::path::PathBuf,
+}
+
+impl PrivateCluster {
+    pub async fn start() -> Self {
+        let root = std::env::temp_dir().join(format!("hattrick-events-restart-{}", Uuid::new_v4()));
+        let at = root.clone();
+        let cluster = tokio::task::spawn_blocking(move || db::cluster::TempCluster::start(&at, 5432))
+            .await
+            .unwrap()
+            .expect("a private cluster (initdb and pg_ctl must be installed)");
+        Self { cluster: Some(cluster), root }
+    }
+
+    pub fn url(&self) -> String {
+        self.cluster.as_ref().unwrap().url("postgres")
+    }
+
+    pub async fn restart(&mut self, down_for: Duration) {
+        let cluster = self.cluster.take().unwrap();
+        let root = self.root.clone();
+        let cluster = tokio::task::spawn_blocking(move || {
+            cluster.kill().expect("stop the private cluster abruptly");
+            std::thread::sleep(down_for);
+            db::cluster::TempCluster::start(&root, 5432).expect("start it again")
+        })
+        .await
+        .unwrap();
+        self.cluster = Some(cluster);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.destroy(&self.root);
+        }
+    }
+}
