@@ -36,8 +36,7 @@ pub fn router() -> Router<Arc<Admin>> {
         .route("/admin/ui/logout", post(logout))
         .route("/admin/ui/jobs/{name}", get(job_page))
         .route("/admin/ui/jobs/{name}/run", post(run_now))
-        .route("/admin/ui/jobs/{name}/pause", post(pause))
-        .route("/admin/ui/jobs/{name}/resume", post(resume))
+        .route("/admin/ui/jobs/{name}/{action}", post(pause_or_resume))
         .route("/admin/ui/runs/{id}", get(run_page))
         .route("/admin/ui/campaigns", get(campaigns_page).post(compose))
         .route("/admin/ui/campaigns/preview", post(preview))
@@ -373,34 +372,25 @@ async fn run_now(
     Ok(back_to(&format!("/admin/ui/jobs/{name}"), &message).into_response())
 }
 
-async fn toggle(admin: &Admin, session: &Session, headers: &HeaderMap, name: &str, paused: bool) -> Page<Response> {
-    let changed = api::set_paused(admin, &session.actor(), request_id(headers), name, paused).await?;
+/// `POST /admin/ui/jobs/{name}/pause` and `.../resume`.
+async fn pause_or_resume(
+    State(admin): State<Arc<Admin>>,
+    session: Session,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Page<Response> {
+    session.check(&form.csrf)?;
+    let paused = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        _ => return Err(ApiError::not_found(format!("no action {action}")).into()),
+    };
+    let changed = api::set_paused(&admin, &session.actor(), request_id(&headers), &name, paused).await?;
     let verb = if paused { "Paused" } else { "Resumed" };
     let message =
         if changed { format!("{verb} {name}") } else { format!("{name} was {} already", verb.to_lowercase()) };
     Ok(back_to("/admin/ui", &message).into_response())
-}
-
-async fn pause(
-    State(admin): State<Arc<Admin>>,
-    session: Session,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Page<Response> {
-    session.check(&form.csrf)?;
-    toggle(&admin, &session, &headers, &name, true).await
-}
-
-async fn resume(
-    State(admin): State<Arc<Admin>>,
-    session: Session,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Page<Response> {
-    session.check(&form.csrf)?;
-    toggle(&admin, &session, &headers, &name, false).await
 }
 
 #[derive(Template, WebTemplate)]

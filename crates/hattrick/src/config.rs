@@ -592,6 +592,18 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
+        Self::finish(figment, sources)
+    }
+
+    /// Reads and checks configuration from TOML text alone (no file, no environment): the fuzz target's way in.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text));
+        Self::finish(figment, &Sources::default())
+    }
+
+    /// Applies the environment of `sources` over `figment`, extracts and checks the settings.
+    fn finish(mut figment: Figment, sources: &Sources) -> Result<Self, ConfigError> {
+        let error = |problems: Vec<String>| ConfigError { file: sources.file.clone(), problems };
         let lookup = |name: &str| sources.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         if let Some(url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("database.url", url));

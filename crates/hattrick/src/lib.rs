@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod output;
 pub mod push_commands;
 pub mod seed;

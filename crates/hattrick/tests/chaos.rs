@@ -6,8 +6,8 @@
 //!
 //! The business clock runs 60 times faster than real time (shared by every process), so a 40 s run covers 40
 //! business minutes of every-minute jobs. `HATTRICK_CHAOS_SECONDS` sets the length (CI runs the default 40 s; the
-//! long run in RELIABILITY.md is `HATTRICK_CHAOS_SECONDS=300 cargo nextest run -p hattrick --test chaos
-//! --no-capture`). The figures are printed at the end.
+//! long run in RELIABILITY.md is `HATTRICK_CHAOS_SECONDS=600 cargo nextest run -P long -p hattrick --test chaos
+//! --no-capture`, the `long` profile allowing it 30 minutes). The figures are printed at the end.
 
 mod common;
 
