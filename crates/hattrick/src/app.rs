@@ -118,8 +118,22 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
     let implemented: Vec<(&str, Arc<dyn Job>)> = vec![
         ("badge-auto-unlock", Arc::new(BadgeAutoUnlock { budget: budget(settings, "badge-auto-unlock") })),
-        ("referral-tier2", Arc::new(ReferralTier2 { amounts, budget: budget(settings, "referral-tier2") })),
-        ("referral-tier3", Arc::new(ReferralTier3 { amounts, budget: budget(settings, "referral-tier3") })),
+        (
+            "referral-tier2",
+            Arc::new(ReferralTier2 {
+                amounts,
+                budget: budget(settings, "referral-tier2"),
+                notify_badges: settings.events.enabled,
+            }),
+        ),
+        (
+            "referral-tier3",
+            Arc::new(ReferralTier3 {
+                amounts,
+                budget: budget(settings, "referral-tier3"),
+                notify_badges: settings.events.enabled,
+            }),
+        ),
         ("streak-reset", Arc::new(StreakReset { zones })),
         (
             "partner-analytics",

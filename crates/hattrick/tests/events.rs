@@ -170,6 +170,7 @@ async fn referral(pool: &PgPool, db: &TestDb) -> (Uuid, Uuid) {
 async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
     let db = TestDb::new().await;
     let events = Events::start(db.url(), Duration::from_secs(60)).await;
+    badge(db.pool(), "recruiter", r#"{"type": "referrals", "count": 1}"#).await;
     let (referrer, referred) = referral(db.pool(), &db).await;
     let (_, other_referred) = referral(db.pool(), &db).await;
     // Someone else's profile change is not a login of a referred user.
@@ -196,6 +197,9 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
     .await
     .unwrap();
     assert_eq!(credited, 2, "referrer and referred are paid");
+    // The payment changed the referrer's referral count: the `referrals` badge follows within seconds too.
+    let took = within(db.pool(), Duration::from_secs(2), HAS_BADGE, referrer).await;
+    eprintln!("tier 2 payment to the referrer's referral badge: {took:?}");
     let pending: String = sqlx::query_scalar("SELECT status FROM referrals WHERE referred_user_id = $1")
         .bind(other_referred)
         .fetch_one(db.pool())

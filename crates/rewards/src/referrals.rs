@@ -174,6 +174,8 @@ trait Tier {
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error>;
     /// The pushes of a batch, in order: their message and the statement filling `hattrick_push_batch` for it.
     fn pushes(&self) -> Vec<(&'static Message, String)>;
+    /// Whether the users a batch pays become changes for `badge-auto-unlock` (events on).
+    fn notify_badges(&self) -> bool;
 }
 
 /// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
@@ -220,6 +222,18 @@ async fn pay_in_batches<T: Tier>(
             budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
             pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
         }
+        if tier.notify_badges() && moved > 0 {
+            // hattrick's own writes are not captured by the triggers: say explicitly whose badge inputs changed.
+            sqlx::query(
+                "WITH paid AS (INSERT INTO hattrick_changes (topic, subject)
+                               SELECT 'badge-auto-unlock', referrer_user_id FROM hattrick_referral_batch
+                               UNION SELECT 'badge-auto-unlock', referred_user_id FROM hattrick_referral_batch
+                               RETURNING 1)
+                 SELECT pg_notify('hattrick_changes', '') FROM (SELECT 1 FROM paid LIMIT 1) p",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         totals.add(i64::try_from(moved).unwrap_or(i64::MAX), applied, pushes);
     }
@@ -232,10 +246,17 @@ pub struct ReferralTier2 {
     pub amounts: ReferralAmounts,
     /// Per-run limits (SPEC 10.12).
     pub budget: Budget,
+    /// Hand the users it pays to `badge-auto-unlock`'s event runs (their referral count and credits changed):
+    /// true when events are on, so a `referrals` badge follows a payment within seconds.
+    pub notify_badges: bool,
 }
 
 impl Tier for ReferralTier2 {
     const TOPIC: &'static str = "referral-tier2";
+
+    fn notify_badges(&self) -> bool {
+        self.notify_badges
+    }
 
     fn condition(&self) -> String {
         tier2_eligible()
@@ -340,10 +361,16 @@ pub struct ReferralTier3 {
     pub amounts: ReferralAmounts,
     /// Per-run limits (SPEC 10.12).
     pub budget: Budget,
+    /// Hand the users it pays to `badge-auto-unlock`'s event runs (as [`ReferralTier2::notify_badges`]).
+    pub notify_badges: bool,
 }
 
 impl Tier for ReferralTier3 {
     const TOPIC: &'static str = "referral-tier3";
+
+    fn notify_badges(&self) -> bool {
+        self.notify_badges
+    }
 
     fn condition(&self) -> String {
         tier3_eligible()
