@@ -19,7 +19,7 @@ use crate::audit::{self, AuditRecord, Entry};
 use crate::auth::Actor;
 use crate::data::{self, Campaign, CampaignDelivery, JobSummary, OutboxHealth, PartnerDay, RunDetail, RunSummary};
 use crate::error::{ApiError, Body, ErrorBody};
-use crate::{Admin, REQUEST_ID};
+use crate::{Admin, request_id};
 use engine::RunArgs;
 use engine::runner::ManualError;
 use rewards::campaigns::CampaignDraft;
@@ -86,10 +86,6 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
-}
-
-fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
 /// Paging of lists.
@@ -282,7 +278,7 @@ pub async fn set_paused(
     }
     let now = admin.engine.clock().now();
     let mut tx = admin.pool().begin().await?;
-    let changed = set_paused_in(&mut tx, name, paused, now, &actor.0).await?;
+    let changed = engine::store::set_paused(&mut *tx, name, paused, now, &format!("admin:{}", actor.0)).await?;
     if changed {
         let entry = Entry {
             actor: &actor.0,
@@ -295,16 +291,6 @@ pub async fn set_paused(
     }
     tx.commit().await?;
     Ok(changed)
-}
-
-async fn set_paused_in(
-    tx: &mut sqlx::PgConnection,
-    name: &str,
-    paused: bool,
-    now: DateTime<Utc>,
-    who: &str,
-) -> Result<bool, sqlx::Error> {
-    engine::store::set_paused(tx, name, paused, now, &format!("admin:{who}")).await
 }
 
 /// Pauses a job: its ticks are recorded `paused` until it is resumed (then its misfire policy applies).

@@ -93,6 +93,12 @@ fn sign(secret: &str, message: &str) -> String {
     URL_SAFE_NO_PAD.encode(hmac::sign(&key, message.as_bytes()).as_ref())
 }
 
+/// Now in Unix seconds, by the real clock: a sign-in lasts `session_ttl` of real time, whatever business clock
+/// the instance runs on (a demo's runs thousands of times faster), as OAuth tokens do (SPEC 10.1).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// A session cookie value for `token`, valid until `expires` (Unix seconds).
 pub fn session_value(token: &AdminToken, expires: i64) -> String {
     let name = URL_SAFE_NO_PAD.encode(token.name.as_bytes());

@@ -40,6 +40,16 @@ pub struct ErrorBody {
     pub errors: Vec<FieldError>,
 }
 
+impl ErrorBody {
+    /// Each problem as `path: message` (the message alone for the whole request), as the page lists them.
+    pub fn problems(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .map(|e| if e.path.is_empty() { e.message.clone() } else { format!("{}: {}", e.path, e.message) })
+            .collect()
+    }
+}
+
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {

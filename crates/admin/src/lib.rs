@@ -36,6 +36,11 @@ pub use auth::AdminToken;
 /// The header carrying each request's id (set when the client sends none, echoed in the response, logged).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id (set by the server when the client sent none), for logs and the audit log.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
+}
+
 /// How the admin server behaves.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {

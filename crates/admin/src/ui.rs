@@ -26,7 +26,7 @@ use crate::audit::{self, AuditRecord};
 use crate::auth::{self, Actor, AdminToken, SESSION_COOKIE};
 use crate::data::{self, Campaign, CampaignDelivery, JobSummary, OutboxHealth, RunSummary};
 use crate::error::ApiError;
-use crate::{Admin, REQUEST_ID};
+use crate::{Admin, request_id};
 
 /// The pages.
 pub fn router() -> Router<Arc<Admin>> {
@@ -80,7 +80,7 @@ impl FromRequestParts<Arc<Admin>> for Session {
             let value = "anonymous".to_owned();
             return Ok(Session { csrf: auth::csrf_token(&token, &value), token, value });
         }
-        let now = Utc::now().timestamp();
+        let now = auth::unix_now();
         let session = auth::cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|value| auth::verify_session(&tokens, value, now).map(|token| (token.clone(), value.to_owned())));
         match session {
@@ -118,7 +118,7 @@ impl IntoResponse for UiError {
         let page = ErrorPage {
             status: self.0.status.as_u16(),
             message: self.0.body.message.clone(),
-            problems: self.0.body.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+            problems: self.0.body.problems(),
         };
         match page.render() {
             Ok(html) => (self.0.status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
@@ -128,10 +128,6 @@ impl IntoResponse for UiError {
 }
 
 type Page<T> = Result<T, UiError>;
-
-fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
-}
 
 /// A notice shown once at the top of a page (`?msg=`).
 #[derive(Debug, Default, Deserialize)]
@@ -192,7 +188,7 @@ async fn login(State(admin): State<Arc<Admin>>, Form(form): Form<LoginForm>) -> 
         return (StatusCode::UNAUTHORIZED, page).into_response();
     };
     let ttl = i64::try_from(admin.settings.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    let value = auth::session_value(token, Utc::now().timestamp().saturating_add(ttl));
+    let value = auth::session_value(token, auth::unix_now().saturating_add(ttl));
     let cookie = format!("{SESSION_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={ttl}");
     tracing::info!(actor = %token.name, "admin page: signed in");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/admin/ui")).into_response()
@@ -564,7 +560,7 @@ async fn compose(
         return Ok(match api::audience(&admin, &query).await {
             Ok(size) => render_campaigns(&admin, session, None, form, Vec::new(), Some(size.users)).await?,
             Err(error) => {
-                let problems = error.body.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+                let problems = error.body.problems();
                 render_campaigns(&admin, session, None, form, problems, None).await?
             }
         }
@@ -594,7 +590,7 @@ async fn compose(
             Ok(back_to(&format!("/admin/ui/campaigns/{}", campaign.id), "Campaign created").into_response())
         }
         Err(error) if error.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let problems = error.body.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+            let problems = error.body.problems();
             let page = render_campaigns(&admin, session, None, form, problems, None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

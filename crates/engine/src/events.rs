@@ -222,17 +222,12 @@ impl Engine {
     /// Claims and performs one event run of `job`: whether it succeeded, or None when none was started (one is
     /// running, or the job is paused or disabled).
     async fn run_event(&self, job: &str, shutdown: CancellationToken) -> Result<Option<bool>, sqlx::Error> {
+        // The definition first: a claim is never left without a run to carry it out.
+        let Some(definition) = self.current_definition(job).await? else { return Ok(None) };
         let now = self.clock().now();
         let Some(claim) = store::claim_event(self.pool(), job, now, &self.settings().instance).await? else {
             return Ok(None);
         };
-        let definition = store::load_jobs(self.pool())
-            .await?
-            .into_iter()
-            .find(|s| s.definition.name == job)
-            .map(|s| s.definition)
-            .or_else(|| self.registry().definition(job));
-        let Some(definition) = definition else { return Ok(None) };
         let result = self.execute(&claim, &definition, RunArgs::default(), shutdown).await;
         Ok(Some(result.outcome == crate::metrics::Outcome::Success))
     }

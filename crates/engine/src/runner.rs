@@ -213,18 +213,22 @@ impl Engine {
         Ok((run_id, handle))
     }
 
+    /// The definition every instance follows for `job`: the stored one, else (never stored yet) this binary's.
+    pub(crate) async fn current_definition(&self, job: &str) -> Result<Option<JobDefinition>, sqlx::Error> {
+        Ok(store::load_jobs(&self.pool)
+            .await?
+            .into_iter()
+            .find(|s| s.definition.name == job)
+            .map(|s| s.definition)
+            .or_else(|| self.registry.definition(job)))
+    }
+
     /// Claims a manual run of `job` (a dry run claims nothing: its id is never stored).
     async fn claim_manual(&self, job: &str, dry_run: bool) -> Result<(Claim, JobDefinition), ManualError> {
         if !self.registry.contains(job) {
             return Err(ManualError::Unknown(job.to_owned()));
         }
-        let stored = store::load_jobs(&self.pool).await?;
-        let definition = stored
-            .into_iter()
-            .find(|s| s.definition.name == job)
-            .map(|s| s.definition)
-            .or_else(|| self.registry.jobs.get(job).map(|r| r.definition.clone()))
-            .ok_or_else(|| ManualError::Unknown(job.to_owned()))?;
+        let definition = self.current_definition(job).await?.ok_or_else(|| ManualError::Unknown(job.to_owned()))?;
         if dry_run {
             let claim =
                 Claim { run_id: Uuid::new_v4(), job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual };

@@ -79,7 +79,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     };
     let api = if has(Role::Api) {
         let listen = args.listen.as_deref().unwrap_or(&settings.admin.listen);
-        Some(admin_server(settings, &engine, dispatcher.clone(), listen, shutdown.clone()).await?)
+        Some(admin_server(settings, &engine, dispatcher.clone(), listen, shutdown.clone()).await?.1)
     } else {
         None
     };
@@ -144,14 +144,15 @@ async fn shadow(settings: &Settings, clock: Clock) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Binds the admin server (refusing a non-loopback address without a token) and serves it in the background.
-async fn admin_server(
+/// Binds the admin server (refusing a non-loopback address without a token) and serves it in the background;
+/// returns the address it listens on (a port 0 picked) and its task.
+pub(crate) async fn admin_server(
     settings: &Settings,
     engine: &Arc<engine::Engine>,
     dispatcher: Option<Arc<push::Dispatcher>>,
     listen: &str,
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| anyhow::anyhow!("--listen: expected an address such as 127.0.0.1:8080, got {listen:?}"))?;
@@ -176,7 +177,7 @@ async fn admin_server(
     let server = Arc::new(admin::Admin::new(Arc::clone(engine), dispatcher, test_sender, admin_settings));
     tracing::info!(addr = %bound, "admin API, page and metrics listening on http://{bound}/admin/ui");
     let grace = settings.engine.shutdown_grace.0;
-    Ok(tokio::spawn(admin::serve(listener, server, shutdown, grace)))
+    Ok((bound, tokio::spawn(admin::serve(listener, server, shutdown, grace))))
 }
 
 /// Waits for SIGTERM or SIGINT.

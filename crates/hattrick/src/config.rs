@@ -439,6 +439,11 @@ impl Default for EventsSettings {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
     /// The secret itself.
     pub fn expose(&self) -> &str {
         &self.0

@@ -597,29 +597,15 @@ fn compact(details: &serde_json::Value) -> String {
 async fn keep_admin_page(settings: &Settings, url: &str, end: DateTime<Utc>) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.database.url = Some(crate::config::DatabaseUrl::new(url));
-    let engine = app::engine(&settings, Clock::fixed(end), app::Definitions::ReadOnly).await?;
     let token = format!("demo-{}", Uuid::new_v4().simple());
-    let tokens = vec![admin::AdminToken { name: "demo".to_owned(), secret: token.clone() }];
-    let sender = Arc::new(push::Dispatcher::new(
-        engine.pool().clone(),
-        app::transport(&settings)?,
-        app::dispatcher_settings(&settings)?,
-    ));
-    let server = Arc::new(admin::Admin::new(
-        Arc::clone(&engine),
-        None,
-        sender,
-        admin::AdminSettings::new(tokens, app::day_zones(&settings)?),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    outln!("\nAdmin page: http://{addr}/admin/ui  (sign in with {token}); Ctrl-C to stop.");
+    settings.admin.token = None;
+    settings.admin.tokens = [("demo".to_owned(), crate::config::Secret::new(&token))].into();
+    let engine = app::engine(&settings, Clock::fixed(end), app::Definitions::ReadOnly).await?;
     let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        crate::commands::wait_for_signal().await;
-        on_signal.cancel();
-    });
-    admin::serve(listener, server, stop, Duration::from_secs(5)).await?;
+    let (addr, server) = crate::commands::admin_server(&settings, &engine, None, "127.0.0.1:0", stop.clone()).await?;
+    outln!("\nAdmin page: http://{addr}/admin/ui  (sign in with {token}); Ctrl-C to stop.");
+    crate::commands::wait_for_signal().await;
+    stop.cancel();
+    server.await??;
     Ok(())
 }
