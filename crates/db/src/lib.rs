@@ -10,12 +10,17 @@
 
 pub mod cluster;
 pub mod migrate;
+mod pool;
+mod statement;
+
+pub use pool::Pool;
+pub use statement::{query, query_as, query_scalar};
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
 
 /// The URL used when neither `DATABASE_URL` nor the configuration names one.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -65,25 +70,33 @@ impl Default for PoolSettings {
     }
 }
 
-/// Parses a PostgreSQL URL into connect options that pin the session time zone to UTC.
+/// Parses a PostgreSQL URL into connect options that work directly and through a pooler in transaction mode.
+///
+/// - The session time zone is UTC: sqlx sends `TimeZone=UTC` as a startup parameter, which PgBouncer tracks per
+///   client and restores on every server connection it hands out (an `options=-c ...` parameter would be refused
+///   by PgBouncer 1.18).
+/// - `extra_float_digits` is not sent (PgBouncer refuses unknown startup parameters unless told to ignore them;
+///   hattrick reads floats in binary).
+/// - No statement cache: statements are unnamed ([`query`]), so none is kept on a server connection.
 pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl(e.to_string()))?;
     Ok(options
-        .options([("TimeZone", "UTC")])
+        .extra_float_digits(None)
+        .statement_cache_capacity(0)
         .application_name(application_name)
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(5)))
 }
 
-/// Opens a pool on `url`; every connection runs with `TimeZone=UTC`.
-pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool> {
+/// Opens a pool on `url`; every connection runs with `TimeZone=UTC`, directly or through a transaction pooler.
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Pool> {
     let options = connect_options(url, &settings.application_name)?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await?;
-    Ok(pool)
+    Ok(Pool::new(pool))
 }
 
 /// Opens a single connection on `url` (used by the migrator, which needs one session for its advisory lock).

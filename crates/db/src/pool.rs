@@ -1,0 +1,142 @@
+//! hattrick's pool: sqlx's, with one-shot statements made safe behind a transaction pooler.
+//!
+//! sqlx runs a statement with parameters in two exchanges, each ended by `Sync`: `Parse`+`Describe`, then
+//! `Bind`+`Execute`. Outside a transaction a pooler in transaction mode hands the server connection back after the
+//! first `Sync`, so the `Bind` may reach another server, where the unnamed statement is missing (`unnamed prepared
+//! statement does not exist`) or, worse, is another client's. [`Pool`] therefore runs every one-shot statement with
+//! parameters (`query.fetch_one(&pool)`) inside a transaction of its own: `BEGIN`, the statement, `COMMIT`, all on
+//! one server connection. Statements without parameters go through the simple protocol (one message) as they are,
+//! and statements inside a caller's transaction (`pool.begin()`) are already safe.
+//!
+//! The cost, two round trips per one-shot statement, is paid on direct connections too: one code path, tested
+//! both ways (BENCHMARKS.md, "Statements through a pooler").
+
+use std::fmt;
+use std::ops::Deref;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{Either, Execute, Executor, PgPool, Postgres, SqlStr};
+
+/// A pool of connections to hattrick's database. Derefs to sqlx's [`PgPool`] for `begin`, `acquire`, `close`;
+/// `&Pool` is an executor whose one-shot statements are safe behind a transaction pooler.
+#[derive(Clone)]
+pub struct Pool {
+    inner: PgPool,
+}
+
+impl Pool {
+    /// Wraps a sqlx pool.
+    pub fn new(inner: PgPool) -> Self {
+        Self { inner }
+    }
+
+    /// The sqlx pool underneath, for APIs that need one (`PgListener::connect_with`).
+    pub fn inner(&self) -> &PgPool {
+        &self.inner
+    }
+}
+
+impl Deref for Pool {
+    type Target = PgPool;
+
+    fn deref(&self) -> &PgPool {
+        &self.inner
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("size", &self.inner.size()).field("idle", &self.inner.num_idle()).finish()
+    }
+}
+
+/// A statement whose arguments were taken out already (to see whether it has any), never kept on the server.
+struct Taken<E> {
+    query: E,
+    arguments: Option<PgArguments>,
+}
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Taken<E> {
+    fn sql(self) -> SqlStr {
+        self.query.sql()
+    }
+
+    fn statement(&self) -> Option<&PgStatement> {
+        self.query.statement()
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<PgArguments>, BoxDynError> {
+        Ok(self.arguments.take())
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// Splits `query` into its arguments and the rest.
+fn take<'q, E: Execute<'q, Postgres>>(mut query: E) -> Result<Taken<E>, sqlx::Error> {
+    let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+    Ok(Taken { query, arguments })
+}
+
+// `describe` (sqlx's `offline` feature, for `query!`) is not implemented: hattrick builds without it.
+impl<'c> Executor<'c> for &'c Pool {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let taken = match take(query) {
+            Ok(taken) => taken,
+            Err(error) => return futures_util::stream::once(async { Err(error) }).boxed(),
+        };
+        if taken.arguments.is_none() {
+            return self.inner.fetch_many(taken);
+        }
+        let pool = self.inner.clone();
+        futures_util::stream::once(async move {
+            let mut tx = pool.begin().await?;
+            let items: Vec<_> = tx.fetch_many(taken).try_collect().await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(futures_util::stream::iter(items.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let pool = self.inner.clone();
+        Box::pin(async move {
+            let taken = take(query)?;
+            if taken.arguments.is_none() {
+                return pool.fetch_optional(taken).await;
+            }
+            let mut tx = pool.begin().await?;
+            let row = tx.fetch_optional(taken).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.prepare_with(sql, parameters)
+    }
+}
