@@ -480,11 +480,11 @@ CREATE TABLE job_execution_logs (
     details jsonb,
     retry_at timestamptz,
     CONSTRAINT job_execution_logs_pkey PRIMARY KEY (id),
-    CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed', 'skipped')),
+    CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed', 'skipped', 'interrupted')),
     CONSTRAINT job_execution_logs_trigger_check
         CHECK (trigger IN ('schedule', 'manual', 'catchup', 'event', 'retry')),
     CONSTRAINT job_execution_logs_reason_check
-        CHECK (reason IN ('missed', 'overlap', 'paused', 'abandoned', 'timeout', 'error'))
+        CHECK (reason IN ('missed', 'overlap', 'paused', 'abandoned', 'timeout', 'error', 'shutdown'))
 );
 CREATE UNIQUE INDEX job_execution_logs_tick_attempt_key ON job_execution_logs (job_name, scheduled_for, attempt);
 CREATE INDEX job_execution_logs_job_started_idx ON job_execution_logs (job_name, started_at DESC);
@@ -590,3 +590,41 @@ CREATE TABLE hattrick_changes (
     CONSTRAINT hattrick_changes_pkey PRIMARY KEY (id)
 );
 CREATE INDEX hattrick_changes_topic_idx ON hattrick_changes (topic, id);
+
+-- Scratch rows of runs that span several transactions: the changes an event run took and their subjects, a badge
+-- run's candidates and its cascade, a referral run's queue. They are keyed by run instead of living in a session's
+-- temporary tables, because behind a pooler in transaction mode a session is handed to other clients between
+-- transactions (docs/pooler.md). UNLOGGED: cheap to write, and emptied by a crash, which is what the rows of a run
+-- that died need anyway. A run deletes its rows as it ends; rows older than a day (a run killed half-way) are
+-- deleted by the next run that uses the table.
+CREATE UNLOGGED TABLE hattrick_run_changes (
+    run_id uuid NOT NULL,
+    change_id bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_run_changes_pkey PRIMARY KEY (run_id, change_id)
+);
+CREATE UNLOGGED TABLE hattrick_run_subjects (
+    run_id uuid NOT NULL,
+    subject uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_run_subjects_pkey PRIMARY KEY (run_id, subject)
+);
+CREATE UNLOGGED TABLE hattrick_run_badge_candidates (
+    run_id uuid NOT NULL,
+    customer_user_id uuid NOT NULL,
+    badge_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_run_badge_candidates_pkey PRIMARY KEY (run_id, customer_user_id, badge_id)
+);
+CREATE UNLOGGED TABLE hattrick_run_cascade (
+    run_id uuid NOT NULL,
+    subject uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_run_cascade_pkey PRIMARY KEY (run_id, subject)
+);
+CREATE UNLOGGED TABLE hattrick_run_referral_queue (
+    run_id uuid NOT NULL,
+    referral_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_run_referral_queue_pkey PRIMARY KEY (run_id, referral_id)
+);

@@ -37,6 +37,13 @@ impl TempCluster {
     ///
     /// `root` is created if missing. The server is tuned for throwaway data (no fsync).
     pub fn start(root: &Path, port: u16) -> Result<Self> {
+        Self::start_with(root, port, &[])
+    }
+
+    /// [`TempCluster::start`] with more server settings (`-c name=value`), for example a TCP address and TLS:
+    /// `[("listen_addresses", "127.0.0.1"), ("ssl", "on"), ...]`. Files the server reads (a key) must belong to
+    /// the user it runs as: see [`give_to_server`].
+    pub fn start_with(root: &Path, port: u16, settings: &[(&str, &str)]) -> Result<Self> {
         let bin_dir = find_binaries()?;
         let owner = if running_as_root() { Some(unprivileged_user()?) } else { None };
         let data_dir = root.join("data");
@@ -62,12 +69,18 @@ impl TempCluster {
             )?;
         }
         if !cluster.is_running() {
-            let options = format!(
-                "-k {} -p {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+            let mut options = format!(
+                "-k {} -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
                  -c max_connections=200 -c shared_buffers=128MB",
                 cluster.socket_dir.display(),
                 port
             );
+            if !settings.iter().any(|(name, _)| *name == "listen_addresses") {
+                options.push_str(" -c listen_addresses=''");
+            }
+            for (name, value) in settings {
+                options.push_str(&format!(" -c {name}={value}"));
+            }
             let log = root.join("postgres.log");
             cluster.run(
                 "pg_ctl",
@@ -174,6 +187,13 @@ pub fn find_binaries() -> Result<PathBuf> {
                 .to_owned(),
         )
     })
+}
+
+/// Hands `path` to the user a [`TempCluster`] runs as (the `postgres` or `nobody` user when running as root, else
+/// nobody else: the file stays the caller's), so the server can read it.
+pub fn give_to_server(path: &Path) -> Result<()> {
+    let owner = if running_as_root() { Some(unprivileged_user()?) } else { None };
+    chown(path, owner)
 }
 
 fn running_as_root() -> bool {

@@ -18,7 +18,7 @@ async fn a_throwaway_cluster_starts_serves_migrates_and_goes_away() {
     migrator.apply(&plan).await.unwrap();
     drop(migrator);
     let pool = db::connect(&url, &db::PoolSettings::default()).await.unwrap();
-    let zone: String = sqlx::query_scalar("SHOW TimeZone").fetch_one(&pool).await.unwrap();
+    let zone: String = db::query_scalar("SHOW TimeZone").fetch_one(&pool).await.unwrap();
     assert_eq!(zone, "UTC", "every connection runs in UTC");
     pool.close().await;
 

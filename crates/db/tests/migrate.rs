@@ -1,7 +1,7 @@
 //! The migrator against the real PostgreSQL: fresh databases, the first version's legacy shapes, re-runs.
 
+use db::Pool;
 use db::migrate::{Action, Migrator};
-use sqlx::PgPool;
 use testkit::TestDb;
 
 async fn migrate(url: &str) -> db::migrate::Plan {
@@ -15,8 +15,8 @@ async fn plan(url: &str) -> db::migrate::Plan {
     Migrator::connect(url).await.expect("connect").plan().await.expect("plan")
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
+async fn count(pool: &Pool, sql: &str) -> i64 {
+    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
 }
 
 /// Every table SCHEMA.md names.
@@ -55,7 +55,7 @@ async fn an_empty_database_gets_every_table_and_a_second_run_changes_nothing() {
     );
     for table in SCHEMA_TABLES {
         let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db.pool()).await.unwrap();
+            db::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db.pool()).await.unwrap();
         assert!(exists, "{table} was not created");
     }
     // Spot checks of what SCHEMA.md marks "new".
@@ -90,84 +90,8 @@ async fn two_migrators_at_once_both_finish_and_agree() {
     assert!(plan(db.url()).await.is_empty());
 }
 
-/// A database shaped like the first version's production database.
-const LEGACY_FIXTURE: &str = r#"
-CREATE TABLE customer_users (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    email varchar(255) UNIQUE,
-    full_name varchar(255),
-    is_active boolean DEFAULT true,
-    is_push_allowed_mobile boolean,
-    locale_preference varchar(10),
-    referral_code varchar(20),
-    created_at timestamp without time zone DEFAULT now(),
-    deleted_at timestamp without time zone
-);
-CREATE TABLE customer_push_tokens (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    customer_user_id uuid REFERENCES customer_users(id),
-    fcm_token text,
-    platform varchar(10),
-    is_active boolean DEFAULT true,
-    created_at timestamp without time zone DEFAULT now()
-);
-CREATE INDEX legacy_tokens_by_user ON customer_push_tokens (customer_user_id);
-CREATE TABLE customer_subscriptions (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    customer_user_id uuid REFERENCES customer_users(id),
-    status varchar(50) NOT NULL,
-    platform varchar(50),
-    started_at timestamp without time zone,
-    expired_at timestamp without time zone
-);
-CREATE TABLE referrals (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    referrer_user_id uuid NOT NULL REFERENCES customer_users(id),
-    referred_user_id uuid NOT NULL REFERENCES customer_users(id),
-    referral_code varchar(20) NOT NULL,
-    status varchar(20) NOT NULL DEFAULT 'pending',
-    tier integer DEFAULT 1,
-    created_at timestamp with time zone DEFAULT now()
-);
-CREATE TABLE scheduled_notifications (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    title_tr varchar(255) NOT NULL,
-    body_tr text NOT NULL,
-    target_audience varchar(50) NOT NULL DEFAULT 'all',
-    scheduled_at timestamp with time zone NOT NULL,
-    status varchar(20) NOT NULL DEFAULT 'pending'
-);
-CREATE TABLE job_execution_logs (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    job_name varchar(100) NOT NULL,
-    started_at timestamp with time zone NOT NULL,
-    finished_at timestamp with time zone,
-    status varchar(20) NOT NULL,
-    rows_affected integer,
-    metadata jsonb,
-    CONSTRAINT job_execution_logs_status_check CHECK (status IN ('running', 'success', 'failed'))
-);
-CREATE INDEX idx_job_logs_name_started ON job_execution_logs (job_name, started_at DESC);
-
-INSERT INTO customer_users (id, email, is_active, is_push_allowed_mobile, locale_preference, created_at) VALUES
-    ('00000000-0000-4000-8000-000000000001', 'a@example.com', true, NULL, NULL, '2025-01-01 10:00:00'),
-    ('00000000-0000-4000-8000-000000000002', 'b@example.com', NULL, true, 'en', '2025-02-01 10:00:00');
-INSERT INTO customer_push_tokens (customer_user_id, fcm_token, platform) VALUES
-    ('00000000-0000-4000-8000-000000000001', 'tok-a', 'ios'),
-    ('00000000-0000-4000-8000-000000000002', 'tok-b', 'android');
-INSERT INTO customer_subscriptions (customer_user_id, status, platform, started_at, expired_at) VALUES
-    ('00000000-0000-4000-8000-000000000001', 'active', 'ios', '2026-01-01 00:00:00', '2027-01-01 00:00:00');
-INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, status) VALUES
-    ('00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', 'CODEA', 'weird');
-INSERT INTO scheduled_notifications (title_tr, body_tr, scheduled_at, status) VALUES
-    ('Eski', 'Gönderiliyor', '2025-06-01T10:00:00Z', 'sending'),
-    ('Yeni', 'Bekliyor', '2027-06-01T10:00:00Z', 'pending');
-INSERT INTO job_execution_logs (job_name, started_at, finished_at, status, rows_affected) VALUES
-    ('badge-auto-unlock', '2025-06-01T10:00:00Z', '2025-06-01T10:00:05Z', 'success', 12);
-"#;
-
-async fn load_legacy(pool: &PgPool) {
-    sqlx::raw_sql(LEGACY_FIXTURE).execute(pool).await.expect("load the legacy fixture");
+async fn load_legacy(pool: &Pool) {
+    sqlx::raw_sql(testkit::LEGACY_SCHEMA).execute(pool).await.expect("load the legacy fixture");
 }
 
 #[tokio::test]
@@ -184,6 +108,10 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
     assert!(report.contains("replace constraint job_execution_logs_status_check"), "{report}");
     assert!(report.contains("referrals.referrals_status_check: 1 row(s) violate it"), "{report}");
     assert!(report.contains("customer_users.created_at is timestamp without time zone"), "{report}");
+    // The app generates its ids; hattrick's own inserts need a default.
+    for table in ["customer_subscriptions", "customer_credits"] {
+        assert!(report.contains(&format!("give {table}.id the default gen_random_uuid()")), "{report}");
+    }
     // The existing (job_name, started_at DESC) index is reused, not duplicated.
     assert!(!report.contains("create index job_execution_logs_job_started_idx"), "{report}");
     assert!(check.blockers.is_empty(), "{report}");
@@ -195,7 +123,7 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
     assert_eq!(count(pool, "SELECT count(*) FROM referrals").await, 1);
     assert_eq!(count(pool, "SELECT count(*) FROM job_execution_logs WHERE rows_affected = 12").await, 1);
     // Legacy timestamps stay `timestamp without time zone`.
-    let created_type: String = sqlx::query_scalar(
+    let created_type: String = db::query_scalar(
         "SELECT data_type::text FROM information_schema.columns
          WHERE table_name = 'customer_users' AND column_name = 'created_at'",
     )
@@ -205,7 +133,7 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
     assert_eq!(created_type, "timestamp without time zone");
     // Tokens were back-filled and the column is NOT NULL now; the app's fcm_token writes keep filling it.
     assert_eq!(count(pool, "SELECT count(*) FROM customer_push_tokens WHERE token = fcm_token").await, 2);
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_push_tokens (customer_user_id, fcm_token, platform)
          VALUES ('00000000-0000-4000-8000-000000000002', 'tok-c', 'web')",
     )
@@ -217,7 +145,7 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
     assert_eq!(count(pool, "SELECT count(*) FROM scheduled_notifications WHERE status = 'failed'").await, 1);
     assert_eq!(count(pool, "SELECT count(*) FROM scheduled_notifications WHERE status = 'pending'").await, 1);
     // The run log accepts `skipped` now, and hattrick's columns are mirrored into the legacy ones.
-    sqlx::query(
+    db::query(
         "INSERT INTO job_execution_logs (job_name, started_at, completed_at, status, items_processed, details)
          VALUES ('streak-reset', now(), now(), 'skipped', 3, '{\"x\": 1}')",
     )
@@ -235,7 +163,7 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
     );
     // The violating referral keeps its row, and its constraint waits NOT VALID.
     let validated: bool =
-        sqlx::query_scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'referrals_status_check'")
+        db::query_scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'referrals_status_check'")
             .fetch_one(pool)
             .await
             .unwrap();
@@ -250,7 +178,7 @@ async fn a_legacy_database_keeps_its_rows_and_gains_what_is_missing() {
             .all(|a| matches!(a, Action::ValidateConstraint { name, .. } if name == "referrals_status_check")),
         "{again}"
     );
-    sqlx::query("UPDATE referrals SET status = 'pending' WHERE status = 'weird'").execute(pool).await.unwrap();
+    db::query("UPDATE referrals SET status = 'pending' WHERE status = 'weird'").execute(pool).await.unwrap();
     migrate(db.url()).await;
     let last = plan(db.url()).await;
     assert!(last.is_empty(), "{last}");
@@ -272,7 +200,7 @@ async fn a_predictions_table_of_another_shape_stops_the_migration() {
     assert!(error.contains("refusing to migrate"), "{error}");
     // Nothing was created.
     let users: bool =
-        sqlx::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL").fetch_one(db.pool()).await.unwrap();
+        db::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL").fetch_one(db.pool()).await.unwrap();
     assert!(!users);
 }
 

@@ -131,7 +131,7 @@ struct IndexRow {
 pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Catalog> {
     let mut catalog = Catalog::default();
 
-    let columns: Vec<(String, String, String, bool, Option<String>, bool)> = sqlx::query_as(
+    let columns: Vec<(String, String, String, bool, Option<String>, bool)> = crate::query_as(
         "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid), a.attidentity <> ''
          FROM pg_attribute a
@@ -148,7 +148,7 @@ pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Catalog> {
         catalog.tables.entry(table).or_default().columns.push(Column { name, data_type, not_null, default, identity });
     }
 
-    let constraints: Vec<ConstraintRow> = sqlx::query_as(
+    let constraints: Vec<ConstraintRow> = crate::query_as(
         "SELECT c.relname::text AS table, k.conname::text AS name, k.contype::text AS kind,
                 pg_get_constraintdef(k.oid) AS definition, k.convalidated AS validated,
                 ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -175,7 +175,7 @@ pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Catalog> {
         });
     }
 
-    let indexes: Vec<IndexRow> = sqlx::query_as(
+    let indexes: Vec<IndexRow> = crate::query_as(
         "SELECT t.relname::text AS table, i.relname::text AS name, x.indisunique AS unique,
                 x.indisprimary AS primary, x.indisvalid AS valid,
                 regexp_replace(pg_get_indexdef(x.indexrelid), '^.* USING ', '') AS definition,

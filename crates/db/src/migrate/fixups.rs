@@ -14,6 +14,19 @@ const BACKFILL_BATCH: i64 = 10_000;
 const JOB_LOG_LEGACY_COLUMNS: &[(&str, &str)] =
     &[("finished_at", "completed_at"), ("rows_affected", "items_processed"), ("metadata", "details")];
 
+/// The app's tables hattrick inserts rows into without naming their `id` (the app's own code generates ids):
+/// each needs a default for hattrick's rows. hattrick's own tables get theirs from `schema.sql`.
+pub const TABLES_WRITTEN_WITHOUT_ID: &[&str] = &[
+    "customer_xp",
+    "customer_xp_transactions",
+    "customer_credits",
+    "customer_credit_transactions",
+    "customer_subscriptions",
+    "partner_analytics",
+    "scheduled_notifications",
+    "job_execution_logs",
+];
+
 /// One legacy fix-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fixup {
@@ -40,6 +53,12 @@ pub enum Fixup {
         /// How many.
         rows: i64,
     },
+    /// A `uuid` id without a default on a table hattrick inserts into without an id: give it
+    /// `DEFAULT gen_random_uuid()` (the app, which supplies its own ids, is unaffected).
+    IdDefault {
+        /// The table.
+        table: String,
+    },
     /// Copy PostgreSQL's time zone names into `hattrick_time_zones`.
     TimeZoneNames {
         /// Names not copied yet.
@@ -65,6 +84,10 @@ impl fmt::Display for Fixup {
                 write!(f, "mirror job_execution_logs into legacy columns {} (trigger)", columns.join(", "))
             }
             Fixup::TimeZoneNames { missing } => write!(f, "record {missing} time zone name(s) in hattrick_time_zones"),
+            Fixup::IdDefault { table } => write!(
+                f,
+                "give {table}.id the default gen_random_uuid() (hattrick inserts rows into {table} without an id)"
+            ),
             Fixup::FailStuckCampaigns { rows } => {
                 write!(f, "mark {rows} campaign(s) stuck in 'sending' as failed (never re-sent)")
             }
@@ -73,7 +96,7 @@ impl fmt::Display for Fixup {
 }
 
 async fn trigger_exists(conn: &mut PgConnection, name: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND NOT tgisinternal)")
+    Ok(crate::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND NOT tgisinternal)")
         .bind(name)
         .fetch_one(conn)
         .await?)
@@ -91,7 +114,7 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
         }
         let has_token = tokens.column("token").is_some();
         let (to_fill, without): (i64, i64) = if has_token {
-            sqlx::query_as(
+            crate::query_as(
                 "SELECT count(*) FILTER (WHERE token IS NULL AND fcm_token IS NOT NULL),
                         count(*) FILTER (WHERE token IS NULL AND fcm_token IS NULL)
                  FROM customer_push_tokens",
@@ -99,7 +122,7 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
             .fetch_one(&mut *conn)
             .await?
         } else {
-            sqlx::query_as(
+            crate::query_as(
                 "SELECT count(*) FILTER (WHERE fcm_token IS NOT NULL), count(*) FILTER (WHERE fcm_token IS NULL)
                  FROM customer_push_tokens",
             )
@@ -125,22 +148,37 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
         }
     }
 
+    for table in TABLES_WRITTEN_WITHOUT_ID {
+        let Some(id) = live.tables.get(*table).and_then(|t| t.column("id")) else { continue };
+        if id.default.is_none() && !id.identity {
+            if id.data_type == "uuid" {
+                fixups.push(Fixup::IdDefault { table: (*table).to_owned() });
+            } else {
+                tracing::warn!(
+                    table,
+                    data_type = id.data_type,
+                    "the id column has no default and is not a uuid: hattrick's inserts into this table will fail"
+                );
+            }
+        }
+    }
+
     let missing: i64 = if live.tables.contains_key("hattrick_time_zones") {
-        sqlx::query_scalar(
+        crate::query_scalar(
             "SELECT count(*) FROM pg_timezone_names p
              WHERE NOT EXISTS (SELECT 1 FROM hattrick_time_zones z WHERE z.name = p.name)",
         )
         .fetch_one(&mut *conn)
         .await?
     } else {
-        sqlx::query_scalar("SELECT count(*) FROM pg_timezone_names").fetch_one(&mut *conn).await?
+        crate::query_scalar("SELECT count(*) FROM pg_timezone_names").fetch_one(&mut *conn).await?
     };
     if missing > 0 {
         fixups.push(Fixup::TimeZoneNames { missing });
     }
 
     if first_adoption && live.tables.contains_key("scheduled_notifications") {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM scheduled_notifications WHERE status = 'sending'")
+        let rows: i64 = crate::query_scalar("SELECT count(*) FROM scheduled_notifications WHERE status = 'sending'")
             .fetch_one(&mut *conn)
             .await?;
         if rows > 0 {
@@ -150,11 +188,12 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
     Ok(fixups)
 }
 
-/// Carries out one fix-up.
-pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
+/// Carries out one fix-up; each statement is a transaction of its own (a back-fill's batches hold their row locks
+/// briefly).
+pub async fn apply(pool: &crate::Pool, fixup: &Fixup) -> Result<()> {
     match fixup {
         Fixup::PushTokenMirror => {
-            sqlx::query(
+            crate::query(
                 "CREATE OR REPLACE FUNCTION hattrick_push_tokens_token_mirror() RETURNS trigger
                  LANGUAGE plpgsql AS $$
                  BEGIN
@@ -163,25 +202,25 @@ pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
                      RETURN NEW;
                  END $$",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
-            sqlx::query(
+            crate::query(
                 "CREATE OR REPLACE TRIGGER hattrick_push_tokens_token_mirror
                  BEFORE INSERT OR UPDATE ON customer_push_tokens
                  FOR EACH ROW EXECUTE FUNCTION hattrick_push_tokens_token_mirror()",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
         }
         Fixup::PushTokenBackfill { .. } => loop {
             // Short batches: each UPDATE holds its row locks only briefly.
-            let filled = sqlx::query(
+            let filled = crate::query(
                 "UPDATE customer_push_tokens SET token = fcm_token
                  WHERE ctid = ANY (ARRAY(SELECT ctid FROM customer_push_tokens
                                          WHERE token IS NULL AND fcm_token IS NOT NULL LIMIT $1))",
             )
             .bind(BACKFILL_BATCH)
-            .execute(&mut *conn)
+            .execute(pool)
             .await?
             .rows_affected();
             if filled == 0 {
@@ -189,8 +228,8 @@ pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
             }
         },
         Fixup::PushTokenNotNull { .. } => {
-            let missing: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_push_tokens WHERE token IS NULL")
-                .fetch_one(&mut *conn)
+            let missing: i64 = crate::query_scalar("SELECT count(*) FROM customer_push_tokens WHERE token IS NULL")
+                .fetch_one(pool)
                 .await?;
             if missing > 0 {
                 tracing::warn!(rows = missing, "customer_push_tokens.token stays nullable: rows have no token");
@@ -204,7 +243,7 @@ pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
                 "ALTER TABLE customer_push_tokens ALTER COLUMN token SET NOT NULL",
                 "ALTER TABLE customer_push_tokens DROP CONSTRAINT hattrick_token_not_null",
             ] {
-                sqlx::query(sql).execute(&mut *conn).await?;
+                crate::query(sql).execute(pool).await?;
             }
         }
         Fixup::JobLogLegacyMirror { columns } => {
@@ -213,34 +252,45 @@ pub async fn apply(conn: &mut PgConnection, fixup: &Fixup) -> Result<()> {
                 .filter(|(legacy, _)| columns.iter().any(|c| c == legacy))
                 .map(|(legacy, ours)| format!("NEW.{legacy} := NEW.{ours}; "))
                 .collect();
-            sqlx::query(AssertSqlSafe(format!(
+            crate::query(AssertSqlSafe(format!(
                 "CREATE OR REPLACE FUNCTION hattrick_job_logs_legacy_mirror() RETURNS trigger
                  LANGUAGE plpgsql AS $$ BEGIN {assignments}RETURN NEW; END $$"
             )))
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
-            sqlx::query(
+            crate::query(
                 "CREATE OR REPLACE TRIGGER hattrick_job_logs_legacy_mirror
                  BEFORE INSERT OR UPDATE ON job_execution_logs
                  FOR EACH ROW EXECUTE FUNCTION hattrick_job_logs_legacy_mirror()",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
         }
+        Fixup::IdDefault { table } => {
+            // A metadata-only change, under a short lock timeout like every other DDL of the migrator.
+            let mut tx = pool.begin().await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SET LOCAL lock_timeout = '{}'; ALTER TABLE {table} ALTER COLUMN id SET DEFAULT gen_random_uuid()",
+                super::LOCK_TIMEOUT
+            )))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
         Fixup::TimeZoneNames { .. } => {
-            sqlx::query(
+            crate::query(
                 "INSERT INTO hattrick_time_zones (name) SELECT name FROM pg_timezone_names ON CONFLICT DO NOTHING",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
         }
         Fixup::FailStuckCampaigns { .. } => {
-            sqlx::query(
+            crate::query(
                 "UPDATE scheduled_notifications
                  SET status = 'failed', error = 'left in sending by the previous system; not re-sent by hattrick'
                  WHERE status = 'sending'",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
         }
     }

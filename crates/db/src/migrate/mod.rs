@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::{Error, Result};
 pub use catalog::Catalog;
@@ -269,7 +269,9 @@ fn statements() -> Result<Vec<Statement>> {
         .map(|sql| {
             let words: Vec<&str> = sql.split_whitespace().collect();
             let kind = match words.as_slice() {
-                ["CREATE", "TABLE", name, ..] => StatementKind::Table((*name).to_owned()),
+                ["CREATE", "TABLE", name, ..] | ["CREATE", "UNLOGGED", "TABLE", name, ..] => {
+                    StatementKind::Table((*name).to_owned())
+                }
                 ["CREATE", "INDEX", name, "ON", table, ..] | ["CREATE", "UNIQUE", "INDEX", name, "ON", table, ..] => {
                     StatementKind::Index { name: (*name).to_owned(), table: (*table).to_owned() }
                 }
@@ -322,9 +324,17 @@ fn constraint_sources(statements: &[Statement]) -> Vec<((String, String), String
     sources
 }
 
-/// Holds the migrator's advisory lock on one connection; [`plan`] and [`apply`] take one.
+/// Holds the migration lock; [`plan`] and [`apply`] take one.
+///
+/// Works directly and through a pooler in transaction mode: the lock is a transaction-scoped advisory lock held
+/// by a transaction left open on a connection of its own (a pooler keeps a server connection for an open
+/// transaction, and releases the lock with it if hattrick dies), and every statement of the migration runs in a
+/// transaction of its own or alone (`CREATE INDEX CONCURRENTLY`), so no session state is relied on.
 pub struct Migrator {
-    conn: PgConnection,
+    /// The open transaction holding the lock.
+    _lock: PgConnection,
+    /// The migration's statements, one after the other.
+    conn: crate::Pool,
     schema: String,
     events: bool,
 }
@@ -333,10 +343,19 @@ impl Migrator {
     /// Opens a connection on `url` and waits for the migration lock, so that two `hattrick migrate` never
     /// interleave.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut conn = crate::connect_one(url, "hattrick migrate").await?;
-        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATE_LOCK_KEY).execute(&mut conn).await?;
-        let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&mut conn).await?;
-        Ok(Self { conn, schema, events: true })
+        let mut lock = crate::connect_one(url, "hattrick migrate").await?;
+        // Simple protocol, one message: the transaction and its lock stay on one server connection.
+        sqlx::raw_sql(AssertSqlSafe(format!("BEGIN; SELECT pg_advisory_xact_lock({MIGRATE_LOCK_KEY})")))
+            .execute(&mut lock)
+            .await?;
+        let settings = crate::PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(60),
+            application_name: "hattrick migrate".to_owned(),
+        };
+        let conn = crate::connect(url, &settings).await?;
+        let schema: String = crate::query_scalar("SELECT current_schema()::text").fetch_one(&conn).await?;
+        Ok(Self { _lock: lock, conn, schema, events: true })
     }
 
     /// Whether the change-capture triggers should be installed (the default) or removed (`events.enabled = false`,
@@ -349,7 +368,9 @@ impl Migrator {
     /// Compares the live schema with the desired one and lists what would change.
     pub async fn plan(&mut self) -> Result<Plan> {
         let statements = statements()?;
-        let live = catalog::read(&mut self.conn, &self.schema).await?;
+        let mut tx = self.conn.begin().await?;
+        let live = catalog::read(&mut tx, &self.schema).await?;
+        tx.commit().await?;
         let desired = self.desired_catalog(&statements).await?;
         let mut plan = diff(&statements, &desired, &live);
         let sources = constraint_sources(&statements);
@@ -364,37 +385,40 @@ impl Migrator {
             plan.violations.push(violation);
         }
         plan.first_adoption = !live.tables.contains_key("hattrick_schema_state")
-            || sqlx::query_scalar::<_, bool>(
+            || crate::query_scalar::<bool>(
                 "SELECT NOT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'schema_checksum')",
             )
-            .fetch_one(&mut self.conn)
+            .fetch_one(&self.conn)
             .await?;
-        for fixup in fixups::detect(&mut self.conn, &live, plan.first_adoption).await? {
+        let mut tx = self.conn.begin().await?;
+        let fixups = fixups::detect(&mut tx, &live, plan.first_adoption).await?;
+        tx.commit().await?;
+        for fixup in fixups {
             plan.actions.push(Action::Fixup(fixup));
         }
         let routines_applied = live.tables.contains_key("hattrick_schema_state")
-            && sqlx::query_scalar::<_, bool>(
+            && crate::query_scalar::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'routines_checksum' AND value = $1)",
             )
             .bind(routines_checksum())
-            .fetch_one(&mut self.conn)
+            .fetch_one(&self.conn)
             .await?;
         if !routines_applied {
             plan.actions.push(Action::Routines);
         }
         let events_applied = live.tables.contains_key("hattrick_schema_state")
-            && sqlx::query_scalar::<_, bool>(
+            && crate::query_scalar::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM hattrick_schema_state WHERE key = 'events' AND value = $1)",
             )
             .bind(events_state(self.events))
-            .fetch_one(&mut self.conn)
+            .fetch_one(&self.conn)
             .await?;
         // A database that never had them needs no removal.
         let never_installed = !self.events
-            && sqlx::query_scalar::<_, bool>(
+            && crate::query_scalar::<bool>(
                 "SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'hattrick\\_changes\\_%' AND NOT tgisinternal)",
             )
-            .fetch_one(&mut self.conn)
+            .fetch_one(&self.conn)
             .await?;
         if !events_applied && !never_installed {
             plan.actions.push(Action::Events(self.events));
@@ -416,10 +440,10 @@ impl Migrator {
         if !creates.is_empty() {
             // New tables and their indexes appear together or not at all.
             let mut tx = self.conn.begin().await?;
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
+            crate::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
             for action in &creates {
                 if let Action::CreateTable { sql, .. } | Action::CreateIndex { sql, .. } = action {
-                    sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut *tx).await?;
+                    crate::query(AssertSqlSafe(sql.clone())).execute(&mut *tx).await?;
                 }
                 report.applied.push(action.to_string());
             }
@@ -456,7 +480,7 @@ impl Migrator {
                     report.applied.push(action.to_string());
                 }
                 Action::Fixup(fixup) => {
-                    fixups::apply(&mut self.conn, fixup).await?;
+                    fixups::apply(&self.conn, fixup).await?;
                     report.applied.push(action.to_string());
                 }
                 Action::Routines => {
@@ -465,7 +489,7 @@ impl Migrator {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| Error::Migration(format!("routines.sql: {e}")))?;
-                    sqlx::query(
+                    crate::query(
                         "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('routines_checksum', $1, now())
                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
                     )
@@ -481,12 +505,12 @@ impl Migrator {
                 }
             }
         }
-        sqlx::query(
+        crate::query(
             "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('schema_checksum', $1, now())
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
         )
         .bind(schema_checksum())
-        .execute(&mut self.conn)
+        .execute(&self.conn)
         .await?;
         Ok(report)
     }
@@ -506,7 +530,7 @@ impl Migrator {
         loop {
             attempt += 1;
             let mut tx = self.conn.begin().await?;
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
+            crate::query(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
             match sqlx::raw_sql(AssertSqlSafe(script.clone())).execute(&mut *tx).await {
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") && attempt < LOCK_RETRIES => {
                     tx.rollback().await?;
@@ -517,7 +541,7 @@ impl Migrator {
                 Err(e) => return Err(Error::Migration(format!("events.sql: {e}"))),
                 Ok(_) => {}
             }
-            sqlx::query(
+            crate::query(
                 "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('events', $1, now())
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
             )
@@ -529,14 +553,20 @@ impl Migrator {
         }
     }
 
-    /// Runs one DDL statement outside any transaction under `lock_timeout`, retrying while the lock is busy: a
-    /// migration on a live database waits its turn instead of queueing every other query behind it.
+    /// Runs one DDL statement under `lock_timeout` (`SET LOCAL`, in a transaction of its own), retrying while the
+    /// lock is busy: a migration on a live database waits its turn instead of queueing every other query behind
+    /// it. `CONCURRENTLY` statements cannot run in a transaction: they run alone, and wait as long as they need
+    /// (they take no lock that queues the app's reads and writes).
     async fn ddl(&mut self, sql: &str) -> Result<()> {
-        sqlx::query(AssertSqlSafe(format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut self.conn).await?;
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match sqlx::query(AssertSqlSafe(sql.to_owned())).execute(&mut self.conn).await {
+            let result = if sql.contains(" CONCURRENTLY ") {
+                sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.conn).await.map(|_| ())
+            } else {
+                self.ddl_in_transaction(sql).await
+            };
+            match result {
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") && attempt < LOCK_RETRIES => {
                     tracing::warn!(attempt, statement = sql, "lock not available, retrying");
                     tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
@@ -544,14 +574,20 @@ impl Migrator {
                 other => break other,
             }
         };
-        sqlx::query("RESET lock_timeout").execute(&mut self.conn).await?;
-        outcome.map(|_| ()).map_err(|e| Error::Migration(format!("{sql}: {e}")))
+        outcome.map_err(|e| Error::Migration(format!("{sql}: {e}")))
+    }
+
+    async fn ddl_in_transaction(&self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        let mut tx = self.conn.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *tx).await?;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *tx).await?;
+        tx.commit().await
     }
 
     /// Validates a `NOT VALID` constraint, leaving it unvalidated (and saying so) when rows violate it.
     async fn validate(&mut self, table: &str, name: &str, report: &mut ApplyReport) -> Result<()> {
         let sql = format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}");
-        match sqlx::query(AssertSqlSafe(sql)).execute(&mut self.conn).await {
+        match crate::query(AssertSqlSafe(sql)).execute(&self.conn).await {
             Ok(_) => {
                 report.applied.push(format!("validate constraint {table}.{name}"));
                 Ok(())
@@ -568,10 +604,10 @@ impl Migrator {
     /// Loads the schema file into a scratch schema in a transaction that is rolled back, and reads it.
     async fn desired_catalog(&mut self, statements: &[Statement]) -> Result<Catalog> {
         let mut tx = self.conn.begin().await?;
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
-        sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path = {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
+        crate::query(AssertSqlSafe(format!("CREATE SCHEMA {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
+        crate::query(AssertSqlSafe(format!("SET LOCAL search_path = {SCRATCH_SCHEMA}"))).execute(&mut *tx).await?;
         for statement in statements {
-            sqlx::query(AssertSqlSafe(statement.sql.clone()))
+            crate::query(AssertSqlSafe(statement.sql.clone()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| Error::Migration(format!("schema.sql does not load: {e}")))?;
@@ -622,7 +658,7 @@ impl Migrator {
                 }
                 _ => continue,
             };
-            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut self.conn).await?;
+            let rows: i64 = crate::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.conn).await?;
             if rows > 0 {
                 violations.push(Violation { table: table.clone(), constraint: name.clone(), rows });
             }
