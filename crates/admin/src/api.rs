@@ -496,11 +496,13 @@ pub struct AudienceSize {
 /// Counts an audience (shared by the API and the page).
 pub async fn audience(admin: &Admin, query: &AudienceQuery) -> Result<AudienceSize, ApiError> {
     let now = admin.engine.clock().now();
-    let mut conn = admin.pool().acquire().await?;
+    // A transaction, not a bare connection: behind a pooler, a statement outside one may meet another server.
+    let mut tx = admin.pool().begin().await?;
     let filter = query.segment_filter.as_ref().filter(|f| !f.is_null());
-    match rewards::campaigns::audience_size(&mut conn, &query.target_audience, filter, &admin.settings.zones, now)
-        .await?
-    {
+    let size =
+        rewards::campaigns::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now).await?;
+    tx.commit().await?;
+    match size {
         Ok(users) => Ok(AudienceSize { users }),
         Err(problems) => Err(ApiError::validation(problems)),
     }

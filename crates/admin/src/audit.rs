@@ -27,7 +27,7 @@ pub async fn record<'e>(
     entry: &Entry<'_>,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    db::query(
         "INSERT INTO hattrick_audit_log (at, actor, action, target, details, request_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -67,7 +67,7 @@ pub async fn recent<'e>(
     limit: i64,
     before: Option<i64>,
 ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-    sqlx::query_as(
+    db::query_as(
         "SELECT id, at, actor, action, target, details, request_id FROM hattrick_audit_log
          WHERE $2::bigint IS NULL OR id < $2 ORDER BY id DESC LIMIT $1",
     )

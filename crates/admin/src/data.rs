@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use db::Pool;
 use serde::Serialize;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -97,7 +97,7 @@ pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>
     let pool = engine.pool();
     let stored: Vec<store::StoredJob> =
         store::load_jobs(pool).await?.into_iter().filter(|s| engine.registry().contains(&s.definition.name)).collect();
-    let last_runs: Vec<RunSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let last_runs: Vec<RunSummary> = db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {RUN_COLUMNS} FROM hattrick_jobs j
          CROSS JOIN LATERAL (SELECT * FROM job_execution_logs l WHERE l.job_name = j.name AND l.status <> 'skipped'
                              ORDER BY l.started_at DESC LIMIT 1) l"
@@ -105,7 +105,7 @@ pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>
     .fetch_all(pool)
     .await?;
     let mut last_runs: HashMap<String, RunSummary> = last_runs.into_iter().map(|r| (r.job_name.clone(), r)).collect();
-    let facts: Vec<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+    let facts: Vec<(String, Option<DateTime<Utc>>, bool)> = db::query_as(
         "SELECT j.name,
                 (SELECT l.completed_at FROM job_execution_logs l WHERE l.job_name = j.name AND l.status = 'success'
                  ORDER BY l.started_at DESC LIMIT 1),
@@ -116,7 +116,7 @@ pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>
     .await?;
     let facts: HashMap<String, (Option<DateTime<Utc>>, bool)> =
         facts.into_iter().map(|(name, success, running)| (name, (success, running))).collect();
-    let durations: Vec<(String, i64)> = sqlx::query_as(
+    let durations: Vec<(String, i64)> = db::query_as(
         "SELECT j.name, d.duration_ms::bigint FROM hattrick_jobs j
          CROSS JOIN LATERAL (SELECT duration_ms, started_at FROM job_execution_logs l
                              WHERE l.job_name = j.name AND l.status IN ('success', 'failed')
@@ -167,12 +167,12 @@ pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>
 
 /// The runs of `job`, newest first, started before `before` when given.
 pub async fn runs(
-    pool: &PgPool,
+    pool: &Pool,
     job: &str,
     limit: i64,
     before: Option<DateTime<Utc>>,
 ) -> Result<Vec<RunSummary>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {RUN_COLUMNS} FROM job_execution_logs
          WHERE job_name = $1 AND ($3::timestamptz IS NULL OR started_at < $3)
          ORDER BY started_at DESC LIMIT $2"
@@ -185,14 +185,14 @@ pub async fn runs(
 }
 
 /// One run with its report.
-pub async fn run(pool: &PgPool, id: Uuid) -> Result<Option<RunDetail>, sqlx::Error> {
+pub async fn run(pool: &Pool, id: Uuid) -> Result<Option<RunDetail>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         run: RunSummary,
         details: Option<serde_json::Value>,
     }
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {RUN_COLUMNS}, details FROM job_execution_logs WHERE id = $1"
     )))
     .bind(id)
@@ -259,8 +259,8 @@ const CAMPAIGN_COLUMNS: &str = "id, title_tr, title_en, body_tr, body_en, deep_l
                                 failure_count, error, created_at";
 
 /// The latest campaigns by schedule, newest first.
-pub async fn campaigns(pool: &PgPool, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn campaigns(pool: &Pool, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
+    db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1"
     )))
     .bind(limit)
@@ -269,15 +269,15 @@ pub async fn campaigns(pool: &PgPool, limit: i64) -> Result<Vec<Campaign>, sqlx:
 }
 
 /// One campaign with its delivery.
-pub async fn campaign(pool: &PgPool, id: Uuid) -> Result<Option<CampaignDelivery>, sqlx::Error> {
-    let campaign: Option<Campaign> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>, sqlx::Error> {
+    let campaign: Option<Campaign> = db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)
     .await?;
     let Some(campaign) = campaign else { return Ok(None) };
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(String, i64, i64, i64)> = db::query_as(
         "SELECT status, count(*), coalesce(sum(tokens_sent), 0), coalesce(sum(tokens_failed), 0)
          FROM push_outbox WHERE campaign_id = $1 GROUP BY status",
     )
@@ -299,7 +299,7 @@ pub async fn create_campaign(
     draft: &rewards::campaigns::CampaignDraft,
     now: DateTime<Utc>,
 ) -> Result<Campaign, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    db::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
              target_audience, segment_filter, scheduled_at, status, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
@@ -337,7 +337,7 @@ pub enum Cancelled {
 /// (it holds the campaign's row), so a cancelled campaign is never expanded afterwards.
 pub async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Cancelled, sqlx::Error> {
     let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM scheduled_notifications WHERE id = $1 FOR UPDATE")
+        db::query_scalar("SELECT status FROM scheduled_notifications WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -346,11 +346,11 @@ pub async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Ca
         Some("pending" | "sending") => {}
         Some(other) => return Ok(Cancelled::Final(other.to_owned())),
     }
-    sqlx::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let pushes = sqlx::query(
+    let pushes = db::query(
         "UPDATE push_outbox SET status = 'cancelled', last_error = 'campaign_cancelled'
          WHERE campaign_id = $1 AND status = 'pending'",
     )
@@ -389,12 +389,12 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 
 /// Partner analytics rows for `from..=to`, for one partner or all, by partner then date.
 pub async fn partner_days(
-    pool: &PgPool,
+    pool: &Pool,
     from: NaiveDate,
     to: NaiveDate,
     partner: Option<Uuid>,
 ) -> Result<Vec<PartnerDay>, sqlx::Error> {
-    sqlx::query_as(
+    db::query_as(
         "SELECT a.partner_id, p.business_name, a.date, coalesce(a.new_signups, 0) AS new_signups,
                 coalesce(a.new_subscriptions, 0) AS new_subscriptions, coalesce(a.revenue, 0)::float8 AS revenue,
                 coalesce(a.commission, 0)::float8 AS commission,
@@ -445,8 +445,8 @@ pub struct OutboxFailure {
 }
 
 /// Depth, age and recent failures of the outbox.
-pub async fn outbox(pool: &PgPool, now: DateTime<Utc>, failures: i64) -> Result<OutboxHealth, sqlx::Error> {
-    let (pending, due, oldest, sending): (i64, i64, Option<DateTime<Utc>>, i64) = sqlx::query_as(
+pub async fn outbox(pool: &Pool, now: DateTime<Utc>, failures: i64) -> Result<OutboxHealth, sqlx::Error> {
+    let (pending, due, oldest, sending): (i64, i64, Option<DateTime<Utc>>, i64) = db::query_as(
         "SELECT (SELECT count(*) FROM push_outbox WHERE status = 'pending'),
                 (SELECT count(*) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
                 (SELECT min(not_before) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
@@ -459,7 +459,7 @@ pub async fn outbox(pool: &PgPool, now: DateTime<Utc>, failures: i64) -> Result<
     let recent_failures = if failures == 0 {
         Vec::new()
     } else {
-        sqlx::query_as(
+        db::query_as(
             "SELECT id, customer_user_id, category, title, last_error, attempts, created_at FROM push_outbox
          WHERE status = 'failed' ORDER BY id DESC LIMIT $1",
         )

@@ -16,11 +16,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use db::Pool;
+use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::job::RunArgs;
 use crate::runner::Engine;
@@ -35,60 +37,85 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// How event processing behaves.
 #[derive(Debug, Clone)]
 pub struct EventSettings {
-    /// Where to `LISTEN`: a direct connection URL (a pooler in transaction mode breaks `LISTEN`).
-    pub listen_url: String,
+    /// Where to `LISTEN`: a direct connection URL (`DATABASE_DIRECT_URL`; a pooler in transaction mode breaks
+    /// `LISTEN` and hands the listening session to other clients). None: no listener, the table is polled every
+    /// `poll_interval`, which is then the reaction latency.
+    pub listen_url: Option<String>,
     /// After a notification, wait this long for more before starting runs (batches bursts).
     pub debounce: Duration,
     /// Look at the table this often even without notifications.
     pub poll_interval: Duration,
 }
 
-/// Creates the session's tables of taken changes, empty.
-async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_event_taken (id bigint PRIMARY KEY);
-         CREATE TEMP TABLE IF NOT EXISTS hattrick_event_subjects (subject uuid PRIMARY KEY);
-         TRUNCATE hattrick_event_taken, hattrick_event_subjects;",
+/// Takes up to `limit` of `topic`'s changes, oldest first, for the run `run_id`: their ids into
+/// `hattrick_run_changes` and their distinct subjects into `hattrick_run_subjects` (tables keyed by run that a job
+/// joins: `run_id` filters them). Returns the number of subjects. Rows of the run's earlier take are replaced.
+pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    clear_in(&mut tx, run_id).await?;
+    db::query(
+        "INSERT INTO hattrick_run_changes (run_id, change_id)
+         SELECT $1, id FROM hattrick_changes WHERE topic = $2 ORDER BY id LIMIT $3",
     )
+    .bind(run_id)
+    .bind(topic)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
+    let subjects = db::query(
+        "INSERT INTO hattrick_run_subjects (run_id, subject)
+         SELECT DISTINCT $1::uuid, c.subject FROM hattrick_run_changes t JOIN hattrick_changes c ON c.id = t.change_id
+         WHERE t.run_id = $1",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    // The jobs' plans depend on how many subjects there are; autovacuum would notice only later.
+    sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
+    Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
+}
+
+/// Deletes the changes [`take`] took for `run_id` (after the job acted on them) and the run's rows; returns how
+/// many changes.
+pub async fn finish(pool: &Pool, run_id: Uuid) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let deleted = db::query(
+        "DELETE FROM hattrick_changes c USING hattrick_run_changes t WHERE t.run_id = $1 AND c.id = t.change_id",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    clear_in(&mut tx, run_id).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// Lets go of what [`take`] took for `run_id` without deleting the changes (a dry run acts on nothing).
+pub async fn forget(pool: &Pool, run_id: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    clear_in(&mut tx, run_id).await?;
+    tx.commit().await
+}
+
+/// Deletes `run_id`'s taken changes and subjects, and any run's left by a run that died more than a day ago.
+async fn clear_in(conn: &mut PgConnection, run_id: Uuid) -> Result<(), sqlx::Error> {
+    db::query(
+        "WITH changes AS (DELETE FROM hattrick_run_changes
+                          WHERE run_id = $1 OR created_at < now() - interval '1 day' RETURNING 1)
+         DELETE FROM hattrick_run_subjects WHERE run_id = $1 OR created_at < now() - interval '1 day'",
+    )
+    .bind(run_id)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Takes up to `limit` of `topic`'s changes, oldest first: their ids into `hattrick_event_taken` and their
-/// distinct subjects into `hattrick_event_subjects` (session tables a job joins). Returns the number of subjects.
-pub async fn take(conn: &mut PgConnection, topic: &str, limit: i64) -> Result<i64, sqlx::Error> {
-    prepare(conn).await?;
-    sqlx::query(
-        "INSERT INTO hattrick_event_taken (id)
-         SELECT id FROM hattrick_changes WHERE topic = $1 ORDER BY id LIMIT $2",
-    )
-    .bind(topic)
-    .bind(limit)
-    .execute(&mut *conn)
-    .await?;
-    let subjects = sqlx::query(
-        "INSERT INTO hattrick_event_subjects (subject)
-         SELECT DISTINCT c.subject FROM hattrick_event_taken t JOIN hattrick_changes c ON c.id = t.id",
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query("ANALYZE hattrick_event_subjects").execute(&mut *conn).await?;
-    Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
-}
-
-/// Deletes the changes [`take`] took (after the job acted on them); returns how many.
-pub async fn finish(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM hattrick_changes c USING hattrick_event_taken t WHERE c.id = t.id")
-        .execute(conn)
-        .await?
-        .rows_affected())
-}
-
 /// The `jobs` whose topic has changes waiting.
-pub async fn pending(pool: &PgPool, jobs: &[String]) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn pending(pool: &Pool, jobs: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    db::query_scalar(
         "SELECT t FROM unnest($1::text[]) t WHERE EXISTS (SELECT 1 FROM hattrick_changes c WHERE c.topic = t)",
     )
     .bind(jobs)
@@ -155,12 +182,33 @@ impl Engine {
     /// Starts event runs as changes arrive, until `shutdown`; then waits for the runs it started (within the
     /// engine's shutdown grace).
     pub async fn run_events(self: Arc<Self>, settings: EventSettings, shutdown: CancellationToken) {
+        self.run_events_until(settings, shutdown.clone(), shutdown).await;
+    }
+
+    /// [`Engine::run_events`] that stops starting runs at `stop` and cancels running ones at `cancel_runs` (the
+    /// same token in `serve`; the demo lets them finish before it stops).
+    pub async fn run_events_until(
+        self: Arc<Self>,
+        settings: EventSettings,
+        stop: CancellationToken,
+        cancel_runs: CancellationToken,
+    ) {
+        let shutdown = stop;
         let jobs = self.incremental_jobs();
         if jobs.is_empty() {
             return;
         }
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(settings.listen_url.clone(), Arc::clone(&wake), shutdown.clone()));
+        let listener = match settings.listen_url.clone() {
+            Some(url) => tokio::spawn(listen(url, Arc::clone(&wake), shutdown.clone())),
+            None => {
+                tracing::info!(
+                    poll_interval_ms = settings.poll_interval.as_millis(),
+                    "events: no direct URL to LISTEN on; polling the change table"
+                );
+                tokio::spawn(async {})
+            }
+        };
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut runs = JoinSet::new();
         tracing::info!(jobs = ?jobs, "events: on");
@@ -186,7 +234,7 @@ impl Engine {
                     continue;
                 }
                 let (engine, busy, wake, stop) =
-                    (Arc::clone(&self), Arc::clone(&busy), Arc::clone(&wake), shutdown.clone());
+                    (Arc::clone(&self), Arc::clone(&busy), Arc::clone(&wake), cancel_runs.clone());
                 runs.spawn(async move {
                     let outcome = engine.run_event(&job, stop).await;
                     busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);

@@ -5,9 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use db::Pool;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -128,7 +128,7 @@ pub struct JobContext {
     /// The business clock, for long jobs that need the time as it goes on.
     pub clock: Clock,
     /// The database.
-    pub pool: PgPool,
+    pub pool: Pool,
     /// Arguments given by an operator.
     pub args: RunArgs,
     /// Cancelled on timeout and on shutdown: long jobs check it between batches.
@@ -138,17 +138,25 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// Takes a connection for this run, tagged with the run id (`application_name`) and limited by a
-    /// `statement_timeout` of the time left, so a timeout cancels the run's SQL on the server too.
-    pub async fn connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+    /// Starts a transaction for this run, tagged with the run id (`application_name`) and limited by a
+    /// `statement_timeout` of the time left, so a timeout cancels the run's SQL on the server too. Both settings
+    /// are `SET LOCAL`: nothing outlives the transaction, so the server connection a pooler in transaction mode
+    /// hands to another client afterwards carries none of it. A run does all its work in such transactions
+    /// (`docs/pooler.md`).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let left = self.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1);
-        sqlx::query("SELECT set_config('statement_timeout', $1, false), set_config('application_name', $2, false)")
+        db::query("SELECT set_config('statement_timeout', $1, true), set_config('application_name', $2, true)")
             .bind(format!("{left}ms"))
-            .bind(format!("hattrick {} {}", self.job, self.run_id))
-            .execute(&mut *conn)
+            .bind(self.application_name())
+            .execute(&mut *tx)
             .await?;
-        Ok(conn)
+        Ok(tx)
+    }
+
+    /// The `application_name` the run's transactions carry (the runner cancels their SQL by it).
+    pub fn application_name(&self) -> String {
+        format!("hattrick {} {}", self.job, self.run_id)
     }
 
     /// `Err(Cancelled)` once the run has been cancelled (timeout, shutdown, lost lease): long jobs call it between
@@ -187,6 +195,10 @@ pub enum JobError {
     /// The run was cancelled (shutdown, or its lease was lost) at a safe point.
     #[error("cancelled")]
     Cancelled,
+    /// The run was cancelled because its instance is shutting down (a deploy): recorded `interrupted`, not
+    /// `failed`, and its tick handed to the next attempt at once. Set by the engine, never by a job.
+    #[error("interrupted by shutdown")]
+    Interrupted,
 }
 
 /// The future a job's run returns.

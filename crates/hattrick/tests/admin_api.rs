@@ -184,7 +184,7 @@ async fn jobs_run_now_pause_and_resume_are_audited_by_name() {
     assert_eq!(runs[0]["id"], run_id.as_str());
 
     // A job that is running is not started again.
-    sqlx::query(
+    db::query(
         "INSERT INTO job_execution_logs (job_name, started_at, status, trigger, instance, attempt, heartbeat_at)
          VALUES ('partner-analytics', now(), 'running', 'manual', 'elsewhere', 1, now())",
     )
@@ -261,7 +261,7 @@ async fn campaigns_are_validated_with_paths_previewed_created_and_cancelled() {
     let not_json = server.request(Method::POST, "/admin/campaigns").header("content-type", "application/json");
     assert_eq!(send(not_json.body("{\"title_tr\": ")).await.0, 400);
     let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM scheduled_notifications").fetch_one(server.db.pool()).await.unwrap();
+        db::query_scalar("SELECT count(*) FROM scheduled_notifications").fetch_one(server.db.pool()).await.unwrap();
     assert_eq!(stored, 0, "nothing stored from invalid requests");
 
     let (status, size) = server
@@ -293,7 +293,7 @@ async fn campaigns_are_validated_with_paths_previewed_created_and_cancelled() {
     let (_, delivery) = server.get(&format!("/admin/campaigns/{id}")).await;
     assert_eq!(delivery["recipient_count"], 1, "{delivery}");
     assert_eq!(delivery["outbox"], json!({"pending": 1}));
-    let users: Vec<Uuid> = sqlx::query_scalar("SELECT customer_user_id FROM push_outbox WHERE campaign_id = $1::uuid")
+    let users: Vec<Uuid> = db::query_scalar("SELECT customer_user_id FROM push_outbox WHERE campaign_id = $1::uuid")
         .bind(&id)
         .fetch_all(server.db.pool())
         .await
@@ -319,7 +319,7 @@ async fn campaigns_are_validated_with_paths_previewed_created_and_cancelled() {
 async fn partner_analytics_outbox_and_test_push() {
     let server = AdminServer::start().await;
     let owner = server.db.user().await;
-    let partner: Uuid = sqlx::query_scalar(
+    let partner: Uuid = db::query_scalar(
         "INSERT INTO partners (customer_user_id, business_name, email, phone, status, referral_code)
          VALUES ($1, 'Kadıköy Spor', 'p@example.com', '555', 'approved', 'KDK') RETURNING id",
     )
@@ -327,7 +327,7 @@ async fn partner_analytics_outbox_and_test_push() {
     .fetch_one(server.db.pool())
     .await
     .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO partner_analytics (partner_id, date, new_signups, new_subscriptions, revenue, commission,
                                         active_subscribers, churn_count)
          SELECT $1, d::date, 2, 1, 99.90, 19.98, 10, 0 FROM generate_series('2026-11-01'::date, '2026-11-07', '1 day') d",
@@ -375,7 +375,7 @@ async fn partner_analytics_outbox_and_test_push() {
 async fn operator_actions_go_through_the_ledger_once() {
     let server = AdminServer::start().await;
     let user = server.db.user().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_xp, reward_credits)
          VALUES ('founder', 'Kurucu', 'Founder', 'https://example.com/f.png', 'special', '{\"type\": \"manual\"}', 600, 50)",
     )
@@ -404,7 +404,7 @@ async fn operator_actions_go_through_the_ledger_once() {
     let (_, regrant) = server.post(&format!("/admin/users/{user}/badges"), json!({"badge": "founder"})).await;
     assert_eq!((regrant["granted"].as_bool(), regrant["xp"].as_i64()), (Some(true), Some(0)), "{regrant}");
 
-    let balance: i64 = sqlx::query_scalar("SELECT balance::bigint FROM customer_credits WHERE customer_user_id = $1")
+    let balance: i64 = db::query_scalar("SELECT balance::bigint FROM customer_credits WHERE customer_user_id = $1")
         .bind(user)
         .fetch_one(server.db.pool())
         .await
@@ -430,7 +430,7 @@ async fn operator_actions_go_through_the_ledger_once() {
     assert_eq!(xp["balance"], 2100, "600 from the badge, 1500 granted");
     assert_eq!(xp["level_ups"], 1, "gold at 2000: {xp}");
 
-    let kinds: Vec<(String, i32)> = sqlx::query_as(
+    let kinds: Vec<(String, i32)> = db::query_as(
         "SELECT transaction_type, amount FROM customer_credit_transactions
          WHERE customer_user_id = $1 AND transaction_type LIKE 'admin_%' ORDER BY created_at, amount",
     )
@@ -454,7 +454,7 @@ async fn operator_actions_go_through_the_ledger_once() {
 async fn a_failing_write_answers_500_without_detail_and_leaves_nothing_behind() {
     let server = AdminServer::start().await;
     // The audit log is gone: the pause cannot be recorded, so it must not happen.
-    sqlx::query("DROP TABLE hattrick_audit_log").execute(server.db.pool()).await.unwrap();
+    db::query("DROP TABLE hattrick_audit_log").execute(server.db.pool()).await.unwrap();
     let response = server.request(Method::POST, "/admin/jobs/streak-reset/pause").send().await.unwrap();
     assert_eq!(response.status(), 500);
     assert!(response.headers().contains_key("x-request-id"));
@@ -488,7 +488,7 @@ async fn requests_carry_ids_and_bodies_are_limited() {
 async fn readiness_follows_the_schema() {
     let server = AdminServer::start().await;
     assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
-    sqlx::query("UPDATE hattrick_schema_state SET value = 'older' WHERE key = 'schema_checksum'")
+    db::query("UPDATE hattrick_schema_state SET value = 'older' WHERE key = 'schema_checksum'")
         .execute(server.db.pool())
         .await
         .unwrap();
@@ -530,7 +530,7 @@ async fn metrics_move_as_jobs_run_and_pushes_are_sent() {
         server.post("/admin/push/test", json!({"users": [user, second], "title": "t", "body": "b"})).await;
     assert_eq!(status, 200);
     // A pending push, due an hour ago, shows in the outbox gauges.
-    sqlx::query(
+    db::query(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, created_at)
          VALUES ($1, 'reward', 'metrics-test', 't', 'b', now() - interval '1 hour', now())",
     )

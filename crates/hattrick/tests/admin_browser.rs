@@ -30,7 +30,7 @@ async fn an_operator_steers_hattrick_from_the_page() {
         user_with_token(&server.db, platform).await;
     }
     let owner = server.db.user().await;
-    let partner: uuid::Uuid = sqlx::query_scalar(
+    let partner: uuid::Uuid = db::query_scalar(
         "INSERT INTO partners (customer_user_id, business_name, email, phone, status, referral_code)
          VALUES ($1, 'Beşiktaş Taraftar', 'p@example.com', '555', 'approved', 'BJK') RETURNING id",
     )
@@ -39,7 +39,7 @@ async fn an_operator_steers_hattrick_from_the_page() {
     .await
     .unwrap();
     let yesterday = Utc::now().date_naive() - TimeDelta::days(1);
-    sqlx::query(
+    db::query(
         "INSERT INTO partner_analytics (partner_id, date, new_signups, new_subscriptions, revenue, commission,
                                         active_subscribers)
          SELECT $1, d::date, 3, 1, 50 + extract(day FROM d) * 10, 10 + extract(day FROM d) * 2, 20

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::PrivateCluster;
+use db::Pool;
 use push::fake::{FakeConfig, FakeFcm};
-use sqlx::PgPool;
 use testkit::Clock;
 use tokio_util::sync::CancellationToken;
 
@@ -52,17 +52,14 @@ impl Instance {
     }
 }
 
-async fn scalar(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+async fn scalar(pool: &Pool, sql: &str) -> i64 {
+    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Retries `sql` while the database restarts.
-async fn scalar_retrying(pool: &PgPool, sql: &str) -> i64 {
+async fn scalar_retrying(pool: &Pool, sql: &str) -> i64 {
     for _ in 0..100 {
-        if let Ok(value) = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await {
+        if let Ok(value) = db::query_scalar::<i64>(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await {
             return value;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -93,11 +90,11 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     .await
     .unwrap();
     // 2 % of devices are dead (the fake answers UNREGISTERED); a campaign to everyone goes out 5 business minutes in.
-    sqlx::query("UPDATE customer_push_tokens SET token = 'dead-' || token WHERE abs(hashtext(token)) % 50 = 0")
+    db::query("UPDATE customer_push_tokens SET token = 'dead-' || token WHERE abs(hashtext(token)) % 50 = 0")
         .execute(&app)
         .await
         .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, target_audience, scheduled_at, status)
          VALUES ('Büyük maç!', 'Big match!', 'Tahminini yap', 'Make your pick', 'all', $1, 'pending')",
     )
@@ -106,7 +103,7 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     .await
     .unwrap();
     let pending_referrals: Vec<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM referrals WHERE status = 'pending'").fetch_all(&app).await.unwrap();
+        db::query_scalar("SELECT id FROM referrals WHERE status = 'pending'").fetch_all(&app).await.unwrap();
     let badges_before = scalar(&app, "SELECT count(*) FROM customer_badges").await;
     let unlocks_before = scalar(&app, "SELECT coalesce(sum(total_unlocks), 0) FROM badges").await;
 
@@ -229,7 +226,7 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     .await;
     assert_eq!(duplicate_keys, 0);
     // A referral moved on is paid, and paid once: its state and its ledger rows were written together.
-    let referrals: Vec<(uuid::Uuid, String, i64)> = sqlx::query_as(
+    let referrals: Vec<(uuid::Uuid, String, i64)> = db::query_as(
         "SELECT r.id, r.status, (SELECT count(*) FROM customer_credit_transactions t
                                  WHERE t.reference_id = r.id AND t.idempotency_key LIKE 'referral:%:tier2:%')
          FROM referrals r WHERE r.id = ANY($1)",
@@ -265,18 +262,17 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     )
     .await;
     assert_eq!(doubled, 0, "a tick succeeded twice");
-    let ticks: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT DISTINCT job_name, scheduled_for FROM job_execution_logs WHERE scheduled_for IS NOT NULL",
-    )
-    .fetch_all(&app)
-    .await
-    .unwrap();
+    let ticks: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        db::query_as("SELECT DISTINCT job_name, scheduled_for FROM job_execution_logs WHERE scheduled_for IS NOT NULL")
+            .fetch_all(&app)
+            .await
+            .unwrap();
     let mut recorded: BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>> = BTreeMap::new();
     for (job, tick) in ticks {
         recorded.entry(job).or_default().push(tick);
     }
     let cursors: Vec<(String, String, String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT name, schedule, timezone, cursor FROM hattrick_jobs WHERE cursor IS NOT NULL")
+        db::query_as("SELECT name, schedule, timezone, cursor FROM hattrick_jobs WHERE cursor IS NOT NULL")
             .fetch_all(&app)
             .await
             .unwrap();
@@ -295,7 +291,7 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     }
     // Every due push delivered (or ended for a reason); duplicates beyond the in-flight window measured.
     let outbox: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM push_outbox GROUP BY 1 ORDER BY 1").fetch_all(&app).await.unwrap();
+        db::query_as("SELECT status, count(*) FROM push_outbox GROUP BY 1 ORDER BY 1").fetch_all(&app).await.unwrap();
     // Every delivery the dispatchers recorded is in `tokens_sent`; what the fake accepted beyond that was sent by
     // an instance killed (or cut off by the database crash) before it could record it, and sent again.
     let recorded =

@@ -9,10 +9,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use db::Pool;
 use engine::events::EventSettings;
 use hattrick::app;
 use hattrick::config::{Settings, Sources};
-use sqlx::PgPool;
 use testkit::{Clock, TestDb};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,12 +25,17 @@ struct Events {
 }
 
 impl Events {
-    async fn start(url: &str, poll_interval: Duration) -> Self {
+    /// Through `url` (a pooler when the suite runs through one), listening on `direct_url`.
+    async fn start(url: &str, direct_url: &str, poll_interval: Duration) -> Self {
         let env = vec![("DATABASE_URL".to_owned(), url.to_owned())];
         let settings = Settings::load(&Sources { file: None, env }).unwrap();
         let engine = app::engine(&settings, Clock::system(), app::Definitions::Sync).await.unwrap();
         let stop = CancellationToken::new();
-        let events = EventSettings { listen_url: url.to_owned(), debounce: Duration::from_millis(50), poll_interval };
+        let events = EventSettings {
+            listen_url: Some(direct_url.to_owned()),
+            debounce: Duration::from_millis(50),
+            poll_interval,
+        };
         let task = tokio::spawn(Arc::clone(&engine).run_events(events, stop.clone()));
         let started = Self { engine, stop, task };
         started.wait_listening().await;
@@ -40,7 +45,7 @@ impl Events {
     /// Waits until the listener's session has issued its LISTEN.
     async fn wait_listening(&self) {
         for _ in 0..200 {
-            let listening: bool = sqlx::query_scalar(
+            let listening: bool = db::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                                 WHERE datname = current_database() AND query LIKE 'LISTEN%')",
             )
@@ -62,11 +67,11 @@ impl Events {
 }
 
 /// Polls `sql` (a boolean) until true; returns how long it took, or panics after `limit`.
-async fn within(pool: &PgPool, limit: Duration, sql: &str, bind: Uuid) -> Duration {
+async fn within(pool: &Pool, limit: Duration, sql: &str, bind: Uuid) -> Duration {
     let started = Instant::now();
     loop {
         let done: bool =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).bind(bind).fetch_one(pool).await.unwrap();
+            db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).bind(bind).fetch_one(pool).await.unwrap();
         if done {
             return started.elapsed();
         }
@@ -75,8 +80,8 @@ async fn within(pool: &PgPool, limit: Duration, sql: &str, bind: Uuid) -> Durati
     }
 }
 
-async fn badge(pool: &PgPool, slug: &str, condition: &str) -> Uuid {
-    sqlx::query_scalar(
+async fn badge(pool: &Pool, slug: &str, condition: &str) -> Uuid {
+    db::query_scalar(
         "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_xp, reward_credits)
          VALUES ($1, $1, $1, 'https://example.com/b.png', 'social', $2::jsonb, 50, 5) RETURNING id",
     )
@@ -87,8 +92,8 @@ async fn badge(pool: &PgPool, slug: &str, condition: &str) -> Uuid {
     .unwrap()
 }
 
-async fn comment(pool: &PgPool, user: Uuid) {
-    sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (7, $1, 'Gol!')")
+async fn comment(pool: &Pool, user: Uuid) {
+    db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (7, $1, 'Gol!')")
         .bind(user)
         .execute(pool)
         .await
@@ -101,7 +106,7 @@ const HAS_BADGE: &str = "SELECT EXISTS (SELECT 1 FROM customer_badges WHERE cust
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
     badge(db.pool(), "chatty", r#"{"type": "comments", "count": 3}"#).await;
     let user = db.user().await;
     let bystander = db.user().await;
@@ -109,7 +114,7 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     comment(db.pool(), user).await;
     comment(db.pool(), bystander).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_badges").fetch_one(db.pool()).await.unwrap();
+    let owned: i64 = db::query_scalar("SELECT count(*) FROM customer_badges").fetch_one(db.pool()).await.unwrap();
     assert_eq!(owned, 0, "two comments are not three");
 
     comment(db.pool(), user).await;
@@ -118,7 +123,7 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     let run_done = "SELECT EXISTS (SELECT 1 FROM job_execution_logs WHERE job_name = 'badge-auto-unlock'
                                    AND items_processed > 0 AND status <> 'running') OR $1 IS NULL";
     within(db.pool(), Duration::from_secs(5), run_done, user).await;
-    let runs: Vec<(String, String, i32)> = sqlx::query_as(
+    let runs: Vec<(String, String, i32)> = db::query_as(
         "SELECT trigger, status, items_processed FROM job_execution_logs
          WHERE job_name = 'badge-auto-unlock' AND items_processed > 0",
     )
@@ -126,7 +131,7 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     .await
     .unwrap();
     assert_eq!(runs, [("event".to_owned(), "success".to_owned(), 1)]);
-    let details: serde_json::Value = sqlx::query_scalar(
+    let details: serde_json::Value = db::query_scalar(
         "SELECT details FROM job_execution_logs WHERE job_name = 'badge-auto-unlock' AND items_processed > 0",
     )
     .fetch_one(db.pool())
@@ -134,7 +139,7 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     .unwrap();
     assert_eq!(details["users_evaluated"], 1, "only the user who commented was evaluated: {details}");
     // Every change was consumed; the scheduled sweep finds nothing left to do.
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
+    let left: i64 = db::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
     assert_eq!(left, 0);
     events.stop().await;
     let sweep = events_free_sweep(&db, "badge-auto-unlock").await;
@@ -143,7 +148,10 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
 
 /// Runs `job` as its scheduled sweep would and returns its items.
 async fn events_free_sweep(db: &TestDb, job: &str) -> i64 {
-    let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
+    let env = vec![
+        ("DATABASE_URL".to_owned(), db.url().to_owned()),
+        ("DATABASE_DIRECT_URL".to_owned(), db.direct_url().to_owned()),
+    ];
     let settings = Settings::load(&Sources { file: None, env }).unwrap();
     let engine = app::engine(&settings, Clock::system(), app::Definitions::Sync).await.unwrap();
     let result = engine.run_manual(job, engine::RunArgs::default()).await.unwrap();
@@ -152,9 +160,9 @@ async fn events_free_sweep(db: &TestDb, job: &str) -> i64 {
 }
 
 /// A referral created an hour ago; returns (referrer, referred).
-async fn referral(pool: &PgPool, db: &TestDb) -> (Uuid, Uuid) {
+async fn referral(pool: &Pool, db: &TestDb) -> (Uuid, Uuid) {
     let (referrer, referred) = (db.user().await, db.user().await);
-    sqlx::query(
+    db::query(
         "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
          VALUES ($1, $2, 'CODE', now() - interval '1 hour', now() + interval '29 days')",
     )
@@ -169,18 +177,18 @@ async fn referral(pool: &PgPool, db: &TestDb) -> (Uuid, Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
     badge(db.pool(), "recruiter", r#"{"type": "referrals", "count": 1}"#).await;
     let (referrer, referred) = referral(db.pool(), &db).await;
     let (_, other_referred) = referral(db.pool(), &db).await;
     // Someone else's profile change is not a login of a referred user.
-    sqlx::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
+    db::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
         .bind(referrer)
         .execute(db.pool())
         .await
         .unwrap();
 
-    sqlx::query("UPDATE customer_users SET last_login_at = now() WHERE id = $1")
+    db::query("UPDATE customer_users SET last_login_at = now() WHERE id = $1")
         .bind(referred)
         .execute(db.pool())
         .await
@@ -189,7 +197,7 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
         "SELECT EXISTS (SELECT 1 FROM referrals WHERE referred_user_id = $1 AND status = 'completed' AND tier = 2)";
     let took = within(db.pool(), Duration::from_secs(2), paid, referred).await;
     eprintln!("login to tier 2: {took:?}");
-    let credited: i64 = sqlx::query_scalar(
+    let credited: i64 = db::query_scalar(
         "SELECT count(*) FROM customer_credit_transactions WHERE customer_user_id = ANY($1) AND transaction_type = 'referral_bonus'",
     )
     .bind(vec![referrer, referred])
@@ -200,7 +208,7 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
     // The payment changed the referrer's referral count: the `referrals` badge follows within seconds too.
     let took = within(db.pool(), Duration::from_secs(2), HAS_BADGE, referrer).await;
     eprintln!("tier 2 payment to the referrer's referral badge: {took:?}");
-    let pending: String = sqlx::query_scalar("SELECT status FROM referrals WHERE referred_user_id = $1")
+    let pending: String = db::query_scalar("SELECT status FROM referrals WHERE referred_user_id = $1")
         .bind(other_referred)
         .fetch_one(db.pool())
         .await
@@ -209,7 +217,7 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
 
     // An OAuth login counts too.
     let (_, oauth_referred) = referral(db.pool(), &db).await;
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_oauth_identities (customer_user_id, provider, provider_user_id, last_login_at)
          VALUES ($1, 'google', $2, now())",
     )
@@ -225,14 +233,14 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_pays_tier_3_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
     let (_, referred) = referral(db.pool(), &db).await;
-    sqlx::query("UPDATE referrals SET status = 'completed', tier = 2 WHERE referred_user_id = $1")
+    db::query("UPDATE referrals SET status = 'completed', tier = 2 WHERE referred_user_id = $1")
         .bind(referred)
         .execute(db.pool())
         .await
         .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at, expired_at)
          VALUES ($1, 'active', 'ios', 99.90, now(), now() + interval '30 days')",
     )
@@ -256,17 +264,16 @@ async fn with_events_off_there_are_no_triggers_and_the_sweep_still_pays() {
     migrator.apply(&plan).await.unwrap();
     assert!(migrator.plan().await.unwrap().actions.is_empty(), "a second run changes nothing");
     drop(migrator);
-    let triggers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hattrick\\_changes\\_%'")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+    let triggers: i64 = db::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hattrick\\_changes\\_%'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
     assert_eq!(triggers, 0);
 
     badge(db.pool(), "first-words", r#"{"type": "comments", "count": 1}"#).await;
     let user = db.user().await;
     comment(db.pool(), user).await;
-    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
+    let changes: i64 = db::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
     assert_eq!(changes, 0, "nothing is captured with events off");
     assert_eq!(events_free_sweep(&db, "badge-auto-unlock").await, 1, "the sweep unlocks it");
 
@@ -275,7 +282,7 @@ async fn with_events_off_there_are_no_triggers_and_the_sweep_still_pays() {
     let plan = migrator.plan().await.unwrap();
     migrator.apply(&plan).await.unwrap();
     comment(db.pool(), user).await;
-    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
+    let changes: i64 = db::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
     assert_eq!(changes, 1);
 }
 
@@ -284,7 +291,7 @@ async fn hattricks_own_writes_and_bulk_statements_capture_one_row_per_user_and_s
     let db = TestDb::new().await;
     let (a, b) = (db.user().await, db.user().await);
     // One statement with three comments of two users: two rows (one per user), whatever the row count.
-    sqlx::query(
+    db::query(
         "INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'what a goal'), (1, $1, 'again!'), (1, $2, 'offside')",
     )
     .bind(a)
@@ -292,7 +299,7 @@ async fn hattricks_own_writes_and_bulk_statements_capture_one_row_per_user_and_s
     .execute(db.pool())
     .await
     .unwrap();
-    let rows: Vec<(String, Uuid)> = sqlx::query_as("SELECT topic, subject FROM hattrick_changes ORDER BY subject")
+    let rows: Vec<(String, Uuid)> = db::query_as("SELECT topic, subject FROM hattrick_changes ORDER BY subject")
         .fetch_all(db.pool())
         .await
         .unwrap();
@@ -301,24 +308,24 @@ async fn hattricks_own_writes_and_bulk_statements_capture_one_row_per_user_and_s
     assert_eq!(rows, expected);
 
     // A session of hattrick's records nothing.
-    let mut own = db::connect_one(db.url(), "hattrick").await.unwrap();
-    sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'my own words')")
+    let mut own = db::connect_one(db.direct_url(), "hattrick").await.unwrap();
+    db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'my own words')")
         .bind(a)
         .execute(&mut own)
         .await
         .unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
+    let count: i64 = db::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
     assert_eq!(count, 2);
 
     // A rolled-back write leaves no change behind.
     let mut tx = db.pool().begin().await.unwrap();
-    sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'never mind')")
+    db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'never mind')")
         .bind(b)
         .execute(&mut *tx)
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
+    let count: i64 = db::query_scalar("SELECT count(*) FROM hattrick_changes").fetch_one(db.pool()).await.unwrap();
     assert_eq!(count, 2);
 }
 
@@ -339,14 +346,14 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
     badge(&app, "first-words", r#"{"type": "comments", "count": 1}"#).await;
     let mut users = Vec::new();
     for i in 0..60 {
-        let id: Uuid = sqlx::query_scalar("INSERT INTO customer_users (email) VALUES ($1) RETURNING id")
+        let id: Uuid = db::query_scalar("INSERT INTO customer_users (email) VALUES ($1) RETURNING id")
             .bind(format!("fan{i}@example.com"))
             .fetch_one(&app)
             .await
             .unwrap();
         users.push(id);
     }
-    let events = Events::start(&url, Duration::from_secs(60)).await;
+    let events = Events::start(&url, &url, Duration::from_secs(60)).await;
 
     // The app comments steadily; half-way the database crashes and comes back. Writes are retried until they
     // commit, as an app would; the ones right after the restart land before hattrick listens again.
@@ -358,7 +365,7 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
         let mut attempts = 0;
         loop {
             let written =
-                sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (9, $1, 'goool')")
+                db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (9, $1, 'goool')")
                     .bind(user)
                     .execute(&app)
                     .await;
@@ -381,7 +388,7 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
     // it (comments and their change rows together): the promise is about the comments that survived.
     let started = Instant::now();
     loop {
-        let (commenters, badges, pushes, left): (i64, i64, i64, i64) = sqlx::query_as(
+        let (commenters, badges, pushes, left): (i64, i64, i64, i64) = db::query_as(
             "SELECT (SELECT count(DISTINCT customer_user_id) FROM match_comments),
                     (SELECT count(*) FROM customer_badges),
                     (SELECT count(*) FROM push_outbox WHERE dedupe_key LIKE 'badge:%'),
@@ -419,12 +426,12 @@ impl Dice {
 
 /// Applies `count` random app writes (comments, likes, settled predictions, streaks, XP, credits earned,
 /// subscriptions, deletions) to users chosen by their rank, the same for the same `seed`.
-async fn random_changes(pool: &PgPool, users: u64, seed: u64, count: usize) {
+async fn random_changes(pool: &Pool, users: u64, seed: u64, count: usize) {
     let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for step in 0..count {
         let rank = i64::try_from(dice.next(users)).unwrap();
         let amount = i64::try_from(dice.next(40) + 1).unwrap();
-        let user: Uuid = sqlx::query_scalar("SELECT id FROM customer_users ORDER BY email OFFSET $1 LIMIT 1")
+        let user: Uuid = db::query_scalar("SELECT id FROM customer_users ORDER BY email OFFSET $1 LIMIT 1")
             .bind(rank)
             .fetch_one(pool)
             .await
@@ -462,20 +469,20 @@ async fn random_changes(pool: &PgPool, users: u64, seed: u64, count: usize) {
             _ if step % 3 == 0 => "UPDATE customer_users SET deleted_at = now() WHERE id = $1 AND $2 > 0",
             _ => "INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'one more ' || $2)",
         };
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user).bind(amount).execute(pool).await.unwrap();
+        db::query(sqlx::AssertSqlSafe(sql)).bind(user).bind(amount).execute(pool).await.unwrap();
     }
 }
 
 /// Every (user email, badge slug) owned, and the credit and XP totals.
-async fn outcome(pool: &PgPool) -> (Vec<(String, String)>, i64, i64) {
-    let owned = sqlx::query_as(
+async fn outcome(pool: &Pool) -> (Vec<(String, String)>, i64, i64) {
+    let owned = db::query_as(
         "SELECT u.email, b.slug FROM customer_badges cb JOIN customer_users u ON u.id = cb.customer_user_id
          JOIN badges b ON b.id = cb.badge_id ORDER BY 1, 2",
     )
     .fetch_all(pool)
     .await
     .unwrap();
-    let (credits, xp): (i64, i64) = sqlx::query_as(
+    let (credits, xp): (i64, i64) = db::query_as(
         "SELECT (SELECT coalesce(sum(amount), 0) FROM customer_credit_transactions),
                 (SELECT coalesce(sum(xp_amount), 0) FROM customer_xp_transactions)",
     )
@@ -489,7 +496,7 @@ async fn outcome(pool: &PgPool) -> (Vec<(String, String)>, i64, i64) {
 async fn event_runs(engine: &engine::Engine, job: &str) -> i64 {
     let mut items = 0;
     loop {
-        let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_changes WHERE topic = $1)")
+        let left: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM hattrick_changes WHERE topic = $1)")
             .bind(job)
             .fetch_one(engine.pool())
             .await
@@ -531,13 +538,16 @@ async fn incremental_evaluation_grants_exactly_what_a_full_sweep_grants() {
         };
         let mut engines = Vec::new();
         for db in [&incremental, &full] {
-            hattrick::seed::seed_database(db.url(), &options).await.unwrap();
-            let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
+            hattrick::seed::seed_database(db.direct_url(), &options).await.unwrap();
+            let env = vec![
+                ("DATABASE_URL".to_owned(), db.url().to_owned()),
+                ("DATABASE_DIRECT_URL".to_owned(), db.direct_url().to_owned()),
+            ];
             let settings = Settings::load(&Sources { file: None, env }).unwrap();
             let engine = app::engine(&settings, Clock::system(), app::Definitions::Sync).await.unwrap();
             // The baseline: everything the seeded population earned is granted, cascades included; nothing pending.
             sweep_to_fixpoint(&engine).await;
-            sqlx::query("DELETE FROM hattrick_changes").execute(db.pool()).await.unwrap();
+            db::query("DELETE FROM hattrick_changes").execute(db.pool()).await.unwrap();
             random_changes(db.pool(), USERS, case, 120).await;
             engines.push(engine);
         }

@@ -92,13 +92,13 @@ async fn push_test_delivers_through_the_fake_and_reports_each_user() {
     let fake = fake(&["--unregistered-prefix", "dead-"]);
     let (alive, dead) = (Uuid::new_v4(), Uuid::new_v4());
     for (user, token) in [(alive, "tok-alive"), (dead, "dead-1")] {
-        sqlx::query("INSERT INTO customer_users (id, email, is_push_allowed_mobile) VALUES ($1, $2, false)")
+        db::query("INSERT INTO customer_users (id, email, is_push_allowed_mobile) VALUES ($1, $2, false)")
             .bind(user)
             .bind(format!("{user}@example.com"))
             .execute(db.pool())
             .await
             .unwrap();
-        sqlx::query("INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, 'ios', 'd')")
+        db::query("INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, 'ios', 'd')")
             .bind(user)
             .bind(token)
             .execute(db.pool())
@@ -137,7 +137,7 @@ const USERS: i64 = 100_000;
 #[tokio::test]
 async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     let db = TestDb::new().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_users (id, email, timezone)
          SELECT gen_random_uuid(), 'user' || n || '@example.com', 'UTC' FROM generate_series(1, $1) n",
     )
@@ -145,14 +145,14 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     .execute(db.pool())
     .await
     .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id)
          SELECT id, 'tok-' || id, 'android', 'd' FROM customer_users",
     )
     .execute(db.pool())
     .await
     .unwrap();
-    let campaign: Uuid = sqlx::query_scalar(
+    let campaign: Uuid = db::query_scalar(
         "INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at)
          VALUES ('Büyük maç', 'Bu akşam', 'all', now() - interval '1 minute') RETURNING id",
     )
@@ -163,7 +163,9 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     // Quiet hours off: the test must not depend on the hour it runs at.
     let settings = [
         ("HATTRICK_PUSH__QUIET_HOURS_START", "off"),
-        ("HATTRICK_PUSH__LEASE", "3s"),
+        // Short enough to keep the test quick, long enough that no round of a loaded machine outlives its claim
+        // (a round that did would be sent again by another worker: duplicates the kill did not cause).
+        ("HATTRICK_PUSH__LEASE", "8s"),
         ("HATTRICK_PUSH__DAILY_CAP", "10"),
     ];
     let expand = fake.command(&db, &["run", "scheduled-notifications"]).envs(settings).output().unwrap();
@@ -189,14 +191,14 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     first.kill().unwrap(); // SIGKILL: no shutdown, no final writes
     first.wait().unwrap();
     let at_kill = accepted(&fake);
-    let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM push_outbox WHERE status = 'sending'")
+    let in_flight: i64 = db::query_scalar("SELECT count(*) FROM push_outbox WHERE status = 'sending'")
         .fetch_one(db.pool())
         .await
         .unwrap();
 
     let mut second = serve();
     loop {
-        let open: i64 = sqlx::query_scalar(
+        let open: i64 = db::query_scalar(
             "SELECT count(*) FROM push_outbox WHERE campaign_id = $1 AND status IN ('pending', 'sending')",
         )
         .bind(campaign)
@@ -217,7 +219,7 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     let stats = fake.stats();
     let per_token: HashMap<String, u64> = serde_json::from_value(stats["per_token"].clone()).unwrap();
     let tokens: Vec<String> =
-        sqlx::query_scalar("SELECT token FROM customer_push_tokens").fetch_all(db.pool()).await.unwrap();
+        db::query_scalar("SELECT token FROM customer_push_tokens").fetch_all(db.pool()).await.unwrap();
     let missing = tokens.iter().filter(|t| !per_token.contains_key(*t)).count();
     let duplicates: u64 = per_token.values().map(|n| n - 1).sum();
     eprintln!(
@@ -227,7 +229,7 @@ async fn a_campaign_survives_its_dispatcher_being_killed_mid_way() {
     );
     assert_eq!(missing, 0, "every targeted token received the message");
     assert!(duplicates <= in_flight as u64, "{duplicates} duplicates > {in_flight} messages in flight at the kill");
-    let (status, recipients, success, failure): (String, i32, i32, i32) = sqlx::query_as(
+    let (status, recipients, success, failure): (String, i32, i32, i32) = db::query_as(
         "SELECT status, recipient_count, success_count, failure_count FROM scheduled_notifications WHERE id = $1",
     )
     .bind(campaign)

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
-use sqlx::PgPool;
+use db::Pool;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -354,7 +354,7 @@ struct Target {
 /// The outbox dispatcher.
 #[derive(Debug)]
 pub struct Dispatcher {
-    pool: PgPool,
+    pool: Pool,
     transport: Arc<dyn Transport>,
     settings: DispatcherSettings,
     limiter: RateLimiter,
@@ -401,7 +401,7 @@ fn claim_sql(only: bool) -> String {
 
 impl Dispatcher {
     /// A dispatcher sending through `transport`.
-    pub fn new(pool: PgPool, transport: Arc<dyn Transport>, settings: DispatcherSettings) -> Self {
+    pub fn new(pool: Pool, transport: Arc<dyn Transport>, settings: DispatcherSettings) -> Self {
         let limiter = RateLimiter::new(settings.rate_per_minute);
         let sends = Semaphore::new(settings.concurrency.max(1));
         Self {
@@ -417,7 +417,7 @@ impl Dispatcher {
 
     /// Returns rows whose lease ran out (their dispatcher died) to `pending`; returns how many.
     pub async fn reclaim_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1")
+        Ok(db::query("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?
@@ -437,7 +437,7 @@ impl Dispatcher {
     async fn round_of(&self, now: DateTime<Utc>, only: Option<&[i64]>) -> Result<Round, sqlx::Error> {
         let lease = format!("{} milliseconds", self.settings.lease.as_millis());
         let sql = claim_sql(only.is_some());
-        let mut query = sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(sql))
+        let mut query = db::query_as::<Claimed>(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(self.settings.batch)
             .bind(&lease)
@@ -458,7 +458,7 @@ impl Dispatcher {
         let sending: Vec<usize> = (0..rows.len()).filter(|&i| decisions[i] == Decision::Send).collect();
         let users: Vec<uuid::Uuid> = sending.iter().map(|&i| rows[i].customer_user_id).collect();
         let ids: Vec<i64> = sending.iter().map(|&i| rows[i].id).collect();
-        let tokens: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+        let tokens: Vec<(uuid::Uuid, String, String)> = db::query_as(
             "SELECT DISTINCT ON (customer_user_id, token) customer_user_id, token, platform
              FROM customer_push_tokens WHERE customer_user_id = ANY($1) AND is_active IS NOT FALSE
              ORDER BY customer_user_id, token, updated_at DESC",
@@ -466,7 +466,7 @@ impl Dispatcher {
         .bind(&users)
         .fetch_all(&self.pool)
         .await?;
-        let done: Vec<(i64, String, String)> = sqlx::query_as(
+        let done: Vec<(i64, String, String)> = db::query_as(
             "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
         )
         .bind(&ids)
@@ -660,7 +660,7 @@ impl Dispatcher {
         }
         let mut tx = self.pool.begin().await?;
         if !d_ids.is_empty() {
-            sqlx::query(
+            db::query(
                 "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
                  SELECT * , $6::timestamptz FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
                  ON CONFLICT (outbox_id, token) DO UPDATE
@@ -677,7 +677,7 @@ impl Dispatcher {
             .await?;
         }
         if !dead.is_empty() {
-            let n = sqlx::query(
+            let n = db::query(
                 "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
                  WHERE token = ANY($1) AND is_active IS NOT FALSE",
             )
@@ -690,7 +690,7 @@ impl Dispatcher {
         }
         // The claim count fences the write: a row another dispatcher re-claimed after this one's lease ran out
         // is left to it.
-        sqlx::query(
+        db::query(
             "UPDATE push_outbox o
              SET status = v.status, not_before = v.not_before,
                  tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,

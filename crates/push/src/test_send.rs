@@ -2,8 +2,8 @@
 //! per user, sent at once through a dispatcher. Test pushes ignore quiet hours, the daily cap and opt-out.
 
 use chrono::{DateTime, Utc};
+use db::Pool;
 use serde::Serialize;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::Dispatcher;
@@ -49,14 +49,14 @@ pub enum TestPushError {
 
 /// Writes one `test` outbox row per user and sends them now through `dispatcher`.
 pub async fn send(
-    pool: &PgPool,
+    pool: &Pool,
     dispatcher: &Dispatcher,
     push: &TestPush,
     now: DateTime<Utc>,
 ) -> Result<Vec<TestResult>, TestPushError> {
     let mut tx = pool.begin().await?;
     let run = Uuid::new_v4();
-    let ids: Vec<i64> = sqlx::query_scalar(
+    let ids: Vec<i64> = db::query_scalar(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                   campaign_id, not_before, created_at)
          SELECT u.id, 'test', 'test:' || $1::text || ':' || u.id,
@@ -87,7 +87,7 @@ pub async fn send(
     }
     tx.commit().await?;
     dispatcher.round_only(now, &ids).await?;
-    let rows: Vec<(Uuid, String, i32, i32, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(Uuid, String, i32, i32, Option<String>)> = db::query_as(
         "SELECT customer_user_id, status, tokens_sent, tokens_failed, last_error FROM push_outbox
          WHERE id = ANY($1) ORDER BY id",
     )

@@ -111,7 +111,8 @@ impl Transport for FcmTransport {
     }
 }
 
-/// Writes each message as one JSON line to standard output and reports it delivered.
+/// Writes each message as one JSON line to standard output and reports it delivered. The device token is
+/// masked ([`mask_token`]): a log is read by more people than the device's owner should be.
 #[derive(Debug, Default)]
 pub struct LogTransport {
     lock: Mutex<()>,
@@ -119,7 +120,9 @@ pub struct LogTransport {
 
 impl Transport for LogTransport {
     fn send<'a>(&'a self, message: &'a PushMessage) -> SendFuture<'a> {
-        let line = message.to_fcm_json().to_string();
+        let mut json = message.to_fcm_json();
+        json["message"]["token"] = serde_json::Value::String(mask_token(&message.token));
+        let line = json.to_string();
         let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = std::io::stdout().lock();
         let written = writeln!(out, "{line}");
@@ -133,5 +136,31 @@ impl Transport for LogTransport {
 
     fn name(&self) -> &'static str {
         "log"
+    }
+}
+
+/// A device token as logs show it: its first 6 and last 4 characters, enough to tell tokens apart, never enough to
+/// send to the device.
+pub fn mask_token(token: &str) -> String {
+    let chars: Vec<char> = token.chars().collect();
+    if chars.len() <= 12 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::mask_token;
+
+    #[test]
+    fn a_token_is_never_printed_in_full() {
+        let token = "dQw4w9WgXcQ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
+        let masked = mask_token(token);
+        assert_eq!(masked, "dQw4w9…RYqx");
+        assert!(!masked.contains("APA91b"));
+        assert_eq!(mask_token("short"), "*****");
     }
 }

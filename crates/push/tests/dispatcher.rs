@@ -36,7 +36,7 @@ fn istanbul(hour: u32, minute: u32) -> DateTime<Utc> {
 
 async fn user(db: &TestDb, allowed: bool, tokens: &[(&str, &str)]) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_users (id, email, is_push_allowed_mobile, timezone) VALUES ($1, $2, $3, 'Europe/Istanbul')",
     )
     .bind(id)
@@ -46,7 +46,7 @@ async fn user(db: &TestDb, allowed: bool, tokens: &[(&str, &str)]) -> Uuid {
     .await
     .unwrap();
     for (n, (token, platform)) in tokens.iter().enumerate() {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, $3, $4)",
         )
         .bind(id)
@@ -61,7 +61,7 @@ async fn user(db: &TestDb, allowed: bool, tokens: &[(&str, &str)]) -> Uuid {
 }
 
 async fn push(db: &TestDb, user: Uuid, category: &str, key: &str, at: DateTime<Utc>) -> i64 {
-    sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data, not_before,
                                   created_at)
          VALUES ($1, $2, $3, 'Başlık', 'Gövde', 'goalgpt://home', '{\"type\": \"test\", \"n\": 1}', $4, $4)
@@ -77,7 +77,7 @@ async fn push(db: &TestDb, user: Uuid, category: &str, key: &str, at: DateTime<U
 }
 
 async fn row(db: &TestDb, id: i64) -> (String, DateTime<Utc>, i32, i32, Option<String>) {
-    sqlx::query_as("SELECT status, not_before, tokens_sent, tokens_failed, last_error FROM push_outbox WHERE id = $1")
+    db::query_as("SELECT status, not_before, tokens_sent, tokens_failed, last_error FROM push_outbox WHERE id = $1")
         .bind(id)
         .fetch_one(db.pool())
         .await
@@ -110,7 +110,7 @@ async fn every_error_class_is_acted_on_and_dead_tokens_are_deactivated_everywher
     let (status, _, sent, failed, _) = row(&s.db, a).await;
     assert_eq!((status.as_str(), sent, failed), ("sent", 1, 2));
     assert_eq!(s.fake.stats().per_token.get("ok-a"), Some(&1));
-    let inactive: Vec<(Uuid, String)> = sqlx::query_as(
+    let inactive: Vec<(Uuid, String)> = db::query_as(
         "SELECT customer_user_id, token FROM customer_push_tokens WHERE NOT is_active ORDER BY token, customer_user_id",
     )
     .fetch_all(s.db.pool())
@@ -125,7 +125,7 @@ async fn every_error_class_is_acted_on_and_dead_tokens_are_deactivated_everywher
     assert_eq!(status, "pending");
     assert!(not_before >= now + chrono::Duration::seconds(60), "{not_before}");
     assert_eq!(error.as_deref(), Some("THIRD_PARTY_AUTH_ERROR"));
-    let active: bool = sqlx::query_scalar("SELECT is_active FROM customer_push_tokens WHERE token = 'apns-c'")
+    let active: bool = db::query_scalar("SELECT is_active FROM customer_push_tokens WHERE token = 'apns-c'")
         .fetch_one(s.db.pool())
         .await
         .unwrap();
@@ -208,13 +208,13 @@ async fn a_dead_dispatchers_rows_return_when_the_lease_runs_out_and_tokens_alrea
     let u = user(&s.db, true, &[("t1", "android"), ("t2", "ios")]).await;
     let id = push(&s.db, u, "reward", "r", now).await;
     // A dispatcher claimed the row, delivered to t1, and died before recording the row's end.
-    sqlx::query("UPDATE push_outbox SET status = 'sending', attempts = 1, not_before = $2 WHERE id = $1")
+    db::query("UPDATE push_outbox SET status = 'sending', attempts = 1, not_before = $2 WHERE id = $1")
         .bind(id)
         .bind(now + chrono::Duration::minutes(5))
         .execute(s.db.pool())
         .await
         .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, updated_at)
          VALUES ($1, 't1', 'android', 'sent', $2)",
     )
@@ -240,11 +240,7 @@ async fn a_row_restricted_to_a_platform_uses_only_the_tokens_on_it() {
     let now = istanbul(12, 0);
     let u = user(&s.db, true, &[("phone-ios", "ios"), ("phone-android", "android")]).await;
     let id = push(&s.db, u, "reward", "r", now).await;
-    sqlx::query("UPDATE push_outbox SET platforms = '{ios}' WHERE id = $1")
-        .bind(id)
-        .execute(s.db.pool())
-        .await
-        .unwrap();
+    db::query("UPDATE push_outbox SET platforms = '{ios}' WHERE id = $1").bind(id).execute(s.db.pool()).await.unwrap();
     s.dispatcher.drain(now).await.unwrap();
     let (status, _, sent, failed, _) = row(&s.db, id).await;
     assert_eq!((status.as_str(), sent, failed), ("sent", 1, 0));

@@ -42,7 +42,9 @@ struct BadgeRow {
     unlock_condition: serde_json::Value,
 }
 
-/// Creates the scratch tables that [`pay_unlocks`] reads (the ledger's, the outbox batch, `hattrick_unlocks`).
+/// Creates the per-transaction scratch tables that [`pay_unlocks`] reads (the ledger's, the outbox batch,
+/// `hattrick_unlocks`), in the caller's transaction: `ON COMMIT DELETE ROWS`, so they are empty at every commit,
+/// whichever session a pooler handed the transaction.
 pub(crate) async fn prepare_unlocks(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     ledger::prepare(&mut *conn).await?;
     outbox::prepare(&mut *conn).await?;
@@ -56,18 +58,28 @@ pub(crate) async fn prepare_unlocks(conn: &mut PgConnection) -> Result<(), sqlx:
     Ok(())
 }
 
-async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    prepare_unlocks(&mut *conn).await?;
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_badge_candidates (
-             customer_user_id uuid NOT NULL, badge_id uuid NOT NULL, PRIMARY KEY (customer_user_id, badge_id)
-         );
-         CREATE TEMP TABLE IF NOT EXISTS hattrick_cascade (subject uuid PRIMARY KEY);
-         TRUNCATE hattrick_badge_candidates, hattrick_cascade;",
+/// Deletes the run's candidates and cascade rows, and those of runs that died more than a day ago.
+async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
+    db::query(
+        "WITH candidates AS (DELETE FROM hattrick_run_badge_candidates
+                             WHERE run_id = $1 OR created_at < now() - interval '1 day' RETURNING 1)
+         DELETE FROM hattrick_run_cascade WHERE run_id = $1 OR created_at < now() - interval '1 day'",
     )
-    .execute(conn)
+    .bind(run)
+    .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.
+async fn fill_candidates(ctx: &JobContext, sql: &str) -> Result<u64, sqlx::Error> {
+    let mut tx = ctx.begin().await?;
+    let filled =
+        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    // The chunk queries need to know the candidates' size; autovacuum would notice only later.
+    sqlx::raw_sql("ANALYZE hattrick_run_badge_candidates").execute(&ctx.pool).await?;
+    Ok(filled)
 }
 
 /// Which users a sweep evaluates.
@@ -75,7 +87,7 @@ async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 enum Scope {
     /// Every live user: each aggregate is computed once for everyone, grouped, and joined.
     Everyone,
-    /// The users of an event run (`hattrick_event_subjects`): each aggregate is looked up per user through the
+    /// The users of an event run (`hattrick_run_subjects`): each aggregate is looked up per user through the
     /// tables' user indexes, so the work follows the number of changed users, not the population.
     Changed,
 }
@@ -192,7 +204,7 @@ fn stats_sql(kinds: &[&str], scope: Scope) -> String {
     joins.push(OWNED.join(scope));
     let users = match scope {
         Scope::Everyone => "customer_users u",
-        Scope::Changed => "hattrick_event_subjects e JOIN customer_users u ON u.id = e.subject",
+        Scope::Changed => "hattrick_run_subjects e JOIN customer_users u ON u.id = e.subject AND e.run_id = $2",
     };
     format!(
         "SELECT u.id, {}
@@ -216,8 +228,8 @@ fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)], scope: Scope) -> St
     // Users with nothing new (nearly all of them in a steady sweep) are dropped by one chain of comparisons;
     // only the others build the array of their new badges.
     format!(
-        "INSERT INTO hattrick_badge_candidates (customer_user_id, badge_id)
-         SELECT s.customer_user_id, c.badge_id
+        "INSERT INTO hattrick_run_badge_candidates (run_id, customer_user_id, badge_id)
+         SELECT $2::uuid, s.customer_user_id, c.badge_id
          FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
                          lifetime_earned, paid_subscription, owned)
          CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
@@ -235,12 +247,12 @@ impl Job for BadgeAutoUnlock {
 
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
-            let badges: Vec<BadgeRow> = sqlx::query_as(
+            let run = ctx.run_id;
+            let badges: Vec<BadgeRow> = db::query_as(
                 "SELECT id, slug, unlock_condition FROM badges
                  WHERE is_active IS NOT FALSE AND deleted_at IS NULL ORDER BY display_order, slug",
             )
-            .fetch_all(&mut *conn)
+            .fetch_all(&ctx.pool)
             .await?;
             let mut skipped = Vec::new();
             let (mut kinds, mut tests) = (Vec::new(), Vec::new());
@@ -255,32 +267,32 @@ impl Job for BadgeAutoUnlock {
                     Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error })),
                 }
             }
-            prepare(&mut conn).await?;
+            clear(&ctx.pool, run).await?;
             // An event run looks only at the users whose inputs changed (SPEC 7).
             let scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
             let changed = if scope == Scope::Changed {
-                Some(engine::events::take(&mut conn, EVENT_TOPIC, EVENT_BATCH).await?)
+                Some(engine::events::take(&ctx.pool, run, EVENT_TOPIC, EVENT_BATCH).await?)
             } else {
                 None
             };
             let candidates = if tests.is_empty() || changed == Some(0) {
                 0
             } else {
-                sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests, scope)))
-                    .bind(ctx.now)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+                fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?
             };
-            // Session tables are never analysed automatically; the chunk queries need to know this one's size.
-            sqlx::query("ANALYZE hattrick_badge_candidates").execute(&mut *conn).await?;
-            let per_badge_candidates: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT b.slug, count(*) FROM hattrick_badge_candidates c JOIN badges b ON b.id = c.badge_id
+            let per_badge_candidates: Vec<(String, i64)> = db::query_as(
+                "SELECT b.slug, count(*) FROM hattrick_run_badge_candidates c JOIN badges b ON b.id = c.badge_id
+                 WHERE c.run_id = $1
                  GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug",
             )
-            .fetch_all(&mut *conn)
+            .bind(run)
+            .fetch_all(&ctx.pool)
             .await?;
             if ctx.args.dry_run {
+                clear(&ctx.pool, run).await?;
+                if changed.is_some() {
+                    engine::events::forget(&ctx.pool, run).await?;
+                }
                 return Ok(JobReport {
                     items: i64::try_from(candidates).unwrap_or(i64::MAX),
                     details: json!({
@@ -301,39 +313,37 @@ impl Job for BadgeAutoUnlock {
             let mut rounds = 0;
             loop {
                 ctx.check_cancelled()?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let boundary: Option<Uuid> = sqlx::query_scalar(
+                let mut tx = ctx.begin().await?;
+                prepare_unlocks(&mut tx).await?;
+                let boundary: Option<Uuid> = db::query_scalar(
                     "SELECT max(customer_user_id::text)::uuid FROM (
-                         SELECT DISTINCT customer_user_id FROM hattrick_badge_candidates
-                         WHERE customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                         SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
+                         WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
                 )
                 .bind(cursor)
                 .bind(CHUNK)
+                .bind(run)
                 .fetch_one(&mut *tx)
                 .await?;
                 let Some(boundary) = boundary else {
                     tx.commit().await?;
                     // An event run settles cascades itself (a badge's XP or credits reaching another badge), so a
                     // sweep after it finds nothing: the users who just unlocked something are evaluated again.
-                    if scope == Scope::Changed && rounds < MAX_CASCADE_ROUNDS && next_round(&mut conn).await? {
+                    if scope == Scope::Changed && rounds < MAX_CASCADE_ROUNDS && next_round(&ctx.pool, run).await? {
                         rounds += 1;
-                        sqlx::query(sqlx::AssertSqlSafe(candidates_sql(&kinds, &tests, scope)))
-                            .bind(ctx.now)
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("ANALYZE hattrick_badge_candidates").execute(&mut *conn).await?;
+                        fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?;
                         cursor = Uuid::nil();
                         continue;
                     }
                     break;
                 };
-                sqlx::query(
+                db::query(
                     "WITH inserted AS (
                          INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
                          SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
                                 '{\"source\": \"badge-auto-unlock\"}'
-                         FROM hattrick_badge_candidates c
-                         WHERE c.customer_user_id > $1 AND c.customer_user_id <= $2
+                         FROM hattrick_run_badge_candidates c
+                         WHERE c.run_id = $4 AND c.customer_user_id > $1 AND c.customer_user_id <= $2
                          ON CONFLICT (customer_user_id, badge_id) DO NOTHING
                          RETURNING customer_user_id, badge_id)
                      INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
@@ -341,19 +351,22 @@ impl Job for BadgeAutoUnlock {
                 .bind(cursor)
                 .bind(boundary)
                 .bind(ctx.now)
+                .bind(run)
                 .execute(&mut *tx)
                 .await?;
                 let paid = pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
                 pushes += paid.pushes;
                 if scope == Scope::Changed {
-                    sqlx::query(
-                        "INSERT INTO hattrick_cascade (subject) SELECT DISTINCT customer_user_id FROM hattrick_unlocks
+                    db::query(
+                        "INSERT INTO hattrick_run_cascade (run_id, subject)
+                         SELECT DISTINCT $1::uuid, customer_user_id FROM hattrick_unlocks
                          ON CONFLICT DO NOTHING",
                     )
+                    .bind(run)
                     .execute(&mut *tx)
                     .await?;
                 }
-                let counts: Vec<(String, i64)> = sqlx::query_as(
+                let counts: Vec<(String, i64)> = db::query_as(
                     "SELECT b.slug, count(*) FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug",
                 )
                 .fetch_all(&mut *tx)
@@ -370,12 +383,13 @@ impl Job for BadgeAutoUnlock {
                 chunks += 1;
                 cursor = boundary;
             }
+            clear(&ctx.pool, run).await?;
             let users_evaluated = match changed {
                 Some(users) => {
-                    engine::events::finish(&mut conn).await?;
+                    engine::events::finish(&ctx.pool, run).await?;
                     users
                 }
-                None => users_evaluated(&mut conn).await?,
+                None => users_evaluated(&ctx.pool).await?,
             };
             Ok(JobReport {
                 items: unlocks,
@@ -416,7 +430,7 @@ pub(crate) async fn pay_unlocks(
     grants_so_far: i64,
     pushes_so_far: i64,
 ) -> Result<Paid, engine::JobError> {
-    sqlx::query(
+    db::query(
         "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
          FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
          WHERE b.id = n.badge_id",
@@ -424,7 +438,7 @@ pub(crate) async fn pay_unlocks(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
              description, reference_id, reference_type, metadata)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':xp', u.customer_user_id, b.reward_xp,
@@ -433,7 +447,7 @@ pub(crate) async fn pay_unlocks(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
              description, reference_id, reference_type, metadata)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':credits', u.customer_user_id,
@@ -446,7 +460,7 @@ pub(crate) async fn pay_unlocks(
     budget.check_grants(&mut *conn, grants_so_far).await?;
     let applied = ledger::apply(&mut *conn, now, write).await?;
     // Promotional VIP days extend the user's current VIP, else start now (SPEC 3.3).
-    let vip_rows = sqlx::query(
+    let vip_rows = db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
              expired_at, auto_renew_enabled, created_at, updated_at)
          SELECT u.customer_user_id, 'active', 'promo', 0, $1,
@@ -461,7 +475,7 @@ pub(crate) async fn pay_unlocks(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    sqlx::query(
+    db::query(
         "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data, image_url)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id, u.customer_user_id,
                 jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en),
@@ -478,21 +492,32 @@ pub(crate) async fn pay_unlocks(
 /// Most rounds of cascades one event run settles (each round evaluates the users the last one paid).
 const MAX_CASCADE_ROUNDS: u32 = 5;
 
-/// Makes the users paid in the last round (`hattrick_cascade`) the subjects of the next one; false when there are
-/// none.
-async fn next_round(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::raw_sql("TRUNCATE hattrick_event_subjects, hattrick_badge_candidates").execute(&mut *conn).await?;
-    let moved = sqlx::query("INSERT INTO hattrick_event_subjects (subject) SELECT subject FROM hattrick_cascade")
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    sqlx::query("TRUNCATE hattrick_cascade").execute(&mut *conn).await?;
+/// Makes the users paid in the last round (`hattrick_run_cascade`) the subjects of the next one, with no
+/// candidates yet; false when there are none.
+async fn next_round(pool: &db::Pool, run: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    db::query(
+        "WITH subjects AS (DELETE FROM hattrick_run_subjects WHERE run_id = $1 RETURNING 1)
+         DELETE FROM hattrick_run_badge_candidates WHERE run_id = $1",
+    )
+    .bind(run)
+    .execute(&mut *tx)
+    .await?;
+    let moved = db::query(
+        "WITH moved AS (DELETE FROM hattrick_run_cascade WHERE run_id = $1 RETURNING subject)
+         INSERT INTO hattrick_run_subjects (run_id, subject) SELECT $1, subject FROM moved",
+    )
+    .bind(run)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
     Ok(moved > 0)
 }
 
 /// The live users a sweep evaluates.
-async fn users_evaluated(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
-        .fetch_one(conn)
+async fn users_evaluated(pool: &db::Pool) -> Result<i64, sqlx::Error> {
+    db::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
+        .fetch_one(pool)
         .await
 }

@@ -195,13 +195,13 @@ pub async fn audience_size(
         Err(errors) => return Ok(Err(errors)),
     };
     let sql = format!("SELECT count(*) FROM customer_users u WHERE {condition}");
-    let row = bind_params(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now), &params).fetch_one(conn).await?;
+    let row = bind_params(db::query(sqlx::AssertSqlSafe(sql)).bind(now), &params).fetch_one(conn).await?;
     Ok(Ok(sqlx::Row::try_get(&row, 0)?))
 }
 
 impl ScheduledNotifications {
     async fn fail(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1")
+        db::query("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1")
             .bind(id)
             .bind(error)
             .execute(conn)
@@ -211,9 +211,9 @@ impl ScheduledNotifications {
 
     /// Expands one campaign under its row lock; returns the outbox rows written, or None if it was not (any
     /// more) a campaign to expand.
-    async fn expand(&self, conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let campaign: Option<Campaign> = sqlx::query_as(
+    async fn expand(&self, ctx: &JobContext, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = ctx.begin().await?;
+        let campaign: Option<Campaign> = db::query_as(
             "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter
              FROM scheduled_notifications
              WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
@@ -268,18 +268,20 @@ impl ScheduledNotifications {
         let platforms = (campaign.target_audience == "segment")
             .then(|| campaign.segment_filter.as_ref().and_then(segment::required_platforms))
             .flatten();
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime).bind(platforms);
+        let query = db::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime).bind(platforms);
         let query = bind_params(query, &params);
         let written = match query.execute(&mut *tx).await {
             Ok(done) => done.rows_affected(),
             Err(error) => {
                 drop(tx);
                 tracing::warn!(%error, campaign = %id, "campaign expansion failed");
-                Self::fail(&mut *conn, id, &format!("expanding the audience failed: {error}")).await?;
+                let mut tx = ctx.begin().await?;
+                Self::fail(&mut tx, id, &format!("expanding the audience failed: {error}")).await?;
+                tx.commit().await?;
                 return Ok(None);
             }
         };
-        let recipients: i64 = sqlx::query_scalar(
+        let recipients: i64 = db::query_scalar(
             "WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
              UPDATE scheduled_notifications SET recipient_count = (SELECT n FROM counted), error = NULL
              WHERE id = $1 RETURNING recipient_count::bigint",
@@ -296,37 +298,38 @@ impl ScheduledNotifications {
 impl Job for ScheduledNotifications {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
+            // Each statement is a transaction of its own (the pool's); an expansion is one more.
+            let pool = &ctx.pool;
             let now = ctx.now;
             let stale = chrono::Duration::from_std(self.stale_after).unwrap_or(chrono::Duration::hours(24));
             if ctx.args.dry_run {
-                let due: i64 = sqlx::query_scalar(
+                let due: i64 = db::query_scalar(
                     "SELECT count(*) FROM scheduled_notifications WHERE status = 'pending' AND scheduled_at <= $1",
                 )
                 .bind(now)
-                .fetch_one(&mut *conn)
+                .fetch_one(pool)
                 .await?;
                 return Ok(JobReport { items: due, details: json!({ "dry_run": true, "due": due }) });
             }
-            let cancelled_rows = sqlx::query(
+            let cancelled_rows = db::query(
                 "UPDATE push_outbox o SET status = 'cancelled', last_error = 'campaign_cancelled'
                  FROM scheduled_notifications s
                  WHERE s.status = 'cancelled' AND o.campaign_id = s.id AND o.status = 'pending'",
             )
-            .execute(&mut *conn)
+            .execute(pool)
             .await?
             .rows_affected();
-            let stale_failed = sqlx::query(
+            let stale_failed = db::query(
                 "UPDATE scheduled_notifications SET status = 'failed',
                      error = 'not sent: first picked up ' || to_char($1 - scheduled_at, 'FMDD \"days\" HH24:MI') || ' late'
                  WHERE status = 'pending' AND scheduled_at < $1 - $2::interval",
             )
             .bind(now)
             .bind(format!("{} seconds", stale.num_seconds()))
-            .execute(&mut *conn)
+            .execute(pool)
             .await?
             .rows_affected();
-            let claimed: Vec<Uuid> = sqlx::query_scalar(
+            let claimed: Vec<Uuid> = db::query_scalar(
                 "UPDATE scheduled_notifications SET status = 'sending'
                  WHERE id IN (SELECT id FROM scheduled_notifications
                               WHERE status = 'pending' AND scheduled_at <= $1
@@ -334,23 +337,23 @@ impl Job for ScheduledNotifications {
                  RETURNING id",
             )
             .bind(now)
-            .fetch_all(&mut *conn)
+            .fetch_all(pool)
             .await?;
             // Claimed now, or claimed by a run that died before expanding.
-            let to_expand: Vec<Uuid> = sqlx::query_scalar(
+            let to_expand: Vec<Uuid> = db::query_scalar(
                 "SELECT id FROM scheduled_notifications WHERE status = 'sending' AND recipient_count IS NULL
                  ORDER BY scheduled_at",
             )
-            .fetch_all(&mut *conn)
+            .fetch_all(pool)
             .await?;
             let mut expanded = serde_json::Map::new();
             for id in to_expand {
                 ctx.check_cancelled()?;
-                if let Some(recipients) = self.expand(&mut conn, id, now).await? {
+                if let Some(recipients) = self.expand(ctx, id, now).await? {
                     expanded.insert(id.to_string(), json!(recipients));
                 }
             }
-            let completed: Vec<(Uuid, i32, i32)> = sqlx::query_as(
+            let completed: Vec<(Uuid, i32, i32)> = db::query_as(
                 "WITH done AS (
                      SELECT s.id,
                             count(*) FILTER (WHERE o.status = 'sent') AS delivered,
@@ -365,14 +368,13 @@ impl Job for ScheduledNotifications {
                  RETURNING s.id, s.success_count, s.failure_count",
             )
             .bind(now)
-            .fetch_all(&mut *conn)
+            .fetch_all(pool)
             .await?;
-            let failed: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-                "SELECT id, error FROM scheduled_notifications WHERE status = 'failed' AND id = ANY($1)",
-            )
-            .bind(&claimed)
-            .fetch_all(&mut *conn)
-            .await?;
+            let failed: Vec<(Uuid, Option<String>)> =
+                db::query_as("SELECT id, error FROM scheduled_notifications WHERE status = 'failed' AND id = ANY($1)")
+                    .bind(&claimed)
+                    .fetch_all(pool)
+                    .await?;
             Ok(JobReport {
                 items: expanded.len() as i64,
                 details: json!({

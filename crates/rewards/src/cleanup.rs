@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use engine::{Job, JobContext, JobError, JobReport, RunFuture};
 use serde_json::json;
-use sqlx::PgConnection;
 
 /// How the housekeeping jobs work through a table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,13 +94,7 @@ impl Walk {
 }
 
 /// Deletes the rows of `rule` older than `cutoff` (counts them on a dry run), batch by batch.
-async fn purge(
-    ctx: &JobContext,
-    conn: &mut PgConnection,
-    rule: &Rule,
-    cutoff: DateTime<Utc>,
-    batching: Batching,
-) -> Result<Walk, JobError> {
+async fn purge(ctx: &JobContext, rule: &Rule, cutoff: DateTime<Utc>, batching: Batching) -> Result<Walk, JobError> {
     let Rule { table, key, key_type, condition } = *rule;
     let key_type_sql = key_type.sql();
     let sql = format!(
@@ -117,13 +110,15 @@ async fn purge(
     loop {
         ctx.check_cancelled()?;
         let started = Instant::now();
-        let (last, rows): (Option<String>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        let mut tx = ctx.begin().await?;
+        let (last, rows): (Option<String>, i64) = db::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(cutoff)
             .bind(&cursor)
             .bind(batching.batch)
             .bind(ctx.args.dry_run)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         walk.batch(started, rows);
         batching.rest_after(started.elapsed()).await;
         match last {
@@ -134,17 +129,43 @@ async fn purge(
 }
 
 /// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (SPEC 10.25).
-async fn analyze(conn: &mut PgConnection, tables: &[&str], batching: Batching) -> Result<Vec<String>, JobError> {
+///
+/// `ANALYZE` runs in the run's transaction (its statement timeout). `VACUUM` cannot run in a transaction, and a
+/// session `statement_timeout` would stay on a server connection a pooler hands to other clients, so each
+/// `VACUUM` is one simple-protocol statement bounded here: past `vacuum_timeout` its backend is cancelled (found
+/// by its statement text) and the run fails with the table named.
+async fn analyze(ctx: &JobContext, tables: &[&str], batching: Batching) -> Result<Vec<String>, JobError> {
     let mut done = Vec::new();
-    if let Some(timeout) = batching.vacuum {
-        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
-            .bind(format!("{}ms", timeout.as_millis().max(1)))
-            .execute(&mut *conn)
-            .await?;
-    }
     for table in tables {
-        let statement = if batching.vacuum.is_some() { "VACUUM (ANALYZE)" } else { "ANALYZE" };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{statement} {table}"))).execute(&mut *conn).await?;
+        match batching.vacuum {
+            None => {
+                let mut tx = ctx.begin().await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            Some(timeout) => {
+                let statement = format!("VACUUM (ANALYZE) {table}");
+                let vacuum = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone())).execute(&ctx.pool);
+                match tokio::time::timeout(timeout, vacuum).await {
+                    Ok(result) => {
+                        result?;
+                    }
+                    Err(_) => {
+                        db::query(
+                            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+                             WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+                        )
+                        .bind(&statement)
+                        .execute(&ctx.pool)
+                        .await?;
+                        return Err(JobError::Failed(format!(
+                            "{statement} took longer than cleanup.vacuum_timeout ({} s) and was cancelled",
+                            timeout.as_secs_f64()
+                        )));
+                    }
+                }
+            }
+        }
         done.push((*table).to_owned());
     }
     Ok(done)
@@ -175,18 +196,17 @@ const DEAD_TOKENS: Rule = Rule {
 impl Job for DeadTokenCleanup {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
             let cutoff = ctx.now - self.max_age;
-            let walk = purge(ctx, &mut conn, &DEAD_TOKENS, cutoff, self.batching).await?;
+            let walk = purge(ctx, &DEAD_TOKENS, cutoff, self.batching).await?;
             let analyzed = if walk.deleted > 0 && !ctx.args.dry_run {
-                analyze(&mut conn, &[DEAD_TOKENS.table], self.batching).await?
+                analyze(ctx, &[DEAD_TOKENS.table], self.batching).await?
             } else {
                 Vec::new()
             };
-            let (remaining, active): (i64, i64) = sqlx::query_as(
+            let (remaining, active): (i64, i64) = db::query_as(
                 "SELECT count(*), count(*) FILTER (WHERE is_active IS NOT FALSE) FROM customer_push_tokens",
             )
-            .fetch_one(&mut *conn)
+            .fetch_one(&ctx.pool)
             .await?;
             Ok(JobReport {
                 items: walk.deleted,
@@ -279,13 +299,12 @@ impl Job for OldLogsCleanup {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let dry = ctx.args.dry_run;
-            let mut conn = ctx.connection().await?;
             let mut tables = serde_json::Map::new();
             let mut touched = Vec::new();
             let mut items = 0;
             for ledger in [Ledger::Credits, Ledger::Xp] {
                 let cutoff = ctx.now - self.retention.ledgers;
-                let compaction = compact(ctx, &mut conn, ledger, cutoff, self.batching).await?;
+                let compaction = compact(ctx, ledger, cutoff, self.batching).await?;
                 items += compaction.folded;
                 if compaction.folded > 0 {
                     touched.push(ledger.table());
@@ -293,7 +312,7 @@ impl Job for OldLogsCleanup {
                 tables.insert(ledger.table().to_owned(), serde_json::to_value(compaction).unwrap_or_default());
             }
             for (rule, keep) in self.rules() {
-                let walk = purge(ctx, &mut conn, &rule, ctx.now - keep, self.batching).await?;
+                let walk = purge(ctx, &rule, ctx.now - keep, self.batching).await?;
                 items += walk.deleted;
                 if walk.deleted > 0 {
                     touched.push(rule.table);
@@ -303,21 +322,21 @@ impl Job for OldLogsCleanup {
             // The local-time jobs' day records: a few rows per zone and day, one statement.
             let days_cutoff = (ctx.now - self.retention.job_logs).date_naive();
             let local_days = if dry {
-                sqlx::query_scalar("SELECT count(*) FROM hattrick_local_days WHERE local_date < $1")
+                db::query_scalar("SELECT count(*) FROM hattrick_local_days WHERE local_date < $1")
                     .bind(days_cutoff)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&ctx.pool)
                     .await?
             } else {
-                let deleted = sqlx::query("DELETE FROM hattrick_local_days WHERE local_date < $1")
+                let deleted = db::query("DELETE FROM hattrick_local_days WHERE local_date < $1")
                     .bind(days_cutoff)
-                    .execute(&mut *conn)
+                    .execute(&ctx.pool)
                     .await?
                     .rows_affected();
                 i64::try_from(deleted).unwrap_or(i64::MAX)
             };
             items += local_days;
             tables.insert("hattrick_local_days".to_owned(), json!({ "deleted": local_days }));
-            let analyzed = if dry { Vec::new() } else { analyze(&mut conn, &touched, self.batching).await? };
+            let analyzed = if dry { Vec::new() } else { analyze(ctx, &touched, self.batching).await? };
             Ok(JobReport { items, details: json!({ "tables": tables, "analyzed": analyzed, "dry_run": dry }) })
         })
     }
@@ -440,7 +459,6 @@ struct Compaction {
 /// cut-off (which finds nothing older) never collides with the first.
 async fn compact(
     ctx: &JobContext,
-    conn: &mut PgConnection,
     ledger: Ledger,
     cutoff: DateTime<Utc>,
     batching: Batching,
@@ -452,16 +470,18 @@ async fn compact(
     loop {
         ctx.check_cancelled()?;
         let started = Instant::now();
+        let mut tx = ctx.begin().await?;
         let (last, folded, users, carried, keys): (Option<String>, i64, i64, i64, i64) =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            db::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(cutoff)
                 .bind(&cursor)
                 .bind(users_per_batch)
                 .bind(ctx.now)
                 .bind(ctx.args.dry_run)
                 .bind(ctx.run_id.to_string())
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await?;
+        tx.commit().await?;
         done.folded += folded;
         done.users += users;
         done.carried += carried;

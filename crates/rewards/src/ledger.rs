@@ -63,7 +63,7 @@ pub struct Applied {
 
 /// Counts the grants waiting in the scratch tables (for budgets, before anything is written).
 pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    db::query_scalar(
         "SELECT (SELECT count(*) FROM hattrick_credit_grants g
                  WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key))
               + (SELECT count(*) FROM hattrick_xp_grants g
@@ -110,7 +110,7 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
          WHERE EXISTS (SELECT 1 FROM {rows} t WHERE t.idempotency_key = g.idempotency_key)
             OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
+    db::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
     // Locks row by row in user order: a subquery with FOR UPDATE is never flattened into a join, so this stays
     // one index lookup per user, in the order of the sorted users.
     let lock = format!(
@@ -119,14 +119,14 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
                  CROSS JOIN LATERAL (SELECT 1 FROM {balances} b WHERE b.customer_user_id = g.customer_user_id
                                      FOR UPDATE) l)"
     );
-    let (users, locked): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(lock.clone())).fetch_one(&mut *conn).await?;
+    let (users, locked): (i64, i64) = db::query_as(sqlx::AssertSqlSafe(lock.clone())).fetch_one(&mut *conn).await?;
     if users == 0 {
         return Ok(false);
     }
     if locked < users {
         // Balance rows are created on demand, in user order too: two batches creating the same rows wait for
         // each other in one order and never deadlock.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {balances} (customer_user_id{new_balance_columns}, created_at, updated_at)
              SELECT customer_user_id{new_balance_values}, $1::timestamptz, $1::timestamptz
              FROM (SELECT DISTINCT customer_user_id FROM {grants}) g
@@ -137,10 +137,10 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
         .bind(at)
         .execute(&mut *conn)
         .await?;
-        sqlx::query(sqlx::AssertSqlSafe(lock)).execute(&mut *conn).await?;
+        db::query(sqlx::AssertSqlSafe(lock)).execute(&mut *conn).await?;
     }
     // Keys used by a transaction that committed while this one waited for the locks.
-    sqlx::query(sqlx::AssertSqlSafe(drop_used)).execute(&mut *conn).await?;
+    db::query(sqlx::AssertSqlSafe(drop_used)).execute(&mut *conn).await?;
     Ok(true)
 }
 
@@ -151,7 +151,7 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
 
     // XP first: level-ups become credit grants.
     if lock_balances(&mut *conn, &XP_LEDGER, at).await? {
-        let (rows, total, level_ups): (i64, i64, i64) = sqlx::query_as(
+        let (rows, total, level_ups): (i64, i64, i64) = db::query_as(
             "WITH inserted AS (
                  INSERT INTO customer_xp_transactions (id, customer_user_id, xp_amount, transaction_type,
                      description, reference_id, reference_type, metadata, idempotency_key, created_at)
@@ -201,7 +201,7 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
     if lock_balances(&mut *conn, &CREDIT_LEDGER, at).await? {
         // Under the locks the balances read here are current; a user with several grants in the batch gets them
         // chained in key order.
-        let (rows, total): (i64, i64) = sqlx::query_as(
+        let (rows, total): (i64, i64) = db::query_as(
             "WITH chained AS (
                  SELECT g.*, c.balance + coalesce(sum(g.amount) OVER (
                             PARTITION BY g.customer_user_id ORDER BY g.idempotency_key
@@ -269,16 +269,16 @@ const XP_DRIFT: &str = "
     WHERE x.xp_points <> coalesce(t.total, 0)";
 
 /// Measures drift between balances and ledgers, with a sample of `sample` users of each ledger.
-pub async fn drift(pool: &sqlx::PgPool, sample: i64) -> Result<Drift, sqlx::Error> {
+pub async fn drift(pool: &db::Pool, sample: i64) -> Result<Drift, sqlx::Error> {
     let mut report = Drift::default();
     for (ledger, sql) in [("credits", CREDIT_DRIFT), ("xp", XP_DRIFT)] {
-        let (users, difference): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let (users, difference): (i64, i64) = db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT count(*), coalesce(sum(balance - total), 0)::bigint FROM ({sql}) d"
         )))
         .fetch_one(pool)
         .await?;
         let rows: Vec<(uuid::Uuid, i64, i64)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM ({sql}) d ORDER BY customer_user_id LIMIT $1")))
+            db::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM ({sql}) d ORDER BY customer_user_id LIMIT $1")))
                 .bind(sample)
                 .fetch_all(pool)
                 .await?;
@@ -297,11 +297,11 @@ pub async fn drift(pool: &sqlx::PgPool, sample: i64) -> Result<Drift, sqlx::Erro
 /// Writes one opening-balance row per drifted user and ledger (key `opening:{user}:credits:{at}`, and `:xp:`),
 /// so that every balance equals its ledger again; lifetime counters are recomputed from the ledger. Run once at
 /// cut-over, after review (SPEC 10.13). Returns (credit rows, XP rows) written.
-pub async fn open_balances(pool: &sqlx::PgPool, at: DateTime<Utc>) -> Result<(u64, u64), sqlx::Error> {
+pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u64), sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock every balance row first, so no grant lands between measuring and writing.
     sqlx::raw_sql("LOCK TABLE customer_credits, customer_xp IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-    let credits = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let credits = db::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, description,
              balance_before, balance_after, metadata, idempotency_key, created_at)
          SELECT customer_user_id, (balance - total)::int,
@@ -316,7 +316,7 @@ pub async fn open_balances(pool: &sqlx::PgPool, at: DateTime<Utc>) -> Result<(u6
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query(
+    db::query(
         "UPDATE customer_credits c
          SET lifetime_earned = t.earned, lifetime_spent = t.spent, updated_at = $1
          FROM (SELECT customer_user_id, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS earned,
@@ -328,7 +328,7 @@ pub async fn open_balances(pool: &sqlx::PgPool, at: DateTime<Utc>) -> Result<(u6
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    let xp = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let xp = db::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description, metadata,
              idempotency_key, created_at)
          SELECT customer_user_id, (balance - total)::int,

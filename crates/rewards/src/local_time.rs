@@ -19,7 +19,6 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use engine::{JobContext, JobError, JobReport};
-use sqlx::PgConnection;
 
 use crate::DayZones;
 use crate::messages::Message;
@@ -151,8 +150,10 @@ pub(crate) async fn run(
 ) -> Result<JobReport, JobError> {
     let now = ctx.now;
     let dry = ctx.args.dry_run;
-    let mut conn = ctx.connection().await?;
-    let groups = zones_in_use(&mut conn, zones.business).await?;
+    // Bookkeeping statements are one-shot, each a transaction of its own (the pool's); each slice's decision is
+    // one transaction.
+    let pool = &ctx.pool;
+    let groups = zones_in_use(pool, zones.business).await?;
     let statement = statement(spec);
     let mut total = Counts::default();
     let mut decided_days = Vec::new();
@@ -162,23 +163,23 @@ pub(crate) async fn run(
         let day_zone = zones.app_day_zone.unwrap_or(zone);
         let [previous, latest] = days_at(now, zone, when, day_zone, spec.lifetime);
         oldest_open = Some(oldest_open.map_or(previous.date, |d: NaiveDate| d.min(previous.date)));
-        let known: Vec<(NaiveDate, bool)> = sqlx::query_as(
+        let known: Vec<(NaiveDate, bool)> = db::query_as(
             "SELECT local_date, closed_at IS NOT NULL FROM hattrick_local_days
              WHERE job_name = $1 AND zone = $2 AND local_date >= $3",
         )
         .bind(&ctx.job)
         .bind(zone_name)
         .bind(previous.date)
-        .fetch_all(&mut *conn)
+        .fetch_all(pool)
         .await?;
         let state = |date: NaiveDate| known.iter().find(|(d, _)| *d == date).map(|(_, closed)| *closed);
-        let served_before: bool = sqlx::query_scalar(
+        let served_before: bool = db::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM hattrick_local_days WHERE job_name = $1 AND zone = $2 AND local_date < $3)",
         )
         .bind(&ctx.job)
         .bind(zone_name)
         .bind(previous.date)
-        .fetch_one(&mut *conn)
+        .fetch_one(pool)
         .await?;
         for day in [previous, latest] {
             let serve = now < day.deadline;
@@ -196,7 +197,7 @@ pub(crate) async fn run(
             ctx.check_cancelled()?;
             if !dry {
                 mark_day(
-                    &mut conn,
+                    pool,
                     "INSERT INTO hattrick_local_days (job_name, zone, local_date, opened_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT DO NOTHING",
                     (&ctx.job, zone_name, day.date, now),
@@ -210,7 +211,7 @@ pub(crate) async fn run(
             if !serve && !dry {
                 // Every user of the zone is decided for this day: later ticks pass it by.
                 mark_day(
-                    &mut conn,
+                    pool,
                     "UPDATE hattrick_local_days SET closed_at = $4
                      WHERE job_name = $1 AND zone = $2 AND local_date = $3 AND closed_at IS NULL",
                     (&ctx.job, zone_name, day.date, now),
@@ -230,7 +231,7 @@ pub(crate) async fn run(
         }
     }
     let pruned = match oldest_open {
-        Some(oldest) if !dry => prune(&mut conn, &ctx.job, oldest - Days::new(KEEP_OUTCOMES)).await?,
+        Some(oldest) if !dry => prune(pool, &ctx.job, oldest - Days::new(KEEP_OUTCOMES)).await?,
         _ => 0,
     };
     Ok(JobReport {
@@ -250,8 +251,8 @@ pub(crate) async fn run(
 /// The zones users are served in, each with the `timezone` values that map to it: a value PostgreSQL knows is its
 /// own zone; no value, or one unknown to PostgreSQL or to this binary, is the business zone. The distinct values
 /// come from a loose scan of the `(timezone, id)` index: a few probes per zone, whatever the number of users.
-async fn zones_in_use(conn: &mut PgConnection, business: Tz) -> Result<BTreeMap<String, ZoneUsers>, sqlx::Error> {
-    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(
+async fn zones_in_use(pool: &db::Pool, business: Tz) -> Result<BTreeMap<String, ZoneUsers>, sqlx::Error> {
+    let rows: Vec<(Option<String>, bool)> = db::query_as(
         "WITH RECURSIVE names AS (
              (SELECT timezone FROM customer_users WHERE timezone IS NOT NULL ORDER BY timezone LIMIT 1)
              UNION ALL
@@ -264,7 +265,7 @@ async fn zones_in_use(conn: &mut PgConnection, business: Tz) -> Result<BTreeMap<
          UNION ALL
          SELECT NULL, false WHERE EXISTS (SELECT 1 FROM customer_users WHERE timezone IS NULL)",
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await?;
     let mut groups: BTreeMap<String, ZoneUsers> = BTreeMap::new();
     for (name, known) in rows {
@@ -349,10 +350,9 @@ async fn decide(
     ctx.check_cancelled()?;
     let sql = statement[usize::from(name.is_some())].as_str();
     let slices = id_slices(slices);
-    let runs = slices.iter().map(|&(first, last)| async move {
-        let mut conn = ctx.connection().await?;
-        decide_slice(ctx, &mut conn, sql, spec, name, day, serve, (first, last)).await
-    });
+    let runs = slices
+        .iter()
+        .map(|&(first, last)| async move { decide_slice(ctx, sql, spec, name, day, serve, (first, last)).await });
     let mut total = Counts::default();
     for counts in futures_util::future::try_join_all(runs).await? {
         total += counts;
@@ -377,7 +377,6 @@ fn id_slices(n: u32) -> Vec<(uuid::Uuid, uuid::Uuid)> {
 #[allow(clippy::too_many_arguments)]
 async fn decide_slice(
     ctx: &JobContext,
-    conn: &mut PgConnection,
     sql: &str,
     spec: &Engagement<'_>,
     name: Option<&str>,
@@ -387,9 +386,9 @@ async fn decide_slice(
 ) -> Result<Counts, JobError> {
     let message = spec.message;
     // JIT compilation costs a second per statement here and saves nothing: off for this transaction.
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    let (served, skipped, no_token, pushes): (i64, i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let mut tx = ctx.begin().await?;
+    db::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    let (served, skipped, no_token, pushes): (i64, i64, i64, i64) = db::query_as(sqlx::AssertSqlSafe(sql))
         .persistent(false)
         .bind(ctx.now)
         .bind(&ctx.job)
@@ -419,26 +418,26 @@ async fn decide_slice(
 /// Opens or closes a (job, zone, date) in `hattrick_local_days`: `sql` takes them as `$1` to `$3` and the time as
 /// `$4`.
 async fn mark_day(
-    conn: &mut PgConnection,
+    pool: &db::Pool,
     sql: &'static str,
     (job, zone, date, at): (&str, &str, NaiveDate, DateTime<Utc>),
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).bind(job).bind(zone).bind(date).bind(at).execute(conn).await?;
+    db::query(sql).bind(job).bind(zone).bind(date).bind(at).execute(pool).await?;
     Ok(())
 }
 
 /// Deletes this job's outcome rows dated before `before`, in short batches.
-async fn prune(conn: &mut PgConnection, job: &str, before: NaiveDate) -> Result<i64, sqlx::Error> {
+async fn prune(pool: &db::Pool, job: &str, before: NaiveDate) -> Result<i64, sqlx::Error> {
     let mut pruned = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = db::query(
             "DELETE FROM hattrick_local_sends WHERE (job_name, local_date, customer_user_id) IN (
                  SELECT job_name, local_date, customer_user_id FROM hattrick_local_sends
                  WHERE job_name = $1 AND local_date < $2 LIMIT 10000)",
         )
         .bind(job)
         .bind(before)
-        .execute(&mut *conn)
+        .execute(pool)
         .await?
         .rows_affected();
         pruned += i64::try_from(deleted).unwrap_or(i64::MAX);

@@ -77,7 +77,7 @@ pub enum Ledger {
 
 async fn live_user(conn: &mut PgConnection, user: Uuid) -> Result<(), ActionError> {
     let live: Option<bool> =
-        sqlx::query_scalar("SELECT deleted_at IS NULL AND is_active IS NOT FALSE FROM customer_users WHERE id = $1")
+        db::query_scalar("SELECT deleted_at IS NULL AND is_active IS NOT FALSE FROM customer_users WHERE id = $1")
             .bind(user)
             .fetch_optional(&mut *conn)
             .await?;
@@ -91,7 +91,7 @@ async fn live_user(conn: &mut PgConnection, user: Uuid) -> Result<(), ActionErro
 /// The badge named by `badge` (its id or its slug).
 async fn find_badge(conn: &mut PgConnection, badge: &str) -> Result<(Uuid, String), ActionError> {
     let id = Uuid::parse_str(badge).ok();
-    sqlx::query_as("SELECT id, slug FROM badges WHERE (id = $1 OR slug = $2) AND deleted_at IS NULL")
+    db::query_as("SELECT id, slug FROM badges WHERE (id = $1 OR slug = $2) AND deleted_at IS NULL")
         .bind(id)
         .bind(badge)
         .fetch_optional(&mut *conn)
@@ -109,7 +109,7 @@ pub async fn grant_badge(
     live_user(tx, user).await?;
     let (badge_id, slug) = find_badge(tx, badge).await?;
     badges::prepare_unlocks(tx).await?;
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "WITH inserted AS (
              INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
              VALUES (hattrick_uuid7(), $1, $2, $3, '{\"source\": \"admin\"}')
@@ -144,19 +144,19 @@ pub async fn revoke_badge(
     now: DateTime<Utc>,
 ) -> Result<bool, ActionError> {
     let exists: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM customer_users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
+        db::query_scalar("SELECT id FROM customer_users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
     if exists.is_none() {
         return Err(ActionError::NotFound(format!("no user {user}")));
     }
     let (badge_id, _) = find_badge(tx, badge).await?;
-    let removed = sqlx::query("DELETE FROM customer_badges WHERE customer_user_id = $1 AND badge_id = $2")
+    let removed = db::query("DELETE FROM customer_badges WHERE customer_user_id = $1 AND badge_id = $2")
         .bind(user)
         .bind(badge_id)
         .execute(&mut **tx)
         .await?
         .rows_affected();
     if removed > 0 {
-        sqlx::query(
+        db::query(
             "UPDATE badges SET total_unlocks = greatest(coalesce(total_unlocks, 0) - 1, 0), updated_at = $2
              WHERE id = $1",
         )
@@ -197,7 +197,7 @@ pub async fn adjust(
         Ledger::Xp => ("customer_xp", "xp_points", "hattrick_xp_grants", "xp_amount", "xp"),
     };
     let key = format!("admin:{key}:{suffix}");
-    let current: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let current: Option<i64> = db::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT {column}::bigint FROM {balances} WHERE customer_user_id = $1 FOR UPDATE"
     )))
     .bind(user)
@@ -210,7 +210,7 @@ pub async fn adjust(
     let amount = i32::try_from(amount).map_err(|_| ActionError::Invalid("amount", "too large".to_owned()))?;
     ledger::prepare(tx).await?;
     let kind = if amount > 0 { "admin_grant" } else { "admin_deduct" };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    db::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {grants} (idempotency_key, customer_user_id, {amount_column}, transaction_type, description,
              metadata)
          VALUES ($1, $2, $3, $4, $5, '{{\"source\": \"admin\"}}')"
@@ -223,7 +223,7 @@ pub async fn adjust(
     .execute(&mut **tx)
     .await?;
     let applied = ledger::apply(tx, now, true).await?;
-    let balance: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let balance: i64 = db::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT coalesce((SELECT {column}::bigint FROM {balances} WHERE customer_user_id = $1), 0)"
     )))
     .bind(user)

@@ -43,7 +43,7 @@ pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// Counts the pushes waiting in the scratch table that are not in the outbox yet (for budgets).
 pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    db::query_scalar(
         "SELECT count(*) FROM hattrick_push_batch b
          WHERE NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.dedupe_key = b.dedupe_key)",
     )
@@ -78,7 +78,7 @@ pub async fn flush(
                  LIMIT 1) u
              ON CONFLICT (dedupe_key) DO NOTHING"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        db::query(sqlx::AssertSqlSafe(sql))
             .bind(category.as_str())
             .bind(message.title_tr)
             .bind(message.title_en)
@@ -93,7 +93,7 @@ pub async fn flush(
     } else {
         0
     };
-    sqlx::query("DELETE FROM hattrick_push_batch").execute(&mut *conn).await?;
+    db::query("DELETE FROM hattrick_push_batch").execute(&mut *conn).await?;
     Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
 }
 

@@ -91,12 +91,12 @@ impl Job for PartnerAnalytics {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let days = self.days(ctx).map_err(engine::JobError::Failed)?;
-            let mut conn = ctx.connection().await?;
+            let mut tx = ctx.begin().await?;
             let zone = self.business_zone.name();
             let first = days.first().copied();
             let last = days.last().copied();
             // Every statement reads the days as a series, so one statement serves a whole backfill.
-            let other_currencies: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let other_currencies: Vec<(String, i64)> = db::query_as(sqlx::AssertSqlSafe(format!(
                 "WITH {SHARED}
                  SELECT l.currency, count(*) FROM linked l, bounds b
                  WHERE l.started_at >= b.lo AND l.started_at < b.hi AND l.currency <> $2
@@ -107,7 +107,7 @@ impl Job for PartnerAnalytics {
             .bind(zone)
             .bind(first)
             .bind(last)
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await?;
             if ctx.args.dry_run {
                 return Ok(JobReport {
@@ -115,10 +115,9 @@ impl Job for PartnerAnalytics {
                     details: json!({ "dry_run": true, "days": days.len(), "other_currencies": other_currencies }),
                 });
             }
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             // Active at the end of D = active before the range + subscriptions started - subscriptions gone, day by
             // day (a running sum), so a backfill reads each subscription once instead of once per day.
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let rows = db::query(sqlx::AssertSqlSafe(format!(
                 "WITH {SHARED},
                  active_before AS (
                      SELECT l.partner_id,
@@ -188,7 +187,7 @@ impl Job for PartnerAnalytics {
             .await?
             .rows_affected();
             // Totals are the sum of the rows, whatever ran before.
-            let partners = sqlx::query(
+            let partners = db::query(
                 "UPDATE partners p
                  SET total_referrals = t.signups, total_subscriptions = t.subscriptions,
                      total_revenue = t.revenue, total_commission = t.commission, updated_at = $1

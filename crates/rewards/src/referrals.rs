@@ -75,32 +75,43 @@ fn tier3_eligible() -> String {
     )
 }
 
+/// Creates the per-transaction scratch tables of a batch, in the caller's transaction (`ON COMMIT DELETE ROWS`).
 async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     ledger::prepare(&mut *conn).await?;
     outbox::prepare(&mut *conn).await?;
     sqlx::raw_sql(
         "CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_batch (
              id uuid PRIMARY KEY, referrer_user_id uuid NOT NULL, referred_user_id uuid NOT NULL
-         ) ON COMMIT DELETE ROWS;
-         CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_queue (id uuid PRIMARY KEY);
-         TRUNCATE hattrick_referral_queue;",
+         ) ON COMMIT DELETE ROWS;",
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Evaluates `condition` once for the whole run, into the session's queue of referrals to pay.
-async fn fill_queue(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// Deletes the run's queue, and the queues of runs that died more than a day ago.
+async fn clear_queue(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
+    db::query("DELETE FROM hattrick_run_referral_queue WHERE run_id = $1 OR created_at < now() - interval '1 day'")
+        .bind(run)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Evaluates `condition` once for the whole run, into the run's queue of referrals to pay.
+async fn fill_queue(ctx: &JobContext, condition: &str) -> Result<u64, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO hattrick_referral_queue (id)
-         SELECT r.id FROM referrals r
+        "INSERT INTO hattrick_run_referral_queue (run_id, referral_id)
+         SELECT $2, r.id FROM referrals r
          JOIN customer_users referrer ON referrer.id = r.referrer_user_id
          JOIN customer_users referred ON referred.id = r.referred_user_id
          WHERE {condition}"
     );
-    let queued = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).execute(&mut *conn).await?.rows_affected();
-    sqlx::query("ANALYZE hattrick_referral_queue").execute(conn).await?;
+    let mut tx = ctx.begin().await?;
+    let queued =
+        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    sqlx::raw_sql("ANALYZE hattrick_run_referral_queue").execute(&ctx.pool).await?;
     Ok(queued)
 }
 
@@ -110,6 +121,7 @@ async fn fill_queue(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>
 /// grants that follow are in the same transaction: if any fails, the state change is rolled back with them.
 async fn lock_and_advance(
     conn: &mut PgConnection,
+    run: Uuid,
     state: &str,
     advance: &str,
     cursor: Uuid,
@@ -119,7 +131,8 @@ async fn lock_and_advance(
     // flattened into a join that would scan the referrals table instead).
     let sql = format!(
         "WITH next AS (
-             SELECT id FROM hattrick_referral_queue WHERE id > $1 ORDER BY id LIMIT $2),
+             SELECT referral_id AS id FROM hattrick_run_referral_queue
+             WHERE run_id = $4 AND referral_id > $1 ORDER BY referral_id LIMIT $2),
          locked AS (
              SELECT l.id FROM next
              CROSS JOIN LATERAL (SELECT r.id FROM referrals r WHERE r.id = next.id AND {state}
@@ -134,18 +147,18 @@ async fn lock_and_advance(
          SELECT (SELECT count(*) FROM batch), (SELECT max(id::text)::uuid FROM next)"
     );
     let (moved, reached): (i64, Option<Uuid>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(cursor).bind(BATCH).bind(now).fetch_one(conn).await?;
+        db::query_as(sqlx::AssertSqlSafe(sql)).bind(cursor).bind(BATCH).bind(now).bind(run).fetch_one(conn).await?;
     Ok((u64::try_from(moved).unwrap_or(0), reached))
 }
 
-async fn count_eligible(conn: &mut PgConnection, condition: &str, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+async fn count_eligible(pool: &db::Pool, condition: &str, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
     let sql = format!(
         "SELECT count(*) FROM referrals r
          JOIN customer_users referrer ON referrer.id = r.referrer_user_id
          JOIN customer_users referred ON referred.id = r.referred_user_id
          WHERE {condition}"
     );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now).fetch_one(conn).await
+    db::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now).fetch_one(pool).await
 }
 
 /// Totals of one run, for its report.
@@ -179,36 +192,35 @@ trait Tier {
 }
 
 /// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
-async fn pay_in_batches<T: Tier>(
-    tier: &T,
-    budget: &Budget,
-    ctx: &JobContext,
-    conn: &mut PgConnection,
-) -> Result<Totals, JobError> {
-    prepare(&mut *conn).await?;
+async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &JobContext) -> Result<Totals, JobError> {
+    let run = ctx.run_id;
+    clear_queue(&ctx.pool, run).await?;
     // An event run looks only at the referrals of the users whose logins or subscriptions changed (SPEC 7).
     let event = ctx.trigger == Trigger::Event;
     let condition = if event {
-        engine::events::take(&mut *conn, T::TOPIC, EVENT_BATCH).await?;
+        engine::events::take(&ctx.pool, run, T::TOPIC, EVENT_BATCH).await?;
         format!(
-            "({}) AND EXISTS (SELECT 1 FROM hattrick_event_subjects e WHERE e.subject = r.referred_user_id)",
+            "({}) AND EXISTS (SELECT 1 FROM hattrick_run_subjects e
+                              WHERE e.run_id = $2 AND e.subject = r.referred_user_id)",
             tier.condition()
         )
     } else {
         tier.condition()
     };
-    fill_queue(&mut *conn, &condition, ctx.now).await?;
+    fill_queue(ctx, &condition).await?;
     let write = !ctx.args.silent;
     let mut totals = Totals::default();
     let mut cursor = Uuid::nil(); // sorts before every real id
     loop {
         ctx.check_cancelled()?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let (moved, reached) = lock_and_advance(&mut tx, tier.state(), &tier.advance(), cursor, ctx.now).await?;
+        let mut tx = ctx.begin().await?;
+        prepare(&mut tx).await?;
+        let (moved, reached) = lock_and_advance(&mut tx, run, tier.state(), &tier.advance(), cursor, ctx.now).await?;
         let Some(reached) = reached else {
             tx.commit().await?;
+            clear_queue(&ctx.pool, run).await?;
             if event {
-                engine::events::finish(&mut *conn).await?;
+                engine::events::finish(&ctx.pool, run).await?;
             }
             return Ok(totals);
         };
@@ -218,13 +230,13 @@ async fn pay_in_batches<T: Tier>(
         let applied = ledger::apply(&mut tx, ctx.now, write).await?;
         let mut pushes = 0;
         for (message, stage) in tier.pushes() {
-            sqlx::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
+            db::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
             budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
             pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
         }
         if tier.notify_badges() && moved > 0 {
             // hattrick's own writes are not captured by the triggers: say explicitly whose badge inputs changed.
-            sqlx::query(
+            db::query(
                 "WITH paid AS (INSERT INTO hattrick_changes (topic, subject)
                                SELECT 'badge-auto-unlock', referrer_user_id FROM hattrick_referral_batch
                                UNION SELECT 'badge-auto-unlock', referred_user_id FROM hattrick_referral_batch
@@ -276,7 +288,7 @@ impl Tier for ReferralTier2 {
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        db::query(
             "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
                  description, reference_id, reference_type)
              SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1, 'referral_bonus',
@@ -317,7 +329,6 @@ impl Job for ReferralTier2 {
 
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
             let condition = tier2_eligible();
             let expiring = format!(
                 "FROM referrals r
@@ -326,14 +337,14 @@ impl Job for ReferralTier2 {
                  WHERE r.status = 'pending' AND r.expires_at <= $1 AND NOT coalesce(({condition}), false)"
             );
             if ctx.args.dry_run {
-                let eligible = count_eligible(&mut conn, &condition, ctx.now).await?;
-                let expiring: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {expiring}")))
+                let eligible = count_eligible(&ctx.pool, &condition, ctx.now).await?;
+                let expiring: i64 = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {expiring}")))
                     .bind(ctx.now)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&ctx.pool)
                     .await?;
                 return Ok(dry_report(eligible, serde_json::json!({ "would_expire": expiring })));
             }
-            let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
+            let totals = pay_in_batches(self, &self.budget, ctx).await?;
             if ctx.trigger == Trigger::Event {
                 // Expiry is the sweep's: an event run only pays the logins it was told about.
                 return Ok(totals.report(serde_json::json!({})));
@@ -341,12 +352,12 @@ impl Job for ReferralTier2 {
             // Expire what did not qualify in time (after paying: a login before the deadline still counts). The
             // status is checked again on the row updated: one that a concurrent run paid while this statement
             // waited for its lock is re-read after the wait, and must stay paid.
-            let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let expired = db::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE referrals x SET status = 'expired' FROM (SELECT r.id {expiring}) e
                  WHERE x.id = e.id AND x.status = 'pending'"
             )))
             .bind(ctx.now)
-            .execute(&mut *conn)
+            .execute(&ctx.pool)
             .await?
             .rows_affected();
             Ok(totals.report(serde_json::json!({ "expired": expired })))
@@ -394,7 +405,7 @@ impl Tier for ReferralTier3 {
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        db::query(
             "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
                  description, reference_id, reference_type)
              SELECT 'referral:' || id || ':tier3:credits', referrer_user_id, $1, 'referral_bonus',
@@ -404,7 +415,7 @@ impl Tier for ReferralTier3 {
         .bind(self.amounts.tier3_referrer_credits)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
                  description, reference_id, reference_type)
              SELECT 'referral:' || id || ':tier3:xp', referrer_user_id, $1, 'referral_signup',
@@ -448,12 +459,11 @@ impl Job for ReferralTier3 {
 
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
             if ctx.args.dry_run {
-                let eligible = count_eligible(&mut conn, &tier3_eligible(), ctx.now).await?;
+                let eligible = count_eligible(&ctx.pool, &tier3_eligible(), ctx.now).await?;
                 return Ok(dry_report(eligible, serde_json::json!({})));
             }
-            let totals = pay_in_batches(self, &self.budget, ctx, &mut conn).await?;
+            let totals = pay_in_batches(self, &self.budget, ctx).await?;
             Ok(totals.report(serde_json::json!({})))
         })
     }

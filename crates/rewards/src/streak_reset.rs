@@ -51,14 +51,15 @@ impl Job for StreakReset {
             let mut batches = 0i64;
             loop {
                 ctx.check_cancelled()?;
-                let mut conn = ctx.connection().await?;
-                let (last, broken): (Option<String>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(update.clone()))
+                let mut tx = ctx.begin().await?;
+                let (last, broken): (Option<String>, i64) = db::query_as(sqlx::AssertSqlSafe(update.clone()))
                     .bind(ctx.now)
                     .bind(&cursor)
                     .bind(BATCH)
                     .bind(ctx.args.dry_run)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 reset += broken;
                 batches += 1;
                 match last {

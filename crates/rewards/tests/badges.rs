@@ -29,7 +29,7 @@ async fn exec(db: &TestDb, sql: &str) {
 }
 
 async fn badge(db: &TestDb, slug: &str, condition: serde_json::Value, xp: i32, credits: i32, vip_days: i32) -> Uuid {
-    sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_xp, reward_credits,
              reward_vip_days, display_order)
          VALUES ($1, $1 || ' TR', $1 || ' EN', 'https://cdn.example/' || $1 || '.png', 'test', $2, $3, $4, $5,
@@ -47,7 +47,7 @@ async fn badge(db: &TestDb, slug: &str, condition: serde_json::Value, xp: i32, c
 }
 
 async fn user(db: &TestDb, name: &str) -> Uuid {
-    sqlx::query_scalar("INSERT INTO customer_users (email, locale_preference) VALUES ($1, 'tr') RETURNING id")
+    db::query_scalar("INSERT INTO customer_users (email, locale_preference) VALUES ($1, 'tr') RETURNING id")
         .bind(format!("{name}@example.com"))
         .fetch_one(db.pool())
         .await
@@ -55,7 +55,7 @@ async fn user(db: &TestDb, name: &str) -> Uuid {
 }
 
 async fn owners(db: &TestDb, slug: &str) -> Vec<String> {
-    sqlx::query_scalar(
+    db::query_scalar(
         "SELECT split_part(u.email, '@', 1) FROM customer_badges cb JOIN badges b ON b.id = cb.badge_id
          JOIN customer_users u ON u.id = cb.customer_user_id WHERE b.slug = $1 ORDER BY 1",
     )
@@ -90,7 +90,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
         (below, friends[2], 2, "completed"),
         (below, friends[3], 1, "pending"),
     ] {
-        sqlx::query(
+        db::query(
             "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, tier, status) VALUES ($1, $2, 'C', $3, $4)",
         )
         .bind(referrer)
@@ -107,7 +107,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
         (below, vec![Some(true), Some(true), Some(false), Some(false)]),
     ] {
         for (i, result) in results.into_iter().enumerate() {
-            sqlx::query("INSERT INTO customer_predictions (customer_user_id, match_id, prediction, is_correct) VALUES ($1, $2, 'home', $3)")
+            db::query("INSERT INTO customer_predictions (customer_user_id, match_id, prediction, is_correct) VALUES ($1, $2, 'home', $3)")
                 .bind(who)
                 .bind(i64::try_from(i).unwrap())
                 .bind(result)
@@ -118,7 +118,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
     }
     // Comments: `at` 2 active with 10 likes in total (+ a hidden one with many likes); `below` 1 active with 9.
     for (who, likes, status) in [(at, 4, "active"), (at, 6, "active"), (at, 100, "hidden"), (below, 9, "active")] {
-        sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content, like_count, status) VALUES (1, $1, 'nice match', $2, $3)")
+        db::query("INSERT INTO match_comments (match_id, customer_user_id, content, like_count, status) VALUES (1, $1, 'nice match', $2, $3)")
             .bind(who)
             .bind(likes)
             .bind(status)
@@ -127,7 +127,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
             .unwrap();
     }
     for (who, longest, level) in [(at, 7, "gold"), (below, 6, "silver"), (above, 0, "diamond")] {
-        sqlx::query("INSERT INTO customer_xp (customer_user_id, xp_points, total_earned, level, longest_streak_days) VALUES ($1, 0, 0, $3, $2)")
+        db::query("INSERT INTO customer_xp (customer_user_id, xp_points, total_earned, level, longest_streak_days) VALUES ($1, 0, 0, $3, $2)")
             .bind(who)
             .bind(longest)
             .bind(level)
@@ -136,7 +136,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
             .unwrap();
     }
     for (who, earned) in [(at, 500), (below, 499)] {
-        sqlx::query("INSERT INTO customer_credits (customer_user_id, balance, lifetime_earned) VALUES ($1, 0, $2)")
+        db::query("INSERT INTO customer_credits (customer_user_id, balance, lifetime_earned) VALUES ($1, 0, $2)")
             .bind(who)
             .bind(earned)
             .execute(db.pool())
@@ -145,7 +145,7 @@ async fn every_condition_type_unlocks_at_exactly_its_threshold() {
     }
     // Subscriptions: `at` once paid (expired now); `below` only promotional and a trial.
     for (who, status, platform) in [(at, "expired", "ios"), (below, "active", "promo"), (below, "trial", "android")] {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_subscriptions (customer_user_id, status, platform, started_at, expired_at)
              VALUES ($1, $2, $3, $4::timestamptz - interval '40 days', $4::timestamptz + interval '1 day')",
         )
@@ -180,7 +180,7 @@ async fn an_unlock_pays_its_rewards_and_vip_days_once_even_swept_twice_concurren
     let db = TestDb::new().await;
     let id = badge(&db, "first_comment", json!({"type":"comments","count":1}), 600, 5, 3).await;
     let fan = user(&db, "fan").await;
-    sqlx::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
+    db::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
         .bind(fan)
         .execute(db.pool())
         .await
@@ -196,25 +196,22 @@ async fn an_unlock_pays_its_rewards_and_vip_days_once_even_swept_twice_concurren
     assert_eq!(sweep(&db).await.items, 0);
 
     let (xp, level): (i32, String) =
-        sqlx::query_as("SELECT xp_points, level FROM customer_xp WHERE customer_user_id = $1")
+        db::query_as("SELECT xp_points, level FROM customer_xp WHERE customer_user_id = $1")
             .bind(fan)
             .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!((xp, level.as_str()), (600, "silver"));
-    let balance: i32 = sqlx::query_scalar("SELECT balance FROM customer_credits WHERE customer_user_id = $1")
+    let balance: i32 = db::query_scalar("SELECT balance FROM customer_credits WHERE customer_user_id = $1")
         .bind(fan)
         .fetch_one(db.pool())
         .await
         .unwrap();
     assert_eq!(balance, 5 + 25, "badge credits and the silver level-up bonus");
-    let unlocks: i32 = sqlx::query_scalar("SELECT total_unlocks FROM badges WHERE id = $1")
-        .bind(id)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let unlocks: i32 =
+        db::query_scalar("SELECT total_unlocks FROM badges WHERE id = $1").bind(id).fetch_one(db.pool()).await.unwrap();
     assert_eq!(unlocks, 1);
-    let vip_until: DateTime<Utc> = sqlx::query_scalar(
+    let vip_until: DateTime<Utc> = db::query_scalar(
         "SELECT expired_at FROM customer_subscriptions WHERE customer_user_id = $1 AND platform = 'promo' AND status = 'active'",
     )
     .bind(fan)
@@ -223,7 +220,7 @@ async fn an_unlock_pays_its_rewards_and_vip_days_once_even_swept_twice_concurren
     .unwrap();
     assert_eq!(vip_until, now() + TimeDelta::days(3));
     let push: (String, String, Option<String>, serde_json::Value) =
-        sqlx::query_as("SELECT title, body, image_url, data FROM push_outbox WHERE dedupe_key LIKE 'badge:%'")
+        db::query_as("SELECT title, body, image_url, data FROM push_outbox WHERE dedupe_key LIKE 'badge:%'")
             .fetch_one(db.pool())
             .await
             .unwrap();
@@ -256,12 +253,12 @@ async fn deleted_and_inactive_users_get_no_badge() {
     let deleted = user(&db, "deleted").await;
     let inactive = user(&db, "inactive").await;
     user(&db, "live").await;
-    sqlx::query("UPDATE customer_users SET deleted_at = now() WHERE id = $1")
+    db::query("UPDATE customer_users SET deleted_at = now() WHERE id = $1")
         .bind(deleted)
         .execute(db.pool())
         .await
         .unwrap();
-    sqlx::query("UPDATE customer_users SET is_active = false WHERE id = $1")
+    db::query("UPDATE customer_users SET is_active = false WHERE id = $1")
         .bind(inactive)
         .execute(db.pool())
         .await
@@ -279,7 +276,7 @@ async fn seventy_thousand_eligible_users_unlock_in_one_run() {
     let report = sweep(&db).await;
     assert_eq!(report.items, 70_000);
     assert_eq!(report.details["chunks"], 7);
-    let total: i32 = sqlx::query_scalar("SELECT total_unlocks FROM badges").fetch_one(db.pool()).await.unwrap();
+    let total: i32 = db::query_scalar("SELECT total_unlocks FROM badges").fetch_one(db.pool()).await.unwrap();
     assert_eq!(total, 70_000);
     assert_ledger_invariants(db.pool()).await;
 }
@@ -306,7 +303,7 @@ async fn a_failure_in_one_chunk_leaves_no_partial_grant_and_committed_chunks_are
     .await;
     let error = BadgeAutoUnlock::default().run(&context(&db, RunArgs::default())).await.unwrap_err();
     assert!(error.to_string().contains("injected failure"), "{error}");
-    let (badges, xp_rows, credit_rows, total): (i64, i64, i64, i32) = sqlx::query_as(
+    let (badges, xp_rows, credit_rows, total): (i64, i64, i64, i32) = db::query_as(
         "SELECT (SELECT count(*) FROM customer_badges), (SELECT count(*) FROM customer_xp_transactions),
                 (SELECT count(*) FROM customer_credit_transactions), (SELECT total_unlocks FROM badges)",
     )
@@ -320,7 +317,7 @@ async fn a_failure_in_one_chunk_leaves_no_partial_grant_and_committed_chunks_are
     exec(&db, "DROP TRIGGER sabotage ON customer_badges").await;
     let report = sweep(&db).await;
     assert_eq!(report.items, 5_000, "only the failed chunk's users");
-    let (badges, xp_rows, total): (i64, i64, i32) = sqlx::query_as(
+    let (badges, xp_rows, total): (i64, i64, i32) = db::query_as(
         "SELECT (SELECT count(*) FROM customer_badges), (SELECT count(*) FROM customer_xp_transactions),
                 (SELECT total_unlocks FROM badges WHERE id = $1)",
     )
@@ -344,7 +341,7 @@ async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     let limited = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(10) } };
     let error = limited.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("more than max_pushes = 10"), "{error}");
-    let written: i64 = sqlx::query_scalar(
+    let written: i64 = db::query_scalar(
         "SELECT (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)
               + (SELECT count(*) FROM customer_credit_transactions)",
     )

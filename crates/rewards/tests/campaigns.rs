@@ -45,7 +45,7 @@ struct U<'a> {
 
 async fn user(db: &TestDb, u: U<'_>) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_users (id, email, locale_preference, is_push_allowed_mobile, deleted_at)
          VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)",
     )
@@ -58,7 +58,7 @@ async fn user(db: &TestDb, u: U<'_>) -> Uuid {
     .await
     .unwrap();
     if u.vip {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at, expired_at)
              VALUES ($1, 'active', 'ios', 9.99, $2::timestamptz - interval '1 day', $2::timestamptz + interval '9 days')",
         )
@@ -69,7 +69,7 @@ async fn user(db: &TestDb, u: U<'_>) -> Uuid {
         .unwrap();
     }
     if let Some(level) = u.level {
-        sqlx::query("INSERT INTO customer_xp (customer_user_id, level) VALUES ($1, $2)")
+        db::query("INSERT INTO customer_xp (customer_user_id, level) VALUES ($1, $2)")
             .bind(id)
             .bind(level)
             .execute(db.pool())
@@ -80,7 +80,7 @@ async fn user(db: &TestDb, u: U<'_>) -> Uuid {
 }
 
 async fn campaign(db: &TestDb, audience: &str, filter: Option<Value>, at: &str) -> Uuid {
-    sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
                                               segment_filter, scheduled_at)
          VALUES ('Maç günü!', 'Match day!', 'Tahminini yap', 'Make your pick', 'goalgpt://matches', $1, $2, $3)
@@ -95,7 +95,7 @@ async fn campaign(db: &TestDb, audience: &str, filter: Option<Value>, at: &str) 
 }
 
 async fn recipients(db: &TestDb, campaign: Uuid) -> Vec<(Uuid, String, String)> {
-    sqlx::query_as(
+    db::query_as(
         "SELECT customer_user_id, title, body FROM push_outbox WHERE campaign_id = $1 ORDER BY customer_user_id",
     )
     .bind(campaign)
@@ -105,7 +105,7 @@ async fn recipients(db: &TestDb, campaign: Uuid) -> Vec<(Uuid, String, String)> 
 }
 
 async fn state(db: &TestDb, campaign: Uuid) -> (String, Option<i32>, Option<i32>, Option<i32>, Option<String>) {
-    sqlx::query_as(
+    db::query_as(
         "SELECT status, recipient_count, success_count, failure_count, error FROM scheduled_notifications WHERE id = $1",
     )
     .bind(campaign)
@@ -143,7 +143,7 @@ async fn a_campaign_reaches_live_consenting_users_once_in_their_language() {
     assert_eq!(state(&db, id).await.0, "sending");
     assert_eq!(state(&db, id).await.1, Some(2));
     assert_eq!(state(&db, future).await.0, "pending", "not due yet");
-    let data: Value = sqlx::query_scalar("SELECT data FROM push_outbox WHERE campaign_id = $1 LIMIT 1")
+    let data: Value = db::query_scalar("SELECT data FROM push_outbox WHERE campaign_id = $1 LIMIT 1")
         .bind(id)
         .fetch_one(db.pool())
         .await
@@ -205,27 +205,27 @@ async fn a_campaign_is_sent_when_every_row_is_final_and_counts_users() {
     let id = campaign(&db, "all", None, NOW).await;
     run(&db, NOW).await;
     // The dispatcher's outcomes: two delivered, one failed, one with no tokens, one still pending.
-    let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM push_outbox WHERE campaign_id = $1 ORDER BY id")
+    let rows: Vec<i64> = db::query_scalar("SELECT id FROM push_outbox WHERE campaign_id = $1 ORDER BY id")
         .bind(id)
         .fetch_all(db.pool())
         .await
         .unwrap();
     for (row, status) in rows.iter().zip(["sent", "sent", "failed", "no_tokens"]) {
-        sqlx::query("UPDATE push_outbox SET status = $2 WHERE id = $1")
+        db::query("UPDATE push_outbox SET status = $2 WHERE id = $1")
             .bind(row)
             .bind(status)
             .execute(db.pool())
             .await
             .unwrap();
     }
-    sqlx::query("UPDATE push_outbox SET status = 'pending' WHERE id = $1")
+    db::query("UPDATE push_outbox SET status = 'pending' WHERE id = $1")
         .bind(rows[3])
         .execute(db.pool())
         .await
         .unwrap();
     run(&db, "2026-06-10T09:01:00Z").await;
     assert_eq!(state(&db, id).await.0, "sending", "a pending row keeps it open");
-    sqlx::query("UPDATE push_outbox SET status = 'no_tokens' WHERE id = $1")
+    db::query("UPDATE push_outbox SET status = 'no_tokens' WHERE id = $1")
         .bind(rows[3])
         .execute(db.pool())
         .await
@@ -233,7 +233,7 @@ async fn a_campaign_is_sent_when_every_row_is_final_and_counts_users() {
     run(&db, "2026-06-10T09:02:00Z").await;
     let (status, count, success, failure, _) = state(&db, id).await;
     assert_eq!((status.as_str(), count, success, failure), ("sent", Some(4), Some(2), Some(2)));
-    let sent_at: DateTime<Utc> = sqlx::query_scalar("SELECT sent_at FROM scheduled_notifications WHERE id = $1")
+    let sent_at: DateTime<Utc> = db::query_scalar("SELECT sent_at FROM scheduled_notifications WHERE id = $1")
         .bind(id)
         .fetch_one(db.pool())
         .await
@@ -247,7 +247,7 @@ async fn cancelled_stale_and_crashed_campaigns() {
     user(&db, U { allowed: true, ..U::default() }).await;
     // Cancelled before its time: never expanded.
     let cancelled = campaign(&db, "all", None, NOW).await;
-    sqlx::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
         .bind(cancelled)
         .execute(db.pool())
         .await
@@ -256,7 +256,7 @@ async fn cancelled_stale_and_crashed_campaigns() {
     let stale = campaign(&db, "all", None, "2026-06-08T09:00:00Z").await;
     // Claimed by a run that died before its expansion committed.
     let crashed = campaign(&db, "all", None, NOW).await;
-    sqlx::query("UPDATE scheduled_notifications SET status = 'sending' WHERE id = $1")
+    db::query("UPDATE scheduled_notifications SET status = 'sending' WHERE id = $1")
         .bind(crashed)
         .execute(db.pool())
         .await
@@ -270,14 +270,14 @@ async fn cancelled_stale_and_crashed_campaigns() {
     assert_eq!(recipients(&db, crashed).await.len(), 1, "resumed after the crash");
 
     // Cancelled while sending: its pending rows are cancelled.
-    sqlx::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
         .bind(crashed)
         .execute(db.pool())
         .await
         .unwrap();
     let details = run(&db, "2026-06-10T09:01:00Z").await;
     assert_eq!(details["cancelled_pushes"], 1);
-    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM push_outbox WHERE campaign_id = $1")
+    let statuses: Vec<String> = db::query_scalar("SELECT status FROM push_outbox WHERE campaign_id = $1")
         .bind(crashed)
         .fetch_all(db.pool())
         .await
@@ -291,7 +291,7 @@ async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
     let both = user(&db, U { allowed: true, ..U::default() }).await;
     let android_only = user(&db, U { allowed: true, ..U::default() }).await;
     for (user, token, platform) in [(both, "a", "ios"), (both, "b", "android"), (android_only, "c", "android")] {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, $3, $2)",
         )
         .bind(user)
@@ -305,14 +305,14 @@ async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
     let everyone = campaign(&db, "all", None, NOW).await;
     run(&db, NOW).await;
     let rows: Vec<(Uuid, Option<Vec<String>>)> =
-        sqlx::query_as("SELECT customer_user_id, platforms FROM push_outbox WHERE campaign_id = $1")
+        db::query_as("SELECT customer_user_id, platforms FROM push_outbox WHERE campaign_id = $1")
             .bind(ios)
             .fetch_all(db.pool())
             .await
             .unwrap();
     assert_eq!(rows, vec![(both, Some(vec!["ios".to_owned()]))]);
     let unrestricted: Vec<Option<Vec<String>>> =
-        sqlx::query_scalar("SELECT platforms FROM push_outbox WHERE campaign_id = $1")
+        db::query_scalar("SELECT platforms FROM push_outbox WHERE campaign_id = $1")
             .bind(everyone)
             .fetch_all(db.pool())
             .await

@@ -25,11 +25,11 @@ async fn run(db: &TestDb, job: &dyn Job, name: &str) -> JobReport {
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(db.pool()).await.unwrap()
+    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(db.pool()).await.unwrap()
 }
 
 async fn token(db: &TestDb, user: Uuid, device: &str, active: bool, updated: DateTime<Utc>) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active, updated_at)
          VALUES ($1, $2, 'ios', $2, $3, $4)",
     )
@@ -64,7 +64,7 @@ async fn dead_tokens_go_in_batches_and_live_ones_stay() {
     assert_eq!(report.details["active"], 2);
     assert_eq!(report.details["batches"], 4, "5 rows by 2, and the empty batch that ends the walk");
     assert_eq!(report.details["analyzed"], serde_json::json!(["customer_push_tokens"]));
-    let left: Vec<String> = sqlx::query_scalar("SELECT device_id FROM customer_push_tokens ORDER BY device_id")
+    let left: Vec<String> = db::query_scalar("SELECT device_id FROM customer_push_tokens ORDER BY device_id")
         .fetch_all(db.pool())
         .await
         .unwrap();
@@ -74,7 +74,7 @@ async fn dead_tokens_go_in_batches_and_live_ones_stay() {
 
 /// Runs `sql` with `$1` = a user and `$2` = a time.
 async fn exec(db: &TestDb, sql: &str, user: Uuid, at: DateTime<Utc>) {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(user).bind(at).execute(db.pool()).await.unwrap();
+    db::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(user).bind(at).execute(db.pool()).await.unwrap();
 }
 
 #[tokio::test]
@@ -87,7 +87,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
                    VALUES ($1, 'admob', 'u', 'rewarded', 5, $2)";
         exec(&db, sql, user, at).await;
     }
-    let comment: Uuid = sqlx::query_scalar(
+    let comment: Uuid = db::query_scalar(
         "INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'great match') RETURNING id",
     )
     .bind(user)
@@ -95,7 +95,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
     .await
     .unwrap();
     for (days, liker) in [(366, db.user().await), (364, db.user().await)] {
-        sqlx::query("INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at) VALUES ($1, $2, $3)")
+        db::query("INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at) VALUES ($1, $2, $3)")
             .bind(comment)
             .bind(liker)
             .bind(days_ago(days))
@@ -104,7 +104,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
             .unwrap();
     }
     for (status, days) in [("sent", 91), ("cancelled", 91), ("pending", 91), ("sent", 89)] {
-        sqlx::query(
+        db::query(
             "INSERT INTO scheduled_notifications (title_tr, body_tr, scheduled_at, sent_at, status)
              VALUES ('t', 'b', $1, CASE WHEN $2 = 'sent' THEN $1 END, $2)",
         )
@@ -115,7 +115,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
         .unwrap();
     }
     for (status, days) in [("success", 91), ("failed", 91), ("running", 91), ("success", 89)] {
-        sqlx::query("INSERT INTO job_execution_logs (job_name, started_at, status) VALUES ('streak-reset', $1, $2)")
+        db::query("INSERT INTO job_execution_logs (job_name, started_at, status) VALUES ('streak-reset', $1, $2)")
             .bind(days_ago(days))
             .bind(status)
             .execute(db.pool())
@@ -123,7 +123,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
             .unwrap();
     }
     for (status, days) in [("sent", 31), ("no_tokens", 31), ("pending", 31), ("sent", 29)] {
-        sqlx::query(
+        db::query(
             "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, status, created_at)
              VALUES ($1, 'reward', gen_random_uuid()::text, 't', 'b', $2, $3, $2)",
         )
@@ -160,7 +160,7 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
 }
 
 async fn grant(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc>) {
-    sqlx::query("SELECT hattrick_grant_credits($1, $2, 'admin_grant', $3, NULL, '{}', $4)")
+    db::query("SELECT hattrick_grant_credits($1, $2, 'admin_grant', $3, NULL, '{}', $4)")
         .bind(user)
         .bind(amount)
         .bind(key)
@@ -171,7 +171,7 @@ async fn grant(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc
 }
 
 async fn spend(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc>) {
-    sqlx::query("SELECT hattrick_spend_credits($1, $2, 'prediction_purchase', $3, NULL, '{}', $4)")
+    db::query("SELECT hattrick_spend_credits($1, $2, 'prediction_purchase', $3, NULL, '{}', $4)")
         .bind(user)
         .bind(amount)
         .bind(key)
@@ -182,7 +182,7 @@ async fn spend(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc
 }
 
 async fn balance(db: &TestDb, user: Uuid) -> (i32, i32, i32) {
-    sqlx::query_as("SELECT balance, lifetime_earned, lifetime_spent FROM customer_credits WHERE customer_user_id = $1")
+    db::query_as("SELECT balance, lifetime_earned, lifetime_spent FROM customer_credits WHERE customer_user_id = $1")
         .bind(user)
         .fetch_one(db.pool())
         .await
@@ -198,7 +198,7 @@ async fn compaction_folds_old_ledger_rows_into_carry_forward_rows_and_keeps_thei
     spend(&db, user, 30, "old-spend", days_ago(400)).await;
     grant(&db, user, 20, "recent-grant", days_ago(10)).await;
     spend(&db, user, 5, "recent-spend", days_ago(5)).await;
-    sqlx::query("SELECT hattrick_grant_xp($1, 40, 'daily_login', 'old-xp', NULL, '{}', $2)")
+    db::query("SELECT hattrick_grant_xp($1, 40, 'daily_login', 'old-xp', NULL, '{}', $2)")
         .bind(user)
         .bind(days_ago(400))
         .execute(db.pool())
@@ -220,7 +220,7 @@ async fn compaction_folds_old_ledger_rows_into_carry_forward_rows_and_keeps_thei
     assert_eq!(balance(&db, user).await, before, "balances are never touched");
     assert_ledger_invariants(db.pool()).await;
 
-    let rows: Vec<(i32, String, i32, i32, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<(i32, String, i32, i32, DateTime<Utc>)> = db::query_as(
         "SELECT amount, transaction_type, balance_before, balance_after, created_at FROM customer_credit_transactions
          WHERE customer_user_id = $1 ORDER BY created_at, amount DESC",
     )
@@ -263,7 +263,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     let db = TestDb::new().await;
     // 150,000 users with an inactive token on their device (one unbatched delete of them takes seconds), the first
     // 2,000 of them with 20 ledger rows older than a year.
-    sqlx::query(
+    db::query(
         "WITH u AS (
              INSERT INTO customer_users (email) SELECT 'w' || g || '@example.com' FROM generate_series(1, 150000) g
              RETURNING id)
@@ -273,7 +273,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     .execute(db.pool())
     .await
     .unwrap();
-    sqlx::query(
+    db::query(
         "SELECT hattrick_grant_credits(u.id, 5, 'ad_reward', u.id || ':' || g, NULL, '{}',
                                        $1 - interval '400 days' + g * interval '1 hour')
          FROM (SELECT id FROM customer_users ORDER BY email LIMIT 2000) u CROSS JOIN generate_series(1, 20) g",
@@ -283,7 +283,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     .await
     .unwrap();
     let users: Vec<Uuid> =
-        sqlx::query_scalar("SELECT id FROM customer_users ORDER BY id").fetch_all(db.pool()).await.unwrap();
+        db::query_scalar("SELECT id FROM customer_users ORDER BY id").fetch_all(db.pool()).await.unwrap();
 
     // The app keeps writing: new ledger rows and device re-registrations for the very users being cleaned, with a
     // lock timeout of 250 ms (a quarter of the second allowed), so any longer wait fails the write. Deleting these
@@ -293,18 +293,19 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     let writer = {
         let (pool, done, writes) = (db.pool().clone(), done.clone(), writes.clone());
         tokio::spawn(async move {
-            let mut conn = pool.acquire().await.unwrap();
-            sqlx::query("SET lock_timeout = '250ms'").execute(&mut *conn).await.unwrap();
             let mut i = 0usize;
             while !done.load(Ordering::Relaxed) {
+                // One transaction per write, as the app's pooled connections do; the timeout is its own.
+                let mut conn = pool.begin().await.unwrap();
+                db::query("SET LOCAL lock_timeout = '250ms'").execute(&mut *conn).await.unwrap();
                 let user = users[i % users.len()];
-                sqlx::query("SELECT hattrick_grant_credits($1, 1, 'ad_reward', $2)")
+                db::query("SELECT hattrick_grant_credits($1, 1, 'ad_reward', $2)")
                     .bind(user)
                     .bind(format!("live:{i}"))
                     .execute(&mut *conn)
                     .await
                     .expect("a ledger write waited more than 250 ms for a lock");
-                sqlx::query(
+                db::query(
                     "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
                      VALUES ($1, $2, 'android', 'phone', true)
                      ON CONFLICT (customer_user_id, device_id) DO UPDATE
@@ -315,6 +316,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
                 .execute(&mut *conn)
                 .await
                 .expect("a device registration waited more than 250 ms for a lock");
+                conn.commit().await.unwrap();
                 writes.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }

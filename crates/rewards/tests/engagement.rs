@@ -21,13 +21,13 @@ async fn run(db: &TestDb, job: &dyn Job, name: &str, now: DateTime<Utc>) -> JobR
 }
 
 async fn exec(db: &TestDb, sql: &str, id: Uuid) {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(id).execute(db.pool()).await.unwrap();
+    db::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(id).execute(db.pool()).await.unwrap();
 }
 
 /// A user in `zone` (None: the business zone) with one active device.
 async fn user(db: &TestDb, zone: Option<&str>) -> Uuid {
     let id = db.user().await;
-    sqlx::query("UPDATE customer_users SET timezone = $2 WHERE id = $1")
+    db::query("UPDATE customer_users SET timezone = $2 WHERE id = $1")
         .bind(id)
         .bind(zone)
         .execute(db.pool())
@@ -38,7 +38,7 @@ async fn user(db: &TestDb, zone: Option<&str>) -> Uuid {
 }
 
 async fn claim(db: &TestDb, id: Uuid, date: &str, day: i32) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount)
          VALUES ($1, $2::date, $3, 'credits', 10)",
     )
@@ -51,7 +51,7 @@ async fn claim(db: &TestDb, id: Uuid, date: &str, day: i32) {
 }
 
 async fn streak(db: &TestDb, id: Uuid, days: i32, last_activity: &str) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_xp (customer_user_id, current_streak_days, longest_streak_days, last_activity_date)
          VALUES ($1, $2, $2, $3::date)",
     )
@@ -65,7 +65,7 @@ async fn streak(db: &TestDb, id: Uuid, days: i32, last_activity: &str) {
 
 /// The user's outbox rows: (dedupe key, body, data).
 async fn pushes(db: &TestDb, id: Uuid) -> Vec<(String, String, Value)> {
-    sqlx::query_as("SELECT dedupe_key, body, data FROM push_outbox WHERE customer_user_id = $1 ORDER BY id")
+    db::query_as("SELECT dedupe_key, body, data FROM push_outbox WHERE customer_user_id = $1 ORDER BY id")
         .bind(id)
         .fetch_all(db.pool())
         .await
@@ -73,7 +73,7 @@ async fn pushes(db: &TestDb, id: Uuid) -> Vec<(String, String, Value)> {
 }
 
 async fn outbox_size(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM push_outbox").fetch_one(db.pool()).await.unwrap()
+    db::query_scalar("SELECT count(*) FROM push_outbox").fetch_one(db.pool()).await.unwrap()
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn each_user_gets_the_reminder_at_their_own_20_00_once() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, format!("daily-reward:{in_new_york}:2026-11-10"));
     assert_eq!((sent[0].2["day"].as_str(), sent[0].2["credits"].as_str()), (Some("7"), Some("100")), "the jackpot");
-    let expires: DateTime<Utc> = sqlx::query_scalar("SELECT expires_at FROM push_outbox WHERE customer_user_id = $1")
+    let expires: DateTime<Utc> = db::query_scalar("SELECT expires_at FROM push_outbox WHERE customer_user_id = $1")
         .bind(in_new_york)
         .fetch_one(db.pool())
         .await
@@ -130,7 +130,7 @@ async fn each_user_gets_the_reminder_at_their_own_20_00_once() {
     let again = run(&db, &reminders, job, utc("2026-11-11T01:00:00Z")).await;
     assert_eq!(again.items, 0, "a re-run of the same tick sends nothing");
     assert_eq!(outbox_size(&db).await, 3);
-    let before_first_run: i64 = sqlx::query_scalar(
+    let before_first_run: i64 = db::query_scalar(
         "SELECT (SELECT count(*) FROM hattrick_local_sends WHERE local_date < '2026-11-10')
               + (SELECT count(*) FROM push_outbox WHERE dedupe_key LIKE '%:2026-11-09')",
     )
@@ -165,7 +165,7 @@ async fn a_user_reached_after_the_deadline_is_skipped_and_counted_and_an_outage_
     let day = |date: &str| days.iter().find(|d| d["date"] == date).cloned().unwrap_or_default();
     assert_eq!(day("2026-11-11")["skipped"], 1, "{report:?}");
     assert_eq!(day("2026-11-12")["served"], 1, "{report:?}");
-    let outcomes: Vec<(String, String)> = sqlx::query_as(
+    let outcomes: Vec<(String, String)> = db::query_as(
         "SELECT local_date::text, outcome FROM hattrick_local_sends WHERE customer_user_id = $1 ORDER BY local_date",
     )
     .bind(id)
@@ -250,7 +250,7 @@ async fn a_live_streak_is_warned_with_the_hours_left_and_a_dead_one_is_reset_ins
     let reset = StreakReset { zones: istanbul() };
     run(&db, &reset, "streak-reset", utc("2026-11-10T21:01:00Z")).await;
     let current = |id: Uuid| {
-        sqlx::query_scalar::<_, i32>("SELECT current_streak_days FROM customer_xp WHERE customer_user_id = $1")
+        db::query_scalar::<i32>("SELECT current_streak_days FROM customer_xp WHERE customer_user_id = $1")
             .bind(id)
             .fetch_one(db.pool())
     };
@@ -287,7 +287,7 @@ async fn an_app_day_zone_moves_the_day_boundaries_and_the_hours_left() {
 }
 
 async fn subscription(db: &TestDb, id: Uuid, expires: DateTime<Utc>, auto_renew: bool, platform: &str) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, auto_renew_enabled,
                                              started_at, expired_at)
          VALUES ($1, 'active', $2, 99.90, 'TRY', $3, $4 - interval '30 days', $4)",
@@ -379,7 +379,7 @@ async fn runs_of_the_same_tick_twice_and_concurrently_push_once() {
     let tomorrow = now + Duration::days(1);
     let dry = reminders.run(&db.context("daily-reward-reminders", tomorrow, dry_run)).await.unwrap();
     assert_eq!(dry.details["served"], 50, "everyone is due again on the 11th: {dry:?}");
-    let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM hattrick_local_sends WHERE local_date = '2026-11-11'")
+    let decided: i64 = db::query_scalar("SELECT count(*) FROM hattrick_local_sends WHERE local_date = '2026-11-11'")
         .fetch_one(db.pool())
         .await
         .unwrap();

@@ -10,7 +10,7 @@ fn now() -> DateTime<Utc> {
 }
 
 async fn user(db: &TestDb) -> Uuid {
-    sqlx::query_scalar("INSERT INTO customer_users (email) VALUES (gen_random_uuid() || '@example.com') RETURNING id")
+    db::query_scalar("INSERT INTO customer_users (email) VALUES (gen_random_uuid() || '@example.com') RETURNING id")
         .fetch_one(db.pool())
         .await
         .unwrap()
@@ -21,10 +21,9 @@ async fn one_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     let db = TestDb::new().await;
     let id = user(&db).await;
     for attempt in 0..2 {
-        let mut conn = db.pool().acquire().await.unwrap();
-        ledger::prepare(&mut conn).await.unwrap();
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-        sqlx::query(
+        let mut tx = db.pool().begin().await.unwrap();
+        ledger::prepare(&mut tx).await.unwrap();
+        db::query(
             "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type)
              VALUES ('big:' || $1, $1, 2500, 'admin_grant')",
         )
@@ -40,7 +39,7 @@ async fn one_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
             assert_eq!(applied, ledger::Applied::default(), "the same key again changes nothing");
         }
     }
-    let bonuses: Vec<(i32, i32, i32)> = sqlx::query_as(
+    let bonuses: Vec<(i32, i32, i32)> = db::query_as(
         "SELECT amount, balance_before, balance_after FROM customer_credit_transactions ORDER BY balance_before",
     )
     .fetch_all(db.pool())
@@ -48,7 +47,7 @@ async fn one_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     .unwrap();
     assert_eq!(bonuses, vec![(50, 0, 50), (25, 50, 75)], "chained in key order: gold, then silver");
     let levels: Vec<String> =
-        sqlx::query_scalar("SELECT data ->> 'level' FROM push_outbox ORDER BY 1").fetch_all(db.pool()).await.unwrap();
+        db::query_scalar("SELECT data ->> 'level' FROM push_outbox ORDER BY 1").fetch_all(db.pool()).await.unwrap();
     assert_eq!(levels, vec!["gold", "silver"]);
     assert_ledger_invariants(db.pool()).await;
 }

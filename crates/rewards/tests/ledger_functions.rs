@@ -19,7 +19,7 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
                 let key = format!("s{session}-op{op}");
                 if op % 3 == 2 {
                     let result: Result<Option<i32>, _> =
-                        sqlx::query_scalar("SELECT hattrick_spend_credits($1, 7, 'prediction_purchase', $2)")
+                        db::query_scalar("SELECT hattrick_spend_credits($1, 7, 'prediction_purchase', $2)")
                             .bind(id)
                             .bind(&key)
                             .fetch_one(db.pool())
@@ -30,7 +30,7 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
                         Err(e) => assert!(e.to_string().contains("is less than"), "{e}"),
                     }
                 } else {
-                    let new: Option<i32> = sqlx::query_scalar("SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)")
+                    let new: Option<i32> = db::query_scalar("SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)")
                         .bind(id)
                         .bind(&key)
                         .fetch_one(db.pool())
@@ -39,13 +39,12 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
                     assert!(new.is_some());
                     granted += 5;
                     // The same key again, from the same session: a no-op.
-                    let again: Option<i32> =
-                        sqlx::query_scalar("SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)")
-                            .bind(id)
-                            .bind(&key)
-                            .fetch_one(db.pool())
-                            .await
-                            .unwrap();
+                    let again: Option<i32> = db::query_scalar("SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)")
+                        .bind(id)
+                        .bind(&key)
+                        .fetch_one(db.pool())
+                        .await
+                        .unwrap();
                     assert_eq!(again, None);
                 }
             }
@@ -59,7 +58,7 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
         granted += g;
         spent += s;
     }
-    let (balance, earned, lifetime_spent): (i32, i32, i32) = sqlx::query_as(
+    let (balance, earned, lifetime_spent): (i32, i32, i32) = db::query_as(
         "SELECT balance, lifetime_earned, lifetime_spent FROM customer_credits WHERE customer_user_id = $1",
     )
     .bind(id)
@@ -76,28 +75,27 @@ async fn concurrent_grants_and_spends_lose_no_update_and_keep_the_invariants() {
 async fn an_xp_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     let db = TestDb::new().await;
     let id = db.user().await;
-    sqlx::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
+    db::query("UPDATE customer_users SET locale_preference = 'en' WHERE id = $1")
         .bind(id)
         .execute(db.pool())
         .await
         .unwrap();
-    let xp: Option<i32> = sqlx::query_scalar("SELECT hattrick_grant_xp($1, 2500, 'admin_grant', 'big-grant')")
+    let xp: Option<i32> = db::query_scalar("SELECT hattrick_grant_xp($1, 2500, 'admin_grant', 'big-grant')")
         .bind(id)
         .fetch_one(db.pool())
         .await
         .unwrap();
     assert_eq!(xp, Some(2500));
-    let (level, progress, next): (String, String, Option<i32>) = sqlx::query_as(
-        "SELECT level, level_progress::text, next_level_xp FROM customer_xp WHERE customer_user_id = $1",
-    )
-    .bind(id)
-    .fetch_one(db.pool())
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (level, progress, next): (String, String, Option<i32>) =
+        db::query_as("SELECT level, level_progress::text, next_level_xp FROM customer_xp WHERE customer_user_id = $1")
+            .bind(id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(level, "gold");
     assert_eq!(progress, "16.67");
     assert_eq!(next, Some(5000));
-    let bonuses: Vec<(i32, serde_json::Value)> = sqlx::query_as(
+    let bonuses: Vec<(i32, serde_json::Value)> = db::query_as(
         "SELECT amount, metadata FROM customer_credit_transactions WHERE customer_user_id = $1 ORDER BY amount",
     )
     .bind(id)
@@ -108,7 +106,7 @@ async fn an_xp_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     assert_eq!((bonuses[0].0, bonuses[0].1["level_up"].as_str()), (25, Some("silver")));
     assert_eq!((bonuses[1].0, bonuses[1].1["level_up"].as_str()), (50, Some("gold")));
     let pushes: Vec<(String, String)> =
-        sqlx::query_as("SELECT title, body FROM push_outbox WHERE customer_user_id = $1 ORDER BY dedupe_key")
+        db::query_as("SELECT title, body FROM push_outbox WHERE customer_user_id = $1 ORDER BY dedupe_key")
             .bind(id)
             .fetch_all(db.pool())
             .await
@@ -122,23 +120,23 @@ async fn an_xp_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     );
 
     // Down below silver and back up: the level follows XP both ways, the bonuses are never paid twice.
-    sqlx::query_scalar::<_, Option<i32>>("SELECT hattrick_grant_xp($1, -2200, 'admin_deduct', 'deduct')")
+    db::query_scalar::<Option<i32>>("SELECT hattrick_grant_xp($1, -2200, 'admin_deduct', 'deduct')")
         .bind(id)
         .fetch_one(db.pool())
         .await
         .unwrap();
-    let level: String = sqlx::query_scalar("SELECT level FROM customer_xp WHERE customer_user_id = $1")
+    let level: String = db::query_scalar("SELECT level FROM customer_xp WHERE customer_user_id = $1")
         .bind(id)
         .fetch_one(db.pool())
         .await
         .unwrap();
     assert_eq!(level, "bronze");
-    sqlx::query_scalar::<_, Option<i32>>("SELECT hattrick_grant_xp($1, 2000, 'admin_grant', 'regrant')")
+    db::query_scalar::<Option<i32>>("SELECT hattrick_grant_xp($1, 2000, 'admin_grant', 'regrant')")
         .bind(id)
         .fetch_one(db.pool())
         .await
         .unwrap();
-    let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_credit_transactions WHERE customer_user_id = $1")
+    let paid: i64 = db::query_scalar("SELECT count(*) FROM customer_credit_transactions WHERE customer_user_id = $1")
         .bind(id)
         .fetch_one(db.pool())
         .await
@@ -157,7 +155,7 @@ async fn bad_calls_are_refused_with_a_clear_error() {
         ("SELECT hattrick_spend_credits($1, 5, 'purchase', 'k2')", "balance 0 is less than 5"),
         ("SELECT hattrick_grant_xp($1, -5, 'admin_deduct', 'k3')", "would fall below zero"),
     ] {
-        let error = sqlx::query(sql).bind(id).execute(db.pool()).await.unwrap_err().to_string();
+        let error = db::query(sql).bind(id).execute(db.pool()).await.unwrap_err().to_string();
         assert!(error.contains(message), "{sql}: {error}");
     }
     assert_ledger_invariants(db.pool()).await;
@@ -169,7 +167,7 @@ async fn ledger_rows_get_time_ordered_version_7_ids() {
     let id = db.user().await;
     for (n, at) in ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00.002Z", "2026-06-01T00:00:00Z"].iter().enumerate() {
         let key = format!("ordered-{n}");
-        sqlx::query("SELECT hattrick_grant_credits($1, 5, 'admin_grant', $2, NULL, '{}', $3::timestamptz)")
+        db::query("SELECT hattrick_grant_credits($1, 5, 'admin_grant', $2, NULL, '{}', $3::timestamptz)")
             .bind(id)
             .bind(&key)
             .bind(at)
@@ -178,13 +176,12 @@ async fn ledger_rows_get_time_ordered_version_7_ids() {
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM customer_credit_transactions WHERE customer_user_id = $1 ORDER BY created_at",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
+    let ids: Vec<Uuid> =
+        db::query_scalar("SELECT id FROM customer_credit_transactions WHERE customer_user_id = $1 ORDER BY created_at")
+            .bind(id)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids follow insertion time: {ids:?}");

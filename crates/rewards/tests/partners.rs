@@ -33,7 +33,7 @@ async fn run(db: &TestDb, now: &str, from: Option<&str>, to: Option<&str>) -> se
 
 async fn partner(db: &TestDb, code: &str, rate: &str, status: &str) -> (Uuid, Uuid) {
     let owner = db.user().await;
-    let id = sqlx::query_scalar(
+    let id = db::query_scalar(
         "INSERT INTO partners (customer_user_id, business_name, email, phone, status, commission_rate, referral_code)
          VALUES ($1, $2, 'p@example.com', '555', $3, $4::numeric, $2) RETURNING id",
     )
@@ -49,7 +49,7 @@ async fn partner(db: &TestDb, code: &str, rate: &str, status: &str) -> (Uuid, Uu
 
 async fn referral(db: &TestDb, referrer: Uuid, code: &str, at: &str) {
     let referred = db.user().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(referrer)
@@ -87,7 +87,7 @@ const SUB: Sub<'static> = Sub {
 
 async fn subscription(db: &TestDb, s: Sub<'_>) {
     let owner = db.user().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, plan_id, status, platform, amount, currency, started_at,
                                              expired_at, partner_id, referral_code)
          VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10)",
@@ -110,7 +110,7 @@ async fn subscription(db: &TestDb, s: Sub<'_>) {
 type Row = (i32, i32, String, String, i32, i32);
 
 async fn row(db: &TestDb, partner: Uuid, date: &str) -> Option<Row> {
-    sqlx::query_as(
+    db::query_as(
         "SELECT new_signups, new_subscriptions, revenue::text, commission::text, active_subscribers, churn_count
          FROM partner_analytics WHERE partner_id = $1 AND date = $2",
     )
@@ -122,7 +122,7 @@ async fn row(db: &TestDb, partner: Uuid, date: &str) -> Option<Row> {
 }
 
 async fn totals_match_rows(db: &TestDb) {
-    let mismatched: i64 = sqlx::query_scalar(
+    let mismatched: i64 = db::query_scalar(
         "SELECT count(*) FROM partners p
          LEFT JOIN (SELECT partner_id, sum(new_signups) AS s, sum(new_subscriptions) AS n, sum(revenue) AS r,
                            sum(commission) AS c FROM partner_analytics GROUP BY partner_id) t ON t.partner_id = p.id
@@ -148,7 +148,7 @@ async fn every_metric_is_exact_and_reruns_and_backfills_never_double() {
     referral(&db, p_owner, "XYZ", "2026-06-08T21:30:00Z").await; // by the partner's user, 00:30 on D
     referral(&db, somebody, "PART1", "2026-06-08T20:59:00Z").await; // 23:59 the day before
     let plan: Uuid =
-        sqlx::query_scalar("INSERT INTO subscription_plans (name, price) VALUES ('monthly', 49.50) RETURNING id")
+        db::query_scalar("INSERT INTO subscription_plans (name, price) VALUES ('monthly', 49.50) RETURNING id")
             .fetch_one(db.pool())
             .await
             .unwrap();
@@ -184,13 +184,12 @@ async fn every_metric_is_exact_and_reruns_and_backfills_never_double() {
     let details = run(&db, "2026-06-10T00:05:00+03:00", None, None).await;
     assert_eq!((details["from"].as_str(), details["to"].as_str()), (Some("2026-06-08"), Some("2026-06-09")));
     assert_eq!(row(&db, p, "2026-06-09").await, Some((2, 3, "149.49".into(), "29.90".into(), 4, 1)));
-    let (total_referrals, total_revenue, total_commission): (i32, String, String) = sqlx::query_as(
-        "SELECT total_referrals, total_revenue::text, total_commission::text FROM partners WHERE id = $1",
-    )
-    .bind(p)
-    .fetch_one(db.pool())
-    .await
-    .unwrap();
+    let (total_referrals, total_revenue, total_commission): (i32, String, String) =
+        db::query_as("SELECT total_referrals, total_revenue::text, total_commission::text FROM partners WHERE id = $1")
+            .bind(p)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     // 2026-06-08 holds the referral at 23:59 and the churned subscription still active.
     assert_eq!(row(&db, p, "2026-06-08").await, Some((1, 0, "0.00".into(), "0.00".into(), 2, 0)));
     assert_eq!((total_referrals, total_revenue.as_str(), total_commission.as_str()), (3, "149.49", "29.90"));
@@ -199,7 +198,7 @@ async fn every_metric_is_exact_and_reruns_and_backfills_never_double() {
     // A three-day outage backfills three days, once each.
     let details = run(&db, "2026-06-12T09:00:00Z", Some("2026-06-09"), Some("2026-06-11")).await;
     assert_eq!(details["rows"], 6, "{details}");
-    let days: i64 = sqlx::query_scalar("SELECT count(*) FROM partner_analytics WHERE partner_id = $1")
+    let days: i64 = db::query_scalar("SELECT count(*) FROM partner_analytics WHERE partner_id = $1")
         .bind(p)
         .fetch_one(db.pool())
         .await

@@ -33,7 +33,7 @@ fn tier3() -> ReferralTier3 {
 
 async fn user(db: &TestDb, locale: &str) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO customer_users (id, email, locale_preference) VALUES ($1, $2, $3)")
+    db::query("INSERT INTO customer_users (id, email, locale_preference) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(format!("{id}@example.com"))
         .bind(locale)
@@ -47,7 +47,7 @@ async fn user(db: &TestDb, locale: &str) -> Uuid {
 async fn referral(db: &TestDb) -> (Uuid, Uuid, Uuid) {
     let referrer = user(db, "tr").await;
     let referred = user(db, "en").await;
-    let id: Uuid = sqlx::query_scalar(
+    let id: Uuid = db::query_scalar(
         "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
          VALUES ($1, $2, 'CODE', $3, $3::timestamptz + interval '30 days') RETURNING id",
     )
@@ -61,7 +61,7 @@ async fn referral(db: &TestDb) -> (Uuid, Uuid, Uuid) {
 }
 
 async fn identity(db: &TestDb, user: Uuid, provider: &str, login: Option<DateTime<Utc>>) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_oauth_identities (customer_user_id, provider, provider_user_id, last_login_at)
          VALUES ($1, $2, $3, $4)",
     )
@@ -75,7 +75,7 @@ async fn identity(db: &TestDb, user: Uuid, provider: &str, login: Option<DateTim
 }
 
 async fn balance(db: &TestDb, user: Uuid) -> i32 {
-    sqlx::query_scalar("SELECT coalesce((SELECT balance FROM customer_credits WHERE customer_user_id = $1), 0)")
+    db::query_scalar("SELECT coalesce((SELECT balance FROM customer_credits WHERE customer_user_id = $1), 0)")
         .bind(user)
         .fetch_one(db.pool())
         .await
@@ -83,15 +83,11 @@ async fn balance(db: &TestDb, user: Uuid) -> i32 {
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(db.pool()).await.unwrap()
+    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(db.pool()).await.unwrap()
 }
 
 async fn status(db: &TestDb, referral: Uuid) -> (String, i32) {
-    sqlx::query_as("SELECT status, tier FROM referrals WHERE id = $1")
-        .bind(referral)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    db::query_as("SELECT status, tier FROM referrals WHERE id = $1").bind(referral).fetch_one(db.pool()).await.unwrap()
 }
 
 #[tokio::test]
@@ -111,7 +107,7 @@ async fn a_referred_user_with_three_identities_is_paid_once_at_tier2_even_run_tw
     assert_eq!(balance(&db, referred).await, 10);
     assert_eq!(status(&db, id).await, ("completed".to_owned(), 2));
     let pushes: Vec<(Uuid, String, String, serde_json::Value)> =
-        sqlx::query_as("SELECT customer_user_id, title, body, data FROM push_outbox ORDER BY dedupe_key")
+        db::query_as("SELECT customer_user_id, title, body, data FROM push_outbox ORDER BY dedupe_key")
             .fetch_all(db.pool())
             .await
             .unwrap();
@@ -135,7 +131,7 @@ async fn a_login_within_ten_minutes_of_the_referral_does_not_count() {
     assert_eq!(run(&db, &tier2(), "referral-tier2").await.items, 0);
     assert_eq!(balance(&db, referrer).await, 0);
     // The users-table login counts as well, once it is late enough.
-    sqlx::query("UPDATE customer_users SET last_login_at = $2 WHERE id = $1")
+    db::query("UPDATE customer_users SET last_login_at = $2 WHERE id = $1")
         .bind(referred)
         .bind(utc(CREATED) + TimeDelta::minutes(10))
         .execute(db.pool())
@@ -150,7 +146,7 @@ async fn a_login_within_ten_minutes_of_the_referral_does_not_count() {
 async fn an_expired_pending_referral_becomes_expired_and_pays_nothing() {
     let db = TestDb::new().await;
     let (id, referrer, referred) = referral(&db).await;
-    sqlx::query("UPDATE referrals SET expires_at = $2 WHERE id = $1")
+    db::query("UPDATE referrals SET expires_at = $2 WHERE id = $1")
         .bind(id)
         .bind(utc(NOW) - TimeDelta::hours(1))
         .execute(db.pool())
@@ -171,13 +167,13 @@ async fn deleted_and_inactive_users_get_nothing() {
     let db = TestDb::new().await;
     let (_, _, deleted_referred) = referral(&db).await;
     let (_, inactive_referrer, referred) = referral(&db).await;
-    sqlx::query("UPDATE customer_users SET deleted_at = $2 WHERE id = $1")
+    db::query("UPDATE customer_users SET deleted_at = $2 WHERE id = $1")
         .bind(deleted_referred)
         .bind(utc(NOW))
         .execute(db.pool())
         .await
         .unwrap();
-    sqlx::query("UPDATE customer_users SET is_active = false WHERE id = $1")
+    db::query("UPDATE customer_users SET is_active = false WHERE id = $1")
         .bind(inactive_referrer)
         .execute(db.pool())
         .await
@@ -190,7 +186,7 @@ async fn deleted_and_inactive_users_get_nothing() {
 }
 
 async fn subscription(db: &TestDb, user: Uuid, status: &str, platform: &str, started: DateTime<Utc>) {
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at, expired_at)
          VALUES ($1, $2, $3, 99.99, 'TRY', $4, $4::timestamptz + interval '30 days')",
     )
@@ -224,21 +220,21 @@ async fn a_referred_user_with_two_active_subscriptions_pays_tier3_once_with_its_
     // 50 (tier 2) + 200 (tier 3) + 25 (500 XP crosses silver).
     assert_eq!(balance(&db, referrer).await, 275);
     let (xp, level): (i32, String) =
-        sqlx::query_as("SELECT xp_points, level FROM customer_xp WHERE customer_user_id = $1")
+        db::query_as("SELECT xp_points, level FROM customer_xp WHERE customer_user_id = $1")
             .bind(referrer)
             .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!((xp, level.as_str()), (500, "silver"));
     let (state, subscribed): (String, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT status, referred_subscribed_at FROM referrals WHERE id = $1")
+        db::query_as("SELECT status, referred_subscribed_at FROM referrals WHERE id = $1")
             .bind(id)
             .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!(state, "rewarded");
     assert_eq!(subscribed, Some(utc(CREATED) + TimeDelta::days(1)));
-    let kinds: Vec<String> = sqlx::query_scalar("SELECT data ->> 'type' FROM push_outbox ORDER BY data ->> 'type'")
+    let kinds: Vec<String> = db::query_scalar("SELECT data ->> 'type' FROM push_outbox ORDER BY data ->> 'type'")
         .fetch_all(db.pool())
         .await
         .unwrap();
@@ -298,7 +294,7 @@ async fn a_dry_run_reports_and_writes_nothing() {
 #[tokio::test]
 async fn many_referrals_are_paid_in_batches_without_parameter_lists() {
     let db = Arc::new(TestDb::new().await);
-    sqlx::query(
+    db::query(
         "WITH referrer AS (INSERT INTO customer_users (email) VALUES ('referrer@example.com') RETURNING id),
               referred AS (INSERT INTO customer_users (email, last_login_at)
                            SELECT 'r' || g || '@example.com', $1::timestamptz + interval '1 day'
@@ -314,7 +310,7 @@ async fn many_referrals_are_paid_in_batches_without_parameter_lists() {
     assert_eq!(report.items, 12_000);
     assert_eq!(report.details["batches"], 3);
     // One referrer, 12,000 grants chained in one user's ledger.
-    let referrer_balance: i32 = sqlx::query_scalar(
+    let referrer_balance: i32 = db::query_scalar(
         "SELECT balance FROM customer_credits c JOIN customer_users u ON u.id = c.customer_user_id
          WHERE u.email = 'referrer@example.com'",
     )

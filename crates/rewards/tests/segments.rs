@@ -243,7 +243,7 @@ fn filter(rng: &mut Rng, depth: usize) -> Value {
 
 async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng) {
     let pool = db.pool();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_users (id, email, locale_preference, timezone, created_at)
          VALUES ($1, $2, $3, 'Europe/Istanbul', $4)",
     )
@@ -255,7 +255,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
     .await
     .unwrap();
     if let Some((level, points, current, longest, activity)) = person.xp {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_xp (customer_user_id, level, xp_points, total_earned, current_streak_days,
                                       longest_streak_days, last_activity_date)
              VALUES ($1, $2, $3, $3, $4, $5, ($6::timestamptz AT TIME ZONE 'Europe/Istanbul')::date - $7::int)",
@@ -272,7 +272,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
         .unwrap();
     }
     if let Some(balance) = person.credits {
-        sqlx::query("INSERT INTO customer_credits (customer_user_id, balance, lifetime_earned) VALUES ($1, $2, $2)")
+        db::query("INSERT INTO customer_credits (customer_user_id, balance, lifetime_earned) VALUES ($1, $2, $2)")
             .bind(person.id)
             .bind(balance as i32)
             .execute(pool)
@@ -280,7 +280,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
             .unwrap();
     }
     if person.vip {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_subscriptions (customer_user_id, status, platform, started_at, expired_at)
              VALUES ($1, 'active', 'ios', $2 - interval '1 day', $2 + interval '1 day')",
         )
@@ -291,7 +291,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
         .unwrap();
     }
     for (n, platform) in person.platforms.iter().enumerate() {
-        sqlx::query(
+        db::query(
             "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, $3, $4)",
         )
         .bind(person.id)
@@ -303,7 +303,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
         .unwrap();
     }
     // An inactive token never counts.
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
          VALUES ($1, $2, 'web', 'old', false)",
     )
@@ -313,21 +313,19 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
     .await
     .unwrap();
     for badge in &person.badges {
-        sqlx::query(
-            "INSERT INTO customer_badges (customer_user_id, badge_id) SELECT $1, id FROM badges WHERE slug = $2",
-        )
-        .bind(person.id)
-        .bind(badge)
-        .execute(pool)
-        .await
-        .unwrap();
+        db::query("INSERT INTO customer_badges (customer_user_id, badge_id) SELECT $1, id FROM badges WHERE slug = $2")
+            .bind(person.id)
+            .bind(badge)
+            .execute(pool)
+            .await
+            .unwrap();
     }
     // Referrals need other users: deleted ones, which no audience includes.
-    let filler = |pool: &sqlx::PgPool| {
+    let filler = |pool: &db::Pool| {
         let pool = pool.clone();
         async move {
             let id = Uuid::new_v4();
-            sqlx::query("INSERT INTO customer_users (id, email, deleted_at) VALUES ($1, $2, now())")
+            db::query("INSERT INTO customer_users (id, email, deleted_at) VALUES ($1, $2, now())")
                 .bind(id)
                 .bind(format!("{id}@example.com"))
                 .execute(&pool)
@@ -340,7 +338,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
         let referred = filler(pool).await;
         // Below tier 2 never counts: one extra tier-1 referral now and then.
         let tier = if n < person.referrals { 2 } else { 1 };
-        sqlx::query(
+        db::query(
             "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, status, tier)
              VALUES ($1, $2, 'X', 'completed', $3)",
         )
@@ -353,7 +351,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
     }
     if let Some(code) = person.partner {
         let referrer = filler(pool).await;
-        sqlx::query("INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code) VALUES ($1, $2, $3)")
+        db::query("INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code) VALUES ($1, $2, $3)")
             .bind(referrer)
             .bind(person.id)
             .bind(code)
@@ -368,7 +366,7 @@ async fn compiled_filters_select_exactly_the_users_the_reference_evaluation_sele
     let db = TestDb::new().await;
     let now = DateTime::parse_from_rfc3339("2026-06-10T09:00:00Z").unwrap().with_timezone(&Utc);
     for slug in BADGES {
-        sqlx::query(
+        db::query(
             "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition)
              VALUES ($1, $1, $1, 'x', 'test', '{\"type\": \"manual\"}')",
         )
@@ -389,7 +387,7 @@ async fn compiled_filters_select_exactly_the_users_the_reference_evaluation_sele
         let (condition, params) = audience_sql("segment", Some(&filter), &zones, 2)
             .unwrap_or_else(|errors| panic!("case {case}: {filter} was refused: {errors:?}"));
         let sql = format!("SELECT u.id FROM customer_users u WHERE {condition} ORDER BY u.id");
-        let rows = bind_params(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now), &params)
+        let rows = bind_params(db::query(sqlx::AssertSqlSafe(sql)).bind(now), &params)
             .fetch_all(db.pool())
             .await
             .unwrap_or_else(|e| panic!("case {case}: {filter}: {e}\n{condition}\n{params:?}"));

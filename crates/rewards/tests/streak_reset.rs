@@ -14,14 +14,14 @@ fn utc(s: &str) -> DateTime<Utc> {
 
 async fn user(db: &TestDb, zone: Option<&str>, streak: i32, longest: i32, last_activity: &str) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO customer_users (id, email, timezone) VALUES ($1, $2, $3)")
+    db::query("INSERT INTO customer_users (id, email, timezone) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(format!("{id}@example.com"))
         .bind(zone)
         .execute(db.pool())
         .await
         .unwrap();
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_xp (customer_user_id, current_streak_days, longest_streak_days, last_activity_date)
          VALUES ($1, $2, $3, $4::date)",
     )
@@ -36,7 +36,7 @@ async fn user(db: &TestDb, zone: Option<&str>, streak: i32, longest: i32, last_a
 }
 
 async fn streak(db: &TestDb, id: Uuid) -> (i32, i32) {
-    sqlx::query_as("SELECT current_streak_days, longest_streak_days FROM customer_xp WHERE customer_user_id = $1")
+    db::query_as("SELECT current_streak_days, longest_streak_days FROM customer_xp WHERE customer_user_id = $1")
         .bind(id)
         .fetch_one(db.pool())
         .await
@@ -94,7 +94,7 @@ async fn an_app_day_zone_overrides_users_zones() {
 #[tokio::test]
 async fn many_users_are_reset_in_batches() {
     let db = TestDb::new().await;
-    sqlx::query(
+    db::query(
         "WITH u AS (
              INSERT INTO customer_users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 25000) g
              RETURNING id)

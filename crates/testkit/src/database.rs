@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use db::Pool;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 use db::cluster::TempCluster;
@@ -39,12 +40,22 @@ pub async fn server_url() -> String {
         .clone()
 }
 
+/// The URL of a pooler in front of the test server (`HATTRICK_TEST_POOLER_URL`, for example PgBouncer in
+/// transaction mode, `.ci/pgbouncer.sh`), when the suite runs through one.
+fn pooler_url() -> Option<String> {
+    std::env::var("HATTRICK_TEST_POOLER_URL").ok().filter(|url| !url.is_empty())
+}
+
 /// A database that exists for one test and is dropped when the value is.
+///
+/// With `HATTRICK_TEST_POOLER_URL` set, [`TestDb::url`] and [`TestDb::pool`] go through that pooler, the way a
+/// deployment reaches the app's database; [`TestDb::direct_url`] always reaches the server itself (for `LISTEN`).
 pub struct TestDb {
     name: String,
     url: String,
+    direct_url: String,
     admin_url: String,
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl TestDb {
@@ -70,28 +81,39 @@ impl TestDb {
         };
         // Two CREATE DATABASE from one template at the same instant can collide; a retry settles it.
         for attempt in 1..=20u64 {
-            match sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut admin).await {
+            match db::query(AssertSqlSafe(sql.clone())).execute(&mut admin).await {
                 Ok(_) => break,
                 Err(e) if attempt == 20 => panic!("creating test database {name}: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100 * attempt)).await,
             }
         }
         admin.close().await.ok();
-        let url = db::with_database(&admin_url, &name);
+        let direct_url = db::with_database(&admin_url, &name);
+        let url = pooler_url().map_or_else(|| direct_url.clone(), |pooler| db::with_database(&pooler, &name));
         // Named like the app, not like hattrick: the change-capture triggers record what this pool writes.
         let settings =
             db::PoolSettings { max_connections: 8, application_name: "app (testkit)".to_owned(), ..Default::default() };
         let pool = db::connect(&url, &settings).await.expect("connect to the test database");
-        Self { name, url, admin_url, pool }
+        Self { name, url, direct_url, admin_url, pool }
     }
 
-    /// The test database's URL.
+    /// The test database's URL (through the pooler when the suite runs through one).
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The test database's URL on the server itself, never through a pooler (`DATABASE_DIRECT_URL`).
+    pub fn direct_url(&self) -> &str {
+        &self.direct_url
+    }
+
+    /// Whether this suite runs through a pooler (`HATTRICK_TEST_POOLER_URL`).
+    pub fn pooled(&self) -> bool {
+        self.url != self.direct_url
+    }
+
     /// A pool on the test database.
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -120,7 +142,7 @@ impl TestDb {
     /// Inserts a user with the schema's defaults (active, pushes allowed, locale `tr`) and returns its id.
     pub async fn user(&self) -> uuid::Uuid {
         let id = uuid::Uuid::new_v4();
-        sqlx::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
+        db::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
             .bind(id)
             .bind(format!("{id}@example.com"))
             .execute(&self.pool)
@@ -140,7 +162,7 @@ impl Drop for TestDb {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let mut admin = db::connect_one(&admin_url, "hattrick-testkit").await.ok()?;
-                sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.ok()
+                db::query(AssertSqlSafe(sql)).execute(&mut admin).await.ok()
             })
         })
         .join();
@@ -155,8 +177,8 @@ async fn ensure_template(admin_url: &str) -> String {
     let checksum = db::migrate::schema_checksum();
     let template = format!("hattrick_tpl_{}", &checksum[..16]);
     let mut admin = db::connect_one(admin_url, "hattrick-testkit").await.expect("connect to the test server");
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.expect("lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+    db::query("SELECT pg_advisory_lock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.expect("lock");
+    let exists: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(&template)
         .fetch_one(&mut admin)
         .await
@@ -166,7 +188,7 @@ async fn ensure_template(admin_url: &str) -> String {
         // Build under a temporary name and rename: a build killed half-way never leaves a broken template.
         let building = format!("{template}_building");
         for sql in [format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"), format!("CREATE DATABASE {building}")] {
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.expect("create the template database");
+            db::query(AssertSqlSafe(sql)).execute(&mut admin).await.expect("create the template database");
         }
         let mut migrator = db::migrate::Migrator::connect(&db::with_database(admin_url, &building))
             .await
@@ -174,12 +196,12 @@ async fn ensure_template(admin_url: &str) -> String {
         let plan = migrator.plan().await.expect("plan the template's migration");
         migrator.apply(&plan).await.expect("migrate the template");
         drop(migrator);
-        sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
+        db::query(AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
             .execute(&mut admin)
             .await
             .expect("publish the template");
     }
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.ok();
+    db::query("SELECT pg_advisory_unlock($1)").bind(TEMPLATE_LOCK_KEY).execute(&mut admin).await.ok();
     admin.close().await.ok();
     template
 }
@@ -187,7 +209,7 @@ async fn ensure_template(admin_url: &str) -> String {
 /// Drops test databases left behind by killed runs, and templates of older schema versions.
 async fn drop_stale_databases(admin: &mut PgConnection) {
     let now = engine::Clock::system().now().timestamp();
-    let names: Vec<String> = sqlx::query_scalar(
+    let names: Vec<String> = db::query_scalar(
         "SELECT datname::text FROM pg_database WHERE datname LIKE 'ht\\_%' OR datname LIKE 'hattrick\\_tpl\\_%'",
     )
     .fetch_all(&mut *admin)
@@ -200,7 +222,7 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
         };
         if stale {
             let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.ok();
+            db::query(AssertSqlSafe(sql)).execute(&mut *admin).await.ok();
         }
     }
 }

@@ -1,13 +1,13 @@
 //! The ledger invariants of SPEC 3.1, checked over a whole database.
 
-use sqlx::PgPool;
+use db::Pool;
 
 /// Panics, naming the users, unless for every user: credits balance = sum of the credit ledger, lifetime earned =
 /// sum of positive amounts, lifetime spent = minus the sum of negative amounts, XP = sum of the XP ledger; and every
 /// credit row's `balance_after - balance_before` equals its amount, the rows of a user chaining from 0 to the
 /// balance without gaps.
-pub async fn assert_ledger_invariants(pool: &PgPool) {
-    let credit_drift: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+pub async fn assert_ledger_invariants(pool: &Pool) {
+    let credit_drift: Vec<(String, i64, i64, i64, i64, i64, i64)> = db::query_as(
         "SELECT c.customer_user_id::text, c.balance::bigint, coalesce(sum(t.amount), 0)::bigint,
                 c.lifetime_earned::bigint, coalesce(sum(t.amount) FILTER (WHERE t.amount > 0), 0)::bigint,
                 c.lifetime_spent::bigint, coalesce(-sum(t.amount) FILTER (WHERE t.amount < 0), 0)::bigint
@@ -26,7 +26,7 @@ pub async fn assert_ledger_invariants(pool: &PgPool) {
         "credit balances differ from their ledger (user, balance, sum, earned, sum+, spent, sum-): {credit_drift:?}"
     );
 
-    let orphans: i64 = sqlx::query_scalar(
+    let orphans: i64 = db::query_scalar(
         "SELECT count(*) FROM (SELECT DISTINCT customer_user_id FROM customer_credit_transactions) t
          WHERE NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.customer_user_id = t.customer_user_id)",
     )
@@ -35,7 +35,7 @@ pub async fn assert_ledger_invariants(pool: &PgPool) {
     .expect("orphan query");
     assert_eq!(orphans, 0, "credit ledger rows without a balance row");
 
-    let broken_rows: i64 = sqlx::query_scalar(
+    let broken_rows: i64 = db::query_scalar(
         "SELECT count(*) FROM customer_credit_transactions WHERE balance_after - balance_before <> amount",
     )
     .fetch_one(pool)
@@ -44,7 +44,7 @@ pub async fn assert_ledger_invariants(pool: &PgPool) {
     assert_eq!(broken_rows, 0, "credit rows whose balance_after - balance_before is not their amount");
 
     // Each balance_after is some row's balance_before or the final balance: the rows chain without gaps.
-    let unchained: Vec<(String, i64)> = sqlx::query_as(
+    let unchained: Vec<(String, i64)> = db::query_as(
         "SELECT t.customer_user_id::text, count(*) FROM customer_credit_transactions t
          JOIN customer_credits c ON c.customer_user_id = t.customer_user_id
          WHERE t.balance_after <> c.balance
@@ -59,7 +59,7 @@ pub async fn assert_ledger_invariants(pool: &PgPool) {
     .expect("chain query");
     assert!(unchained.is_empty(), "credit rows that no later row continues from: {unchained:?}");
 
-    let xp_drift: Vec<(String, i64, i64)> = sqlx::query_as(
+    let xp_drift: Vec<(String, i64, i64)> = db::query_as(
         "SELECT x.customer_user_id::text, x.xp_points::bigint, coalesce(sum(t.xp_amount), 0)::bigint
          FROM customer_xp x LEFT JOIN customer_xp_transactions t ON t.customer_user_id = x.customer_user_id
          GROUP BY x.customer_user_id, x.xp_points HAVING x.xp_points <> coalesce(sum(t.xp_amount), 0) LIMIT 10",
@@ -70,7 +70,7 @@ pub async fn assert_ledger_invariants(pool: &PgPool) {
     assert!(xp_drift.is_empty(), "XP differs from its ledger (user, xp, sum): {xp_drift:?}");
 
     let wrong_level: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM customer_xp WHERE level <> hattrick_level_for(xp_points)")
+        db::query_scalar("SELECT count(*) FROM customer_xp WHERE level <> hattrick_level_for(xp_points)")
             .fetch_one(pool)
             .await
             .expect("level query");

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use db::Pool;
 use engine::runner::{Engine, EngineSettings, Registry, RunResult};
 use engine::{Clock, Job, JobContext, JobDefinition, JobError, JobReport, MisfirePolicy, RunFuture};
-use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +30,15 @@ impl Job for RecordingJob {
             if !self.work.is_zero() {
                 tokio::time::sleep(self.work).await;
             }
-            let mut conn = ctx.connection().await?;
-            sqlx::query("INSERT INTO test_runs (job, tick, run_id, trigger) VALUES ($1, $2, $3, $4)")
+            let mut tx = ctx.begin().await?;
+            db::query("INSERT INTO test_runs (job, tick, run_id, trigger) VALUES ($1, $2, $3, $4)")
                 .bind(&ctx.job)
                 .bind(ctx.tick)
                 .bind(ctx.run_id)
                 .bind(ctx.trigger.as_str())
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(JobReport { items: 1, details: serde_json::json!({ "tick": ctx.tick }) })
         })
     }
@@ -70,15 +71,16 @@ pub struct SleepingSqlJob {
 impl Job for SleepingSqlJob {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut conn = ctx.connection().await?;
-            sqlx::query("SELECT pg_sleep($1)").bind(self.seconds).execute(&mut *conn).await?;
+            let mut tx = ctx.begin().await?;
+            db::query("SELECT pg_sleep($1)").bind(self.seconds).execute(&mut *tx).await?;
+            tx.commit().await?;
             Ok(JobReport::default())
         })
     }
 }
 
-pub async fn create_test_runs(pool: &PgPool) {
-    sqlx::query(
+pub async fn create_test_runs(pool: &Pool) {
+    db::query(
         "CREATE TABLE IF NOT EXISTS test_runs (job text, tick timestamptz, run_id uuid, trigger text,
              at timestamptz DEFAULT clock_timestamp())",
     )
@@ -104,7 +106,7 @@ pub fn settings(instance: &str) -> EngineSettings {
 }
 
 pub async fn engine(
-    pool: &PgPool,
+    pool: &Pool,
     clock: &Clock,
     instance: &str,
     jobs: Vec<(JobDefinition, Arc<dyn Job>)>,
@@ -132,10 +134,10 @@ pub async fn step(engine: &Arc<Engine>) -> Vec<RunResult> {
 
 /// The run log of `job`: (tick, attempt, status, reason, trigger), oldest tick first.
 pub async fn log(
-    pool: &PgPool,
+    pool: &Pool,
     job: &str,
 ) -> Vec<(Option<DateTime<Utc>>, Option<i32>, String, Option<String>, Option<String>)> {
-    sqlx::query_as(
+    db::query_as(
         "SELECT scheduled_for, attempt, status, reason, trigger FROM job_execution_logs
          WHERE job_name = $1 ORDER BY scheduled_for NULLS LAST, attempt",
     )

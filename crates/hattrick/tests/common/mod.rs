@@ -46,6 +46,7 @@ impl AdminServer {
         std::fs::write(&key, fake.service_account_json()).unwrap();
         let env = [
             ("DATABASE_URL", db.url().to_owned()),
+            ("DATABASE_DIRECT_URL", db.direct_url().to_owned()),
             ("FIREBASE_SERVICE_ACCOUNT_PATH", key.display().to_string()),
             ("HATTRICK_PUSH__FCM_ENDPOINT", fake.endpoint()),
             ("HATTRICK_PUSH__TRANSPORT", "fcm".to_owned()),
@@ -139,7 +140,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
 /// A live user with an active push token on `platform`; returns its id.
 pub async fn user_with_token(db: &TestDb, platform: &str) -> Uuid {
     let user = db.user().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
          VALUES ($1, $2, $3, $4, true)",
     )
