@@ -17,6 +17,8 @@ pub enum Outcome {
     Abandoned,
     /// A tick was recorded without running (missed, overlap, paused).
     Skipped,
+    /// Its instance shut down before it finished (a deploy): the tick went to the next attempt. Not a failure.
+    Interrupted,
 }
 
 impl Outcome {
@@ -28,6 +30,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Abandoned => "abandoned",
             Outcome::Skipped => "skipped",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use db::Pool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -140,7 +140,7 @@ pub enum ManualError {
 
 /// One instance's engine. Cheap to share (`Arc`); many may run on one database.
 pub struct Engine {
-    pool: PgPool,
+    pool: Pool,
     clock: Clock,
     registry: Registry,
     settings: EngineSettings,
@@ -149,7 +149,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine on `pool`, reading business time from `clock`.
-    pub fn new(pool: PgPool, clock: Clock, registry: Registry, settings: EngineSettings) -> Self {
+    pub fn new(pool: Pool, clock: Clock, registry: Registry, settings: EngineSettings) -> Self {
         Self { pool, clock, registry, settings, stats: Arc::new(RunStats::default()) }
     }
 
@@ -164,7 +164,7 @@ impl Engine {
     }
 
     /// The database pool.
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -316,13 +316,18 @@ impl Engine {
             ctx.cancel.cancel();
             self.cancel_sql(&claim.job, claim.run_id).await;
         }
+        // Cancelled because this instance is stopping (a deploy), not because the run went wrong.
+        let result = match result {
+            Err(JobError::Cancelled) if shutdown.is_cancelled() => Err(JobError::Interrupted),
+            other => other,
+        };
         self.finish(claim, definition, result, started, dry_run).await
     }
 
     /// Cancels whatever SQL the run still has in flight (its connections carry its id in `application_name`).
     async fn cancel_sql(&self, job: &str, run_id: Uuid) {
         let name = format!("hattrick {job} {run_id}");
-        if let Err(e) = sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+        if let Err(e) = db::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
             .bind(name)
             .execute(&self.pool)
             .await
@@ -343,6 +348,11 @@ impl Engine {
         let now = self.clock.now();
         let (outcome, end) = match result {
             Ok(report) => (Outcome::Success, RunEnd::Success(report)),
+            Err(JobError::Interrupted) => {
+                // Not a failure: the tick goes to the next attempt at once, on whichever instance claims it.
+                tracing::info!("run interrupted by shutdown; its tick is handed over");
+                (Outcome::Interrupted, RunEnd::Interrupted { retry_at: claim.tick.map(|_| now) })
+            }
             Err(error) => {
                 let timeout = matches!(error, JobError::TimedOut(_));
                 let retry_at = (claim.tick.is_some()
@@ -383,6 +393,7 @@ impl Engine {
         let (report, error) = match end {
             RunEnd::Success(report) => (Some(report), None),
             RunEnd::Failure { message, .. } => (None, Some(message)),
+            RunEnd::Interrupted { .. } => (None, Some(INTERRUPTED.to_owned())),
         };
         let items = report.as_ref().map_or(0, |r| r.items);
         self.stats.record(&claim.job, claim.trigger.as_str(), outcome, duration, items, 1);
@@ -561,11 +572,18 @@ impl Engine {
     /// The scheduler loop of `hattrick serve`: runs until `shutdown` is cancelled, then stops claiming, lets
     /// running work finish within the grace period, and hands what is left to other instances.
     pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
+        self.run_until(shutdown.clone(), shutdown).await;
+    }
+
+    /// [`Engine::run_until_stopped`] that stops claiming at `stop` and cancels running work at `cancel_runs` (the
+    /// same token in `serve`; the demo lets its last runs finish, so its day ends without interrupted runs).
+    pub async fn run_until(self: Arc<Self>, stop: CancellationToken, cancel_runs: CancellationToken) {
+        let shutdown = stop;
         let permits = Arc::new(Semaphore::new(self.settings.max_concurrent_runs));
         let mut tasks = JoinSet::new();
         tracing::info!(instance = self.settings.instance, "scheduler started");
         while !shutdown.is_cancelled() {
-            let sleep = match self.tick(&mut tasks, &permits, &shutdown).await {
+            let sleep = match self.tick(&mut tasks, &permits, &cancel_runs).await {
                 Ok(sleep) => sleep,
                 Err(e) => {
                     // The database may be restarting: keep the loop alive and try again.
@@ -601,13 +619,17 @@ impl Engine {
     }
 
     async fn own_running_runs(&self) -> Vec<Uuid> {
-        sqlx::query_scalar("SELECT id FROM job_execution_logs WHERE status = 'running' AND instance = $1")
+        db::query_scalar("SELECT id FROM job_execution_logs WHERE status = 'running' AND instance = $1")
             .bind(&self.settings.instance)
             .fetch_all(&self.pool)
             .await
             .unwrap_or_default()
     }
 }
+
+/// The run log's message for a run cut off by its instance's shutdown.
+pub(crate) const INTERRUPTED: &str =
+    "interrupted: the instance shut down before the run finished; the tick was handed over";
 
 /// Whether `error` may go away by itself (the connection or the server), as opposed to a failing statement.
 fn is_transient(error: &sqlx::Error) -> bool {

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use db::Pool;
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::Clock;
@@ -88,7 +89,7 @@ pub struct DefinitionChange {
 /// configuration says so (`Some`), so an operator's choice is not undone by a restart; pause state is never
 /// touched here. Returns what changed, for the log (last writer wins, SPEC 10.4).
 pub async fn sync_definitions(
-    pool: &PgPool,
+    pool: &Pool,
     definitions: &[(JobDefinition, Option<bool>)],
     now: DateTime<Utc>,
     who: &str,
@@ -103,7 +104,7 @@ pub async fn sync_definitions(
         let zone = definition.schedule.zone().name().to_owned();
         let expression = definition.schedule.expression().to_owned();
         // Instances starting together race to register a job: the first insert wins, the others update.
-        let registered: Option<String> = sqlx::query_scalar(
+        let registered: Option<String> = db::query_scalar(
             "INSERT INTO hattrick_jobs (name, schedule, timezone, misfire, timeout_ms, retries,
                  retry_backoff_ms, enabled, paused, cursor, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $9, $10)
@@ -126,7 +127,7 @@ pub async fn sync_definitions(
             changes.push(DefinitionChange { job: definition.name.clone(), change: "registered".to_owned() });
             continue;
         }
-        let existing: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let existing: Option<JobRow> = db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE"
         )))
         .bind(&definition.name)
@@ -154,7 +155,7 @@ pub async fn sync_definitions(
                 }
                 // Re-enabling a job starts it from now: a disabled job has no history to catch up on.
                 let cursor = if enabled_now && !row.enabled { Some(now) } else { row.cursor };
-                sqlx::query(
+                db::query(
                     "UPDATE hattrick_jobs SET schedule = $2, timezone = $3, misfire = $4, timeout_ms = $5,
                          retries = $6, retry_backoff_ms = $7, enabled = $8, cursor = $9, updated_at = $10,
                          updated_by = $11
@@ -182,9 +183,9 @@ pub async fn sync_definitions(
 }
 
 /// Every stored job definition (rows that no longer parse are left out and logged).
-pub async fn load_jobs(pool: &PgPool) -> Result<Vec<StoredJob>, sqlx::Error> {
+pub async fn load_jobs(pool: &Pool) -> Result<Vec<StoredJob>, sqlx::Error> {
     let rows: Vec<JobRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM hattrick_jobs ORDER BY name")))
+        db::query_as(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM hattrick_jobs ORDER BY name")))
             .fetch_all(pool)
             .await?;
     Ok(rows
@@ -217,7 +218,7 @@ pub async fn set_paused(
              updated_at = $2, updated_by = $3
          WHERE name = $1 AND paused"
     };
-    Ok(sqlx::query(sql).bind(job).bind(now).bind(who).execute(executor).await?.rows_affected() == 1)
+    Ok(db::query(sql).bind(job).bind(now).bind(who).execute(executor).await?.rows_affected() == 1)
 }
 
 /// A run this instance owns: its run-log row says `running` and its heartbeat must keep coming.
@@ -260,7 +261,7 @@ const RUNNING_EXISTS: &str = "EXISTS (SELECT 1 FROM job_execution_logs
     WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event')";
 
 async fn running_exists(tx: &mut Transaction<'_, Postgres>, job: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {RUNNING_EXISTS}"))).bind(job).fetch_one(&mut **tx).await
+    db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {RUNNING_EXISTS}"))).bind(job).fetch_one(&mut **tx).await
 }
 
 async fn insert_running(
@@ -272,7 +273,7 @@ async fn insert_running(
     now: DateTime<Utc>,
     instance: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO job_execution_logs (job_name, started_at, status, items_processed, scheduled_for, trigger,
              instance, attempt, heartbeat_at, created_at)
          VALUES ($1, $2, 'running', 0, $3, $4, $5, $6, clock_timestamp(), $2)
@@ -300,7 +301,7 @@ async fn insert_skipped(
     if ticks.is_empty() {
         return Ok(0);
     }
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "INSERT INTO job_execution_logs (job_name, started_at, completed_at, status, items_processed, duration_ms,
              scheduled_for, trigger, instance, attempt, reason, created_at)
          SELECT $1, $3, $3, 'skipped', 0, 0, tick, 'schedule', $4, 1, $2, $3
@@ -322,14 +323,14 @@ async fn insert_skipped(
 /// records every tick it will not run with its reason. Runs in one transaction holding the job's row, which
 /// another instance skips rather than waits for.
 pub async fn claim_due(
-    pool: &PgPool,
+    pool: &Pool,
     job: &str,
     clock: &Clock,
     now: DateTime<Utc>,
     settings: &ClaimSettings,
 ) -> Result<ClaimOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<JobRow> = db::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED"
     )))
     .bind(job)
@@ -359,7 +360,7 @@ pub async fn claim_due(
     // One round trip for what the decision needs: whether the job is running, and which due ticks already have
     // a row (recorded `paused` before a resume: not recorded again, their next run is the next attempt).
     let (running, recorded_ticks, recorded_attempts): (bool, Vec<DateTime<Utc>>, Vec<i32>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {RUNNING_EXISTS},
                 coalesce(array_agg(t.scheduled_for), '{{}}'), coalesce(array_agg(t.attempt), '{{}}')
          FROM (SELECT scheduled_for, max(attempt) AS attempt FROM job_execution_logs
@@ -426,23 +427,19 @@ pub async fn claim_due(
 }
 
 async fn set_cursor(tx: &mut Transaction<'_, Postgres>, job: &str, cursor: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1")
-        .bind(job)
-        .bind(cursor)
-        .execute(&mut **tx)
-        .await?;
+    db::query("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1").bind(job).bind(cursor).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Claims the next attempt of failed ticks whose retry is due (at most `limit`), skipping jobs that are running,
 /// paused or disabled, and ticks that already succeeded.
 pub async fn claim_retries(
-    pool: &PgPool,
+    pool: &Pool,
     now: DateTime<Utc>,
     instance: &str,
     limit: i64,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let due: Vec<(Uuid, String, DateTime<Utc>, i32)> = sqlx::query_as(
+    let due: Vec<(Uuid, String, DateTime<Utc>, i32)> = db::query_as(
         "SELECT l.id, l.job_name, l.scheduled_for, coalesce(l.attempt, 1)
          FROM job_execution_logs l JOIN hattrick_jobs j ON j.name = l.job_name
          WHERE l.retry_at <= $1 AND j.enabled AND NOT j.paused
@@ -456,14 +453,14 @@ pub async fn claim_retries(
     for (failed_id, job, tick, attempt) in due {
         let mut tx = pool.begin().await?;
         let locked: Option<String> =
-            sqlx::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED")
+            db::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED")
                 .bind(&job)
                 .fetch_optional(&mut *tx)
                 .await?;
         if locked.is_none() || running_exists(&mut tx, &job).await? {
             continue;
         }
-        let succeeded: bool = sqlx::query_scalar(
+        let succeeded: bool = db::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM job_execution_logs
                             WHERE job_name = $1 AND scheduled_for = $2 AND status = 'success')",
         )
@@ -471,12 +468,11 @@ pub async fn claim_retries(
         .bind(tick)
         .fetch_one(&mut *tx)
         .await?;
-        let cleared =
-            sqlx::query("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL")
-                .bind(failed_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let cleared = db::query("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL")
+            .bind(failed_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if cleared == 0 || succeeded {
             tx.commit().await?;
             continue;
@@ -506,14 +502,9 @@ pub enum ManualRunError {
 
 /// Starts a manual run (trigger `manual`, no tick), unless the job is running. Waits for the job's row if
 /// another instance is deciding about it at this moment.
-pub async fn claim_manual(
-    pool: &PgPool,
-    job: &str,
-    now: DateTime<Utc>,
-    instance: &str,
-) -> Result<Claim, ManualRunError> {
+pub async fn claim_manual(pool: &Pool, job: &str, now: DateTime<Utc>, instance: &str) -> Result<Claim, ManualRunError> {
     let mut tx = pool.begin().await?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
+    let exists: Option<String> = db::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
         .bind(job)
         .fetch_optional(&mut *tx)
         .await?;
@@ -533,21 +524,21 @@ pub async fn claim_manual(
 /// Starts an event run of `job` (trigger `event`, SPEC 7) unless one is running already, or the job is paused or
 /// disabled. Event runs are their own lane: they may run beside a scheduled run (SPEC 10.5), one at a time.
 pub async fn claim_event(
-    pool: &PgPool,
+    pool: &Pool,
     job: &str,
     now: DateTime<Utc>,
     instance: &str,
 ) -> Result<Option<Claim>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let runnable: Option<bool> =
-        sqlx::query_scalar("SELECT enabled AND NOT paused FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
+        db::query_scalar("SELECT enabled AND NOT paused FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
             .bind(job)
             .fetch_optional(&mut *tx)
             .await?;
     if runnable != Some(true) {
         return Ok(None);
     }
-    let running: bool = sqlx::query_scalar(
+    let running: bool = db::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM job_execution_logs
                         WHERE job_name = $1 AND status = 'running' AND trigger = 'event')",
     )
@@ -566,14 +557,12 @@ pub async fn claim_event(
 
 /// Proves a run is alive. Returns false when the row is no longer `running` (it was declared abandoned): the
 /// run has lost its lease and should stop.
-pub async fn heartbeat(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
-        "UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'",
-    )
-    .bind(run_id)
-    .execute(pool)
-    .await?
-    .rows_affected()
+pub async fn heartbeat(pool: &Pool, run_id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(db::query("UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'")
+        .bind(run_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
         == 1)
 }
 
@@ -582,6 +571,11 @@ pub async fn heartbeat(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error>
 pub enum RunEnd {
     /// It finished.
     Success(JobReport),
+    /// Its instance shut down before it finished (status `interrupted`, reason `shutdown`): not a failure.
+    Interrupted {
+        /// When the tick's next attempt may run (now), for runs of a tick.
+        retry_at: Option<DateTime<Utc>>,
+    },
     /// It failed; `reason` is `error` or `timeout`.
     Failure {
         /// `error` or `timeout`.
@@ -595,7 +589,7 @@ pub enum RunEnd {
 
 /// Records the end of a run. Returns false if the row had already been declared abandoned.
 pub async fn complete(
-    pool: &PgPool,
+    pool: &Pool,
     run_id: Uuid,
     end: &RunEnd,
     now: DateTime<Utc>,
@@ -603,7 +597,7 @@ pub async fn complete(
 ) -> Result<bool, sqlx::Error> {
     let duration_ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
     let query = match end {
-        RunEnd::Success(report) => sqlx::query(
+        RunEnd::Success(report) => db::query(
             "UPDATE job_execution_logs SET status = 'success', completed_at = $2, duration_ms = $3,
                  items_processed = $4, details = $5, heartbeat_at = clock_timestamp()
              WHERE id = $1 AND status = 'running'",
@@ -613,7 +607,7 @@ pub async fn complete(
         .bind(duration_ms)
         .bind(i32::try_from(report.items).unwrap_or(i32::MAX))
         .bind(&report.details),
-        RunEnd::Failure { reason, message, retry_at } => sqlx::query(
+        RunEnd::Failure { reason, message, retry_at } => db::query(
             "UPDATE job_execution_logs SET status = 'failed', completed_at = $2, duration_ms = $3, reason = $4,
                  error_message = $5, retry_at = $6, heartbeat_at = clock_timestamp()
              WHERE id = $1 AND status = 'running'",
@@ -623,6 +617,16 @@ pub async fn complete(
         .bind(duration_ms)
         .bind(*reason)
         .bind(message)
+        .bind(*retry_at),
+        RunEnd::Interrupted { retry_at } => db::query(
+            "UPDATE job_execution_logs SET status = 'interrupted', completed_at = $2, duration_ms = $3,
+                 reason = 'shutdown', error_message = $4, retry_at = $5, heartbeat_at = clock_timestamp()
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(now)
+        .bind(duration_ms)
+        .bind(crate::runner::INTERRUPTED)
         .bind(*retry_at),
     };
     Ok(query.execute(pool).await?.rows_affected() == 1)
@@ -641,9 +645,9 @@ pub struct Abandoned {
 
 /// Marks `failed` (`abandoned`) every run whose heartbeat is older than `lease` by the database clock, and
 /// schedules the tick's next attempt when retries remain. Any instance may do this; each row is reaped once.
-pub async fn reap_abandoned(pool: &PgPool, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Abandoned>, sqlx::Error> {
+pub async fn reap_abandoned(pool: &Pool, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Abandoned>, sqlx::Error> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(Uuid, String, Option<String>)> = db::query_as(
         "UPDATE job_execution_logs l
          SET status = 'failed', reason = 'abandoned', completed_at = $2,
              error_message = 'instance ' || coalesce(l.instance, '?') || ' stopped heartbeating',
@@ -662,19 +666,18 @@ pub async fn reap_abandoned(pool: &PgPool, lease: Duration, now: DateTime<Utc>) 
     Ok(rows.into_iter().map(|(run_id, job, instance)| Abandoned { run_id, job, instance }).collect())
 }
 
-/// Marks this instance's own running rows abandoned at once (used when shutting down past the grace period), so
+/// Marks this instance's own running rows `interrupted` at once (used when shutting down past the grace period), so
 /// another instance retries them without waiting for the lease.
-pub async fn abandon_own(pool: &PgPool, run_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+pub async fn abandon_own(pool: &Pool, run_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    Ok(db::query(
         "UPDATE job_execution_logs l
-         SET status = 'failed', reason = 'abandoned', completed_at = $2,
-             error_message = 'instance shut down before the run finished',
-             retry_at = CASE WHEN l.scheduled_for IS NOT NULL AND coalesce(l.attempt, 1) <= j.retries THEN $2 END
-         FROM hattrick_jobs j
-         WHERE j.name = l.job_name AND l.id = ANY ($1) AND l.status = 'running'",
+         SET status = 'interrupted', reason = 'shutdown', completed_at = $2, error_message = $3,
+             retry_at = CASE WHEN l.scheduled_for IS NOT NULL THEN $2 END
+         WHERE l.id = ANY ($1) AND l.status = 'running'",
     )
     .bind(run_ids)
     .bind(now)
+    .bind(crate::runner::INTERRUPTED)
     .execute(pool)
     .await?
     .rows_affected())

@@ -65,10 +65,8 @@ async fn two_instances_stepping_together_run_each_tick_exactly_once() {
         }
         assert_eq!(runs, 1, "minute {minute}");
     }
-    let per_tick: Vec<(i64,)> = sqlx::query_as("SELECT count(*) FROM test_runs GROUP BY tick ORDER BY tick")
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
+    let per_tick: Vec<(i64,)> =
+        db::query_as("SELECT count(*) FROM test_runs GROUP BY tick ORDER BY tick").fetch_all(db.pool()).await.unwrap();
     assert_eq!(per_tick.len(), 30);
     assert!(per_tick.iter().all(|(n,)| *n == 1));
 }
@@ -124,7 +122,7 @@ async fn a_three_day_outage_is_handled_per_misfire_policy_and_recorded() {
     assert_eq!(once.iter().filter(|r| r.3.as_deref() == Some("missed")).count(), 3 * 24 * 60 + 6);
 
     // No holes: every expected tick of every job has a row.
-    let ticks: i64 = sqlx::query_scalar(
+    let ticks: i64 = db::query_scalar(
         "SELECT count(DISTINCT (job_name, scheduled_for)) FROM job_execution_logs WHERE scheduled_for IS NOT NULL",
     )
     .fetch_one(db.pool())
@@ -170,7 +168,7 @@ async fn a_timeout_cancels_the_run_and_its_sql() {
     assert_eq!(runs[0].outcome, Outcome::Timeout);
     // The server is not left running the statement.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sleeping: i64 = sqlx::query_scalar(
+    let sleeping: i64 = db::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
     )
@@ -253,10 +251,10 @@ async fn a_manual_run_is_refused_while_the_job_runs_and_a_dry_run_writes_nothing
     assert_eq!(first.outcome, Outcome::Success);
     assert!(matches!(engine.run_manual("nope", RunArgs::default()).await, Err(ManualError::Unknown(_))));
 
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+    let before: i64 = db::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
     let dry = engine.run_manual("slow", RunArgs { dry_run: true, ..RunArgs::default() }).await.unwrap();
     assert_eq!(dry.outcome, Outcome::Success);
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+    let after: i64 = db::query_scalar("SELECT count(*) FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
     assert_eq!(before, after);
     let log = log(db.pool(), "slow").await;
     assert_eq!(log.len(), 1);
@@ -275,7 +273,7 @@ async fn a_run_whose_instance_stopped_heartbeating_is_abandoned_and_retried() {
         engine(db.pool(), &clock, "survivor", vec![(job, Arc::new(RecordingJob { work: Duration::ZERO }))]).await;
     step(&engine).await;
     // A dead instance's claim: running, last heartbeat long ago.
-    sqlx::query(
+    db::query(
         "INSERT INTO job_execution_logs (job_name, started_at, status, scheduled_for, trigger, instance, attempt,
              heartbeat_at)
          VALUES ('hourly', '2026-03-10T10:00:00Z', 'running', '2026-03-10T10:00:00Z', 'schedule', 'dead', 1,
@@ -314,4 +312,42 @@ async fn configuration_seeds_definitions_and_does_not_undo_an_operator() {
     let stored = store::load_jobs(db.pool()).await.unwrap();
     assert_eq!(stored[0].definition.schedule.expression(), "*/10 * * * *");
     assert!(stored[0].definition.paused, "a restart does not resume what an operator paused");
+}
+
+/// A deploy stops an instance mid-run: the run is recorded `interrupted` (reason `shutdown`), not failed, its
+/// outcome is not an error, and its tick goes at once to the next attempt on another instance, retries or not.
+#[tokio::test]
+async fn a_run_cut_off_by_shutdown_is_interrupted_and_its_tick_goes_to_another_instance_at_once() {
+    let db = TestDb::new().await;
+    create_test_runs(db.pool()).await;
+    let clock = Clock::fixed(utc("2026-03-10T10:00:30Z"));
+    let mut job = definition("deployed", "* * * * *", MisfirePolicy::RunOnce);
+    job.retries = 0;
+    let slow = RecordingJob { work: Duration::from_secs(60) };
+    let old = engine(db.pool(), &clock, "old", vec![(job.clone(), Arc::new(slow))]).await;
+    let new = engine(db.pool(), &clock, "new", vec![(job, Arc::new(RecordingJob { work: Duration::ZERO }))]).await;
+    assert!(step(&old).await.is_empty(), "the baseline");
+    clock.set(utc("2026-03-10T10:01:00Z")).unwrap();
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(4));
+    old.tick(&mut tasks, &permits, &shutdown).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    let cut = tasks.join_next().await.unwrap().unwrap();
+    assert_eq!(cut.outcome, Outcome::Interrupted);
+    let first = log(db.pool(), "deployed").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].2.as_str(), first[0].3.as_deref()), ("interrupted", Some("shutdown")));
+
+    let handed = step(&new).await;
+    assert_eq!(handed.len(), 1, "the other instance takes the tick at once");
+    assert_eq!(handed[0].outcome, Outcome::Success);
+    let last = log(db.pool(), "deployed").await;
+    assert_eq!(last.len(), 2);
+    assert_eq!(
+        (last[1].0, last[1].1, last[1].2.as_str(), last[1].4.as_deref()),
+        (Some(utc("2026-03-10T10:01:00Z")), Some(2), "success", Some("retry"))
+    );
 }

@@ -130,6 +130,21 @@ async fn three_instances_run_each_tick_of_a_simulated_day_exactly_once() {
             assert!(instance.child.try_wait().unwrap().is_none(), "{} died", instance.name);
         }
     }
+    // The promise is each tick exactly once, not how closely the instances keep up with a clock 600 times faster
+    // than real time (through a pooler every statement costs more round trips): let them reach the day's end.
+    let caught_up = std::time::Instant::now();
+    loop {
+        let last: Option<DateTime<Utc>> =
+            db::query_scalar("SELECT max(scheduled_for) FROM job_execution_logs WHERE job_name = 'tick'")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        if last.is_some_and(|last| last >= day_end) {
+            break;
+        }
+        assert!(caught_up.elapsed() < Duration::from_secs(60), "the instances never reached the day's end: {last:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for instance in &instances {
         signal(instance, "-TERM");
     }
@@ -137,7 +152,7 @@ async fn three_instances_run_each_tick_of_a_simulated_day_exactly_once() {
         assert!(instance.child.wait().unwrap().success(), "{} did not stop cleanly", instance.name);
     }
 
-    let rows: Vec<(DateTime<Utc>, i64, i64, String, i64)> = sqlx::query_as(
+    let rows: Vec<(DateTime<Utc>, i64, i64, String, i64)> = db::query_as(
         "SELECT scheduled_for, count(*), count(*) FILTER (WHERE status = 'success'),
                 string_agg(status || '/' || coalesce(reason, '-') || '/' || coalesce(instance, '-'), ', '),
                 (SELECT count(*) FROM test_runs r WHERE r.job = 'tick' AND r.tick = l.scheduled_for)
@@ -162,12 +177,11 @@ async fn three_instances_run_each_tick_of_a_simulated_day_exactly_once() {
             "tick {tick}: one row, one success, one run: {statuses}"
         );
     }
-    let per_instance: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT instance, count(*) FROM job_execution_logs WHERE job_name = 'tick' GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
+    let per_instance: Vec<(String, i64)> =
+        db::query_as("SELECT instance, count(*) FROM job_execution_logs WHERE job_name = 'tick' GROUP BY 1 ORDER BY 1")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
     eprintln!("{} ticks; runs per instance: {per_instance:?}", rows.len());
 }
 
@@ -182,7 +196,7 @@ async fn killing_the_instance_running_a_long_job_hands_it_to_a_survivor() {
     let mut owner = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        owner = sqlx::query_scalar::<_, String>(
+        owner = db::query_scalar::<String>(
             "SELECT instance FROM job_execution_logs WHERE job_name = 'long' AND status = 'running'",
         )
         .fetch_optional(db.pool())
@@ -200,12 +214,11 @@ async fn killing_the_instance_running_a_long_job_hands_it_to_a_survivor() {
     let mut done = false;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let successes: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM job_execution_logs WHERE job_name = 'long' AND status = 'success'",
-        )
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+        let successes: i64 =
+            db::query_scalar("SELECT count(*) FROM job_execution_logs WHERE job_name = 'long' AND status = 'success'")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
         if successes > 0 {
             done = true;
             break;
@@ -218,7 +231,7 @@ async fn killing_the_instance_running_a_long_job_hands_it_to_a_survivor() {
         }
     }
     assert!(done, "the survivor finished the job");
-    let log: Vec<(i32, String, Option<String>, String, String)> = sqlx::query_as(
+    let log: Vec<(i32, String, Option<String>, String, String)> = db::query_as(
         "SELECT attempt, status, reason, trigger, instance FROM job_execution_logs WHERE job_name = 'long'
          ORDER BY attempt",
     )
@@ -246,7 +259,7 @@ async fn bench_many_jobs() {
     let clock = format!("scaled:{},{factor},{}", day_start.to_rfc3339(), real_ms_from_now(5_000));
     let reader = Clock::parse(&clock).unwrap();
     let transactions = || async {
-        sqlx::query_scalar::<_, i64>(
+        db::query_scalar::<i64>(
             "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
         )
         .fetch_one(db.pool())
@@ -275,7 +288,7 @@ async fn bench_many_jobs() {
     for instance in &mut instances {
         instance.child.wait().unwrap();
     }
-    let (ticks, runs, duplicates, skipped): (i64, i64, i64, String) = sqlx::query_as(
+    let (ticks, runs, duplicates, skipped): (i64, i64, i64, String) = db::query_as(
         "SELECT count(DISTINCT (job_name, scheduled_for)),
                 count(*) FILTER (WHERE status = 'success'),
                 (SELECT count(*) FROM (SELECT 1 FROM test_runs GROUP BY job, tick HAVING count(*) > 1) d),
@@ -290,7 +303,7 @@ async fn bench_many_jobs() {
     .fetch_one(db.pool())
     .await
     .unwrap();
-    let (p50, p99, max): (f64, f64, f64) = sqlx::query_as(
+    let (p50, p99, max): (f64, f64, f64) = db::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)
          FROM (SELECT extract(epoch FROM started_at - scheduled_for)::float8 AS d FROM job_execution_logs
                WHERE job_name LIKE 'bench-%' AND status = 'success' AND scheduled_for > $1 AND scheduled_for <= $2) s",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use clap::Args;
-use sqlx::PgPool;
+use db::Pool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -70,7 +70,7 @@ impl Place {
         let mut admin = db::connect_one(&admin_url, "hattrick demo")
             .await
             .with_context(|| format!("connecting to {}", db::redact_url(&admin_url)))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        db::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .with_context(|| format!("creating the demo database {name} (the demo never uses an existing one)"))?;
@@ -96,7 +96,7 @@ impl Place {
             }
             Place::Server { admin_url, name } => {
                 let mut admin = db::connect_one(&admin_url, "hattrick demo").await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                db::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                     .execute(&mut admin)
                     .await?;
             }
@@ -222,13 +222,17 @@ async fn simulate(
         app::dispatcher_settings_on(&settings, &clock)?,
     ));
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(Arc::clone(&engine).run_until_stopped(shutdown.clone()));
+    // The scheduler and the event lane stop claiming at `shutdown` but let the runs they started finish (the day
+    // ends without interrupted runs); `runs_stop` cancels whatever is still running after that.
+    let runs_stop = CancellationToken::new();
+    let mut claimers = tokio::task::JoinSet::new();
+    claimers.spawn(Arc::clone(&engine).run_until(shutdown.clone(), runs_stop.clone()));
     let events = engine::events::EventSettings {
-        listen_url: url.to_owned(),
+        listen_url: Some(url.to_owned()),
         debounce: Duration::from_millis(20),
         poll_interval: Duration::from_millis(500),
     };
-    tasks.spawn(Arc::clone(&engine).run_events(events, shutdown.clone()));
+    claimers.spawn(Arc::clone(&engine).run_events_until(events, shutdown.clone(), runs_stop.clone()));
     {
         let (dispatcher, stop, clock) = (Arc::clone(&dispatcher), shutdown.clone(), clock.clone());
         tasks.spawn(async move { dispatcher.run(stop, move || clock.now()).await });
@@ -258,7 +262,7 @@ async fn simulate(
         tokio::time::sleep(Duration::from_millis(200)).await;
         if clock.now() >= next_report {
             let local = next_report.with_timezone(&engine::schedule::parse_time_zone(&settings.time.business_zone)?);
-            let (runs, pushes): (i64, i64) = sqlx::query_as(
+            let (runs, pushes): (i64, i64) = db::query_as(
                 "SELECT (SELECT count(*) FROM job_execution_logs WHERE status <> 'skipped'),
                         (SELECT count(*) FROM push_outbox WHERE status = 'sent')",
             )
@@ -269,6 +273,8 @@ async fn simulate(
         }
     }
     shutdown.cancel();
+    while claimers.join_next().await.is_some() {}
+    runs_stop.cancel();
     while tasks.join_next().await.is_some() {}
     let fcm = fake.stats();
 
@@ -283,8 +289,8 @@ async fn simulate(
 }
 
 /// The evening campaign: a segment of Android users with XP, at 19:00 local.
-async fn campaign(pool: &PgPool, begin: DateTime<Utc>) -> anyhow::Result<()> {
-    sqlx::query(
+async fn campaign(pool: &Pool, begin: DateTime<Utc>) -> anyhow::Result<()> {
+    db::query(
         "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
              segment_filter, scheduled_at, status, created_at)
          VALUES ('Derbi bu akşam!', 'Derby tonight!', 'Tahminini yap, kredileri kap.', 'Make your pick, win credits.',
@@ -301,7 +307,7 @@ async fn campaign(pool: &PgPool, begin: DateTime<Utc>) -> anyhow::Result<()> {
 /// The app: writes its users' activity with business-time timestamps, as GoalGPT's backend would, until `stop`
 /// (the demo, and the chaos test's load). `pool` should not be named `hattrick...`, so the triggers record it.
 pub async fn simulate_app(
-    pool: &PgPool,
+    pool: &Pool,
     clock: &Clock,
     activity: &Activity,
     stop: &CancellationToken,
@@ -312,7 +318,7 @@ pub async fn simulate_app(
         round += 1;
         let now = clock.now();
         // Logins: a few random users, and now and then a referred friend who has not been paid for yet.
-        let logged_in = sqlx::query(
+        let logged_in = db::query(
             "WITH who AS (
                  (SELECT id FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 3)
                  UNION
@@ -329,7 +335,7 @@ pub async fn simulate_app(
         .execute(pool)
         .await?;
         activity.logins.fetch_add(logged_in.rows_affected().max(1), Ordering::Relaxed);
-        let comments = sqlx::query(
+        let comments = db::query(
             "INSERT INTO match_comments (match_id, customer_user_id, content, created_at, updated_at)
              SELECT 9000 + ($2 % 40), id, 'Bu maç çok iyi! #' || $2, $1, $1
              FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 2",
@@ -339,7 +345,7 @@ pub async fn simulate_app(
         .execute(pool)
         .await?;
         activity.comments.fetch_add(comments.rows_affected(), Ordering::Relaxed);
-        let settled = sqlx::query(
+        let settled = db::query(
             "UPDATE customer_predictions SET is_correct = random() < 0.5, settled_at = $1
              WHERE id IN (SELECT id FROM customer_predictions WHERE is_correct IS NULL LIMIT 3)",
         )
@@ -348,7 +354,7 @@ pub async fn simulate_app(
         .await?;
         activity.settled.fetch_add(settled.rows_affected(), Ordering::Relaxed);
         // A daily-reward claim through the ledger function the app calls (SPEC 10.13).
-        let claimed: Option<Uuid> = sqlx::query_scalar(
+        let claimed: Option<Uuid> = db::query_scalar(
             "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
                  claimed_at)
              SELECT id, ($1 AT TIME ZONE 'Europe/Istanbul')::date, 1, 'credits', 10, $1
@@ -360,7 +366,7 @@ pub async fn simulate_app(
         .fetch_optional(pool)
         .await?;
         if let Some(user) = claimed {
-            sqlx::query("SELECT hattrick_grant_credits($1, 10, 'daily_reward', 'demo-claim:' || $1 || ':' || $2, NULL, '{}', $3)")
+            db::query("SELECT hattrick_grant_credits($1, 10, 'daily_reward', 'demo-claim:' || $1 || ':' || $2, NULL, '{}', $3)")
                 .bind(user)
                 .bind(now.date_naive().to_string())
                 .bind(now)
@@ -370,7 +376,7 @@ pub async fn simulate_app(
         }
         if round.is_multiple_of(12) {
             // A friend signs up with a referral code.
-            let friend: Uuid = sqlx::query_scalar(
+            let friend: Uuid = db::query_scalar(
                 "INSERT INTO customer_users (email, created_at, timezone) VALUES ('friend' || $2 || '@demo.example', $1,
                  'Europe/Istanbul') RETURNING id",
             )
@@ -378,7 +384,7 @@ pub async fn simulate_app(
             .bind(i64::try_from(round).unwrap_or(0))
             .fetch_one(pool)
             .await?;
-            sqlx::query(
+            db::query(
                 "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
                  SELECT id, $2, 'DEMO' || ($3 % 1000), $1, $1 + interval '30 days'
                  FROM customer_users WHERE deleted_at IS NULL AND id <> $2 ORDER BY random() LIMIT 1",
@@ -392,7 +398,7 @@ pub async fn simulate_app(
         }
         if round.is_multiple_of(15) {
             // A subscription: preferably a friend whose referral was paid at tier 2 (that pays tier 3).
-            let sold = sqlx::query(
+            let sold = db::query(
                 "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at,
                      expired_at, auto_renew_enabled, created_at, updated_at)
                  SELECT who, 'active', 'ios', 99.90, 'TRY', $1, $1 + interval '30 days', true, $1, $1
@@ -410,7 +416,7 @@ pub async fn simulate_app(
 }
 
 async fn summary(
-    pool: &PgPool,
+    pool: &Pool,
     begin: DateTime<Utc>,
     end: DateTime<Utc>,
     activity: &Activity,
@@ -428,32 +434,42 @@ async fn summary(
         get(&activity.subscriptions)
     );
 
-    outln!("\nJobs (runs during the day; items as each job counts them; runs still going at midnight were stopped):");
-    let jobs: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    outln!("\nJobs (runs during the day; items as each job counts them; runs going at midnight were let finish):");
+    let jobs: Vec<(String, i64, i64, i64, i64, i64, i64)> = db::query_as(
         "SELECT job_name,
                 count(*) FILTER (WHERE status = 'success' AND trigger <> 'event'),
                 count(*) FILTER (WHERE status = 'success' AND trigger = 'event'),
                 count(*) FILTER (WHERE status = 'skipped'),
-                count(*) FILTER (WHERE status = 'failed' AND error_message IS DISTINCT FROM 'cancelled'),
+                count(*) FILTER (WHERE status = 'failed'),
+                count(*) FILTER (WHERE status = 'interrupted'),
                 coalesce(sum(items_processed), 0)
          FROM job_execution_logs WHERE started_at >= $1 GROUP BY job_name ORDER BY job_name",
     )
     .bind(begin)
     .fetch_all(pool)
     .await?;
-    outln!("  {:<28} {:>9} {:>7} {:>8} {:>7} {:>9}", "job", "scheduled", "events", "skipped", "failed", "items");
-    for (job, scheduled, events, skipped, failed, items) in &jobs {
-        outln!("  {job:<28} {scheduled:>9} {events:>7} {skipped:>8} {failed:>7} {items:>9}");
+    outln!(
+        "  {:<28} {:>9} {:>7} {:>8} {:>7} {:>11} {:>9}",
+        "job",
+        "scheduled",
+        "events",
+        "skipped",
+        "failed",
+        "interrupted",
+        "items"
+    );
+    for (job, scheduled, events, skipped, failed, interrupted, items) in &jobs {
+        outln!("  {job:<28} {scheduled:>9} {events:>7} {skipped:>8} {failed:>7} {interrupted:>11} {items:>9}");
     }
 
-    let (unlocks, by_event): (i64, i64) = sqlx::query_as(
+    let (unlocks, by_event): (i64, i64) = db::query_as(
         "SELECT coalesce(sum(items_processed), 0), coalesce(sum(items_processed) FILTER (WHERE trigger = 'event'), 0)
          FROM job_execution_logs WHERE job_name = 'badge-auto-unlock' AND status = 'success' AND started_at >= $1",
     )
     .bind(begin)
     .fetch_one(pool)
     .await?;
-    let top: Vec<(String, i64)> = sqlx::query_as(
+    let top: Vec<(String, i64)> = db::query_as(
         "SELECT b.name_en, count(*) FROM customer_badges cb JOIN badges b ON b.id = cb.badge_id
          WHERE cb.unlocked_at >= $1 GROUP BY b.name_en ORDER BY 2 DESC, 1 LIMIT 4",
     )
@@ -466,7 +482,7 @@ async fn summary(
         top.join(", ")
     );
 
-    let (tier2, tier3): (i64, i64) = sqlx::query_as(
+    let (tier2, tier3): (i64, i64) = db::query_as(
         "SELECT count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier2:referrer'),
                 count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier3:credits')
          FROM customer_credit_transactions WHERE created_at >= $1",
@@ -488,7 +504,7 @@ async fn summary(
         expired: i64,
         quiet: i64,
     }
-    let pushes: Vec<Kind> = sqlx::query_as(
+    let pushes: Vec<Kind> = db::query_as(
         "SELECT split_part(dedupe_key, ':', 1) AS kind,
                 count(*) FILTER (WHERE status = 'sent') AS sent,
                 count(*) FILTER (WHERE status IN ('pending', 'sending') AND last_error = 'quiet_hours') AS held,
@@ -518,14 +534,14 @@ async fn summary(
         outln!("  {kind:<22} {sent:>8} {held:>12} {capped:>10} {opted_out:>10} {no_device:>10} {expired:>9}   {quiet}");
     }
     let local: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_name, outcome, count(*) FROM hattrick_local_sends GROUP BY 1, 2 ORDER BY 1, 2")
+        db::query_as("SELECT job_name, outcome, count(*) FROM hattrick_local_sends GROUP BY 1, 2 ORDER BY 1, 2")
             .fetch_all(pool)
             .await?;
     let local: Vec<String> = local.into_iter().map(|(job, outcome, n)| format!("{job} {outcome} {n}")).collect();
     outln!("Local-time jobs decided per user: {}", local.join(", "));
     outln!("The fake FCM accepted {fcm_accepted} messages (2 % of sends were answered 503 and retried).");
 
-    let campaign: Option<(String, Option<i32>, i64, i64, i64)> = sqlx::query_as(
+    let campaign: Option<(String, Option<i32>, i64, i64, i64)> = db::query_as(
         "SELECT c.status, c.recipient_count,
                 (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status = 'sent'),
                 (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status IN ('pending', 'sending')),
@@ -543,7 +559,7 @@ async fn summary(
         );
     }
 
-    let partners: (i64, i64, i64, f64, f64) = sqlx::query_as(
+    let partners: (i64, i64, i64, f64, f64) = db::query_as(
         "SELECT count(*), coalesce(sum(active_subscribers), 0), coalesce(sum(new_signups), 0),
                 coalesce(sum(revenue), 0)::float8, coalesce(sum(commission), 0)::float8
          FROM partner_analytics WHERE date = '2026-10-31'",
@@ -559,7 +575,7 @@ async fn summary(
         partners.3,
         partners.4
     );
-    let cleanup: Vec<(String, serde_json::Value)> = sqlx::query_as(
+    let cleanup: Vec<(String, serde_json::Value)> = db::query_as(
         "SELECT job_name, details FROM job_execution_logs
          WHERE job_name IN ('dead-token-cleanup', 'old-logs-cleanup') AND status = 'success' AND started_at >= $1
          ORDER BY started_at",
