@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::PgPool;
+use db::Pool;
 
 use crate::catalog::{self, JobDefaults};
 use crate::config::Settings;
@@ -30,20 +30,29 @@ pub fn clock_from_env() -> anyhow::Result<Clock> {
 }
 
 /// A pool on the configured database.
-pub async fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+pub async fn pool(settings: &Settings) -> anyhow::Result<Pool> {
     let url = settings.database_url();
     db::connect(&url, &db::PoolSettings { max_connections: settings.database.max_connections, ..Default::default() })
         .await
         .with_context(|| format!("connecting to {}", db::redact_url(&url)))
 }
 
+/// SQLSTATE of a missing table.
+const UNDEFINED_TABLE: &str = "42P01";
+
 /// Refuses to work on a database whose schema is not this binary's: `serve` never migrates (SPEC 9).
-pub async fn require_schema(pool: &PgPool) -> anyhow::Result<()> {
+pub async fn require_schema(pool: &Pool) -> anyhow::Result<()> {
+    // Only a missing table means a missing schema: any other error (authentication, network, TLS, a pooler's
+    // refusal) is reported as itself.
     let stored: Option<String> =
-        sqlx::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
+        match db::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
             .fetch_optional(pool)
             .await
-            .unwrap_or(None);
+        {
+            Ok(stored) => stored,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => None,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading hattrick's schema state")),
+        };
     match stored {
         Some(checksum) if checksum == db::migrate::schema_checksum() => Ok(()),
         Some(_) => anyhow::bail!("the database schema is not this version's: run `hattrick migrate` first"),

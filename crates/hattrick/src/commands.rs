@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
-use crate::config::Settings;
+use crate::config::{Settings, TransportKind};
 use engine::metrics::Outcome;
 use engine::runner::ManualError;
 use engine::{Clock, RunArgs};
@@ -57,16 +57,29 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     if args.shadow {
         return shadow(settings, clock).await;
     }
-    let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
+    let has = |role: Role| args.roles.contains(&role);
+    let dispatching = has(Role::Dispatcher) && settings.push.dispatcher && !args.no_dispatcher;
+    if dispatching && settings.push.transport == TransportKind::Auto && settings.push.service_account.is_none() {
+        // Without credentials the automatic transport would print pushes instead of sending them: a deployment
+        // that forgot its key must not look healthy while no user gets anything.
+        eprintln!(
+            "error: the dispatcher has no FCM credentials: set push.service_account \
+             (FIREBASE_SERVICE_ACCOUNT_PATH), or push.transport = \"log\" (HATTRICK_PUSH__TRANSPORT=log) to print \
+             pushes instead of sending them, or run without the dispatcher role (--roles scheduler,api)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    // Signals are caught before anything starts: a SIGTERM while the engine registers its jobs stops it cleanly.
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
+    let signalled = signals();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signalled.await;
         tracing::info!("signal received: stopping");
         on_signal.cancel();
     });
-    let has = |role: Role| args.roles.contains(&role);
-    let dispatcher = if has(Role::Dispatcher) && settings.push.dispatcher && !args.no_dispatcher {
+    let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
+    let dispatcher = if dispatching {
         let transport = app::transport(settings)?;
         tracing::info!(transport = transport.name(), "outbox dispatcher on");
         Some(Arc::new(push::Dispatcher::new(
@@ -90,7 +103,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     });
     let events = (has(Role::Scheduler) && settings.events.enabled).then(|| {
         let events = engine::events::EventSettings {
-            listen_url: settings.listen_url(),
+            listen_url: settings.direct_url(),
             debounce: settings.events.debounce.0,
             poll_interval: settings.events.poll_interval.0,
         };
@@ -171,6 +184,7 @@ pub(crate) async fn admin_server(
         )),
     };
     let mut admin_settings = admin::AdminSettings::new(tokens, app::day_zones(settings)?);
+    admin_settings.build = crate::build_info();
     admin_settings.body_limit = settings.admin.body_limit;
     admin_settings.request_timeout = settings.admin.request_timeout.0;
     admin_settings.session_ttl = settings.admin.session_ttl.0;
@@ -182,16 +196,25 @@ pub(crate) async fn admin_server(
 
 /// Waits for SIGTERM or SIGINT.
 pub async fn wait_for_signal() {
+    signals().await;
+}
+
+/// Registers for SIGTERM and SIGINT now, and returns a future that completes at the first of them: a signal that
+/// arrives before the future is first polled is not lost.
+pub fn signals() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let registered = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match registered {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -123,8 +123,8 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// The app's database (`DATABASE_URL`).
     pub url: Option<DatabaseUrl>,
-    /// A direct connection to the same database for `LISTEN` (`DATABASE_DIRECT_URL`), when `url` goes through a
-    /// pooler in transaction mode.
+    /// A direct connection to the same database (`DATABASE_DIRECT_URL`): event runs `LISTEN` on it. Without it
+    /// they poll the change table every `events.poll_interval`. On a direct `url`, set it to the same value.
     pub direct_url: Option<DatabaseUrl>,
     /// Largest number of connections one instance opens.
     pub max_connections: u32,
@@ -797,9 +797,10 @@ impl Settings {
         self.database.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| db::DEFAULT_DATABASE_URL.to_owned())
     }
 
-    /// Where event processing listens: `database.direct_url`, else the database URL.
-    pub fn listen_url(&self) -> String {
-        self.database.direct_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| self.database_url())
+    /// Where event processing listens: `database.direct_url` only (`LISTEN` through a transaction pooler would
+    /// register on a server connection other clients get next). None: event runs poll the change table.
+    pub fn direct_url(&self) -> Option<String> {
+        self.database.direct_url.as_ref().map(|u| u.expose().to_owned())
     }
 
     /// The configuration as TOML, secrets redacted.

@@ -5,13 +5,21 @@ use std::process::{Command, Output};
 use testkit::TestDb;
 
 fn hattrick(args: &[&str], database_url: Option<&str>) -> Output {
+    hattrick_with(args, database_url, &[])
+}
+
+/// Runs the binary with `env` set besides `DATABASE_URL`.
+fn hattrick_with(args: &[&str], database_url: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hattrick"));
-    command.args(args).env_remove("HATTRICK_CONFIG");
+    command.args(args).env_remove("HATTRICK_CONFIG").envs(env.iter().copied());
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
     command.output().expect("run hattrick")
 }
+
+/// `serve` without FCM credentials needs the log transport said out loud.
+const LOG_TRANSPORT: (&str, &str) = ("HATTRICK_PUSH__TRANSPORT", "log");
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -51,7 +59,7 @@ async fn migrate_check_changes_nothing_and_migrate_is_idempotent() {
     let check = hattrick(&["migrate", "--check"], Some(db.url()));
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(stdout(&check).contains("create table customer_users"), "{}", stdout(&check));
-    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    let tables: i64 = db::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
         .fetch_one(db.pool())
         .await
         .unwrap();
@@ -121,7 +129,7 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["dry_run"], true);
     let rows: i64 =
-        sqlx::query_scalar("SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)")
+        db::query_scalar("SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)")
             .fetch_one(db.pool())
             .await
             .unwrap();
@@ -131,12 +139,12 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout(&run).starts_with("streak-reset success"), "{}", stdout(&run));
     let (trigger, started): (String, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as("SELECT trigger, started_at FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+        db::query_as("SELECT trigger, started_at FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
     assert_eq!(trigger, "manual");
     assert_eq!(started.to_rfc3339(), "2020-01-01T00:00:00+00:00", "--at is the job's now");
 
     // Another run of the job is in progress (fresh heartbeat): refused with exit code 3.
-    sqlx::query(
+    db::query(
         "INSERT INTO job_execution_logs (job_name, started_at, status, trigger, instance, attempt, heartbeat_at)
          VALUES ('streak-reset', now(), 'running', 'manual', 'elsewhere', 1, clock_timestamp())",
     )
@@ -151,7 +159,7 @@ async fn run_reports_and_uses_the_documented_exit_codes() {
 #[tokio::test]
 async fn serve_refuses_a_database_without_the_schema() {
     let db = TestDb::empty().await;
-    let output = hattrick(&["serve"], Some(db.url()));
+    let output = hattrick_with(&["serve"], Some(db.url()), &[LOG_TRANSPORT]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `hattrick migrate` first"));
 }
@@ -159,7 +167,7 @@ async fn serve_refuses_a_database_without_the_schema() {
 #[tokio::test]
 async fn serve_refuses_to_expose_the_admin_api_without_a_token() {
     let db = migrated().await;
-    let output = hattrick(&["serve", "--listen", "0.0.0.0:0"], Some(db.url()));
+    let output = hattrick_with(&["serve", "--listen", "0.0.0.0:0"], Some(db.url()), &[LOG_TRANSPORT]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -172,11 +180,25 @@ async fn serve_refuses_to_expose_the_admin_api_without_a_token() {
 }
 
 #[tokio::test]
+async fn serve_with_the_dispatcher_and_no_fcm_credentials_refuses_to_start() {
+    let db = migrated().await;
+    let output = hattrick(&["serve", "--listen", "127.0.0.1:0"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for setting in ["push.service_account", "FIREBASE_SERVICE_ACCOUNT_PATH", "push.transport = \"log\""] {
+        assert!(stderr.contains(setting), "{setting} is named: {stderr}");
+    }
+    let registered: i64 = db::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(registered, 0, "nothing was started");
+}
+
+#[tokio::test]
 async fn serve_stops_gracefully_on_sigterm() {
     let db = migrated().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", db.url())
+        .env(LOG_TRANSPORT.0, LOG_TRANSPORT.1)
         .env_remove("HATTRICK_CONFIG")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -184,7 +206,7 @@ async fn serve_stops_gracefully_on_sigterm() {
     // Wait until it registered its jobs, then stop it.
     for _ in 0..100 {
         let registered: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
+            db::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
         if registered > 0 {
             break;
         }
@@ -258,7 +280,7 @@ async fn two_processes_running_the_referral_jobs_at_once_pay_each_referral_once(
     let codes = [first.wait_with_output().unwrap().status.code(), second.wait_with_output().unwrap().status.code()];
     assert!(codes.contains(&Some(0)), "{codes:?}");
     assert!(codes.iter().all(|c| matches!(c, Some(0) | Some(3))), "each either ran or was refused: {codes:?}");
-    let (grants, balance): (i64, i32) = sqlx::query_as(
+    let (grants, balance): (i64, i32) = db::query_as(
         "SELECT (SELECT count(*) FROM customer_credit_transactions),
                 (SELECT balance FROM customer_credits c JOIN customer_users u ON u.id = c.customer_user_id
                  WHERE u.email = 'referrer@example.com')",
@@ -274,19 +296,19 @@ async fn two_processes_running_the_referral_jobs_at_once_pay_each_referral_once(
 async fn serve_shadow_reports_what_each_tick_would_do_and_writes_nothing() {
     let db = migrated().await;
     let user = db.user().await;
-    sqlx::query(
+    db::query(
         "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition)
          VALUES ('first-words', 'İlk Söz', 'First Words', 'https://example.com/b.png', 'social', '{\"type\": \"comments\", \"count\": 1}')",
     )
     .execute(db.pool())
     .await
     .unwrap();
-    sqlx::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'hello there')")
+    db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'hello there')")
         .bind(user)
         .execute(db.pool())
         .await
         .unwrap();
-    let writes_before: i64 = sqlx::query_scalar(
+    let writes_before: i64 = db::query_scalar(
         "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
               + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
     )
@@ -314,7 +336,7 @@ async fn serve_shadow_reports_what_each_tick_would_do_and_writes_nothing() {
     assert_eq!(sweep["outcome"], "success", "{sweep}");
     assert_eq!(sweep["would"]["details"]["would_unlock"]["first-words"], 1, "{sweep}");
     assert!(lines.iter().any(|l| l["job"] == "referral-tier2"), "{text}");
-    let writes_after: i64 = sqlx::query_scalar(
+    let writes_after: i64 = db::query_scalar(
         "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
               + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
     )
@@ -322,4 +344,65 @@ async fn serve_shadow_reports_what_each_tick_would_do_and_writes_nothing() {
     .await
     .unwrap();
     assert_eq!(writes_before, writes_after, "shadow mode wrote something");
+}
+
+/// A database error other than a missing table (here: a role that may not read hattrick's tables) is reported as
+/// itself, never as "run `hattrick migrate` first".
+#[tokio::test]
+async fn a_database_error_is_reported_as_itself_not_as_a_missing_schema() {
+    let db = TestDb::new().await;
+    let role = format!("ht_reader_{}", std::process::id());
+    for sql in [format!("DROP ROLE IF EXISTS {role}"), format!("CREATE ROLE {role} LOGIN")] {
+        db::query(sqlx::AssertSqlSafe(sql)).execute(db.pool()).await.unwrap();
+    }
+    let url = db.direct_url().replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.direct_url(), "the test server's URL names the postgres user");
+    let output = hattrick(&["jobs"], Some(&url));
+    db::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}"))).execute(db.pool()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(!stderr.contains("hattrick migrate"), "{stderr}");
+}
+
+/// On a database shaped like the app's (ids without defaults, `timestamp without time zone`, `fcm_token`, columns
+/// and constraints hattrick does not know), `migrate` makes room for hattrick's writes and every job then runs,
+/// twice, without an error: the first badge sweep's promotional VIP days included.
+#[tokio::test]
+async fn every_job_runs_repeatedly_on_the_apps_legacy_schema() {
+    let db = TestDb::empty().await;
+    sqlx::raw_sql(testkit::LEGACY_SCHEMA).execute(db.pool()).await.expect("load the legacy schema");
+    let migrate = hattrick(&["migrate"], Some(db.url()));
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let mut options = hattrick::seed::SeedOptions::new(300, 11);
+    options.force = true; // the legacy rows stay
+    hattrick::seed::seed_database(db.direct_url(), &options).await.expect("seed on the legacy schema");
+    // Every user reaches bronze: each unlock grants a promotional VIP day, a row the app's table has no id for.
+    db::query(
+        "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_vip_days)
+         VALUES ('legacy_vip', 'Eski VIP', 'Legacy VIP', 'https://example.com/vip.png', 'level',
+                 '{\"type\": \"xp_level\", \"level\": \"bronze\"}', 1)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    for round in 1..=2 {
+        for job in hattrick::catalog::JOBS {
+            let output = hattrick_with(&["run", job.name], Some(db.url()), &[LOG_TRANSPORT]);
+            assert!(
+                output.status.success(),
+                "round {round}, {}: {}{}",
+                job.name,
+                stdout(&output),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let promotional: i64 =
+        db::query_scalar("SELECT count(*) FROM customer_subscriptions WHERE platform = 'promo' AND id IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(promotional >= 300, "every seeded user got the VIP day: {promotional}");
+    testkit::assert_ledger_invariants(db.pool()).await;
 }

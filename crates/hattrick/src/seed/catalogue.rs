@@ -267,7 +267,7 @@ pub async fn install_default_badges(conn: &mut PgConnection, now: DateTime<Utc>)
     let mut inserted = 0;
     for (order, badge) in default_badges().iter().enumerate() {
         let id = Uuid::from_bytes(rng::uuid(0, BADGE_TAG, order as u64, 0));
-        inserted += sqlx::query(
+        inserted += db::query(
             "INSERT INTO badges (id, slug, name_tr, name_en, description_tr, description_en, icon_url, category,
                                  rarity, unlock_condition, reward_xp, reward_credits, reward_vip_days, is_active,
                                  display_order, total_unlocks, created_at, updated_at)
@@ -326,7 +326,7 @@ pub(crate) fn plans() -> Vec<Plan> {
 pub(crate) async fn install_plans(conn: &mut PgConnection) -> anyhow::Result<u64> {
     let mut inserted = 0;
     for plan in plans() {
-        inserted += sqlx::query(
+        inserted += db::query(
             "INSERT INTO subscription_plans (id, name, platform, price, duration_in_days, is_active)
              VALUES ($1, $2, $3, $4::bigint::numeric / 100, $5, true)
              ON CONFLICT (id) DO NOTHING",
@@ -469,7 +469,7 @@ pub(crate) async fn install_campaigns(
         let failure = recipients.map_or(0, |r| r - r * 96 / 100);
         let sent_at = (status == "sent").then(|| scheduled + Duration::minutes(4));
         let error = (status == "failed").then_some("segment_filter.xp_lvl: unknown field");
-        inserted += sqlx::query(
+        inserted += db::query(
             "INSERT INTO scheduled_notifications (id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
                                                   target_audience, segment_filter, scheduled_at, sent_at, status,
                                                   recipient_count, success_count, failure_count, error, created_at)

@@ -392,11 +392,11 @@ pub(crate) async fn copy_task(
     let mut conn =
         db::connect_one(&url, "hattrick seed").await.with_context(|| format!("connecting to load {}", table.name()))?;
     // A lost commit on a crash only costs a re-seed: do not wait for the WAL flush.
-    sqlx::query("SET synchronous_commit = off")
+    db::query("SET synchronous_commit = off")
         .execute(&mut conn)
         .await
         .with_context(|| format!("preparing the session that loads {}", table.name()))?;
-    sqlx::query("BEGIN").execute(&mut conn).await.with_context(|| format!("starting to load {}", table.name()))?;
+    db::query("BEGIN").execute(&mut conn).await.with_context(|| format!("starting to load {}", table.name()))?;
     let mut copy = conn
         .copy_in_raw(&table.copy_statement())
         .await

@@ -42,7 +42,7 @@ pub(crate) async fn drop_for_load(
     unique: bool,
 ) -> anyhow::Result<Vec<Dropped>> {
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
-    let constraints: Vec<(String, String, String, String)> = sqlx::query_as(
+    let constraints: Vec<(String, String, String, String)> = db::query_as(
         "SELECT c.contype::text, quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid)
          FROM pg_constraint c
          JOIN pg_class t ON t.oid = c.conrelid
@@ -58,7 +58,7 @@ pub(crate) async fn drop_for_load(
     .fetch_all(&mut *conn)
     .await
     .context("reading the constraints of the tables to load")?;
-    let indexes: Vec<(String, String, String)> = sqlx::query_as(
+    let indexes: Vec<(String, String, String)> = db::query_as(
         "SELECT quote_ident(t.relname), quote_ident(i.relname), pg_get_indexdef(x.indexrelid)
          FROM pg_index x
          JOIN pg_class i ON i.oid = x.indexrelid
@@ -95,13 +95,13 @@ pub(crate) async fn drop_for_load(
 
     let mut tx = sqlx::Connection::begin(&mut *conn).await.context("starting to drop indexes")?;
     // The database should be idle; do not queue behind (and in front of) someone else's long transaction.
-    sqlx::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await?;
+    db::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await?;
     for item in &dropped {
         let sql = match item.kind {
             Kind::ForeignKey | Kind::Unique => format!("ALTER TABLE {} DROP CONSTRAINT {}", item.table, item.name),
             Kind::Index => format!("DROP INDEX {}", item.name),
         };
-        sqlx::query(AssertSqlSafe(sql.clone()))
+        db::query(AssertSqlSafe(sql.clone()))
             .execute(&mut *tx)
             .await
             .with_context(|| format!("{sql} (is another session using the database?)"))?;
@@ -139,7 +139,7 @@ pub(crate) async fn restore(
     let mut conn = db::connect_one(url, "hattrick seed").await.context("connecting to restore foreign keys")?;
     for key in &keys {
         let sql = format!("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID", key.table, key.name, key.definition);
-        sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
+        db::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
     }
     let mut validations: Vec<&Dropped> = keys;
     validations.sort_by_key(|d| rank(&d.table));
@@ -163,12 +163,12 @@ async fn run_two_at_a_time(
         workers.push(tokio::spawn(async move {
             let mut conn = db::connect_one(&url, "hattrick seed").await.context("connecting to rebuild indexes")?;
             // Sorting a few million keys in memory instead of in temporary files.
-            sqlx::query("SET maintenance_work_mem = '256MB'").execute(&mut conn).await?;
+            db::query("SET maintenance_work_mem = '256MB'").execute(&mut conn).await?;
             loop {
                 let next = queue.lock().map_err(|_| anyhow::anyhow!("index queue poisoned"))?.pop_front();
                 let Some(sql) = next else { return anyhow::Ok(()) };
                 let started = std::time::Instant::now();
-                sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
+                db::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
                 tracing::debug!(seconds = started.elapsed().as_secs_f64(), statement = sql, "restored");
                 done();
             }

@@ -193,7 +193,10 @@ pub async fn run(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCode
         daily_reward_credits,
         now: Some(crate::app::clock_from_env()?.now()),
     };
-    let url = settings.database_url();
+    // The seed drops and rebuilds indexes and streams COPYs in long transactions with session settings: it needs a
+    // session, so it takes the direct URL when there is one (behind a pooler in transaction mode, `DATABASE_URL`
+    // cannot give it).
+    let url = settings.direct_url().unwrap_or_else(|| settings.database_url());
     let report = seed_database(&url, &options).await?;
     crate::out!("{report}");
     Ok(ExitCode::SUCCESS)
@@ -291,12 +294,12 @@ pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<S
 /// Refuses a database that is not migrated, or that holds users (unless forced), or that holds this very
 /// population already.
 async fn check_target(conn: &mut sqlx::PgConnection, world: &World, options: &SeedOptions) -> anyhow::Result<()> {
-    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL")
+    let migrated: bool = db::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL")
         .fetch_one(&mut *conn)
         .await
         .context("looking for customer_users")?;
     anyhow::ensure!(migrated, "the database has no hattrick schema: run `hattrick migrate` first");
-    let has_users: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users)")
+    let has_users: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users)")
         .fetch_one(&mut *conn)
         .await
         .context("counting users")?;
@@ -306,7 +309,7 @@ async fn check_target(conn: &mut sqlx::PgConnection, world: &World, options: &Se
              database, or pass --force to add this population to the existing users"
         );
     }
-    let same_seed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users WHERE id = $1)")
+    let same_seed: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users WHERE id = $1)")
         .bind(Uuid::from_bytes(world.user_id(0)))
         .fetch_one(&mut *conn)
         .await
@@ -369,7 +372,7 @@ async fn load(url: &str, world: Arc<World>, bar: ProgressBar) -> anyhow::Result<
         anyhow::ensure!(made == loaded, "{}: generated {made} rows but PostgreSQL loaded {loaded}", table.name());
     }
     for (table, mut conn) in open {
-        sqlx::query("COMMIT").execute(&mut conn).await.with_context(|| format!("committing {}", table.name()))?;
+        db::query("COMMIT").execute(&mut conn).await.with_context(|| format!("committing {}", table.name()))?;
     }
     Ok(generated)
 }
@@ -420,7 +423,7 @@ async fn verify_schema(url: &str) -> anyhow::Result<()> {
 async fn analyze(url: &str, tables: &[&str]) -> anyhow::Result<()> {
     let mut conn = db::connect_one(url, "hattrick seed").await.context("connecting to ANALYZE")?;
     let sql = format!("ANALYZE {}, badges, subscription_plans, scheduled_notifications", tables.join(", "));
-    sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.context("ANALYZE")?;
+    db::query(AssertSqlSafe(sql)).execute(&mut conn).await.context("ANALYZE")?;
     Ok(())
 }
 
