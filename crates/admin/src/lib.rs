@@ -56,6 +56,23 @@ pub struct AdminSettings {
     pub zones: rewards::DayZones,
     /// A campaign scheduled further in the past than this is refused (it would never be sent).
     pub campaign_stale_after: Duration,
+    /// The binary's version and git commit, exported as `hattrick_build_info`.
+    pub build: BuildInfo,
+}
+
+/// What `hattrick_build_info` says about the running binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// The release (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// The git commit it was built from, or `unknown`.
+    pub commit: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self { version: env!("CARGO_PKG_VERSION").to_owned(), commit: "unknown".to_owned() }
+    }
 }
 
 impl AdminSettings {
@@ -68,6 +85,7 @@ impl AdminSettings {
             session_ttl: Duration::from_secs(12 * 3600),
             zones,
             campaign_stale_after: rewards::campaigns::STALE_AFTER,
+            build: BuildInfo::default(),
         }
     }
 }
@@ -123,7 +141,7 @@ impl Admin {
     }
 
     /// The database pool.
-    pub fn pool(&self) -> &sqlx::PgPool {
+    pub fn pool(&self) -> &db::Pool {
         self.engine.pool()
     }
 }

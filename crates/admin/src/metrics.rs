@@ -57,7 +57,7 @@ pub fn router() -> Router<Arc<Admin>> {
 /// Ready when the database answers and holds this binary's schema.
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
     let stored: Result<Option<String>, sqlx::Error> =
-        sqlx::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
+        db::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
             .fetch_optional(admin.pool())
             .await;
     match stored {
@@ -125,6 +125,10 @@ fn seconds(at: DateTime<Utc>) -> f64 {
 pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
     let mut out = Text::default();
     let now = admin.engine.clock().now();
+
+    let build = &admin.settings.build;
+    out.family("hattrick_build_info", "gauge", "Always 1; the labels say which release and commit this instance runs.");
+    out.sample("hattrick_build_info", &[("version", &build.version), ("commit", &build.commit)], 1.0);
 
     // Runs of this instance.
     let runs = admin.engine.stats().snapshot();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use hattrick::config::{Settings, Sources};
 use hattrick::seed;
@@ -13,7 +13,7 @@ use hattrick::{commands, push_commands};
 /// hattrick runs GoalGPT's gamification jobs (badges, referral rewards, push campaigns, reminders, partner
 /// analytics, cleanup) on the app's PostgreSQL database.
 #[derive(Debug, Parser)]
-#[command(name = "hattrick", version, about, long_about = None, propagate_version = true)]
+#[command(name = "hattrick", version = hattrick::VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Configuration file (TOML). Defaults to $HATTRICK_CONFIG; without either, built-in defaults and the
     /// environment are used.
@@ -62,6 +62,15 @@ enum Command {
     /// runs, the dispatcher and an app simulator through Sunday 1 November 2026 on a fast clock, and prints what
     /// every job did.
     Demo(hattrick::demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
+    ///
+    /// For example `hattrick completions bash > /usr/share/bash-completion/completions/hattrick`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output: `hattrick manpage | man -l -`.
+    Manpage,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +82,25 @@ struct MigrateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Neither needs configuration, a database or a runtime: they describe the command line itself.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "hattrick", &mut script);
+            hattrick::out!("{}", String::from_utf8_lossy(&script));
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpage => {
+            let mut page = Vec::new();
+            if let Err(error) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                eprintln!("error: rendering the manual page: {error}");
+                return ExitCode::FAILURE;
+            }
+            hattrick::out!("{}", String::from_utf8_lossy(&page));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     // The demo prints its own story; its logs stay quiet unless asked for.
     init_tracing(if matches!(cli.command, Command::Demo(_)) { "error" } else { "warn,hattrick=info" });
     let settings = match Settings::load(&Sources::from_process(cli.config.clone())) {
@@ -113,6 +141,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             hattrick::out!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { .. } | Command::Manpage => Ok(ExitCode::SUCCESS),
     }
 }
 
