@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const ROUNDS: u32 = 5_000;
 const BATCH: u32 = 20;

@@ -204,20 +204,46 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
 }
 
 /// The push transport configuration asks for: FCM with a service account, else the log transport.
-pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn push::Transport>> {
+pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn push::Transport>> {
     let config = &settings.push;
     let fcm = match config.transport {
         TransportKind::Fcm => true,
         TransportKind::Log => false,
-        TransportKind::Auto => config.service_account.is_some(),
+        TransportKind::Auto => config.has_credentials(),
     };
-    let Some(path) = config.service_account.as_ref().filter(|_| fcm) else {
+    if !fcm {
         return Ok(Arc::new(push::LogTransport::default()));
-    };
-    let account = push::ServiceAccount::from_file(path)?;
-    let transport = push::FcmTransport::new(account, &config.fcm_endpoint, config.request_timeout.0)
+    }
+    let credentials = credentials(config).await?;
+    let transport = push::FcmTransport::new(credentials, &config.fcm_endpoint, config.request_timeout.0)
         .context("building the FCM HTTP client")?;
     Ok(Arc::new(transport))
+}
+
+/// FCM credentials the way Google deployments provide them (Application Default Credentials, in this order): a key
+/// file (`push.service_account`: `FIREBASE_SERVICE_ACCOUNT_PATH`, else `GOOGLE_APPLICATION_CREDENTIALS`), the key's
+/// JSON in `FIREBASE_SERVICE_ACCOUNT_JSON`, or, with `push.metadata_server`, the metadata server of a Google VM or a
+/// Kubernetes workload (`GCE_METADATA_HOST`, else `metadata.google.internal`). `push.project_id` overrides the
+/// project they name.
+pub async fn credentials(config: &crate::config::PushSettings) -> anyhow::Result<push::Credentials> {
+    let mut credentials = if let Some(path) = &config.service_account {
+        push::Credentials::ServiceAccount(push::ServiceAccount::from_file(path)?)
+    } else if let Some(json) = &config.service_account_json {
+        let account = push::ServiceAccount::from_json(json.expose())
+            .map_err(|reason| anyhow::anyhow!("push.service_account_json (FIREBASE_SERVICE_ACCOUNT_JSON): {reason}"))?;
+        push::Credentials::ServiceAccount(account)
+    } else if config.metadata_server {
+        let server = push::MetadataServer::discover(&config.metadata_host, config.project_id.clone())
+            .await
+            .context("asking the metadata server for the project (push.metadata_server)")?;
+        push::Credentials::Metadata(server)
+    } else {
+        anyhow::bail!("no FCM credentials: set {}", crate::config::CREDENTIAL_SETTINGS);
+    };
+    if let (Some(project), push::Credentials::ServiceAccount(account)) = (&config.project_id, &mut credentials) {
+        account.project_id.clone_from(project);
+    }
+    Ok(credentials)
 }
 
 /// The dispatcher's settings for a dispatcher reading `clock`: its claims are written in business time, so their

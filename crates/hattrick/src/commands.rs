@@ -59,13 +59,14 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     }
     let has = |role: Role| args.roles.contains(&role);
     let dispatching = has(Role::Dispatcher) && settings.push.dispatcher && !args.no_dispatcher;
-    if dispatching && settings.push.transport == TransportKind::Auto && settings.push.service_account.is_none() {
+    if dispatching && settings.push.transport == TransportKind::Auto && !settings.push.has_credentials() {
         // Without credentials the automatic transport would print pushes instead of sending them: a deployment
         // that forgot its key must not look healthy while no user gets anything.
         eprintln!(
-            "error: the dispatcher has no FCM credentials: set push.service_account \
-             (FIREBASE_SERVICE_ACCOUNT_PATH), or push.transport = \"log\" (HATTRICK_PUSH__TRANSPORT=log) to print \
-             pushes instead of sending them, or run without the dispatcher role (--roles scheduler,api)"
+            "error: the dispatcher has no FCM credentials: set {}, or push.transport = \"log\" \
+             (HATTRICK_PUSH__TRANSPORT=log) to print pushes instead of sending them, or run without the dispatcher \
+             role (--roles scheduler,api)",
+            crate::config::CREDENTIAL_SETTINGS
         );
         return Ok(ExitCode::from(2));
     }
@@ -80,7 +81,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
     });
     let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
     let dispatcher = if dispatching {
-        let transport = app::transport(settings)?;
+        let transport = app::transport(settings).await?;
         tracing::info!(transport = transport.name(), "outbox dispatcher on");
         Some(Arc::new(push::Dispatcher::new(
             engine.pool().clone(),
@@ -179,7 +180,7 @@ pub(crate) async fn admin_server(
         Some(dispatcher) => Arc::clone(dispatcher),
         None => Arc::new(push::Dispatcher::new(
             engine.pool().clone(),
-            app::transport(settings)?,
+            app::transport(settings).await?,
             app::dispatcher_settings(settings)?,
         )),
     };

@@ -344,8 +344,18 @@ pub enum TransportKind {
 pub struct PushSettings {
     /// `auto`, `fcm` or `log`.
     pub transport: TransportKind,
-    /// The service-account key file (`FIREBASE_SERVICE_ACCOUNT_PATH`).
+    /// The service-account key file (`FIREBASE_SERVICE_ACCOUNT_PATH`, else `GOOGLE_APPLICATION_CREDENTIALS`).
     pub service_account: Option<PathBuf>,
+    /// The service-account key's JSON itself (`FIREBASE_SERVICE_ACCOUNT_JSON`), for platforms that hand secrets
+    /// over as environment variables.
+    pub service_account_json: Option<Secret>,
+    /// Take access tokens from the metadata server of a Google VM, Cloud Run or a GKE workload with Workload
+    /// Identity (no key file).
+    pub metadata_server: bool,
+    /// The metadata server's host (`GCE_METADATA_HOST`, as Google's client libraries read it).
+    pub metadata_host: String,
+    /// The Firebase project to send in; by default the key's `project_id` or the metadata server's project.
+    pub project_id: Option<String>,
     /// FCM's base URL.
     pub fcm_endpoint: String,
     /// Whether `serve` runs the outbox dispatcher.
@@ -372,11 +382,27 @@ pub struct PushSettings {
     pub request_timeout: HumanDuration,
 }
 
+/// The ways to give hattrick FCM credentials, for messages that name them.
+pub const CREDENTIAL_SETTINGS: &str = "push.service_account (FIREBASE_SERVICE_ACCOUNT_PATH or \
+GOOGLE_APPLICATION_CREDENTIALS), push.service_account_json (FIREBASE_SERVICE_ACCOUNT_JSON), or \
+push.metadata_server = true on Google Cloud";
+
+impl PushSettings {
+    /// Whether any FCM credentials are configured.
+    pub fn has_credentials(&self) -> bool {
+        self.service_account.is_some() || self.service_account_json.is_some() || self.metadata_server
+    }
+}
+
 impl Default for PushSettings {
     fn default() -> Self {
         Self {
             transport: TransportKind::Auto,
             service_account: None,
+            service_account_json: None,
+            metadata_server: false,
+            metadata_host: push::METADATA_HOST.to_owned(),
+            project_id: None,
             fcm_endpoint: "https://fcm.googleapis.com".to_owned(),
             dispatcher: true,
             batch: 1000,
@@ -613,9 +639,18 @@ impl Settings {
         if let Some(url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("database.url", url));
         }
-        // The first version's variable for the key file.
+        // Application Default Credentials' key file, then the first version's variable, which wins.
+        if let Some(path) = lookup("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("push.service_account", path));
+        }
         if let Some(path) = lookup("FIREBASE_SERVICE_ACCOUNT_PATH").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("push.service_account", path));
+        }
+        if let Some(json) = lookup("FIREBASE_SERVICE_ACCOUNT_JSON").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("push.service_account_json", json));
+        }
+        if let Some(host) = lookup("GCE_METADATA_HOST").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("push.metadata_host", host));
         }
         if let Some(url) = lookup("DATABASE_DIRECT_URL").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("database.direct_url", url));
@@ -783,11 +818,8 @@ impl Settings {
             problems
                 .push(format!("push.fcm_endpoint: must be an http:// or https:// URL (got {:?})", push.fcm_endpoint));
         }
-        if push.transport == TransportKind::Fcm && push.service_account.is_none() {
-            problems.push(
-                "push.transport: fcm needs a service account (push.service_account or FIREBASE_SERVICE_ACCOUNT_PATH)"
-                    .to_owned(),
-            );
+        if push.transport == TransportKind::Fcm && !push.has_credentials() {
+            problems.push(format!("push.transport: fcm needs credentials: {CREDENTIAL_SETTINGS}"));
         }
         problems
     }

@@ -218,7 +218,7 @@ async fn simulate(
     let shutdown = CancellationToken::new();
     let dispatcher = Arc::new(push::Dispatcher::new(
         pool.clone(),
-        app::transport(&settings)?,
+        app::transport(&settings).await?,
         app::dispatcher_settings_on(&settings, &clock)?,
     ));
     let mut tasks = tokio::task::JoinSet::new();

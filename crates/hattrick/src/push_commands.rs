@@ -116,7 +116,7 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
     app::require_schema(&pool).await?;
     let now = app::clock_from_env()?.now();
     let dispatcher =
-        push::Dispatcher::new(pool.clone(), app::transport(settings)?, app::dispatcher_settings(settings)?);
+        push::Dispatcher::new(pool.clone(), app::transport(settings).await?, app::dispatcher_settings(settings)?);
     let test =
         push::test_send::TestPush { users: args.users, title: args.title, body: args.body, campaign: args.campaign };
     let results = match push::test_send::send(&pool, &dispatcher, &test, now).await {

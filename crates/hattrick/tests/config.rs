@@ -158,12 +158,25 @@ fn push_settings_are_checked_and_the_firebase_variable_is_read() {
         "push.quiet_hours_start: expected HH:MM or off, got \"23h\"",
         "push.batch: must be at least 1 (got 0)",
         "push.fcm_endpoint: must be an http:// or https:// URL",
-        "push.transport: fcm needs a service account",
+        "push.transport: fcm needs credentials: push.service_account (FIREBASE_SERVICE_ACCOUNT_PATH or \
+         GOOGLE_APPLICATION_CREDENTIALS), push.service_account_json (FIREBASE_SERVICE_ACCOUNT_JSON), or \
+         push.metadata_server = true",
     ] {
         assert!(message.contains(expected), "{expected} in {message}");
     }
     let settings = load("", &[("FIREBASE_SERVICE_ACCOUNT_PATH", "/keys/firebase.json")]).unwrap();
     assert_eq!(settings.push.service_account, Some(PathBuf::from("/keys/firebase.json")));
+    // Application Default Credentials' variable, which the first version's overrides.
+    let adc = [("GOOGLE_APPLICATION_CREDENTIALS", "/var/run/secrets/adc.json")];
+    let settings = load("", &adc).unwrap();
+    assert_eq!(settings.push.service_account, Some(PathBuf::from("/var/run/secrets/adc.json")));
+    let both = [adc[0], ("FIREBASE_SERVICE_ACCOUNT_PATH", "/keys/firebase.json")];
+    assert_eq!(load("", &both).unwrap().push.service_account, Some(PathBuf::from("/keys/firebase.json")));
+    let settings =
+        load("", &[("GCE_METADATA_HOST", "169.254.169.254"), ("HATTRICK_PUSH__METADATA_SERVER", "true")]).unwrap();
+    assert!(settings.push.metadata_server && settings.push.metadata_host == "169.254.169.254");
+    let settings = load("", &[("FIREBASE_SERVICE_ACCOUNT_JSON", "{\"private_key\": \"secret\"}")]).unwrap();
+    assert!(!settings.to_redacted_toml().contains("secret"), "the key's JSON is a secret");
     let settings = load("[push]\nquiet_hours_start = \"off\"\n", &[]).unwrap();
     assert_eq!(settings.push.quiet_hours(), Ok(None));
 }

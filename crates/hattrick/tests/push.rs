@@ -131,6 +131,51 @@ async fn push_test_delivers_through_the_fake_and_reports_each_user() {
     assert!(text(&output).contains("unknown user"), "{}", text(&output));
 }
 
+/// FCM credentials the way Google deployments provide them: `GOOGLE_APPLICATION_CREDENTIALS`, the key's JSON in
+/// `FIREBASE_SERVICE_ACCOUNT_JSON`, and the metadata server of a Google VM or GKE workload (the fake plays it, at
+/// `GCE_METADATA_HOST`); each one's token is fetched from its own endpoint and accepted by the fake FCM.
+#[tokio::test]
+async fn push_test_takes_application_default_credentials() {
+    let db = TestDb::new().await;
+    let fake = fake(&[]);
+    let user = db.user().await;
+    db::query("INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, 'tok-adc', 'android', 'd')")
+        .bind(user)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let key_path = fake.env[0].1.clone();
+    let key_json = std::fs::read_to_string(&key_path).unwrap();
+    let endpoint = format!("http://{}", fake.endpoint());
+    let ways: [(&str, Vec<(&str, String)>); 3] = [
+        ("GOOGLE_APPLICATION_CREDENTIALS", vec![("GOOGLE_APPLICATION_CREDENTIALS", key_path)]),
+        ("FIREBASE_SERVICE_ACCOUNT_JSON", vec![("FIREBASE_SERVICE_ACCOUNT_JSON", key_json)]),
+        (
+            "the metadata server",
+            vec![
+                ("HATTRICK_PUSH__METADATA_SERVER", "true".to_owned()),
+                ("GCE_METADATA_HOST", fake.endpoint().to_owned()),
+            ],
+        ),
+    ];
+    for (round, (way, env)) in ways.into_iter().enumerate() {
+        let before = fake.stats()["tokens_issued"].as_u64().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+            .args(["push", "test", "--user", &user.to_string(), "--title", "ADC", "--body", way])
+            .env_remove("HATTRICK_CONFIG")
+            .env("DATABASE_URL", db.url())
+            .env("HATTRICK_PUSH__FCM_ENDPOINT", &endpoint)
+            .env("HATTRICK_PUSH__TRANSPORT", "fcm")
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{way}: {}", text(&output));
+        assert!(text(&output).contains("sent (1 token(s) delivered, 0 failed)"), "{way}: {}", text(&output));
+        assert_eq!(fake.stats()["tokens_issued"].as_u64().unwrap(), before + 1, "{way} fetched its own token");
+        assert_eq!(fake.stats()["per_token"]["tok-adc"].as_u64().unwrap(), round as u64 + 1, "{way}");
+    }
+}
+
 /// Users, one token each, all in the campaign's audience.
 const USERS: i64 = 100_000;
 

@@ -133,6 +133,8 @@ impl FakeFcm {
         });
         let app = Router::new()
             .route("/token", post(grant))
+            .route("/computeMetadata/v1/instance/service-accounts/default/token", get(metadata_token))
+            .route("/computeMetadata/v1/project/project-id", get(metadata_project))
             .route("/v1/projects/{project}/messages:send", post(send))
             .route("/_fake/stats", get(stats))
             .with_state(Arc::clone(&shared));
@@ -157,6 +159,11 @@ impl FakeFcm {
     /// The FCM endpoint to configure (`http://ADDR`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The fake also plays a Google metadata server: the `GCE_METADATA_HOST` to configure (`ADDR`).
+    pub fn metadata_host(&self) -> String {
+        self.addr.to_string()
     }
 
     /// A service-account key file's JSON that the fake accepts (its `token_uri` points here).
@@ -201,21 +208,46 @@ fn google_error(status: StatusCode, canonical: &str, fcm_code: Option<&str>, mes
     (status, axum::Json(body)).into_response()
 }
 
+/// A fresh access token the fake's FCM accepts, as a token endpoint answers.
+fn issue(shared: &Shared) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::Relaxed);
+    let token = format!("fake-access-{n}-{}", unix_now());
+    lock(&shared.issued).insert(token.clone(), Instant::now() + shared.config.token_lifetime);
+    lock(&shared.stats).tokens_issued += 1;
+    axum::Json(json!({
+        "access_token": token,
+        "expires_in": shared.config.token_lifetime.as_secs(),
+        "token_type": "Bearer",
+    }))
+    .into_response()
+}
+
+/// Whether a metadata request carries the header Google's metadata server requires.
+fn metadata_flavored(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("metadata-flavor").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Google"))
+}
+
+/// `GET /computeMetadata/v1/instance/service-accounts/default/token`: the workload's token, as a Google VM's or a
+/// GKE workload's metadata server hands it out (403 without `Metadata-Flavor: Google`, as the real one).
+async fn metadata_token(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    if !metadata_flavored(&headers) {
+        return (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.").into_response();
+    }
+    issue(&shared)
+}
+
+/// `GET /computeMetadata/v1/project/project-id`.
+async fn metadata_project(headers: axum::http::HeaderMap) -> Response {
+    if !metadata_flavored(&headers) {
+        return (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.").into_response();
+    }
+    FAKE_PROJECT.into_response()
+}
+
 /// `POST /token`: the JWT bearer grant.
 async fn grant(State(shared): State<Arc<Shared>>, body: String) -> Response {
     match check_grant(&shared, &body) {
-        Ok(()) => {
-            let n = shared.requests.fetch_add(1, Ordering::Relaxed);
-            let token = format!("fake-access-{n}-{}", unix_now());
-            lock(&shared.issued).insert(token.clone(), Instant::now() + shared.config.token_lifetime);
-            lock(&shared.stats).tokens_issued += 1;
-            axum::Json(json!({
-                "access_token": token,
-                "expires_in": shared.config.token_lifetime.as_secs(),
-                "token_type": "Bearer",
-            }))
-            .into_response()
-        }
+        Ok(()) => issue(&shared),
         Err(reason) => {
             lock(&shared.stats).grants_refused += 1;
             (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "invalid_grant", "error_description": reason })))

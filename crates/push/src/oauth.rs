@@ -1,5 +1,7 @@
-//! Service-account OAuth (SPEC 4 "Transports"): an RS256 JWT bearer grant to the key file's `token_uri`, the
-//! access token cached and refreshed before it expires.
+//! FCM's OAuth access tokens (SPEC 4 "Transports"), from the credentials Google deployments provide
+//! ([`Credentials`]): a service-account key (an RS256 JWT bearer grant to the key's `token_uri`), or the metadata
+//! server of a Google VM or a Kubernetes workload with Workload Identity. Tokens are cached and refreshed before
+//! they expire.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -144,10 +146,78 @@ struct Cached {
     refresh_at: u64,
 }
 
-/// Access tokens for one service account: fetched on first use, reused until [`REFRESH_MARGIN`] before expiry.
+/// The metadata server of a Google Compute Engine VM, Cloud Run or a GKE workload with Workload Identity: it hands
+/// out access tokens of the workload's own service account, no key file involved.
+#[derive(Debug, Clone)]
+pub struct MetadataServer {
+    /// `http://metadata.google.internal`, or `http://$GCE_METADATA_HOST`.
+    base: String,
+    /// The Firebase project (configured, or the metadata server's own project).
+    project_id: String,
+}
+
+/// The host Google's client libraries ask when `GCE_METADATA_HOST` names no other.
+pub const METADATA_HOST: &str = "metadata.google.internal";
+
+impl MetadataServer {
+    /// The metadata server at `host` (`metadata.google.internal`, or `GCE_METADATA_HOST`). The project is
+    /// `project_id` when given, else the server's own (`project/project-id`), read now.
+    pub async fn discover(host: &str, project_id: Option<String>) -> Result<Self, AuthError> {
+        let base = format!("http://{}", host.trim_end_matches('/'));
+        let project_id = match project_id {
+            Some(project) => project,
+            None => {
+                let uri = format!("{base}/computeMetadata/v1/project/project-id");
+                let fail = |reason: String| AuthError::Token { uri: uri.clone(), reason };
+                crate::transport::install_crypto_provider();
+                let http = reqwest::Client::builder().build().map_err(|e| fail(e.to_string()))?;
+                let response = http
+                    .get(&uri)
+                    .header("Metadata-Flavor", "Google")
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .map_err(|e| fail(e.without_url().to_string()))?;
+                let status = response.status();
+                let body = response.text().await.map_err(|e| fail(e.without_url().to_string()))?;
+                if !status.is_success() || body.trim().is_empty() {
+                    return Err(fail(format!("HTTP {status}: {}", truncate(&body, 200))));
+                }
+                body.trim().to_owned()
+            }
+        };
+        Ok(Self { base, project_id })
+    }
+
+    fn token_uri(&self) -> String {
+        format!("{}/computeMetadata/v1/instance/service-accounts/default/token?scopes={FCM_SCOPE}", self.base)
+    }
+}
+
+/// Where access tokens come from.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// A service-account key file (`FIREBASE_SERVICE_ACCOUNT_PATH`, `GOOGLE_APPLICATION_CREDENTIALS`) or its JSON
+    /// in the environment.
+    ServiceAccount(ServiceAccount),
+    /// The workload's own service account, through the metadata server.
+    Metadata(MetadataServer),
+}
+
+impl Credentials {
+    /// The Firebase project messages are sent in.
+    pub fn project_id(&self) -> &str {
+        match self {
+            Credentials::ServiceAccount(account) => &account.project_id,
+            Credentials::Metadata(server) => &server.project_id,
+        }
+    }
+}
+
+/// Access tokens for one set of credentials: fetched on first use, reused until [`REFRESH_MARGIN`] before expiry.
 #[derive(Clone)]
 pub struct TokenSource {
-    account: Arc<ServiceAccount>,
+    credentials: Arc<Credentials>,
     http: reqwest::Client,
     cached: Arc<Mutex<Option<Cached>>>,
     fetched: Arc<std::sync::atomic::AtomicU64>,
@@ -155,24 +225,24 @@ pub struct TokenSource {
 
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSource").field("account", &self.account).finish_non_exhaustive()
+        f.debug_struct("TokenSource").field("credentials", &self.credentials).finish_non_exhaustive()
     }
 }
 
 impl TokenSource {
-    /// A source for `account`, using `http` for the token endpoint.
-    pub fn new(account: ServiceAccount, http: reqwest::Client) -> Self {
+    /// A source for `credentials`, using `http` for the token endpoint.
+    pub fn new(credentials: Credentials, http: reqwest::Client) -> Self {
         Self {
-            account: Arc::new(account),
+            credentials: Arc::new(credentials),
             http,
             cached: Arc::new(Mutex::new(None)),
             fetched: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
-    /// The account's project.
+    /// The project messages are sent in.
     pub fn project_id(&self) -> &str {
-        &self.account.project_id
+        self.credentials.project_id()
     }
 
     /// How many tokens were fetched from the endpoint so far.
@@ -199,19 +269,31 @@ impl TokenSource {
     }
 
     async fn fetch(&self, now: u64) -> Result<Cached, AuthError> {
-        let uri = self.account.token_uri.clone();
+        let (uri, request) = match &*self.credentials {
+            Credentials::ServiceAccount(account) => {
+                let uri = account.token_uri.clone();
+                let assertion = account
+                    .assertion(FCM_SCOPE, now)
+                    .map_err(|reason| AuthError::Token { uri: uri.clone(), reason })?;
+                let request = self
+                    .http
+                    .post(&uri)
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    // A JWT is base64url and dots: nothing in it needs escaping.
+                    .body(format!(
+                        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+                    ));
+                (uri, request)
+            }
+            Credentials::Metadata(server) => {
+                let uri = server.token_uri();
+                let request = self.http.get(&uri).header("Metadata-Flavor", "Google");
+                (uri, request)
+            }
+        };
         let fail = |reason: String| AuthError::Token { uri: uri.clone(), reason };
-        let assertion = self.account.assertion(FCM_SCOPE, now).map_err(fail)?;
-        let response = self
-            .http
-            .post(&self.account.token_uri)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            // A JWT is base64url and dots: nothing in it needs escaping.
-            .body(format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
+        let response =
+            request.timeout(Duration::from_secs(30)).send().await.map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| fail(e.without_url().to_string()))?;
         if !status.is_success() {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::message::PushMessage;
-use crate::oauth::{ServiceAccount, TokenSource};
+use crate::oauth::{Credentials, TokenSource};
 use crate::outcome::{Outcome, classify};
 
 /// A boxed future of an [`Outcome`].
@@ -56,14 +56,19 @@ pub struct FcmTransport {
 }
 
 impl FcmTransport {
-    /// A transport for `account`, sending to `endpoint` (`https://fcm.googleapis.com` in production).
-    pub fn new(account: ServiceAccount, endpoint: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A transport for `credentials`, sending to `endpoint` (`https://fcm.googleapis.com` in production).
+    pub fn new(credentials: Credentials, endpoint: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
         let clients = (0..FCM_CONNECTIONS).map(|_| http_client(endpoint, timeout)).collect::<Result<Vec<_>, _>>()?;
         // The token endpoint is a separate host (HTTP/1.1 or 2, as it offers).
         install_crypto_provider();
         let token_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), account.project_id);
-        Ok(Self { clients, next: Arc::new(AtomicUsize::new(0)), url, tokens: TokenSource::new(account, token_http) })
+        let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), credentials.project_id());
+        Ok(Self {
+            clients,
+            next: Arc::new(AtomicUsize::new(0)),
+            url,
+            tokens: TokenSource::new(credentials, token_http),
+        })
     }
 
     /// The OAuth token source (for its fetch count).

@@ -20,7 +20,9 @@ async fn setup(config: FakeConfig, settings: DispatcherSettings) -> Setup {
     let db = TestDb::new().await;
     let fake = FakeFcm::bind("127.0.0.1:0", config).await.unwrap();
     let account = ServiceAccount::from_json(&fake.service_account_json()).unwrap();
-    let transport = FcmTransport::new(account, &fake.endpoint(), Duration::from_secs(10)).unwrap();
+    let transport =
+        FcmTransport::new(push::Credentials::ServiceAccount(account), &fake.endpoint(), Duration::from_secs(10))
+            .unwrap();
     let dispatcher = Dispatcher::new(db.pool().clone(), Arc::new(transport), settings);
     Setup { db, fake, dispatcher }
 }

@@ -24,7 +24,7 @@ async fn fake(config: FakeConfig) -> FakeFcm {
 
 fn transport(fake: &FakeFcm, key_file: &str) -> FcmTransport {
     let account = ServiceAccount::from_json(key_file).unwrap();
-    FcmTransport::new(account, &fake.endpoint(), Duration::from_secs(10)).unwrap()
+    FcmTransport::new(push::Credentials::ServiceAccount(account), &fake.endpoint(), Duration::from_secs(10)).unwrap()
 }
 
 #[tokio::test]
@@ -103,6 +103,11 @@ async fn an_unreachable_endpoint_is_a_transient_failure() {
     let account = ServiceAccount::from_json(&fake.service_account_json()).unwrap();
     // A port nobody listens on (bound then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let fcm = FcmTransport::new(account, &format!("http://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+    let fcm = FcmTransport::new(
+        push::Credentials::ServiceAccount(account),
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(2),
+    )
+    .unwrap();
     assert_eq!(fcm.send(&message("a")).await, Outcome::Retry { code: "NETWORK".into(), after: None });
 }

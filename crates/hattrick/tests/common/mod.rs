@@ -57,7 +57,7 @@ impl AdminServer {
         let engine = app::engine(&settings, Clock::system(), app::Definitions::Sync).await.unwrap();
         let dispatcher = Arc::new(push::Dispatcher::new(
             engine.pool().clone(),
-            app::transport(&settings).unwrap(),
+            app::transport(&settings).await.unwrap(),
             app::dispatcher_settings(&settings).unwrap(),
         ));
         let tokens = vec![
