@@ -33,6 +33,16 @@ impl TempCluster {
         &self.data_dir
     }
 
+    /// The directory of the server's Unix socket (a pooler in front of it connects there).
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The port the server's socket is named after.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Initialises a cluster under `root` unless one is there already, and starts it unless it is running.
     ///
     /// `root` is created if missing. The server is tuned for throwaway data (no fsync).

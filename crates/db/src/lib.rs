@@ -14,7 +14,7 @@ mod pool;
 mod statement;
 
 pub use pool::Pool;
-pub use statement::{query, query_as, query_scalar};
+pub use statement::{RUN_ROWS_KEPT, clear_run_rows, query, query_as, query_scalar};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -118,26 +118,32 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-/// Returns `url` with its password (in the authority or a `password=` parameter) replaced by `***`, for logs and
-/// printed configuration.
+/// Returns `url` with its secrets replaced by `***`, for logs and printed configuration: the password in the
+/// authority (even one holding `/`, `?` or `@`, which users often leave unescaped) and the `password` and
+/// `sslpassword` parameters.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let mut out = match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}{}:***{}", &url[..scheme_end + 3], &authority[..colon], &url[scheme_end + 3 + at..])
-        }
-        _ => url.to_owned(),
+    // The user information ends at the last `@`: everything between the user's `:` and it is hidden, so no
+    // password leaks whatever it holds (an `@` in a query value hides a little more than needed, never less).
+    let at = rest.rfind('@');
+    let mut out = match at {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     };
-    if let Some(query_start) = out.find('?') {
+    let after_userinfo = at.map_or(scheme_end + 3, |at| out.len() - (rest.len() - at));
+    if let Some(query_start) = out[after_userinfo..].find('?').map(|q| q + after_userinfo) {
         let query: Vec<String> = out[query_start + 1..]
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                Some((key, _)) if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") => {
+                    format!("{key}=***")
+                }
                 _ => pair.to_owned(),
             })
             .collect();
@@ -169,5 +175,22 @@ mod tests {
             "postgres://h/db?sslmode=require&password=***"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_password_with_url_characters_and_an_ssl_key_password_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pa/ss@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u:p@ss/w?rd@h/db?sslmode=require"), "postgres://u:***@h/db?sslmode=require");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=verify-full&sslpassword=k3y&sslrootcert=/ca.pem"),
+            "postgres://u@h/db?sslmode=verify-full&sslpassword=***&sslrootcert=/ca.pem"
+        );
+        for url in ["postgres://u:pa/ss@h/db", "postgres://u:p@ss/w?rd@h/db", "postgres://u:a?b@h/db?x=1"] {
+            let redacted = redact_url(url);
+            assert!(
+                !redacted.contains("pa/ss") && !redacted.contains("w?rd") && !redacted.contains("a?b"),
+                "{redacted}"
+            );
+        }
     }
 }

@@ -37,3 +37,27 @@ where
 {
     sqlx::query_scalar(sql).persistent(false)
 }
+
+/// How long rows of a run stay in the `hattrick_run_*` scratch tables when the run died before deleting them.
+pub const RUN_ROWS_KEPT: &str = "1 day";
+
+/// Deletes the rows of `run` from `tables` (scratch tables keyed by `run_id`, with a `created_at`), and the rows any
+/// run left there more than [`RUN_ROWS_KEPT`] ago (a run killed half-way), in one statement.
+pub async fn clear_run_rows<'c, E>(executor: E, run: uuid::Uuid, tables: &[&str]) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let Some((last, earlier)) = tables.split_last() else { return Ok(()) };
+    let condition = format!("run_id = $1 OR created_at < now() - interval '{RUN_ROWS_KEPT}'");
+    let ctes: Vec<String> = earlier
+        .iter()
+        .enumerate()
+        .map(|(i, table)| format!("d{i} AS (DELETE FROM {table} WHERE {condition} RETURNING 1)"))
+        .collect();
+    let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
+    query(sqlx::AssertSqlSafe(format!("{with}DELETE FROM {last} WHERE {condition}")))
+        .bind(run)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

@@ -100,17 +100,9 @@ pub async fn forget(pool: &Pool, run_id: Uuid) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Deletes `run_id`'s taken changes and subjects, and any run's left by a run that died more than a day ago.
+/// Deletes `run_id`'s taken changes and subjects, and those of runs that died long ago.
 async fn clear_in(conn: &mut PgConnection, run_id: Uuid) -> Result<(), sqlx::Error> {
-    db::query(
-        "WITH changes AS (DELETE FROM hattrick_run_changes
-                          WHERE run_id = $1 OR created_at < now() - interval '1 day' RETURNING 1)
-         DELETE FROM hattrick_run_subjects WHERE run_id = $1 OR created_at < now() - interval '1 day'",
-    )
-    .bind(run_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    db::clear_run_rows(conn, run_id, &["hattrick_run_changes", "hattrick_run_subjects"]).await
 }
 
 /// The `jobs` whose topic has changes waiting.

@@ -382,6 +382,15 @@ pub struct PushSettings {
     pub request_timeout: HumanDuration,
 }
 
+/// Whether `authority` (`host[:port]`) names this machine: `localhost`, or a loopback address.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The ways to give hattrick FCM credentials, for messages that name them.
 pub const CREDENTIAL_SETTINGS: &str = "push.service_account (FIREBASE_SERVICE_ACCOUNT_PATH or \
 GOOGLE_APPLICATION_CREDENTIALS), push.service_account_json (FIREBASE_SERVICE_ACCOUNT_JSON), or \
@@ -817,6 +826,14 @@ impl Settings {
         if !push.fcm_endpoint.starts_with("http://") && !push.fcm_endpoint.starts_with("https://") {
             problems
                 .push(format!("push.fcm_endpoint: must be an http:// or https:// URL (got {:?})", push.fcm_endpoint));
+        } else if let Some(rest) = push.fcm_endpoint.strip_prefix("http://")
+            && !is_loopback_authority(rest.split('/').next().unwrap_or_default())
+        {
+            problems.push(format!(
+                "push.fcm_endpoint: plain http:// is accepted only to this machine (a fake or a local proxy): the \
+                 OAuth token would travel in clear; use https:// (got {:?})",
+                push.fcm_endpoint
+            ));
         }
         if push.transport == TransportKind::Fcm && !push.has_credentials() {
             problems.push(format!("push.transport: fcm needs credentials: {CREDENTIAL_SETTINGS}"));

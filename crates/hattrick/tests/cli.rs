@@ -376,7 +376,7 @@ async fn every_job_runs_repeatedly_on_the_apps_legacy_schema() {
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let mut options = hattrick::seed::SeedOptions::new(300, 11);
     options.force = true; // the legacy rows stay
-    hattrick::seed::seed_database(db.direct_url(), &options).await.expect("seed on the legacy schema");
+    hattrick::seed::seed_database(db.url(), &options).await.expect("seed on the legacy schema");
     // Every user reaches bronze: each unlock grants a promotional VIP day, a row the app's table has no id for.
     db::query(
         "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_vip_days)

@@ -177,6 +177,12 @@ fn push_settings_are_checked_and_the_firebase_variable_is_read() {
     assert!(settings.push.metadata_server && settings.push.metadata_host == "169.254.169.254");
     let settings = load("", &[("FIREBASE_SERVICE_ACCOUNT_JSON", "{\"private_key\": \"secret\"}")]).unwrap();
     assert!(!settings.to_redacted_toml().contains("secret"), "the key's JSON is a secret");
+    // The OAuth bearer never travels in clear off this machine.
+    let message = rejected("[push]\nfcm_endpoint = \"http://fcm.example.com\"\n", &[]);
+    assert!(message.contains("push.fcm_endpoint: plain http:// is accepted only to this machine"), "{message}");
+    for local in ["http://127.0.0.1:9090", "http://localhost:9090/", "http://[::1]:9090"] {
+        assert!(load(&format!("[push]\nfcm_endpoint = \"{local}\"\n"), &[]).is_ok(), "{local}");
+    }
     let settings = load("[push]\nquiet_hours_start = \"off\"\n", &[]).unwrap();
     assert_eq!(settings.push.quiet_hours(), Ok(None));
 }

@@ -353,7 +353,7 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
             .unwrap();
         users.push(id);
     }
-    let events = Events::start(&url, &url, Duration::from_secs(60)).await;
+    let events = Events::start(&url, &cluster.direct_url(), Duration::from_secs(60)).await;
 
     // The app comments steadily; half-way the database crashes and comes back. Writes are retried until they
     // commit, as an app would; the ones right after the restart land before hattrick listens again.
@@ -538,7 +538,7 @@ async fn incremental_evaluation_grants_exactly_what_a_full_sweep_grants() {
         };
         let mut engines = Vec::new();
         for db in [&incremental, &full] {
-            hattrick::seed::seed_database(db.direct_url(), &options).await.unwrap();
+            hattrick::seed::seed_database(db.url(), &options).await.unwrap();
             let env = vec![
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
                 ("DATABASE_DIRECT_URL".to_owned(), db.direct_url().to_owned()),

@@ -68,8 +68,8 @@ async fn scalar(pool: &Pool, sql: &'static str) -> i64 {
 async fn the_same_seed_gives_the_same_population_and_the_ledgers_balance() {
     let (first, second) = tokio::join!(TestDb::new(), TestDb::new());
     let options = SeedOptions::new(20_000, 7);
-    let report = seed_database(first.direct_url(), &options).await.expect("seed the first database");
-    seed_database(second.direct_url(), &options).await.expect("seed the second database");
+    let report = seed_database(first.url(), &options).await.expect("seed the first database");
+    seed_database(second.url(), &options).await.expect("seed the second database");
 
     let first_counts = counts(first.pool()).await;
     assert_eq!(first_counts, counts(second.pool()).await, "row counts differ between two runs of one seed");
@@ -177,31 +177,31 @@ async fn the_same_seed_gives_the_same_population_and_the_ledgers_balance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_users_is_refused_unless_forced() {
     let db = TestDb::new().await;
-    seed_database(db.direct_url(), &SeedOptions::new(300, 1)).await.expect("seed");
+    seed_database(db.url(), &SeedOptions::new(300, 1)).await.expect("seed");
     let before = counts(db.pool()).await;
 
-    let error = seed_database(db.direct_url(), &SeedOptions::new(300, 2)).await.expect_err("a second seed is refused");
+    let error = seed_database(db.url(), &SeedOptions::new(300, 2)).await.expect_err("a second seed is refused");
     assert!(format!("{error:#}").contains("already holds users"), "unexpected error: {error:#}");
     assert_eq!(counts(db.pool()).await, before, "a refused seed wrote nothing");
 
     let same_seed = SeedOptions { force: true, ..SeedOptions::new(300, 1) };
-    let error = seed_database(db.direct_url(), &same_seed).await.expect_err("the same seed twice would collide");
+    let error = seed_database(db.url(), &same_seed).await.expect_err("the same seed twice would collide");
     assert!(format!("{error:#}").contains("already loaded"), "unexpected error: {error:#}");
 
     let forced = SeedOptions { force: true, ..SeedOptions::new(300, 2) };
-    seed_database(db.direct_url(), &forced).await.expect("a forced seed of another seed adds its population");
+    seed_database(db.url(), &forced).await.expect("a forced seed of another seed adds its population");
     assert_eq!(scalar(db.pool(), "SELECT count(*) FROM customer_users").await, 600);
     assert_eq!(scalar(db.pool(), "SELECT count(*) FROM badges").await, 34, "the catalogue is installed once");
 
-    let error = seed_database(db.direct_url(), &SeedOptions::new(0, 3)).await.expect_err("zero users is an error");
+    let error = seed_database(db.url(), &SeedOptions::new(0, 3)).await.expect_err("zero users is an error");
     assert!(format!("{error:#}").contains("at least 1"), "unexpected error: {error:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn different_seeds_give_different_populations() {
     let (first, second) = tokio::join!(TestDb::new(), TestDb::new());
-    seed_database(first.direct_url(), &SeedOptions::new(2_000, 1)).await.expect("seed 1");
-    seed_database(second.direct_url(), &SeedOptions::new(2_000, 2)).await.expect("seed 2");
+    seed_database(first.url(), &SeedOptions::new(2_000, 1)).await.expect("seed 1");
+    seed_database(second.url(), &SeedOptions::new(2_000, 2)).await.expect("seed 2");
     assert_eq!(
         scalar(first.pool(), "SELECT count(*) FROM customer_users").await,
         scalar(second.pool(), "SELECT count(*) FROM customer_users").await

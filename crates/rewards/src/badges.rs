@@ -58,17 +58,9 @@ pub(crate) async fn prepare_unlocks(conn: &mut PgConnection) -> Result<(), sqlx:
     Ok(())
 }
 
-/// Deletes the run's candidates and cascade rows, and those of runs that died more than a day ago.
+/// Deletes the run's candidates and cascade rows, and those of runs that died long ago.
 async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
-    db::query(
-        "WITH candidates AS (DELETE FROM hattrick_run_badge_candidates
-                             WHERE run_id = $1 OR created_at < now() - interval '1 day' RETURNING 1)
-         DELETE FROM hattrick_run_cascade WHERE run_id = $1 OR created_at < now() - interval '1 day'",
-    )
-    .bind(run)
-    .execute(pool)
-    .await?;
-    Ok(())
+    db::clear_run_rows(pool, run, &["hattrick_run_badge_candidates", "hattrick_run_cascade"]).await
 }
 
 /// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.

@@ -89,13 +89,9 @@ async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Deletes the run's queue, and the queues of runs that died more than a day ago.
+/// Deletes the run's queue, and the queues of runs that died long ago.
 async fn clear_queue(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
-    db::query("DELETE FROM hattrick_run_referral_queue WHERE run_id = $1 OR created_at < now() - interval '1 day'")
-        .bind(run)
-        .execute(pool)
-        .await?;
-    Ok(())
+    db::clear_run_rows(pool, run, &["hattrick_run_referral_queue"]).await
 }
 
 /// Evaluates `condition` once for the whole run, into the run's queue of referrals to pay.

@@ -391,12 +391,12 @@ pub(crate) async fn copy_task(
 ) -> anyhow::Result<(PgConnection, u64)> {
     let mut conn =
         db::connect_one(&url, "hattrick seed").await.with_context(|| format!("connecting to load {}", table.name()))?;
-    // A lost commit on a crash only costs a re-seed: do not wait for the WAL flush.
-    db::query("SET synchronous_commit = off")
+    // A lost commit on a crash only costs a re-seed: do not wait for the WAL flush. One simple-protocol message
+    // that leaves the transaction open, so behind a pooler the COPY and the commit stay on its server connection.
+    sqlx::raw_sql("BEGIN; SET LOCAL synchronous_commit = off")
         .execute(&mut conn)
         .await
-        .with_context(|| format!("preparing the session that loads {}", table.name()))?;
-    db::query("BEGIN").execute(&mut conn).await.with_context(|| format!("starting to load {}", table.name()))?;
+        .with_context(|| format!("starting to load {}", table.name()))?;
     let mut copy = conn
         .copy_in_raw(&table.copy_statement())
         .await

@@ -139,7 +139,7 @@ pub(crate) async fn restore(
     let mut conn = db::connect_one(url, "hattrick seed").await.context("connecting to restore foreign keys")?;
     for key in &keys {
         let sql = format!("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID", key.table, key.name, key.definition);
-        db::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
+        sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
     }
     let mut validations: Vec<&Dropped> = keys;
     validations.sort_by_key(|d| rank(&d.table));
@@ -162,13 +162,14 @@ async fn run_two_at_a_time(
         let done = done.clone();
         workers.push(tokio::spawn(async move {
             let mut conn = db::connect_one(&url, "hattrick seed").await.context("connecting to rebuild indexes")?;
-            // Sorting a few million keys in memory instead of in temporary files.
-            db::query("SET maintenance_work_mem = '256MB'").execute(&mut conn).await?;
             loop {
                 let next = queue.lock().map_err(|_| anyhow::anyhow!("index queue poisoned"))?.pop_front();
                 let Some(sql) = next else { return anyhow::Ok(()) };
                 let started = std::time::Instant::now();
-                db::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.with_context(|| sql.clone())?;
+                // Sorting a few million keys in memory instead of in temporary files; one message, one transaction,
+                // so no setting outlives it (a pooler hands the session on).
+                let script = format!("BEGIN; SET LOCAL maintenance_work_mem = '256MB'; {sql}; COMMIT");
+                sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut conn).await.with_context(|| sql.clone())?;
                 tracing::debug!(seconds = started.elapsed().as_secs_f64(), statement = sql, "restored");
                 done();
             }

@@ -193,10 +193,7 @@ pub async fn run(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCode
         daily_reward_credits,
         now: Some(crate::app::clock_from_env()?.now()),
     };
-    // The seed drops and rebuilds indexes and streams COPYs in long transactions with session settings: it needs a
-    // session, so it takes the direct URL when there is one (behind a pooler in transaction mode, `DATABASE_URL`
-    // cannot give it).
-    let url = settings.direct_url().unwrap_or_else(|| settings.database_url());
+    let url = settings.database_url();
     let report = seed_database(&url, &options).await?;
     crate::out!("{report}");
     Ok(ExitCode::SUCCESS)
@@ -224,19 +221,23 @@ pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<S
     let mut conn = db::connect_one(url, "hattrick seed")
         .await
         .with_context(|| format!("connecting to {}", db::redact_url(url)))?;
-    check_target(&mut conn, &world, options).await?;
+    // One transaction, so it works through a pooler in transaction mode too (every statement of the seed runs in
+    // a transaction, or alone as one simple-protocol message).
+    let mut tx = sqlx::Connection::begin(&mut conn).await.context("starting the seed's preparations")?;
+    check_target(&mut tx, &world, options).await?;
 
     let mut fixed = Vec::new();
-    fixed.push(("badges", install_default_badges(&mut conn, now).await?));
-    fixed.push(("subscription_plans", catalogue::install_plans(&mut conn).await?));
+    fixed.push(("badges", install_default_badges(&mut tx, now).await?));
+    fixed.push(("subscription_plans", catalogue::install_plans(&mut tx).await?));
     fixed.push((
         "scheduled_notifications",
-        catalogue::install_campaigns(&mut conn, options.seed, options.users, now).await?,
+        catalogue::install_campaigns(&mut tx, options.seed, options.users, now).await?,
     ));
 
     let bars = Bars::new(options.progress, options.users);
     let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
-    let dropped = indexes::drop_for_load(&mut conn, &names, DROP_UNIQUE).await?;
+    let dropped = indexes::drop_for_load(&mut tx, &names, DROP_UNIQUE).await?;
+    tx.commit().await.context("committing the seed's preparations")?;
     drop(conn);
 
     let load_started = Instant::now();
@@ -372,7 +373,7 @@ async fn load(url: &str, world: Arc<World>, bar: ProgressBar) -> anyhow::Result<
         anyhow::ensure!(made == loaded, "{}: generated {made} rows but PostgreSQL loaded {loaded}", table.name());
     }
     for (table, mut conn) in open {
-        db::query("COMMIT").execute(&mut conn).await.with_context(|| format!("committing {}", table.name()))?;
+        sqlx::raw_sql("COMMIT").execute(&mut conn).await.with_context(|| format!("committing {}", table.name()))?;
     }
     Ok(generated)
 }
@@ -423,7 +424,7 @@ async fn verify_schema(url: &str) -> anyhow::Result<()> {
 async fn analyze(url: &str, tables: &[&str]) -> anyhow::Result<()> {
     let mut conn = db::connect_one(url, "hattrick seed").await.context("connecting to ANALYZE")?;
     let sql = format!("ANALYZE {}, badges, subscription_plans, scheduled_notifications", tables.join(", "));
-    db::query(AssertSqlSafe(sql)).execute(&mut conn).await.context("ANALYZE")?;
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.context("ANALYZE")?;
     Ok(())
 }
 

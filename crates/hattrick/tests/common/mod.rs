@@ -172,9 +172,14 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
 pub struct PrivateCluster {
     cluster: Option<db::cluster::TempCluster>,
     root: std::path::PathBuf,
+    /// PgBouncer in transaction mode in front of the cluster, when the suite runs through a pooler.
+    pooler: Option<(std::process::Child, u16)>,
 }
 
 impl PrivateCluster {
+    /// A cluster of the test's own (it is crashed and restarted); when the suite runs through a pooler
+    /// (`HATTRICK_TEST_POOLER_URL`), a PgBouncer of its own in front of it, the way `.ci/pgbouncer.sh` configures
+    /// the shared one.
     pub async fn start() -> Self {
         let root = std::env::temp_dir().join(format!("hattrick-events-restart-{}", Uuid::new_v4()));
         let at = root.clone();
@@ -182,10 +187,21 @@ impl PrivateCluster {
             .await
             .unwrap()
             .expect("a private cluster (initdb and pg_ctl must be installed)");
-        Self { cluster: Some(cluster), root }
+        let pooled = std::env::var("HATTRICK_TEST_POOLER_URL").is_ok_and(|url| !url.is_empty());
+        let pooler = if pooled { Some(start_pgbouncer(&root, &cluster).await) } else { None };
+        Self { cluster: Some(cluster), root, pooler }
     }
 
+    /// The URL hattrick is given: through the pooler when there is one.
     pub fn url(&self) -> String {
+        match &self.pooler {
+            Some((_, port)) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            None => self.direct_url(),
+        }
+    }
+
+    /// The cluster itself (`DATABASE_DIRECT_URL`: `LISTEN`, the seed).
+    pub fn direct_url(&self) -> String {
         self.cluster.as_ref().unwrap().url("postgres")
     }
 
@@ -203,8 +219,74 @@ impl PrivateCluster {
     }
 }
 
+/// Starts PgBouncer (transaction mode, round-robin server connections) in front of `cluster`'s socket, on a free
+/// loopback port, as the cluster's own user (PgBouncer refuses to run as root), and waits until it answers.
+async fn start_pgbouncer(root: &std::path::Path, cluster: &db::cluster::TempCluster) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = root.join("pgbouncer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ini = dir.join("pgbouncer.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[databases]\n* = host={socket} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
+             pool_mode = transaction\nserver_round_robin = 1\ndefault_pool_size = 20\nmax_client_conn = 500\n\
+             logfile = {log}\npidfile = {pid}\n",
+            socket = cluster.socket_dir().display(),
+            server_port = cluster.port(),
+            users = dir.join("userlist.txt").display(),
+            log = dir.join("pgbouncer.log").display(),
+            pid = dir.join("pgbouncer.pid").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+    for path in [dir.clone(), ini.clone(), dir.join("userlist.txt")] {
+        db::cluster::give_to_server(&path).unwrap();
+    }
+    let as_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let mut command = if as_root {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--", "pgbouncer"]);
+        command
+    } else {
+        std::process::Command::new("pgbouncer")
+    };
+    let mut child = command
+        .arg(&ini)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start pgbouncer (the pooled suite needs Debian's pgbouncer)");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    for _ in 0..100 {
+        if db::connect_one(&url, "hattrick-testkit").await.is_ok() {
+            return (child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "pgbouncer did not answer on port {port}: {}",
+        std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+    );
+}
+
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
+        if let Some((mut child, _)) = self.pooler.take() {
+            // PgBouncer itself (runuser's child when running as root), then the process started.
+            let pid = std::fs::read_to_string(self.root.join("pgbouncer/pgbouncer.pid")).unwrap_or_default();
+            for pid in [pid.trim().to_owned(), child.id().to_string()] {
+                if !pid.is_empty() {
+                    let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+                }
+            }
+            let _ = child.wait();
+        }
         if let Some(cluster) = self.cluster.take() {
             let _ = cluster.destroy(&self.root);
         }
