@@ -635,8 +635,12 @@ pub(crate) const INTERRUPTED: &str =
 fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        // admin_shutdown, crash_shutdown, cannot_connect_now
-        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")),
+        // admin_shutdown, crash_shutdown, cannot_connect_now; and class 08, connection exceptions, which is how a
+        // pooler reports a server it lost or cannot reach yet (PgBouncer: 08P01 "server conn crashed?",
+        // "server_login_retry").
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|code| matches!(code.as_ref(), "57P01" | "57P02" | "57P03") || code.starts_with("08"))
+        }
         _ => false,
     }
 }

@@ -401,10 +401,26 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
         if commenters > 0 && badges == commenters && pushes == commenters && left == 0 {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "after the restart: {commenters} commenters, {badges} badges, {pushes} pushes, {left} changes left"
-        );
+        if started.elapsed() > Duration::from_secs(30) {
+            let runs: Vec<(String, String, Option<String>, Option<String>)> = db::query_as(
+                "SELECT job_name, status, reason, error_message FROM job_execution_logs
+                 WHERE trigger = 'event' ORDER BY started_at DESC LIMIT 5",
+            )
+            .fetch_all(&app)
+            .await
+            .unwrap_or_default();
+            let sessions: Vec<String> = db::query_scalar(
+                "SELECT concat_ws(' | ', application_name, state, wait_event, left(query, 120)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(&app)
+            .await
+            .unwrap_or_default();
+            panic!(
+                "after the restart: {commenters} commenters, {badges} badges, {pushes} pushes, {left} changes left; \
+                 last event runs: {runs:?}; sessions: {sessions:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     testkit::assert_ledger_invariants(&app).await;
