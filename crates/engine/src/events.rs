@@ -263,9 +263,10 @@ impl Engine {
     /// running, or the job is paused or disabled).
     async fn run_event(&self, job: &str, shutdown: CancellationToken) -> Result<Option<bool>, sqlx::Error> {
         // The definition first: a claim is never left without a run to carry it out.
-        let Some(definition) = self.current_definition(job).await? else { return Ok(None) };
+        let Some(definition) = crate::runner::bounded(self.current_definition(job)).await? else { return Ok(None) };
         let now = self.clock().now();
-        let Some(claim) = store::claim_event(self.pool(), job, now, &self.settings().instance).await? else {
+        let claim = store::claim_event(self.pool(), job, now, &self.settings().instance);
+        let Some(claim) = crate::runner::bounded(claim).await? else {
             return Ok(None);
         };
         let result = self.execute(&claim, &definition, RunArgs::default(), shutdown).await;

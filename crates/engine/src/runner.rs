@@ -374,7 +374,7 @@ impl Engine {
             // instead of being left `running` until its lease runs out.
             let mut pause = Duration::from_millis(100);
             loop {
-                match store::complete(&self.pool, claim.run_id, &end, now, duration).await {
+                match bounded(store::complete(&self.pool, claim.run_id, &end, now, duration)).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!("run finished after it was declared abandoned; its end is not recorded")
@@ -624,6 +624,22 @@ impl Engine {
             .fetch_all(&self.pool)
             .await
             .unwrap_or_default()
+    }
+}
+
+/// How long the engine waits for one of its own bookkeeping statements (a claim, a run's end) before giving up on
+/// that connection and trying again: a connection a database crash left waiting for an answer that never comes
+/// must not hold a job's lane for the run's whole timeout.
+pub(crate) const BOOKKEEPING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `future`, or a transient I/O error after [`BOOKKEEPING_TIMEOUT`].
+pub(crate) async fn bounded<T>(future: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    match tokio::time::timeout(BOOKKEEPING_TIMEOUT, future).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from the database within {} s", BOOKKEEPING_TIMEOUT.as_secs()),
+        ))),
     }
 }
 

@@ -177,10 +177,9 @@ pub struct PrivateCluster {
 }
 
 impl PrivateCluster {
-    /// A cluster of the test's own (it is crashed and restarted); with `HATTRICK_TEST_CRASH_POOLER=1`, a PgBouncer
-    /// of its own in front of it, the way `.ci/pgbouncer.sh` configures the shared one. Not in CI yet: through
-    /// PgBouncer, about one run in three of the database-restart test leaves an event run hanging after the crash
-    /// (docs/pooler.md, "Known issue").
+    /// A cluster of the test's own (it is crashed and restarted); when the suite runs through a pooler
+    /// (`HATTRICK_TEST_POOLER_URL`), a PgBouncer of its own in front of it, the way `.ci/pgbouncer.sh` configures
+    /// the shared one.
     pub async fn start() -> Self {
         let root = std::env::temp_dir().join(format!("hattrick-events-restart-{}", Uuid::new_v4()));
         let at = root.clone();
@@ -188,7 +187,7 @@ impl PrivateCluster {
             .await
             .unwrap()
             .expect("a private cluster (initdb and pg_ctl must be installed)");
-        let pooled = std::env::var("HATTRICK_TEST_CRASH_POOLER").is_ok_and(|on| on == "1");
+        let pooled = std::env::var("HATTRICK_TEST_POOLER_URL").is_ok_and(|url| !url.is_empty());
         let pooler = if pooled { Some(start_pgbouncer(&root, &cluster).await) } else { None };
         Self { cluster: Some(cluster), root, pooler }
     }
