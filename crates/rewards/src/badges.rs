@@ -65,13 +65,7 @@ async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
 
 /// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.
 async fn fill_candidates(ctx: &JobContext, sql: &str) -> Result<u64, sqlx::Error> {
-    let mut tx = ctx.begin().await?;
-    let filled =
-        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
-    tx.commit().await?;
-    // The chunk queries need to know the candidates' size; autovacuum would notice only later.
-    sqlx::raw_sql("ANALYZE hattrick_run_badge_candidates").execute(&ctx.pool).await?;
-    Ok(filled)
+    crate::fill_run_table(ctx, sql, "hattrick_run_badge_candidates").await
 }
 
 /// Which users a sweep evaluates.

@@ -35,3 +35,15 @@ pub use local_time::LocalTime;
 pub use partners::PartnerAnalytics;
 pub use referrals::{ReferralAmounts, ReferralTier2, ReferralTier3};
 pub use streak_reset::StreakReset;
+
+/// Runs `sql`, an `INSERT` into the run-keyed scratch `table` (`$1` is the run's now, `$2` its id), in a transaction
+/// of the run, then `ANALYZE`s the table: the statements that read it are planned for its size, which autovacuum
+/// would notice only later. Returns the rows inserted.
+pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &str) -> Result<u64, sqlx::Error> {
+    let mut tx = ctx.begin().await?;
+    let filled =
+        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&ctx.pool).await?;
+    Ok(filled)
+}

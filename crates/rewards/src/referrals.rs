@@ -103,12 +103,7 @@ async fn fill_queue(ctx: &JobContext, condition: &str) -> Result<u64, sqlx::Erro
          JOIN customer_users referred ON referred.id = r.referred_user_id
          WHERE {condition}"
     );
-    let mut tx = ctx.begin().await?;
-    let queued =
-        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
-    tx.commit().await?;
-    sqlx::raw_sql("ANALYZE hattrick_run_referral_queue").execute(&ctx.pool).await?;
-    Ok(queued)
+    crate::fill_run_table(ctx, &sql, "hattrick_run_referral_queue").await
 }
 
 /// The next batch of the queue after `cursor`: the referrals of it still in `state` (another run may have paid some
