@@ -77,78 +77,133 @@ LANGUAGE sql AS $$
 $$;
 
 -- Ledger functions for the app ----------------------------------------------------------------------------------
+--
+-- Idempotency keys follow Stripe's rules (docs/ledger.md):
+-- - a key is unique per user and ledger: user 2's `order-42` is not user 1's;
+-- - repeating a call with the same key, amount and type does nothing and returns NULL;
+-- - reusing a key with another amount or type is an error, SQLSTATE HT001 (nothing is written);
+-- - keys in hattrick's own namespace (`badge:`, `level-up:`, `referral:`, `admin:`, ...) are refused, SQLSTATE
+--   HT002: the app cannot take a key hattrick will use, nor block one.
 
--- Grants `amount` (> 0) credits, or does nothing if `idempotency_key` was used before. Returns the new balance, or
--- NULL when the key had been used.
-CREATE OR REPLACE FUNCTION hattrick_grant_credits(
-    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
-    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
-) RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-    v_balance int;
+-- Whether `key` belongs to hattrick's own namespace.
+CREATE OR REPLACE FUNCTION hattrick_reserved_key(p_key text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p_key ~ '^(admin|badge|level-up|referral|welcome-vip|opening|rollup|hattrick):'
+$$;
+
+-- Checks the arguments every app-facing ledger function shares.
+CREATE OR REPLACE FUNCTION hattrick_check_app_call(p_function text, p_user uuid, p_key text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF p_amount IS NULL OR p_amount <= 0 THEN
-        RAISE EXCEPTION 'hattrick_grant_credits: amount must be positive (got %)', p_amount;
+    IF p_user IS NULL THEN
+        RAISE EXCEPTION '%: a user is required', p_function USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF p_key IS NULL THEN
-        RAISE EXCEPTION 'hattrick_grant_credits: an idempotency key is required';
+    IF p_key IS NULL OR p_key = '' THEN
+        RAISE EXCEPTION '%: an idempotency key is required', p_function USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    INSERT INTO customer_credits (customer_user_id, created_at, updated_at) VALUES (p_user, p_at, p_at)
-    ON CONFLICT (customer_user_id) DO NOTHING;
-    SELECT balance INTO v_balance FROM customer_credits WHERE customer_user_id = p_user FOR UPDATE;
-    IF EXISTS (SELECT 1 FROM customer_credit_transactions WHERE idempotency_key = p_key)
-       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
-        RETURN NULL;
+    IF hattrick_reserved_key(p_key) THEN
+        RAISE EXCEPTION '%: idempotency key "%" is in hattrick''s own namespace', p_function, p_key
+            USING ERRCODE = 'HT002',
+                  HINT = 'Keys starting with admin:, badge:, level-up:, referral:, welcome-vip:, opening:, rollup: '
+                         'or hattrick: are hattrick''s; use another prefix.';
     END IF;
-    INSERT INTO customer_credit_transactions (id, customer_user_id, amount, transaction_type, description,
-                                              balance_before, balance_after, metadata, idempotency_key, created_at)
-    VALUES (hattrick_uuid7(), p_user, p_amount, p_type, p_description, v_balance, v_balance + p_amount,
-            coalesce(p_metadata, '{}'), p_key, p_at);
-    UPDATE customer_credits SET balance = balance + p_amount, lifetime_earned = lifetime_earned + p_amount,
-                                updated_at = p_at
-    WHERE customer_user_id = p_user;
-    RETURN v_balance + p_amount;
 END $$;
 
--- Spends `amount` (> 0) credits; fails when the balance is too low. Returns the new balance, or NULL when the key
--- had been used.
-CREATE OR REPLACE FUNCTION hattrick_spend_credits(
-    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
-    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+-- Whether `user` used `key` on `ledger` ('credits' or 'xp') before. A use with another signed amount or type is
+-- an error (HT001). A compacted key's amount is gone: it counts as used whatever the amount.
+CREATE OR REPLACE FUNCTION hattrick_key_used(
+    p_function text, p_ledger text, p_user uuid, p_key text, p_amount int, p_type text
+) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_amount int;
+    v_type text;
+BEGIN
+    IF p_ledger = 'credits' THEN
+        SELECT amount, transaction_type INTO v_amount, v_type FROM customer_credit_transactions
+        WHERE customer_user_id = p_user AND idempotency_key = p_key;
+    ELSE
+        SELECT xp_amount, transaction_type INTO v_amount, v_type FROM customer_xp_transactions
+        WHERE customer_user_id = p_user AND idempotency_key = p_key;
+    END IF;
+    IF FOUND THEN
+        IF v_amount <> p_amount OR v_type IS DISTINCT FROM p_type THEN
+            RAISE EXCEPTION '%: idempotency key "%" was used for this user with amount % and type %, not % and %',
+                p_function, p_key, v_amount, v_type, p_amount, p_type
+                USING ERRCODE = 'HT001', HINT = 'A retry must repeat the original call; a new payment needs a new key.';
+        END IF;
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM hattrick_compacted_user_keys
+                   WHERE customer_user_id = p_user AND idempotency_key = p_key AND ledger = p_ledger)
+        OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key);
+END $$;
+
+-- Moves `delta` credits (positive: earned, negative: spent) for `user` under `key`, locking the balance row first.
+-- Returns the new balance, or NULL when the key had been used. hattrick's own grants (level-up bonuses) come
+-- through here without the namespace check.
+CREATE OR REPLACE FUNCTION hattrick_move_credits(
+    p_function text, p_user uuid, p_delta int, p_type text, p_key text, p_description text, p_metadata jsonb,
+    p_at timestamptz
 ) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_balance int;
 BEGIN
-    IF p_amount IS NULL OR p_amount <= 0 THEN
-        RAISE EXCEPTION 'hattrick_spend_credits: amount must be positive (got %)', p_amount;
-    END IF;
-    IF p_key IS NULL THEN
-        RAISE EXCEPTION 'hattrick_spend_credits: an idempotency key is required';
-    END IF;
     INSERT INTO customer_credits (customer_user_id, created_at, updated_at) VALUES (p_user, p_at, p_at)
     ON CONFLICT (customer_user_id) DO NOTHING;
     SELECT balance INTO v_balance FROM customer_credits WHERE customer_user_id = p_user FOR UPDATE;
-    IF EXISTS (SELECT 1 FROM customer_credit_transactions WHERE idempotency_key = p_key)
-       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
+    IF hattrick_key_used(p_function, 'credits', p_user, p_key, p_delta, p_type) THEN
         RETURN NULL;
     END IF;
-    IF v_balance < p_amount THEN
-        RAISE EXCEPTION 'hattrick_spend_credits: balance % is less than %', v_balance, p_amount
+    IF v_balance + p_delta < 0 THEN
+        RAISE EXCEPTION '%: balance % is less than %', p_function, v_balance, -p_delta
             USING ERRCODE = 'check_violation';
     END IF;
     INSERT INTO customer_credit_transactions (id, customer_user_id, amount, transaction_type, description,
                                               balance_before, balance_after, metadata, idempotency_key, created_at)
-    VALUES (hattrick_uuid7(), p_user, -p_amount, p_type, p_description, v_balance, v_balance - p_amount,
+    VALUES (hattrick_uuid7(), p_user, p_delta, p_type, p_description, v_balance, v_balance + p_delta,
             coalesce(p_metadata, '{}'), p_key, p_at);
-    UPDATE customer_credits SET balance = balance - p_amount, lifetime_spent = lifetime_spent + p_amount,
+    UPDATE customer_credits SET balance = balance + p_delta,
+                                lifetime_earned = lifetime_earned + greatest(p_delta, 0),
+                                lifetime_spent = lifetime_spent + greatest(-p_delta, 0),
                                 updated_at = p_at
     WHERE customer_user_id = p_user;
-    RETURN v_balance - p_amount;
+    RETURN v_balance + p_delta;
+END $$;
+
+-- Grants `amount` (> 0) credits. Returns the new balance, or NULL when the key had been used for the same grant.
+CREATE OR REPLACE FUNCTION hattrick_grant_credits(
+    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_amount IS NULL OR p_amount <= 0 THEN
+        RAISE EXCEPTION 'hattrick_grant_credits: amount must be positive (got %)', p_amount
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM hattrick_check_app_call('hattrick_grant_credits', p_user, p_key);
+    RETURN hattrick_move_credits('hattrick_grant_credits', p_user, p_amount, p_type, p_key, p_description, p_metadata,
+                                 p_at);
+END $$;
+
+-- Spends `amount` (> 0) credits; fails when the balance is too low. Returns the new balance, or NULL when the key
+-- had been used for the same spend.
+CREATE OR REPLACE FUNCTION hattrick_spend_credits(
+    p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
+) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_amount IS NULL OR p_amount <= 0 THEN
+        RAISE EXCEPTION 'hattrick_spend_credits: amount must be positive (got %)', p_amount
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM hattrick_check_app_call('hattrick_spend_credits', p_user, p_key);
+    RETURN hattrick_move_credits('hattrick_spend_credits', p_user, -p_amount, p_type, p_key, p_description, p_metadata,
+                                 p_at);
 END $$;
 
 -- Grants `amount` XP (negative for a deduction), recomputes the level both ways and pays the level-up credits of
 -- every level crossed upwards, each once per user ever (SPEC 3.2, 10.8). Returns the new XP, or NULL when the key
--- had been used.
+-- had been used for the same grant.
 CREATE OR REPLACE FUNCTION hattrick_grant_xp(
     p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,
     p_metadata jsonb DEFAULT '{}', p_at timestamptz DEFAULT now()
@@ -159,16 +214,14 @@ DECLARE
     v_level record;
 BEGIN
     IF p_amount IS NULL OR p_amount = 0 THEN
-        RAISE EXCEPTION 'hattrick_grant_xp: amount must not be zero (got %)', p_amount;
+        RAISE EXCEPTION 'hattrick_grant_xp: amount must not be zero (got %)', p_amount
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_key IS NULL THEN
-        RAISE EXCEPTION 'hattrick_grant_xp: an idempotency key is required';
-    END IF;
+    PERFORM hattrick_check_app_call('hattrick_grant_xp', p_user, p_key);
     INSERT INTO customer_xp (customer_user_id, next_level_xp, created_at, updated_at) VALUES (p_user, 500, p_at, p_at)
     ON CONFLICT (customer_user_id) DO NOTHING;
     SELECT xp_points INTO v_before FROM customer_xp WHERE customer_user_id = p_user FOR UPDATE;
-    IF EXISTS (SELECT 1 FROM customer_xp_transactions WHERE idempotency_key = p_key)
-       OR EXISTS (SELECT 1 FROM hattrick_compacted_keys WHERE idempotency_key = p_key) THEN
+    IF hattrick_key_used('hattrick_grant_xp', 'xp', p_user, p_key, p_amount, p_type) THEN
         RETURN NULL;
     END IF;
     v_after := v_before + p_amount;
@@ -184,8 +237,9 @@ BEGIN
         updated_at = p_at
     WHERE customer_user_id = p_user;
     FOR v_level IN SELECT * FROM hattrick_levels() l WHERE l.xp_from > v_before AND l.xp_from <= v_after LOOP
-        PERFORM hattrick_grant_credits(p_user, v_level.credits, 'promotional', 'level-up:' || p_user || ':' || v_level.level,
-                                       'Level up: ' || v_level.name_en, jsonb_build_object('level_up', v_level.level), p_at);
+        PERFORM hattrick_move_credits('hattrick_grant_xp', p_user, v_level.credits, 'promotional',
+                                      'level-up:' || p_user || ':' || v_level.level, 'Level up: ' || v_level.name_en,
+                                      jsonb_build_object('level_up', v_level.level), p_at);
         PERFORM hattrick_enqueue_level_up(p_user, v_level.level, p_at);
     END LOOP;
     RETURN v_after;

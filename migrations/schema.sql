@@ -107,10 +107,12 @@ CREATE TABLE customer_xp_transactions (
     created_at timestamptz DEFAULT now(),
     CONSTRAINT customer_xp_transactions_pkey PRIMARY KEY (id),
     CONSTRAINT customer_xp_transactions_user_fkey FOREIGN KEY (customer_user_id)
-        REFERENCES customer_users (id) ON DELETE CASCADE,
-    CONSTRAINT customer_xp_transactions_idempotency_key UNIQUE (idempotency_key)
+        REFERENCES customer_users (id) ON DELETE CASCADE
 );
 CREATE INDEX customer_xp_transactions_user_created_idx ON customer_xp_transactions (customer_user_id, created_at);
+-- An idempotency key is unique per user (docs/ledger.md): another user's `order-42` is another payment. A database
+-- whose keys were unique across users gets this index built concurrently, then loses the old one (a fix-up).
+CREATE UNIQUE INDEX customer_xp_transactions_user_key_idx ON customer_xp_transactions (customer_user_id, idempotency_key);
 
 CREATE TABLE customer_credits (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -143,11 +145,12 @@ CREATE TABLE customer_credit_transactions (
     created_at timestamptz DEFAULT now(),
     CONSTRAINT customer_credit_transactions_pkey PRIMARY KEY (id),
     CONSTRAINT customer_credit_transactions_user_fkey FOREIGN KEY (customer_user_id)
-        REFERENCES customer_users (id) ON DELETE CASCADE,
-    CONSTRAINT customer_credit_transactions_idempotency_key UNIQUE (idempotency_key)
+        REFERENCES customer_users (id) ON DELETE CASCADE
 );
 CREATE INDEX customer_credit_transactions_user_created_idx
     ON customer_credit_transactions (customer_user_id, created_at);
+CREATE UNIQUE INDEX customer_credit_transactions_user_key_idx
+    ON customer_credit_transactions (customer_user_id, idempotency_key);
 
 CREATE TABLE customer_daily_rewards (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -557,7 +560,18 @@ CREATE TABLE hattrick_local_days (
 );
 
 -- Idempotency keys of ledger rows folded into carry-forward rows by compaction (SPEC 10.14): a key stays used
--- after its row is gone, so nothing can be paid twice.
+-- after its row is gone, so nothing can be paid twice. Keys are per user and per ledger, like the ledgers' own.
+CREATE TABLE hattrick_compacted_user_keys (
+    customer_user_id uuid NOT NULL,
+    ledger varchar(10) NOT NULL,
+    idempotency_key text NOT NULL,
+    compacted_at timestamptz NOT NULL,
+    CONSTRAINT hattrick_compacted_user_keys_pkey PRIMARY KEY (customer_user_id, idempotency_key, ledger),
+    CONSTRAINT hattrick_compacted_user_keys_ledger_check CHECK (ledger IN ('xp', 'credits'))
+);
+
+-- Keys compacted before keys were scoped to users (their user is not known): each still counts as used for every
+-- user, so nothing compacted then can be paid again. Nothing is written here any more.
 CREATE TABLE hattrick_compacted_keys (
     idempotency_key text NOT NULL,
     ledger varchar(10) NOT NULL,

@@ -652,6 +652,7 @@ fn action_error(error: ActionError) -> ApiError {
     match error {
         ActionError::NotFound(message) => ApiError::not_found(message),
         ActionError::Invalid(path, message) => ApiError::validation([format!("{path}: {message}")]),
+        ActionError::Conflict(message) => ApiError::conflict(message),
         ActionError::Sql(e) => ApiError::from(e),
     }
 }
@@ -794,7 +795,31 @@ async fn adjust(
         None => Uuid::new_v4().to_string(),
     };
     let now = admin.engine.clock().now();
+    let action = if ledger == Ledger::Credits { "credits.adjust" } else { "xp.adjust" };
     let mut tx = admin.pool().begin().await?;
+    // One key is one request, whoever it is for: the same key for another user or amount is a conflict. The lock
+    // makes the look-up and the write one step for concurrent requests with this key.
+    db::query("SELECT pg_advisory_xact_lock(hashtextextended('hattrick:admin-key:' || $1, 0))")
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+    let earlier: Option<(Option<String>, Option<i64>)> = db::query_as(
+        "SELECT target, (details ->> 'amount')::bigint FROM hattrick_audit_log
+         WHERE action = $1 AND details ->> 'key' = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(action)
+    .bind(&key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((target, amount)) = earlier
+        && (target.as_deref() != Some(user.to_string().as_str()) || amount != Some(request.amount))
+    {
+        return Err(ApiError::conflict(format!(
+            "Idempotency-Key was used for another request (user {}, amount {}); a new adjustment needs a new key",
+            target.unwrap_or_default(),
+            amount.map_or_else(|| "?".to_owned(), |a| a.to_string())
+        )));
+    }
     let adjustment: Adjustment = operator::adjust(&mut tx, ledger, user, request.amount, &request.reason, &key, now)
         .await
         .map_err(action_error)?
@@ -802,7 +827,7 @@ async fn adjust(
     if adjustment.applied {
         let entry = Entry {
             actor: &actor.0,
-            action: if ledger == Ledger::Credits { "credits.adjust" } else { "xp.adjust" },
+            action,
             target: user.to_string(),
             details: serde_json::json!({"amount": request.amount, "reason": request.reason, "key": key,
                                         "balance": adjustment.balance}),
@@ -818,7 +843,8 @@ async fn adjust(
 #[utoipa::path(post, path = "/admin/users/{id}/credits", tag = "users", request_body = AdjustRequest,
     params(("id" = Uuid, Path, description = "The user's id"),
            ("Idempotency-Key" = Option<String>, Header, description = "The same key applies the change once")),
-    responses((status = 200, body = Adjustment, description = "`applied` false when the key was used before"),
+    responses((status = 200, body = Adjustment, description = "`applied` false when the key was used before for the same request"),
+              (status = 409, body = ErrorBody, description = "The Idempotency-Key was used for another user or amount"),
               (status = 401, body = ErrorBody, description = "No valid bearer token"), (status = 404, body = ErrorBody, description = "Not found"), (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
 async fn adjust_credits(
     State(admin): State<Arc<Admin>>,
@@ -835,7 +861,8 @@ async fn adjust_credits(
 #[utoipa::path(post, path = "/admin/users/{id}/xp", tag = "users", request_body = AdjustRequest,
     params(("id" = Uuid, Path, description = "The user's id"),
            ("Idempotency-Key" = Option<String>, Header, description = "The same key applies the change once")),
-    responses((status = 200, body = Adjustment, description = "`applied` false when the key was used before"),
+    responses((status = 200, body = Adjustment, description = "`applied` false when the key was used before for the same request"),
+              (status = 409, body = ErrorBody, description = "The Idempotency-Key was used for another user or amount"),
               (status = 401, body = ErrorBody, description = "No valid bearer token"), (status = 404, body = ErrorBody, description = "Not found"), (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
 async fn adjust_xp(
     State(admin): State<Arc<Admin>>,

@@ -119,6 +119,19 @@ impl From<sqlx::Error> for ApiError {
                 tracing::error!(error = %error, "database unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not reachable")
             }
+            sqlx::Error::Database(e) => match e.code().as_deref() {
+                // The ledger's idempotency rules (migrations/routines.sql).
+                Some("HT001") => Self::conflict(e.message().to_owned()),
+                Some("HT002") => Self::validation([format!("Idempotency-Key: {}", e.message())]),
+                // A data exception: a value the request carried that PostgreSQL cannot store (a NUL character,
+                // a date or number out of range). The extractors catch these with their path first; this is the
+                // net under them.
+                Some(code) if code.starts_with("22") => {
+                    tracing::warn!(error = %e, "a request carried a value the database refused");
+                    Self::validation([format!("the request holds a value the database cannot store ({code})")])
+                }
+                _ => Self::internal(error),
+            },
             _ => Self::internal(error),
         }
     }

@@ -220,3 +220,54 @@ async fn duplicate_values_keep_a_unique_index_unbuilt_and_are_reported() {
     let invalid = count(db.pool(), "SELECT count(*) FROM pg_index WHERE NOT indisvalid").await;
     assert_eq!(invalid, 0, "no invalid index may be left behind");
 }
+
+#[tokio::test]
+async fn keys_unique_across_users_become_unique_per_user_without_losing_one() {
+    let db = TestDb::empty().await;
+    migrate(db.url()).await;
+    // The shape before keys were scoped to users: one ledger with a unique constraint, the other with a bare
+    // unique index, each holding keys.
+    sqlx::raw_sql(
+        "DROP INDEX customer_credit_transactions_user_key_idx;
+         ALTER TABLE customer_credit_transactions
+             ADD CONSTRAINT customer_credit_transactions_idempotency_key UNIQUE (idempotency_key);
+         DROP INDEX customer_xp_transactions_user_key_idx;
+         CREATE UNIQUE INDEX legacy_xp_key ON customer_xp_transactions (idempotency_key);
+         INSERT INTO customer_users (id, email) VALUES ('00000000-0000-0000-0000-00000000000a', 'a@example.com'),
+                                                       ('00000000-0000-0000-0000-00000000000b', 'b@example.com');
+         INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, balance_before,
+                                                   balance_after, idempotency_key)
+         SELECT '00000000-0000-0000-0000-00000000000a', 1, 'ad_reward', n - 1, n, 'order-' || n
+         FROM generate_series(1, 500) n;
+         INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, idempotency_key)
+         SELECT '00000000-0000-0000-0000-00000000000a', 1, 'ad_reward', 'xp-' || n FROM generate_series(1, 500) n;",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let text = migrate(db.url()).await.to_string();
+    assert!(text.contains("customer_credit_transactions_user_key_idx (concurrently)"), "{text}");
+    assert!(text.contains("drop customer_credit_transactions_idempotency_key"), "{text}");
+    assert!(text.contains("drop legacy_xp_key"), "{text}");
+    let again = plan(db.url()).await;
+    assert!(again.is_empty(), "second run would change:\n{again}");
+    assert_eq!(count(db.pool(), "SELECT count(DISTINCT idempotency_key) FROM customer_credit_transactions").await, 500);
+    assert_eq!(count(db.pool(), "SELECT count(DISTINCT idempotency_key) FROM customer_xp_transactions").await, 500);
+    // Another user may now use a key of the first; the same user may not.
+    sqlx::raw_sql(
+        "INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, balance_before,
+                                                   balance_after, idempotency_key)
+         VALUES ('00000000-0000-0000-0000-00000000000b', 1, 'ad_reward', 0, 1, 'order-1')",
+    )
+    .execute(db.pool())
+    .await
+    .expect("another user's key is another row");
+    let duplicate = sqlx::raw_sql(
+        "INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, idempotency_key)
+         VALUES ('00000000-0000-0000-0000-00000000000a', 1, 'ad_reward', 'xp-1')",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap_err();
+    assert!(duplicate.to_string().contains("customer_xp_transactions_user_key_idx"), "{duplicate}");
+}

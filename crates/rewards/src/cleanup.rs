@@ -5,7 +5,7 @@
 //! what it already passed. The money ledgers are never simply deleted: a user's rows older than the cut-off are
 //! folded into carry-forward rows dated at the cut-off, in the same statement, so balance = sum of the ledger and
 //! lifetime earned = sum of positive amounts hold at every commit; the folded rows' idempotency keys move to
-//! `hattrick_compacted_keys`, so nothing can be paid twice later. The tables touched are `ANALYZE`d afterwards
+//! `hattrick_compacted_user_keys`, so nothing can be paid twice later. The tables touched are `ANALYZE`d afterwards
 //! (`VACUUM (ANALYZE)` when configured, under its own timeout).
 
 use std::time::{Duration, Instant};
@@ -357,7 +357,7 @@ impl Ledger {
         }
     }
 
-    /// The name stored in `hattrick_compacted_keys.ledger` and used in carry-forward keys.
+    /// The name stored in `hattrick_compacted_user_keys.ledger` and used in carry-forward keys.
     fn name(self) -> &'static str {
         match self {
             Ledger::Credits => "credits",
@@ -399,8 +399,8 @@ impl Ledger {
                                  AND x.transaction_type <> 'retention_rollup')
              ),
              keys AS (
-                 INSERT INTO hattrick_compacted_keys (idempotency_key, ledger, compacted_at)
-                 SELECT idempotency_key, '{name}', $4 FROM folded WHERE idempotency_key IS NOT NULL
+                 INSERT INTO hattrick_compacted_user_keys (customer_user_id, ledger, idempotency_key, compacted_at)
+                 SELECT customer_user_id, '{name}', idempotency_key, $4 FROM folded WHERE idempotency_key IS NOT NULL
                  ON CONFLICT DO NOTHING
                  RETURNING 1
              ),

@@ -65,9 +65,13 @@ pub struct Applied {
 pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     db::query_scalar(
         "SELECT (SELECT count(*) FROM hattrick_credit_grants g
-                 WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t WHERE t.idempotency_key = g.idempotency_key))
+                 WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t
+                                   WHERE t.customer_user_id = g.customer_user_id
+                                     AND t.idempotency_key = g.idempotency_key))
               + (SELECT count(*) FROM hattrick_xp_grants g
-                 WHERE NOT EXISTS (SELECT 1 FROM customer_xp_transactions t WHERE t.idempotency_key = g.idempotency_key))",
+                 WHERE NOT EXISTS (SELECT 1 FROM customer_xp_transactions t
+                                   WHERE t.customer_user_id = g.customer_user_id
+                                     AND t.idempotency_key = g.idempotency_key))",
     )
     .fetch_one(conn)
     .await
@@ -77,6 +81,8 @@ pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
 struct LedgerTables {
     /// The session's scratch table of pending grants.
     grants: &'static str,
+    /// The ledger's name in `hattrick_compacted_user_keys`.
+    name: &'static str,
     /// The ledger rows.
     rows: &'static str,
     /// The balance rows, and the columns and values a new one starts with besides the user and timestamps.
@@ -86,6 +92,7 @@ struct LedgerTables {
 }
 
 const XP_LEDGER: LedgerTables = LedgerTables {
+    name: "xp",
     grants: "hattrick_xp_grants",
     rows: "customer_xp_transactions",
     balances: "customer_xp",
@@ -94,6 +101,7 @@ const XP_LEDGER: LedgerTables = LedgerTables {
 };
 
 const CREDIT_LEDGER: LedgerTables = LedgerTables {
+    name: "credits",
     grants: "hattrick_credit_grants",
     rows: "customer_credit_transactions",
     balances: "customer_credits",
@@ -104,10 +112,14 @@ const CREDIT_LEDGER: LedgerTables = LedgerTables {
 /// Drops grants whose key was used before, creates missing balance rows and locks every touched one in user
 /// order. Returns false when no grant is left to write.
 async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    let LedgerTables { grants, rows, balances, new_balance_columns, new_balance_values } = ledger;
+    let LedgerTables { name, grants, rows, balances, new_balance_columns, new_balance_values } = ledger;
     let drop_used = format!(
         "DELETE FROM {grants} g
-         WHERE EXISTS (SELECT 1 FROM {rows} t WHERE t.idempotency_key = g.idempotency_key)
+         WHERE EXISTS (SELECT 1 FROM {rows} t
+                       WHERE t.customer_user_id = g.customer_user_id AND t.idempotency_key = g.idempotency_key)
+            OR EXISTS (SELECT 1 FROM hattrick_compacted_user_keys k
+                       WHERE k.customer_user_id = g.customer_user_id AND k.idempotency_key = g.idempotency_key
+                         AND k.ledger = '{name}')
             OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)"
     );
     db::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
@@ -310,7 +322,7 @@ pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u
                 '{{\"opening_balance\": true}}',
                 'opening:' || customer_user_id || ':credits:' || extract(epoch FROM $1)::bigint, $1
          FROM ({CREDIT_DRIFT}) d
-         ON CONFLICT (idempotency_key) DO NOTHING"
+         ON CONFLICT (customer_user_id, idempotency_key) DO NOTHING"
     )))
     .bind(at)
     .execute(&mut *tx)
@@ -336,7 +348,7 @@ pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u
                 'Opening balance (hattrick ledger open)', '{{\"opening_balance\": true}}',
                 'opening:' || customer_user_id || ':xp:' || extract(epoch FROM $1)::bigint, $1
          FROM ({XP_DRIFT}) d
-         ON CONFLICT (idempotency_key) DO NOTHING"
+         ON CONFLICT (customer_user_id, idempotency_key) DO NOTHING"
     )))
     .bind(at)
     .execute(&mut *tx)

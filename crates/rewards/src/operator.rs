@@ -26,6 +26,9 @@ pub enum ActionError {
     /// The request cannot be carried out as asked (the field, the problem).
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
+    /// The request's idempotency key was used for a different request.
+    #[error("{0}")]
+    Conflict(String),
     /// A query failed.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -182,7 +185,7 @@ pub async fn adjust(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Adjustment, ActionError> {
-    if amount == 0 || amount.abs() > MAX_ADJUSTMENT {
+    if amount == 0 || amount.unsigned_abs() > MAX_ADJUSTMENT.unsigned_abs() {
         return Err(ActionError::Invalid(
             "amount",
             format!("must be non-zero and at most {MAX_ADJUSTMENT} either way"),
@@ -233,5 +236,26 @@ pub async fn adjust(
         Ledger::Credits => applied.credit_rows,
         Ledger::Xp => applied.xp_rows,
     };
+    if rows == 0 {
+        // A replay must repeat the original request (Stripe's rule): another amount under the same key is a
+        // conflict, not a silent no-op. A compacted key has no row left to compare with.
+        let (rows_table, amount_column) = match ledger_kind {
+            Ledger::Credits => ("customer_credit_transactions", "amount"),
+            Ledger::Xp => ("customer_xp_transactions", "xp_amount"),
+        };
+        let original: Option<i32> = db::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {amount_column} FROM {rows_table} WHERE customer_user_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(user)
+        .bind(&key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(original) = original.filter(|original| *original != amount) {
+            return Err(ActionError::Conflict(format!(
+                "the idempotency key was used for this user with amount {original}, not {amount}; \
+                 a new adjustment needs a new key"
+            )));
+        }
+    }
     Ok(Adjustment { applied: rows > 0, balance, level_ups: applied.level_ups })
 }

@@ -199,3 +199,140 @@ async fn ledger_rows_get_time_ordered_version_7_ids() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     assert!(now.abs_diff(millis) < 60_000, "{millis} vs {now}");
 }
+
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_one_user_and_a_reuse_must_repeat_the_call() {
+    let db = TestDb::new().await;
+    let (alice, bob) = (db.user().await, db.user().await);
+    let grant = |user: Uuid, amount: i32, key: &'static str| {
+        db::query_scalar::<Option<i32>>("SELECT hattrick_grant_credits($1, $2, 'ad_reward', $3)")
+            .bind(user)
+            .bind(amount)
+            .bind(key)
+    };
+    assert_eq!(grant(alice, 50, "order-42").fetch_one(db.pool()).await.unwrap(), Some(50));
+    // Bob's order-42 is another payment, not a replay of Alice's.
+    assert_eq!(grant(bob, 20, "order-42").fetch_one(db.pool()).await.unwrap(), Some(20));
+    // The same call again is a no-op.
+    assert_eq!(grant(alice, 50, "order-42").fetch_one(db.pool()).await.unwrap(), None);
+    // Another amount, or another type, under the key is an error of its own, and writes nothing.
+    let error = grant(alice, 60, "order-42").fetch_one(db.pool()).await.unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("HT001"), "{error}");
+    assert!(error.to_string().contains("amount 50"), "{error}");
+    let error = db::query("SELECT hattrick_spend_credits($1, 50, 'purchase', 'order-42')")
+        .bind(alice)
+        .execute(db.pool())
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("HT001"), "{error}");
+    db::query("SELECT hattrick_grant_xp($1, 5, 'ad_reward', 'xp-1')").bind(alice).execute(db.pool()).await.unwrap();
+    let error = db::query("SELECT hattrick_grant_xp($1, 5, 'daily_reward', 'xp-1')")
+        .bind(alice)
+        .execute(db.pool())
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("HT001"), "{error}");
+    let balances: Vec<i32> = db::query_scalar(
+        "SELECT balance FROM customer_credits WHERE customer_user_id = ANY($1)
+                                               ORDER BY balance",
+    )
+    .bind(vec![alice, bob])
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(balances, [20, 50]);
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn hattricks_own_keys_are_refused_to_the_app() {
+    let db = TestDb::new().await;
+    let id = db.user().await;
+    for key in [
+        format!("level-up:{id}:silver"),
+        format!("badge:{}:{id}:credits", Uuid::new_v4()),
+        "admin:x:credits".to_owned(),
+    ] {
+        for sql in [
+            "SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)",
+            "SELECT hattrick_spend_credits($1, 5, 'purchase', $2)",
+            "SELECT hattrick_grant_xp($1, 5, 'ad_reward', $2)",
+        ] {
+            let error = db::query(sql).bind(id).bind(&key).execute(db.pool()).await.unwrap_err();
+            assert_eq!(sqlstate(&error).as_deref(), Some("HT002"), "{sql} {key}: {error}");
+        }
+    }
+    // hattrick's own level-up bonus still goes through (it is paid inside hattrick_grant_xp).
+    db::query("SELECT hattrick_grant_xp($1, 600, 'ad_reward', 'app:xp-1')").bind(id).execute(db.pool()).await.unwrap();
+    let bonus: i64 = db::query_scalar(
+        "SELECT count(*) FROM customer_credit_transactions WHERE customer_user_id = $1 AND idempotency_key = $2",
+    )
+    .bind(id)
+    .bind(format!("level-up:{id}:silver"))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(bonus, 1);
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn many_users_with_one_key_at_once_all_succeed() {
+    let db = Arc::new(TestDb::new().await);
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(db.user().await);
+    }
+    let mut calls = Vec::new();
+    for (n, user) in users.iter().copied().enumerate() {
+        for _ in 0..3 {
+            let db = Arc::clone(&db);
+            calls.push(tokio::spawn(async move {
+                let sql = if n % 2 == 0 {
+                    "SELECT hattrick_grant_credits($1, 10, 'ad_reward', 'shared-key')"
+                } else {
+                    "SELECT hattrick_grant_xp($1, 10, 'ad_reward', 'shared-key')"
+                };
+                db::query_scalar::<Option<i32>>(sql).bind(user).fetch_one(db.pool()).await
+            }));
+        }
+    }
+    let mut applied = 0;
+    for call in calls {
+        if call.await.unwrap().unwrap_or_else(|e| panic!("a concurrent call failed: {e}")).is_some() {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, users.len(), "each user's key applies once, whatever the others do");
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn compacted_keys_stay_used_for_their_user_and_legacy_ones_for_everyone() {
+    let db = TestDb::new().await;
+    let (alice, bob) = (db.user().await, db.user().await);
+    db::query(
+        "INSERT INTO hattrick_compacted_user_keys (customer_user_id, ledger, idempotency_key, compacted_at)
+         VALUES ($1, 'credits', 'old-order', now())",
+    )
+    .bind(alice)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db::query("INSERT INTO hattrick_compacted_keys (idempotency_key, ledger, compacted_at) VALUES ('ancient', 'credits', now())")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let grant = |user: Uuid, key: &'static str| {
+        db::query_scalar::<Option<i32>>("SELECT hattrick_grant_credits($1, 5, 'ad_reward', $2)").bind(user).bind(key)
+    };
+    assert_eq!(grant(alice, "old-order").fetch_one(db.pool()).await.unwrap(), None);
+    assert_eq!(grant(bob, "old-order").fetch_one(db.pool()).await.unwrap(), Some(5));
+    assert_eq!(grant(alice, "ancient").fetch_one(db.pool()).await.unwrap(), None);
+    assert_eq!(grant(bob, "ancient").fetch_one(db.pool()).await.unwrap(), None);
+    assert_ledger_invariants(db.pool()).await;
+}

@@ -14,6 +14,25 @@ const BACKFILL_BATCH: i64 = 10_000;
 const JOB_LOG_LEGACY_COLUMNS: &[(&str, &str)] =
     &[("finished_at", "completed_at"), ("rows_affected", "items_processed"), ("metadata", "details")];
 
+/// The ledgers whose idempotency keys are unique per user (`migrations/routines.sql`).
+pub const USER_SCOPED_LEDGERS: &[&str] = &["customer_xp_transactions", "customer_credit_transactions"];
+
+/// Whether `table` has a valid unique index on exactly `(customer_user_id, idempotency_key)`, whatever its name.
+pub async fn user_key_index_ready(pool: &crate::Pool, table: &str) -> Result<bool> {
+    Ok(crate::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM pg_index i
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+               AND i.indexprs IS NULL
+               AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+                   = ARRAY['customer_user_id', 'idempotency_key'])",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// The app's tables hattrick inserts rows into without naming their `id` (the app's own code generates ids):
 /// each needs a default for hattrick's rows. hattrick's own tables get theirs from `schema.sql`.
 pub const TABLES_WRITTEN_WITHOUT_ID: &[&str] = &[
@@ -59,6 +78,17 @@ pub enum Fixup {
         /// The table.
         table: String,
     },
+    /// A ledger whose idempotency keys were unique across users: once the per-user unique index is built, drop
+    /// the old constraint or index, so another user's key is another payment (no key is lost: they stay in the
+    /// rows and in the per-user index).
+    UserScopedKeys {
+        /// The ledger table.
+        table: String,
+        /// The old unique constraint, or unique index when `constraint` is false.
+        old: String,
+        /// Whether `old` is a constraint (dropped with `ALTER TABLE`) or a bare index (`DROP INDEX CONCURRENTLY`).
+        constraint: bool,
+    },
     /// Copy PostgreSQL's time zone names into `hattrick_time_zones`.
     TimeZoneNames {
         /// Names not copied yet.
@@ -83,6 +113,11 @@ impl fmt::Display for Fixup {
             Fixup::JobLogLegacyMirror { columns } => {
                 write!(f, "mirror job_execution_logs into legacy columns {} (trigger)", columns.join(", "))
             }
+            Fixup::UserScopedKeys { table, old, .. } => write!(
+                f,
+                "scope {table}'s idempotency keys to users: drop {old} (unique across users) once the per-user index \
+                 is built"
+            ),
             Fixup::TimeZoneNames { missing } => write!(f, "record {missing} time zone name(s) in hattrick_time_zones"),
             Fixup::IdDefault { table } => write!(
                 f,
@@ -159,6 +194,19 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
                     data_type = id.data_type,
                     "the id column has no default and is not a uuid: hattrick's inserts into this table will fail"
                 );
+            }
+        }
+    }
+
+    for table in USER_SCOPED_LEDGERS {
+        let Some(live_table) = live.tables.get(*table) else { continue };
+        for index in &live_table.indexes {
+            if index.unique && index.columns() == ["idempotency_key"] {
+                fixups.push(Fixup::UserScopedKeys {
+                    table: (*table).to_owned(),
+                    old: index.constraint.clone().unwrap_or_else(|| index.name.clone()),
+                    constraint: index.constraint.is_some(),
+                });
             }
         }
     }
@@ -276,6 +324,11 @@ pub async fn apply(pool: &crate::Pool, fixup: &Fixup) -> Result<()> {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+        }
+        Fixup::UserScopedKeys { .. } => {
+            return Err(crate::Error::Migration(
+                "user-scoped keys are applied by the migrator (it retries its DDL under lock_timeout)".to_owned(),
+            ));
         }
         Fixup::TimeZoneNames { .. } => {
             crate::query(

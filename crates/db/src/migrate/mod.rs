@@ -479,6 +479,26 @@ impl Migrator {
                     self.ddl(&concurrent).await?;
                     report.applied.push(action.to_string());
                 }
+                Action::Fixup(Fixup::UserScopedKeys { table, old, constraint }) => {
+                    if fixups::user_key_index_ready(&self.conn, table).await? {
+                        let sql = if *constraint {
+                            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {old}")
+                        } else {
+                            format!("DROP INDEX CONCURRENTLY IF EXISTS {old}")
+                        };
+                        self.ddl(&sql).await?;
+                        report.applied.push(action.to_string());
+                    } else {
+                        tracing::warn!(
+                            table,
+                            old,
+                            "the per-user key index is not built: keys stay unique across users"
+                        );
+                        report
+                            .left_not_valid
+                            .push(format!("{table}.{old} (kept: the per-user key index is not built)"));
+                    }
+                }
                 Action::Fixup(fixup) => {
                     fixups::apply(&self.conn, fixup).await?;
                     report.applied.push(action.to_string());
