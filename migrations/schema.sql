@@ -580,6 +580,17 @@ CREATE TABLE hattrick_compacted_keys (
     CONSTRAINT hattrick_compacted_keys_ledger_check CHECK (ledger IN ('xp', 'credits'))
 );
 
+-- Sign-ins to the admin page. The cookie is signed by the admin token; the row says whether it was signed out
+-- (revoked_at), so signing out ends a session on every instance, copies of the cookie included.
+CREATE TABLE hattrick_admin_sessions (
+    id uuid NOT NULL,
+    actor text NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    CONSTRAINT hattrick_admin_sessions_pkey PRIMARY KEY (id)
+);
+
 -- Every write made through the admin API or page: who (the admin token's name), what, on what, when.
 CREATE TABLE hattrick_audit_log (
     id bigint GENERATED ALWAYS AS IDENTITY,

@@ -248,19 +248,30 @@ pub async fn start_run(
             error: result.error,
         });
     }
-    let (run_id, handle) =
-        admin.engine.start_manual(name, args.clone(), admin.shutdown.child_token()).await.map_err(manual_error)?;
+    // The audit row is committed with the run's claim: a run started from here always has its record.
+    let now = admin.engine.clock().now();
+    let (actor_name, job, request_id) = (actor.0.clone(), name.to_owned(), request_id.map(str::to_owned));
+    let (from, to) = (args.from, args.to);
+    let record: engine::store::ClaimHook<'_> = Box::new(move |conn, run_id| {
+        Box::pin(async move {
+            let entry = Entry {
+                actor: &actor_name,
+                action: "job.run",
+                target: job,
+                details: serde_json::json!({"run_id": run_id, "from": from, "to": to}),
+                request_id: request_id.as_deref(),
+            };
+            audit::record(conn, &entry, now).await
+        })
+    });
+    let (run_id, handle) = admin
+        .engine
+        .start_manual(name, args, admin.shutdown.child_token(), Some(record))
+        .await
+        .map_err(manual_error)?;
     admin.runs.spawn(async move {
         let _ = handle.await;
     });
-    let entry = Entry {
-        actor: &actor.0,
-        action: "job.run",
-        target: name.to_owned(),
-        details: serde_json::json!({"run_id": run_id, "from": args.from, "to": args.to}),
-        request_id,
-    };
-    audit::record(admin.pool(), &entry, admin.engine.clock().now()).await?;
     Ok(RunStarted { job: name.to_owned(), run_id, dry_run: false, outcome: None, report: None, error: None })
 }
 
@@ -387,7 +398,8 @@ pub async fn create(
     draft: CampaignDraft,
 ) -> Result<Campaign, ApiError> {
     let now = admin.engine.clock().now();
-    let problems = draft.problems(&admin.settings.zones, now, admin.settings.campaign_stale_after);
+    let problems =
+        draft.problems(&admin.settings.zones, &admin.settings.content, now, admin.settings.campaign_stale_after);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
@@ -530,8 +542,23 @@ pub struct RangeQuery {
     pub partner_id: Option<Uuid>,
 }
 
+/// The days a range may name (the database and the calendar arithmetic both hold them).
+pub const DAYS: std::ops::RangeInclusive<NaiveDate> =
+    NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date")..=NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+
+/// Checks that `day` (the field `path`) is one a range may name.
+pub fn check_day(path: &str, day: NaiveDate) -> Result<(), ApiError> {
+    if DAYS.contains(&day) {
+        Ok(())
+    } else {
+        Err(ApiError::validation([format!("{path}: {day} is not between {} and {}", DAYS.start(), DAYS.end())]))
+    }
+}
+
 /// Checks a date range.
 pub fn check_range(from: NaiveDate, to: NaiveDate) -> Result<(), ApiError> {
+    check_day("from", from)?;
+    check_day("to", to)?;
     if to < from {
         return Err(ApiError::validation([format!("to: {to} is before from ({from})")]));
     }
@@ -599,41 +626,34 @@ async fn test_push(
     headers: HeaderMap,
     Body(request): Body<TestPushRequest>,
 ) -> Result<Json<Vec<TestPushResult>>, ApiError> {
-    let mut problems = Vec::new();
-    if request.users.is_empty() || request.users.len() > 20 {
-        problems.push(format!("users: 1 to 20 recipients (got {})", request.users.len()));
-    }
-    if request.campaign_id.is_none() {
-        for (path, value) in [("title", &request.title), ("body", &request.body)] {
-            if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
-                problems.push(format!("{path}: required unless campaign_id is given"));
-            }
-        }
-    } else if request.title.is_some() || request.body.is_some() {
-        problems.push("campaign_id: title and body come from the campaign; do not give them too".to_owned());
-    }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
-    let now = admin.engine.clock().now();
-    let entry = Entry {
-        actor: &actor.0,
-        action: "push.test",
-        target: request.users.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
-        details: serde_json::json!({"title": request.title, "campaign_id": request.campaign_id}),
-        request_id: request_id(&headers),
-    };
-    audit::record(admin.pool(), &entry, now).await?;
     let push = push::test_send::TestPush {
         users: request.users,
         title: request.title,
         body: request.body,
         campaign: request.campaign_id,
     };
-    let results = push::test_send::send(admin.pool(), &admin.test_sender, &push, now).await.map_err(|e| match e {
+    let problems = push.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let now = admin.engine.clock().now();
+    let not_found = |e| match e {
         push::test_send::TestPushError::NotFound(message) => ApiError::not_found(message),
         push::test_send::TestPushError::Sql(e) => ApiError::from(e),
-    })?;
+    };
+    // The audit row is written with the pushes, in one transaction: no record of a send that never was.
+    let mut tx = admin.pool().begin().await?;
+    let ids = push::test_send::enqueue(&mut tx, &push, now).await.map_err(not_found)?;
+    let entry = Entry {
+        actor: &actor.0,
+        action: "push.test",
+        target: push.users.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
+        details: serde_json::json!({"title": push.title, "campaign_id": push.campaign, "pushes": ids.len()}),
+        request_id: request_id(&headers),
+    };
+    audit::record(&mut *tx, &entry, now).await?;
+    tx.commit().await?;
+    let results = push::test_send::deliver(admin.pool(), &admin.test_sender, &ids, now).await.map_err(not_found)?;
     Ok(Json(
         results
             .into_iter()

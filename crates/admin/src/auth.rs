@@ -1,9 +1,10 @@
 //! Who is asking: bearer tokens for the JSON API, a signed cookie for the page, CSRF tokens for its forms.
 //!
 //! Tokens are compared in constant time (their SHA-256 digests, so length leaks nothing either). The page's
-//! cookie is `name.expiry.signature`, the signature an HMAC-SHA256 keyed by the token itself: no server-side
-//! session table, every instance accepts it, and changing a token signs everyone using it out. A form's CSRF token
-//! is an HMAC of the cookie, so it only works with the session it was issued to.
+//! cookie is `name.expiry.session.signature`, the signature an HMAC-SHA256 keyed by the token itself, so changing
+//! a token signs everyone using it out; the session is a row of `hattrick_admin_sessions`, which signing out
+//! revokes on every instance (a copied cookie dies with it). A form's CSRF token is an HMAC of the cookie, so it
+//! only works with the session it was issued to.
 
 use std::fmt;
 
@@ -41,7 +42,7 @@ impl fmt::Debug for AdminToken {
 pub struct Actor(pub String);
 
 /// Constant-time equality of two secrets of any length.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -51,7 +52,8 @@ pub fn find_token<'a>(tokens: &'a [AdminToken], presented: &str) -> Option<&'a A
     tokens.iter().fold(None, |found, token| if same_secret(&token.secret, presented) { Some(token) } else { found })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -99,17 +101,22 @@ pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A session cookie value for `token`, valid until `expires` (Unix seconds).
-pub fn session_value(token: &AdminToken, expires: i64) -> String {
+/// A session cookie value for `token` and session `id`, valid until `expires` (Unix seconds).
+pub fn session_value(token: &AdminToken, expires: i64, id: uuid::Uuid) -> String {
     let name = URL_SAFE_NO_PAD.encode(token.name.as_bytes());
-    let message = format!("{name}.{expires}");
+    let message = format!("{name}.{expires}.{}", id.simple());
     format!("{message}.{}", sign(&token.secret, &message))
 }
 
-/// The token a session cookie value was signed with, if it is genuine and not expired at `now` (Unix seconds).
-pub fn verify_session<'a>(tokens: &'a [AdminToken], value: &str, now: i64) -> Option<&'a AdminToken> {
+/// The token a session cookie value was signed with and its session id, if it is genuine and not expired at
+/// `now` (Unix seconds). Whether the session was revoked is for the caller to ask the database.
+pub fn verify_session<'a>(tokens: &'a [AdminToken], value: &str, now: i64) -> Option<(&'a AdminToken, uuid::Uuid)> {
     let (message, signature) = value.rsplit_once('.')?;
-    let (name, expires) = message.split_once('.')?;
+    let mut parts = message.split('.');
+    let (name, expires, id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     let name = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
     if expires.parse::<i64>().ok()? <= now {
         return None;
@@ -117,7 +124,8 @@ pub fn verify_session<'a>(tokens: &'a [AdminToken], value: &str, now: i64) -> Op
     let token = tokens.iter().find(|t| t.name == name)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
     let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    hmac::verify(&key, message.as_bytes(), &signature).ok().map(|()| token)
+    hmac::verify(&key, message.as_bytes(), &signature).ok()?;
+    Some((token, uuid::Uuid::try_parse(id).ok()?))
 }
 
 /// The CSRF token of forms shown to the holder of `session` (signed by its token).
@@ -165,13 +173,16 @@ mod tests {
     #[test]
     fn sessions_expire_and_cannot_be_forged() {
         let tokens = tokens();
-        let value = session_value(&tokens[0], 2_000);
-        assert_eq!(verify_session(&tokens, &value, 1_000).map(|t| t.name.as_str()), Some("ops"));
+        let id = uuid::Uuid::new_v4();
+        let value = session_value(&tokens[0], 2_000, id);
+        assert_eq!(verify_session(&tokens, &value, 1_000).map(|(t, i)| (t.name.as_str(), i)), Some(("ops", id)));
         assert!(verify_session(&tokens, &value, 2_000).is_none(), "expired");
         let later = value.replacen("2000", "9999", 1);
         assert!(verify_session(&tokens, &later, 1_000).is_none(), "expiry is signed");
+        let other = value.replacen(&id.simple().to_string(), &uuid::Uuid::new_v4().simple().to_string(), 1);
+        assert!(verify_session(&tokens, &other, 1_000).is_none(), "the session id is signed");
         let (_, signature) = value.rsplit_once('.').unwrap();
-        let as_ci = format!("{}.2000.{signature}", URL_SAFE_NO_PAD.encode("ci"));
+        let as_ci = format!("{}.2000.{}.{signature}", URL_SAFE_NO_PAD.encode("ci"), id.simple());
         assert!(verify_session(&tokens, &as_ci, 1_000).is_none(), "name is signed");
         let rotated = vec![AdminToken { name: "ops".into(), secret: "new".into() }];
         assert!(verify_session(&rotated, &value, 1_000).is_none(), "a new secret signs sessions out");
@@ -180,7 +191,8 @@ mod tests {
     #[test]
     fn csrf_tokens_belong_to_one_session() {
         let tokens = tokens();
-        let (a, b) = (session_value(&tokens[0], 2_000), session_value(&tokens[0], 3_000));
+        let id = uuid::Uuid::new_v4();
+        let (a, b) = (session_value(&tokens[0], 2_000, id), session_value(&tokens[0], 3_000, id));
         let csrf = csrf_token(&tokens[0], &a);
         assert!(verify_csrf(&tokens[0], &a, &csrf));
         assert!(!verify_csrf(&tokens[0], &b, &csrf));

@@ -84,6 +84,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 413.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_request", message)
+    }
+
     /// 422 with the problems found, each `path: message`.
     pub fn validation<S: AsRef<str>>(problems: impl IntoIterator<Item = S>) -> Self {
         let errors: Vec<FieldError> = problems.into_iter().map(|p| FieldError::parse(p.as_ref())).collect();
@@ -123,6 +128,11 @@ impl From<sqlx::Error> for ApiError {
                 // The ledger's idempotency rules (migrations/routines.sql).
                 Some("HT001") => Self::conflict(e.message().to_owned()),
                 Some("HT002") => Self::validation([format!("Idempotency-Key: {}", e.message())]),
+                // Cancelled by admin.statement_timeout: the database is too busy to answer in time.
+                Some("57014") => {
+                    tracing::warn!(error = %e, "an admin query ran past admin.statement_timeout");
+                    Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database did not answer in time")
+                }
                 // A data exception: a value the request carried that PostgreSQL cannot store (a NUL character,
                 // a date or number out of range). The extractors catch these with their path first; this is the
                 // net under them.

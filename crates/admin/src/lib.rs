@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod ui;
 
@@ -35,6 +36,25 @@ pub use auth::AdminToken;
 
 /// The header carrying each request's id (set when the client sends none, echoed in the response, logged).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id a client may send; a longer one (or one with other characters than letters, digits and
+/// `-_.:`) is replaced by the server's own.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's request id that is too long or holds characters a log line should not carry, so the server
+/// sets its own.
+async fn bound_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let acceptable = request.headers().get(REQUEST_ID).is_none_or(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !acceptable {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
 
 /// The request's id (set by the server when the client sent none), for logs and the audit log.
 pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> Option<&str> {
@@ -58,6 +78,25 @@ pub struct AdminSettings {
     pub campaign_stale_after: Duration,
     /// The binary's version and git commit, exported as `hattrick_build_info`.
     pub build: BuildInfo,
+    /// Host names (without port) the server answers to besides loopback ones, when tokens are set. Empty: any
+    /// host, once authenticated. A server without tokens answers loopback names only, whatever this says.
+    pub allowed_hosts: Vec<String>,
+    /// Mark the page's cookie `Secure` and send `Strict-Transport-Security`: set when a TLS proxy is in front.
+    pub secure_cookies: bool,
+    /// A client must send a request's headers within this; a connection idle this long is closed.
+    pub header_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
+    /// A bearer token `/metrics` requires, if set.
+    pub metrics_token: Option<String>,
+    /// How long the database gauges of `/metrics` are reused before they are read again.
+    pub metrics_cache: Duration,
+    /// Every API and page query is cancelled by the server after this.
+    pub statement_timeout: Duration,
+    /// Failed sign-ins from one address allowed per minute; more are answered 429.
+    pub sign_in_attempts: u32,
+    /// What campaign and test-push content may carry (deep-link schemes).
+    pub content: push::ContentRules,
 }
 
 /// What `hattrick_build_info` says about the running binary.
@@ -76,7 +115,8 @@ impl Default for BuildInfo {
 }
 
 impl AdminSettings {
-    /// Settings with the given tokens and defaults otherwise (64 KiB bodies, 30 s requests, 12 h sessions).
+    /// Settings with the given tokens and defaults otherwise (64 KiB bodies, 30 s requests, 12 h sessions, 10 s
+    /// to send headers, 256 connections, 10 s statements, 10 failed sign-ins a minute per address).
     pub fn new(tokens: Vec<AdminToken>, zones: rewards::DayZones) -> Self {
         Self {
             tokens,
@@ -86,6 +126,15 @@ impl AdminSettings {
             zones,
             campaign_stale_after: rewards::campaigns::STALE_AFTER,
             build: BuildInfo::default(),
+            allowed_hosts: Vec::new(),
+            secure_cookies: false,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            metrics_token: None,
+            metrics_cache: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            sign_in_attempts: 10,
+            content: push::ContentRules::default(),
         }
     }
 }
@@ -109,6 +158,12 @@ pub struct Admin {
     pub runs: tokio_util::task::TaskTracker,
     /// The page's identity when no token is configured.
     anonymous: AdminToken,
+    /// The engine's connections, with the API's statement timeout.
+    pool: db::Pool,
+    /// The database gauges of `/metrics` and when they were read.
+    metrics_cache: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// Failed sign-ins by client address.
+    pub sign_ins: guard::SignInLimiter,
 }
 
 impl Admin {
@@ -119,7 +174,11 @@ impl Admin {
         test_sender: Arc<push::Dispatcher>,
         settings: AdminSettings,
     ) -> Self {
+        let pool = engine.pool().with_statement_timeout(settings.statement_timeout);
         Self {
+            pool,
+            metrics_cache: tokio::sync::Mutex::new(None),
+            sign_ins: guard::SignInLimiter::default(),
             engine,
             dispatcher,
             test_sender,
@@ -140,9 +199,10 @@ impl Admin {
         if self.settings.tokens.is_empty() { vec![self.anonymous.clone()] } else { self.settings.tokens.clone() }
     }
 
-    /// The database pool.
+    /// The database pool of API and page queries: the engine's connections, each statement cancelled after
+    /// `statement_timeout`.
     pub fn pool(&self) -> &db::Pool {
-        self.engine.pool()
+        &self.pool
     }
 }
 
@@ -168,6 +228,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .merge(ui::router())
         .merge(metrics::router())
         .with_state(Arc::clone(&admin))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&admin), guard::reject_unstorable))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&admin), guard::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&admin), metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(settings.body_limit))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
@@ -178,18 +240,69 @@ pub fn router(admin: Arc<Admin>) -> Router {
             tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(bound_request_id))
 }
 
-/// Serves `admin` on `listener` until `shutdown`, then waits (up to `grace`) for runs started from the API.
+/// Serves `admin` on `listener` until `shutdown`, then waits (up to `grace`) for requests in flight and for runs
+/// started from the API.
+///
+/// Each connection must send its request headers within `header_timeout` (a connection idle that long is closed
+/// too), and at most `max_connections` are served at once: a slow or greedy client holds one slot for a bounded
+/// time and cannot starve the others of more than its share.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     admin: Arc<Admin>,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
     let app = router(Arc::clone(&admin));
-    let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(admin.settings.max_connections.max(1)));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(admin.settings.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(admin.settings.header_timeout)
+        .keep_alive_timeout(admin.settings.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was accepted: wait a little.
+                    tracing::warn!(error = %error, "admin server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(guard::ClientAddr(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "admin server: connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("admin requests still in flight at shutdown");
+    }
     admin.shutdown.cancel();
     admin.runs.close();
     if tokio::time::timeout(grace, admin.runs.wait()).await.is_err() {

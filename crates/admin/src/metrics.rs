@@ -70,7 +70,13 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
     }
 }
 
-async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+async fn metrics(State(admin): State<Arc<Admin>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &admin.settings.metrics_token
+        && !crate::auth::bearer(&headers).is_some_and(|presented| crate::auth::same_secret(token, presented))
+    {
+        return crate::error::ApiError::unauthorized("/metrics needs the metrics token (admin.metrics_token)")
+            .into_response();
+    }
     match render(&admin).await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
         Err(error) => crate::error::ApiError::from(error).into_response(),
@@ -124,8 +130,6 @@ fn seconds(at: DateTime<Utc>) -> f64 {
 /// The whole exposition.
 pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
     let mut out = Text::default();
-    let now = admin.engine.clock().now();
-
     let build = &admin.settings.build;
     out.family("hattrick_build_info", "gauge", "Always 1; the labels say which release and commit this instance runs.");
     out.sample("hattrick_build_info", &[("version", &build.version), ("commit", &build.commit)], 1.0);
@@ -157,54 +161,8 @@ pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
         );
     }
 
-    // Jobs, as stored in the shared database.
-    let jobs = crate::data::jobs(&admin.engine, now).await?;
-    out.family("hattrick_job_paused", "gauge", "1 when the job is paused (0 active; disabled jobs are absent).");
-    for job in jobs.iter().filter(|j| j.state != "disabled") {
-        out.sample("hattrick_job_paused", &[("job", &job.name)], f64::from(u8::from(job.state == "paused")));
-    }
-    out.family("hattrick_job_running", "gauge", "1 while a run of the job is in progress on any instance.");
-    for job in &jobs {
-        out.sample("hattrick_job_running", &[("job", &job.name)], f64::from(u8::from(job.running)));
-    }
-    out.family("hattrick_job_last_success_timestamp_seconds", "gauge", "When the job last succeeded.");
-    for job in &jobs {
-        if let Some(at) = job.last_success_at {
-            out.sample("hattrick_job_last_success_timestamp_seconds", &[("job", &job.name)], seconds(at));
-        }
-    }
-    let active: Vec<_> = jobs.iter().filter(|j| j.state == "active").collect();
-    out.family(
-        "hattrick_job_cursor_timestamp_seconds",
-        "gauge",
-        "Every tick of the job up to this time is accounted for (run, skipped or missed).",
-    );
-    for job in &active {
-        if let Some(cursor) = job.cursor {
-            out.sample("hattrick_job_cursor_timestamp_seconds", &[("job", &job.name)], seconds(cursor));
-        }
-    }
-    out.family(
-        "hattrick_job_expected_tick_timestamp_seconds",
-        "gauge",
-        "The job's latest scheduled tick at or before now; above the cursor for long means a tick was not run.",
-    );
-    for job in &active {
-        if let Some(expected) = job.latest_tick {
-            out.sample("hattrick_job_expected_tick_timestamp_seconds", &[("job", &job.name)], seconds(expected));
-        }
-    }
-
-    // The outbox, as stored.
-    let outbox = crate::data::outbox(admin.pool(), now, 0).await?;
-    out.family("hattrick_outbox_pending", "gauge", "Outbox rows waiting to be sent (due now or later).");
-    out.sample("hattrick_outbox_pending", &[], outbox.pending as f64);
-    out.family("hattrick_outbox_due", "gauge", "Outbox rows due now and not sent yet.");
-    out.sample("hattrick_outbox_due", &[], outbox.due as f64);
-    out.family("hattrick_outbox_sending", "gauge", "Outbox rows claimed by a dispatcher.");
-    out.sample("hattrick_outbox_sending", &[], outbox.sending as f64);
-    out.family("hattrick_outbox_oldest_due_seconds", "gauge", "Age of the oldest due outbox row.");
-    out.sample("hattrick_outbox_oldest_due_seconds", &[], outbox.oldest_due_seconds);
+    // Facts of the shared database, read at most once per `metrics_cache` whatever the number of scrapers.
+    out.0.push_str(&database_gauges(admin).await?);
 
     // Pushes sent by this instance's dispatcher.
     if let Some(dispatcher) = &admin.dispatcher {
@@ -260,5 +218,69 @@ pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
     for (route, histogram) in durations {
         out.histogram("hattrick_http_request_seconds", &[("route", &route)], &histogram.snapshot());
     }
+    Ok(out.0)
+}
+
+/// The gauges read from the shared database (jobs and the outbox), from the cache while it is fresh. The lock is
+/// held while they are read: a burst of scrapes waits for one reading instead of taking the pool.
+async fn database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
+    let mut cache = admin.metrics_cache.lock().await;
+    if let Some((read_at, text)) = cache.as_ref()
+        && read_at.elapsed() < admin.settings.metrics_cache
+    {
+        return Ok(text.clone());
+    }
+    let mut out = Text::default();
+    let now = admin.engine.clock().now();
+    // Jobs, as stored in the shared database.
+    let jobs = crate::data::jobs(&admin.engine, now).await?;
+    out.family("hattrick_job_paused", "gauge", "1 when the job is paused (0 active; disabled jobs are absent).");
+    for job in jobs.iter().filter(|j| j.state != "disabled") {
+        out.sample("hattrick_job_paused", &[("job", &job.name)], f64::from(u8::from(job.state == "paused")));
+    }
+    out.family("hattrick_job_running", "gauge", "1 while a run of the job is in progress on any instance.");
+    for job in &jobs {
+        out.sample("hattrick_job_running", &[("job", &job.name)], f64::from(u8::from(job.running)));
+    }
+    out.family("hattrick_job_last_success_timestamp_seconds", "gauge", "When the job last succeeded.");
+    for job in &jobs {
+        if let Some(at) = job.last_success_at {
+            out.sample("hattrick_job_last_success_timestamp_seconds", &[("job", &job.name)], seconds(at));
+        }
+    }
+    let active: Vec<_> = jobs.iter().filter(|j| j.state == "active").collect();
+    out.family(
+        "hattrick_job_cursor_timestamp_seconds",
+        "gauge",
+        "Every tick of the job up to this time is accounted for (run, skipped or missed).",
+    );
+    for job in &active {
+        if let Some(cursor) = job.cursor {
+            out.sample("hattrick_job_cursor_timestamp_seconds", &[("job", &job.name)], seconds(cursor));
+        }
+    }
+    out.family(
+        "hattrick_job_expected_tick_timestamp_seconds",
+        "gauge",
+        "The job's latest scheduled tick at or before now; above the cursor for long means a tick was not run.",
+    );
+    for job in &active {
+        if let Some(expected) = job.latest_tick {
+            out.sample("hattrick_job_expected_tick_timestamp_seconds", &[("job", &job.name)], seconds(expected));
+        }
+    }
+
+    // The outbox, as stored.
+    let outbox = crate::data::outbox(admin.pool(), now, 0).await?;
+    out.family("hattrick_outbox_pending", "gauge", "Outbox rows waiting to be sent (due now or later).");
+    out.sample("hattrick_outbox_pending", &[], outbox.pending as f64);
+    out.family("hattrick_outbox_due", "gauge", "Outbox rows due now and not sent yet.");
+    out.sample("hattrick_outbox_due", &[], outbox.due as f64);
+    out.family("hattrick_outbox_sending", "gauge", "Outbox rows claimed by a dispatcher.");
+    out.sample("hattrick_outbox_sending", &[], outbox.sending as f64);
+    out.family("hattrick_outbox_oldest_due_seconds", "gauge", "Age of the oldest due outbox row.");
+    out.sample("hattrick_outbox_oldest_due_seconds", &[], outbox.oldest_due_seconds);
+
+    *cache = Some((Instant::now(), out.0.clone()));
     Ok(out.0)
 }

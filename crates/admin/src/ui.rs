@@ -34,6 +34,7 @@ pub fn router() -> Router<Arc<Admin>> {
         .route("/admin/ui", get(jobs_page))
         .route("/admin/ui/login", get(login_page).post(login))
         .route("/admin/ui/logout", post(logout))
+        .route("/admin/ui/composer.js", get(composer_js))
         .route("/admin/ui/jobs/{name}", get(job_page))
         .route("/admin/ui/jobs/{name}/run", post(run_now))
         .route("/admin/ui/jobs/{name}/{action}", post(pause_or_resume))
@@ -81,12 +82,24 @@ impl FromRequestParts<Arc<Admin>> for Session {
             return Ok(Session { csrf: auth::csrf_token(&token, &value), token, value });
         }
         let now = auth::unix_now();
-        let session = auth::cookie(&parts.headers, SESSION_COOKIE)
-            .and_then(|value| auth::verify_session(&tokens, value, now).map(|token| (token.clone(), value.to_owned())));
-        match session {
-            Some((token, value)) => Ok(Session { csrf: auth::csrf_token(&token, &value), token, value }),
-            None => Err(Redirect::to("/admin/ui/login").into_response()),
+        let Some((token, id, value)) = auth::cookie(&parts.headers, SESSION_COOKIE).and_then(|value| {
+            auth::verify_session(&tokens, value, now).map(|(token, id)| (token.clone(), id, value.to_owned()))
+        }) else {
+            return Err(Redirect::to("/admin/ui/login").into_response());
+        };
+        // Signed and unexpired; the database says whether it was signed out.
+        let live: bool = db::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM hattrick_admin_sessions
+                            WHERE id = $1 AND revoked_at IS NULL AND expires_at > now())",
+        )
+        .bind(id)
+        .fetch_one(admin.pool())
+        .await
+        .map_err(|e| UiError::from(e).into_response())?;
+        if !live {
+            return Err(Redirect::to("/admin/ui/login").into_response());
         }
+        Ok(Session { csrf: auth::csrf_token(&token, &value), token, value })
     }
 }
 
@@ -169,29 +182,94 @@ fn millis(ms: Option<i32>) -> String {
 #[template(path = "login.html")]
 struct LoginPage {
     error: Option<String>,
+    /// The sign-in form's CSRF token, also set as the `hattrick_login` cookie.
+    csrf: String,
 }
 
-async fn login_page() -> LoginPage {
-    LoginPage { error: None }
+/// The cookie that ties the sign-in form to the browser it was shown in.
+const LOGIN_COOKIE: &str = "hattrick_login";
+
+fn cookie_attributes(admin: &Admin, path: &str, max_age: i64) -> String {
+    let secure = if admin.settings.secure_cookies { "; Secure" } else { "" };
+    format!("Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+/// The sign-in page, with a fresh form token in both the form and a cookie: a form posted from another site
+/// cannot know it (sign-in CSRF, which would sign the operator in as the attacker).
+fn login_form(admin: &Admin, status: StatusCode, error: Option<String>) -> Response {
+    let csrf = format!("{}", Uuid::new_v4().simple());
+    let cookie = format!("{LOGIN_COOKIE}={csrf}; {}", cookie_attributes(admin, "/admin/ui/login", 600));
+    (status, [(header::SET_COOKIE, cookie)], LoginPage { error, csrf }).into_response()
+}
+
+async fn login_page(State(admin): State<Arc<Admin>>) -> Response {
+    login_form(&admin, StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn login(State(admin): State<Arc<Admin>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(admin): State<Arc<Admin>>,
+    client: Option<axum::Extension<crate::guard::ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let client = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
+    if let Some(wait) = admin.sign_ins.retry_after(client, admin.settings.sign_in_attempts) {
+        tracing::warn!(%client, "admin page: too many failed sign-ins");
+        let page =
+            LoginPage { error: Some("Too many failed sign-ins; wait a minute.".to_owned()), csrf: String::new() };
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())], page)
+            .into_response();
+    }
+    let expected = auth::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !auth::same_secret(expected, &form.csrf) {
+        return login_form(&admin, StatusCode::FORBIDDEN, Some("The form expired; sign in again.".to_owned()));
+    }
     let tokens = admin.ui_tokens();
     let Some(token) = auth::find_token(&tokens, form.token.trim()) else {
-        tracing::warn!("admin page: sign-in with a wrong token");
-        let page = LoginPage { error: Some("That token is not valid.".to_owned()) };
-        return (StatusCode::UNAUTHORIZED, page).into_response();
+        admin.sign_ins.failed(client);
+        tracing::warn!(%client, "admin page: sign-in with a wrong token");
+        return login_form(&admin, StatusCode::UNAUTHORIZED, Some("That token is not valid.".to_owned()));
     };
     let ttl = i64::try_from(admin.settings.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    let value = auth::session_value(token, auth::unix_now().saturating_add(ttl));
-    let cookie = format!("{SESSION_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={ttl}");
+    let expires = auth::unix_now().saturating_add(ttl);
+    let id = Uuid::new_v4();
+    let stored = async {
+        let mut tx = admin.pool().begin().await?;
+        db::query("DELETE FROM hattrick_admin_sessions WHERE expires_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
+        db::query(
+            "INSERT INTO hattrick_admin_sessions (id, actor, created_at, expires_at)
+             VALUES ($1, $2, now(), to_timestamp($3))",
+        )
+        .bind(id)
+        .bind(&token.name)
+        .bind(expires as f64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    };
+    if let Err(error) = stored.await {
+        return UiError::from(error).into_response();
+    }
+    let value = auth::session_value(token, expires, id);
+    let cookie = format!("{SESSION_COOKIE}={value}; {}", cookie_attributes(&admin, "/admin", ttl));
+    let spent = format!("{LOGIN_COOKIE}=; {}", cookie_attributes(&admin, "/admin/ui/login", 0));
     tracing::info!(actor = %token.name, "admin page: signed in");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/admin/ui")).into_response()
+    let mut response = Redirect::to("/admin/ui").into_response();
+    for cookie in [cookie, spent] {
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -199,10 +277,26 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Page<Response> {
+/// Signs out: the session is revoked for every instance, so a copy of the cookie stops working too.
+async fn logout(State(admin): State<Arc<Admin>>, session: Session, Form(form): Form<CsrfForm>) -> Page<Response> {
     session.check(&form.csrf)?;
-    let cookie = format!("{SESSION_COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Some((_, id)) = auth::verify_session(&admin.ui_tokens(), &session.value, auth::unix_now()) {
+        db::query("UPDATE hattrick_admin_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .execute(admin.pool())
+            .await?;
+    }
+    let cookie = format!("{SESSION_COOKIE}=; {}", cookie_attributes(&admin, "/admin", 0));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/admin/ui/login")).into_response())
+}
+
+/// The campaign composer's script (served as a file: the page's CSP allows no inline script).
+async fn composer_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")],
+        include_str!("../templates/composer.js"),
+    )
+        .into_response()
 }
 
 // ---- jobs ----
@@ -722,6 +816,7 @@ async fn partners_page(
 ) -> Page<PartnersPage> {
     let today = admin.engine.clock().now().date_naive();
     let to = range.to.unwrap_or(today - TimeDelta::days(1));
+    api::check_day("to", to)?;
     let from = range.from.unwrap_or(to - TimeDelta::days(29));
     api::check_range(from, to)?;
     let rows = data::partner_days(admin.pool(), from, to, None).await?;

@@ -13,25 +13,47 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Either, Execute, Executor, PgPool, Postgres, SqlStr};
+use sqlx::{AssertSqlSafe, Either, Execute, Executor, PgPool, Postgres, SqlStr, Transaction};
 
 /// A pool of connections to hattrick's database. Derefs to sqlx's [`PgPool`] for `begin`, `acquire`, `close`;
 /// `&Pool` is an executor whose one-shot statements are safe behind a transaction pooler.
+///
+/// A pool made with [`Pool::with_statement_timeout`] shares the connections but runs every statement, one-shot
+/// or in a transaction it begins, under `SET LOCAL statement_timeout` (session state would leak through a
+/// pooler; transaction state does not).
 #[derive(Clone)]
 pub struct Pool {
     inner: PgPool,
+    statement_timeout: Option<Duration>,
 }
 
 impl Pool {
     /// Wraps a sqlx pool.
     pub fn new(inner: PgPool) -> Self {
-        Self { inner }
+        Self { inner, statement_timeout: None }
+    }
+
+    /// The same connections, with every statement cancelled by the server after `timeout` (SQLSTATE 57014).
+    pub fn with_statement_timeout(&self, timeout: Duration) -> Self {
+        Self { inner: self.inner.clone(), statement_timeout: Some(timeout) }
+    }
+
+    /// Begins a transaction (under the pool's statement timeout, if it has one).
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        match self.statement_timeout {
+            None => self.inner.begin().await,
+            Some(timeout) => {
+                let millis = timeout.as_millis().max(1);
+                self.inner.begin_with(AssertSqlSafe(format!("BEGIN; SET LOCAL statement_timeout = {millis}"))).await
+            }
+        }
     }
 
     /// The sqlx pool underneath, for APIs that need one (`PgListener::connect_with`).
@@ -97,10 +119,10 @@ impl<'c> Executor<'c> for &'c Pool {
             Ok(taken) => taken,
             Err(error) => return futures_util::stream::once(async { Err(error) }).boxed(),
         };
-        if taken.arguments.is_none() {
+        if taken.arguments.is_none() && self.statement_timeout.is_none() {
             return self.inner.fetch_many(taken);
         }
-        let pool = self.inner.clone();
+        let pool = self.clone();
         futures_util::stream::once(async move {
             let mut tx = pool.begin().await?;
             let items: Vec<_> = tx.fetch_many(taken).try_collect().await?;
@@ -116,11 +138,11 @@ impl<'c> Executor<'c> for &'c Pool {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let pool = self.inner.clone();
+        let pool = self.clone();
         Box::pin(async move {
             let taken = take(query)?;
-            if taken.arguments.is_none() {
-                return pool.fetch_optional(taken).await;
+            if taken.arguments.is_none() && pool.statement_timeout.is_none() {
+                return pool.inner.fetch_optional(taken).await;
             }
             let mut tx = pool.begin().await?;
             let row = tx.fetch_optional(taken).await?;

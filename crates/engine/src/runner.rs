@@ -192,20 +192,24 @@ impl Engine {
 
     /// Runs `job` once now by hand (trigger `manual`). A dry run writes nothing, not even a run-log row.
     pub async fn run_manual(&self, job: &str, args: RunArgs) -> Result<RunResult, ManualError> {
-        let (claim, definition) = self.claim_manual(job, args.dry_run).await?;
+        let (claim, definition) = self.claim_manual(job, args.dry_run, None).await?;
         Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await)
     }
 
     /// Starts `job` by hand and returns its run id as soon as the run is claimed; the run goes on in the
     /// background (the admin API's "run now"), cancelled by `shutdown`. A dry run writes nothing, so it is never
     /// started this way: use [`Engine::run_manual`] for it.
+    ///
+    /// `with_claim` writes what must be committed with the claim (the audit row of the request that started it),
+    /// in the claim's transaction: both are stored or neither.
     pub async fn start_manual(
         self: &Arc<Self>,
         job: &str,
         args: RunArgs,
         shutdown: CancellationToken,
+        with_claim: Option<store::ClaimHook<'_>>,
     ) -> Result<(Uuid, tokio::task::JoinHandle<RunResult>), ManualError> {
-        let (claim, definition) = self.claim_manual(job, false).await?;
+        let (claim, definition) = self.claim_manual(job, false, with_claim).await?;
         let run_id = claim.run_id;
         let engine = Arc::clone(self);
         let args = RunArgs { dry_run: false, ..args };
@@ -224,7 +228,12 @@ impl Engine {
     }
 
     /// Claims a manual run of `job` (a dry run claims nothing: its id is never stored).
-    async fn claim_manual(&self, job: &str, dry_run: bool) -> Result<(Claim, JobDefinition), ManualError> {
+    async fn claim_manual(
+        &self,
+        job: &str,
+        dry_run: bool,
+        with_claim: Option<store::ClaimHook<'_>>,
+    ) -> Result<(Claim, JobDefinition), ManualError> {
         if !self.registry.contains(job) {
             return Err(ManualError::Unknown(job.to_owned()));
         }
@@ -235,11 +244,13 @@ impl Engine {
             return Ok((claim, definition));
         }
         let now = self.clock.now();
-        let claim = store::claim_manual(&self.pool, job, now, &self.settings.instance).await.map_err(|e| match e {
-            ManualRunError::AlreadyRunning(job) => ManualError::AlreadyRunning(job),
-            ManualRunError::UnknownJob(job) => ManualError::Unknown(job),
-            ManualRunError::Sql(e) => ManualError::Sql(e),
-        })?;
+        let claim = store::claim_manual(&self.pool, job, now, &self.settings.instance, with_claim).await.map_err(
+            |e| match e {
+                ManualRunError::AlreadyRunning(job) => ManualError::AlreadyRunning(job),
+                ManualRunError::UnknownJob(job) => ManualError::Unknown(job),
+                ManualRunError::Sql(e) => ManualError::Sql(e),
+            },
+        )?;
         Ok((claim, definition))
     }
 

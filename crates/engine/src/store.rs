@@ -500,9 +500,26 @@ pub enum ManualRunError {
     Sql(#[from] sqlx::Error),
 }
 
+/// Writes rows that belong with a manual run's claim, in the claim's transaction, given the run's id.
+pub type ClaimHook<'a> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut sqlx::PgConnection,
+            Uuid,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>
+        + Send
+        + 'a,
+>;
+
 /// Starts a manual run (trigger `manual`, no tick), unless the job is running. Waits for the job's row if
 /// another instance is deciding about it at this moment.
-pub async fn claim_manual(pool: &Pool, job: &str, now: DateTime<Utc>, instance: &str) -> Result<Claim, ManualRunError> {
+pub async fn claim_manual(
+    pool: &Pool,
+    job: &str,
+    now: DateTime<Utc>,
+    instance: &str,
+    with_claim: Option<ClaimHook<'_>>,
+) -> Result<Claim, ManualRunError> {
     let mut tx = pool.begin().await?;
     let exists: Option<String> = db::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
         .bind(job)
@@ -517,6 +534,9 @@ pub async fn claim_manual(pool: &Pool, job: &str, now: DateTime<Utc>, instance: 
     let run_id = insert_running(&mut tx, job, None, 1, Trigger::Manual, now, instance)
         .await?
         .ok_or_else(|| ManualRunError::AlreadyRunning(job.to_owned()))?;
+    if let Some(hook) = with_claim {
+        hook(&mut tx, run_id).await?;
+    }
     tx.commit().await?;
     Ok(Claim { run_id, job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual })
 }

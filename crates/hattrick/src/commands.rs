@@ -189,6 +189,15 @@ pub(crate) async fn admin_server(
     admin_settings.body_limit = settings.admin.body_limit;
     admin_settings.request_timeout = settings.admin.request_timeout.0;
     admin_settings.session_ttl = settings.admin.session_ttl.0;
+    admin_settings.allowed_hosts = settings.admin.allowed_hosts.clone();
+    admin_settings.secure_cookies = settings.admin.secure_cookies;
+    admin_settings.header_timeout = settings.admin.header_timeout.0;
+    admin_settings.max_connections = settings.admin.max_connections;
+    admin_settings.metrics_token = settings.admin.metrics_token.as_ref().map(|t| t.expose().to_owned());
+    admin_settings.metrics_cache = settings.admin.metrics_cache.0;
+    admin_settings.statement_timeout = settings.admin.statement_timeout.0;
+    admin_settings.sign_in_attempts = settings.admin.sign_in_attempts;
+    admin_settings.content = push::ContentRules { deep_link_schemes: settings.push.deep_link_schemes.clone() };
     let server = Arc::new(admin::Admin::new(Arc::clone(engine), dispatcher, test_sender, admin_settings));
     tracing::info!(addr = %bound, "admin API, page and metrics listening on http://{bound}/admin/ui");
     let grace = settings.engine.shutdown_grace.0;

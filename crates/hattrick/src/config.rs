@@ -380,6 +380,8 @@ pub struct PushSettings {
     pub campaign_lifetime: HumanDuration,
     /// Per-request timeout to FCM.
     pub request_timeout: HumanDuration,
+    /// The schemes a campaign's or test push's deep link may use (the app's own, and https for universal links).
+    pub deep_link_schemes: Vec<String>,
 }
 
 /// Whether `authority` (`host[:port]`) names this machine: `localhost`, or a loopback address.
@@ -424,6 +426,7 @@ impl Default for PushSettings {
             daily_cap: 3,
             campaign_lifetime: HumanDuration(Duration::from_secs(24 * 3600)),
             request_timeout: HumanDuration(Duration::from_secs(10)),
+            deep_link_schemes: push::content::DEFAULT_DEEP_LINK_SCHEMES.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -513,6 +516,22 @@ pub struct AdminSettings {
     pub request_timeout: HumanDuration,
     /// How long a sign-in to the admin page lasts.
     pub session_ttl: HumanDuration,
+    /// Host names the server answers to besides loopback ones (with tokens; empty: any).
+    pub allowed_hosts: Vec<String>,
+    /// The server is reached through TLS (a proxy in front): cookies are `Secure`, HSTS is sent.
+    pub secure_cookies: bool,
+    /// A client must send a request's headers within this; idle connections are closed after it.
+    pub header_timeout: HumanDuration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// A bearer token `/metrics` requires (`HATTRICK_METRICS_TOKEN`); none: `/metrics` is open.
+    pub metrics_token: Option<Secret>,
+    /// How long `/metrics` reuses the gauges it read from the database.
+    pub metrics_cache: HumanDuration,
+    /// API and page queries are cancelled after this.
+    pub statement_timeout: HumanDuration,
+    /// Failed sign-ins to the page allowed per client address and minute.
+    pub sign_in_attempts: u32,
 }
 
 impl Default for AdminSettings {
@@ -524,6 +543,14 @@ impl Default for AdminSettings {
             body_limit: 64 * 1024,
             request_timeout: HumanDuration(Duration::from_secs(30)),
             session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
+            allowed_hosts: Vec::new(),
+            secure_cookies: false,
+            header_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 256,
+            metrics_token: None,
+            metrics_cache: HumanDuration(Duration::from_secs(5)),
+            statement_timeout: HumanDuration(Duration::from_secs(10)),
+            sign_in_attempts: 10,
         }
     }
 }
@@ -575,6 +602,32 @@ impl AdminSettings {
         }
         if self.session_ttl.0 < Duration::from_secs(60) {
             problems.push("admin.session_ttl: at least one minute".to_owned());
+        }
+        for host in &self.allowed_hosts {
+            let plain = !host.is_empty()
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && !host.starts_with('.');
+            if !plain {
+                problems.push(format!("admin.allowed_hosts: {host:?} is not a host name (no scheme, port or path)"));
+            }
+        }
+        for (setting, value) in
+            [("header_timeout", self.header_timeout.0), ("statement_timeout", self.statement_timeout.0)]
+        {
+            if value.is_zero() {
+                problems.push(format!("admin.{setting}: must be more than zero"));
+            }
+        }
+        if self.max_connections == 0 {
+            problems.push("admin.max_connections: at least 1".to_owned());
+        }
+        if self.sign_in_attempts == 0 {
+            problems.push("admin.sign_in_attempts: at least 1".to_owned());
+        }
+        if let Some(token) = &self.metrics_token
+            && token.expose().len() < MIN_TOKEN_LENGTH
+        {
+            problems.push(format!("admin.metrics_token: at least {MIN_TOKEN_LENGTH} characters"));
         }
     }
 }
@@ -666,6 +719,9 @@ impl Settings {
         }
         if let Some(token) = lookup("HATTRICK_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
             figment = figment.merge(Serialized::default("admin.token", token));
+        }
+        if let Some(token) = lookup("HATTRICK_METRICS_TOKEN").filter(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("admin.metrics_token", token));
         }
         // Only `HATTRICK_<SECTION>__<KEY>` are overrides; HATTRICK_CONFIG and HATTRICK_CLOCK are not settings.
         let overrides: Vec<(String, String)> =
@@ -834,6 +890,16 @@ impl Settings {
                  OAuth token would travel in clear; use https:// (got {:?})",
                 push.fcm_endpoint
             ));
+        }
+        if push.deep_link_schemes.is_empty() {
+            problems.push("push.deep_link_schemes: at least one scheme (the app's, such as goalgpt)".to_owned());
+        }
+        for scheme in &push.deep_link_schemes {
+            if !push::content::valid_scheme(scheme) || scheme.to_ascii_lowercase() != *scheme {
+                problems.push(format!("push.deep_link_schemes: {scheme:?} is not a lower-case URL scheme (no `:`)"));
+            } else if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") {
+                problems.push(format!("push.deep_link_schemes: {scheme:?} can run code or read files; not allowed"));
+            }
         }
         if push.transport == TransportKind::Fcm && !push.has_credentials() {
             problems.push(format!("push.transport: fcm needs credentials: {CREDENTIAL_SETTINGS}"));

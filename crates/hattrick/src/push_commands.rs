@@ -119,6 +119,13 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
         push::Dispatcher::new(pool.clone(), app::transport(settings).await?, app::dispatcher_settings(settings)?);
     let test =
         push::test_send::TestPush { users: args.users, title: args.title, body: args.body, campaign: args.campaign };
+    let problems = test.problems();
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("error: {problem}");
+        }
+        return Ok(ExitCode::from(crate::commands::EXIT_USAGE));
+    }
     let results = match push::test_send::send(&pool, &dispatcher, &test, now).await {
         Ok(results) => results,
         Err(push::test_send::TestPushError::NotFound(message)) => {

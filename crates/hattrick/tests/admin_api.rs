@@ -508,7 +508,8 @@ fn sample(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_move_as_jobs_run_and_pushes_are_sent() {
-    let server = AdminServer::start().await;
+    // Every scrape reads the database here (the cache has its own test).
+    let server = AdminServer::with_settings(|s| s.metrics_cache = Duration::ZERO).await;
     let scrape = || async {
         let response = server.http.get(server.url("/metrics")).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -574,33 +575,51 @@ async fn the_page_needs_a_session_and_a_csrf_token() {
         (response.status().as_u16(), response.headers()["location"].to_str().unwrap()),
         (303, "/admin/ui/login")
     );
-    let wrong = server
-        .http
-        .post(server.url("/admin/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", "wrong")]))
-        .send()
-        .await
-        .unwrap();
+    // The sign-in form carries a token of its own, also set as a cookie: a form posted from elsewhere has neither.
+    let (login_cookie, login_csrf) = login_form(&server).await;
+    let sign_in = |token: &'static str, csrf: String, cookie: Option<String>| {
+        let mut request = server
+            .http
+            .post(server.url("/admin/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("token", token), ("csrf", csrf.as_str())]));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let no_form = sign_in(TOKEN, String::new(), None).await.unwrap();
+    assert_eq!(no_form.status(), 403, "a sign-in without the form's token is refused");
+    let wrong = sign_in("wrong", login_csrf.clone(), Some(login_cookie.clone())).await.unwrap();
     assert_eq!(wrong.status(), 401);
-    assert!(wrong.headers().get("set-cookie").is_none());
-    let signed_in = server
-        .http
-        .post(server.url("/admin/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", TOKEN)]))
-        .send()
-        .await
-        .unwrap();
+    assert!(wrong.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("hattrick_session")));
+    let signed_in = sign_in(TOKEN, login_csrf, Some(login_cookie)).await.unwrap();
     assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("hattrick_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "not Secure unless admin.secure_cookies: {cookie}");
     assert!(!cookie.contains(TOKEN), "the cookie is not the token");
     let session = cookie.split(';').next().unwrap().to_owned();
 
     let page = server.http.get(server.url("/admin/ui")).header("cookie", &session).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    for (header, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(page.headers()[header], value, "{header}");
+    }
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
     let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script: the CSP forbids it");
     assert!(html.contains("data-job=\"badge-auto-unlock\"") && html.contains("<svg class=\"spark\""));
     assert!(!html.contains(TOKEN), "the page never shows the token");
     let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
@@ -639,5 +658,401 @@ async fn the_page_needs_a_session_and_a_csrf_token() {
     assert_eq!(server.get("/admin/jobs/streak-reset").await.1["state"], "paused");
     let (_, audit) = server.get("/admin/audit").await;
     assert_eq!((audit[0]["actor"].as_str(), audit[0]["action"].as_str()), (Some("ops"), Some("job.pause")));
+
+    // Signing out revokes the session: a copy of the cookie kept elsewhere stops working too.
+    let out = server
+        .http
+        .post(server.url("/admin/ui/logout"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let copied = server.http.get(server.url("/admin/ui")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(
+        (copied.status().as_u16(), copied.headers()["location"].to_str().unwrap()),
+        (303, "/admin/ui/login"),
+        "a revoked session is signed out everywhere"
+    );
+    server.stop().await;
+}
+
+/// The sign-in page's cookie (`name=value`) and the form's token.
+async fn login_form(server: &AdminServer) -> (String, String) {
+    let page = server.http.get(server.url("/admin/ui/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+/// The token-less server of a developer's machine.
+async fn tokenless() -> AdminServer {
+    AdminServer::with_settings(|s| s.tokens.clear()).await
+}
+
+#[tokio::test]
+async fn a_tokenless_server_answers_only_loopback_hosts_and_same_origin_writes() {
+    let server = tokenless().await;
+    let user = server.db.user().await;
+    let grant = |host: Option<&str>, origin: Option<&str>, site: Option<&str>| {
+        let mut request = server
+            .http
+            .post(server.url(&format!("/admin/users/{user}/credits")))
+            .json(&json!({"amount": 5, "reason": "probe"}));
+        for (name, value) in [("host", host), ("origin", origin), ("sec-fetch-site", site)] {
+            if let Some(value) = value {
+                request = request.header(name, value);
+            }
+        }
+        send(request)
+    };
+    // DNS rebinding: a page on rebind.evil.example whose name now resolves to 127.0.0.1.
+    let (status, body) = grant(Some("rebind.evil.example:8080"), None, None).await;
+    assert_eq!(status, 403, "{body}");
+    // A form or fetch from another site.
+    assert_eq!(grant(None, Some("https://evil.example"), None).await.0, 403);
+    assert_eq!(grant(None, Some("null"), None).await.0, 403);
+    assert_eq!(grant(None, None, Some("cross-site")).await.0, 403);
+    let pause = server
+        .http
+        .post(server.url("/admin/ui/jobs/streak-reset/pause"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), 403);
+    let balance: Option<i32> = db::query_scalar("SELECT balance FROM customer_credits WHERE customer_user_id = $1")
+        .bind(user)
+        .fetch_optional(server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(balance, None, "nothing was granted");
+    assert_eq!(server.get("/admin/jobs/streak-reset").await.1["state"], "active");
+    // The operator's own tools: curl (no Origin), or the page itself (same origin).
+    let own = server.base.clone();
+    assert_eq!(grant(None, None, None).await.0, 200);
+    assert_eq!(grant(Some("localhost"), None, Some("same-origin")).await.0, 200);
+    assert_eq!(grant(None, Some(own.as_str()), None).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_with_tokens_answers_its_configured_names() {
+    let server = AdminServer::with_settings(|s| s.allowed_hosts = vec!["admin.example.com".to_owned()]).await;
+    let get = |host: &'static str| send(server.request(Method::GET, "/admin/jobs").header("host", host));
+    assert_eq!(get("admin.example.com").await.0, 200);
+    assert_eq!(get("127.0.0.1").await.0, 200);
+    assert_eq!(get("other.example.com").await.0, 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_one_request() {
+    let server = AdminServer::start().await;
+    let (alice, bob) = (server.db.user().await, server.db.user().await);
+    let adjust = |user: Uuid, amount: i64, key: &'static str| {
+        send(
+            server
+                .request(Method::POST, &format!("/admin/users/{user}/credits"))
+                .header("idempotency-key", key)
+                .json(&json!({"amount": amount, "reason": "goodwill"})),
+        )
+    };
+    let (status, first) = adjust(alice, 40, "ticket-7").await;
+    assert_eq!((status, first["applied"].as_bool()), (200, Some(true)), "{first}");
+    let (status, replay) = adjust(alice, 40, "ticket-7").await;
+    assert_eq!((status, replay["applied"].as_bool(), replay["balance"].as_i64()), (200, Some(false), Some(40)));
+    let (status, body) = adjust(alice, 400, "ticket-7").await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "another amount: {body}");
+    let (status, body) = adjust(bob, 40, "ticket-7").await;
+    assert_eq!(status, 409, "another user: {body}");
+    // Two users with one new key at once: one is applied, the other is a conflict; never a 500.
+    let (a, b) = tokio::join!(adjust(alice, 10, "ticket-8"), adjust(bob, 10, "ticket-8"));
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    testkit::assert_ledger_invariants(server.db.pool()).await;
+    // The app's key is refused in hattrick's namespace, with its own answer.
+    let error = db::query("SELECT hattrick_grant_credits($1, 5, 'ad_reward', 'admin:ticket-7:credits')")
+        .bind(alice)
+        .execute(server.db.pool())
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some("HT002"), "{error}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn values_the_database_cannot_store_are_422_with_their_path() {
+    let server = AdminServer::start().await;
+    let user = server.db.user().await;
+    let campaign = |patch: Value| {
+        let mut body = json!({"title_tr": "Başlık", "body_tr": "Metin", "target_audience": "all",
+                              "scheduled_at": "2030-01-01T19:00:00Z"});
+        for (key, value) in patch.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        server.post("/admin/campaigns", body)
+    };
+    let (status, body) = campaign(json!({"title_tr": "a\u{0}b"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("title_tr")), "{body}");
+    let (status, body) = campaign(json!({"target_audience": "segment",
+        "segment_filter": {"xp_level": {"in": ["gold", "go\u{0}ld"]}}}))
+    .await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("segment_filter.xp_level.in[1]")), "{body}");
+    let (status, body) =
+        server.post(&format!("/admin/users/{user}/credits"), json!({"amount": 5, "reason": "x\u{0}"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("reason")), "{body}");
+    let (status, body) =
+        server.post(&format!("/admin/users/{user}/credits"), json!({"amount": i64::MIN, "reason": "x"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("amount")), "{body}");
+    let (status, body) = server.get("/admin/partners/analytics?from=-262143-01-01&to=2026-01-01").await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("from")), "{body}");
+    let (status, body) = server.get("/admin/jobs/streak%00reset").await;
+    assert_eq!(status, 422, "{body}");
+    // The page: a signed-in operator asking for a day the calendar cannot hold.
+    let session = sign_in(&server).await;
+    let page = server
+        .http
+        .get(server.url("/admin/ui/partners?to=-262143-01-05"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 422);
+    assert!(page.text().await.unwrap().contains("to: "));
+    let (status, campaigns) = server.get("/admin/campaigns").await;
+    assert_eq!((status, campaigns.as_array().map(Vec::len)), (200, Some(0)), "nothing half-written");
+    server.stop().await;
+}
+
+/// Signs in to the page with the `ops` token; the session cookie (`name=value`).
+async fn sign_in(server: &AdminServer) -> String {
+    let (cookie, csrf) = login_form(server).await;
+    let response = server
+        .http
+        .post(server.url("/admin/ui/login"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("hattrick_session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_cannot_take_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = AdminServer::with_settings(|s| {
+        s.header_timeout = Duration::from_secs(1);
+        s.max_connections = 8;
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Twenty clients that send half a request and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /admin/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+        slow.push(stream);
+    }
+    // A real request still gets its answer: the half-sent ones are cut off after the header timeout.
+    let (status, _) = server.get("/admin/jobs").await;
+    assert_eq!(status, 200);
+    for mut stream in slow {
+        let mut buffer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buffer)).await;
+        assert!(read.is_ok(), "a half-sent request was kept open");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_token_and_read_the_database_once_per_interval() {
+    let server = AdminServer::with_settings(|s| {
+        s.metrics_token = Some("metrics-token-0123456789".to_owned());
+        s.metrics_cache = Duration::from_secs(3600);
+    })
+    .await;
+    let scrape = |token: Option<&'static str>| {
+        let mut request = server.http.get(server.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(scrape(None).await.0, 401);
+    assert_eq!(scrape(Some(TOKEN)).await.0, 401, "an admin token is not the metrics token");
+    let (status, first) = scrape(Some("metrics-token-0123456789")).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&first, "hattrick_outbox_due"), 0.0);
+    let user = server.db.user().await;
+    db::query(
+        "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, created_at)
+         VALUES ($1, 'reward', 'cached', 't', 'b', now() - interval '1 hour', now())",
+    )
+    .bind(user)
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    // A flood of scrapes is answered from one reading (the row above is not seen until the cache expires).
+    let flood: Vec<_> = (0..64).map(|_| scrape(Some("metrics-token-0123456789"))).collect();
+    for (status, text) in futures_util::future::join_all(flood).await {
+        assert_eq!(status, 200);
+        assert_eq!(sample(&text, "hattrick_outbox_due"), 0.0);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn api_queries_stop_at_the_statement_timeout() {
+    let server = AdminServer::with_settings(|s| s.statement_timeout = Duration::from_millis(300)).await;
+    let mut lock = server.db.pool().begin().await.unwrap();
+    db::query("LOCK TABLE push_outbox IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let (status, body) = server.get("/admin/outbox").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")), "{body}");
+    lock.rollback().await.unwrap();
+    assert_eq!(server.get("/admin/outbox").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sign_ins_are_rate_limited_and_cookies_are_secure_behind_tls() {
+    let server = AdminServer::with_settings(|s| {
+        s.sign_in_attempts = 3;
+        s.secure_cookies = true;
+    })
+    .await;
+    let session = sign_in(&server).await;
+    let page = server.http.get(server.url("/admin/ui")).header("cookie", &session).send().await.unwrap();
+    assert!(page.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    let (cookie, csrf) = login_form(&server).await;
+    let attempt = |token: &'static str| {
+        server
+            .http
+            .post(server.url("/admin/ui/login"))
+            .header("cookie", cookie.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("token", token), ("csrf", csrf.as_str())]))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("wrong").await.unwrap().status(), 401);
+    }
+    let limited = attempt(TOKEN).await.unwrap();
+    assert_eq!(limited.status(), 429, "even the right token waits once the limit is reached");
+    assert!(limited.headers().contains_key("retry-after"));
+    let signed_in = attempt_with_secure_cookie(&server).await;
+    assert!(signed_in.is_none(), "still limited");
+    server.stop().await;
+}
+
+/// A sign-in's session cookie if it succeeds, checking it is `Secure`.
+async fn attempt_with_secure_cookie(server: &AdminServer) -> Option<String> {
+    let (cookie, csrf) = login_form(server).await;
+    assert!(cookie.starts_with("hattrick_login="));
+    let response = server
+        .http
+        .post(server.url("/admin/ui/login"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("hattrick_session="))?;
+    assert!(session.contains("; Secure"), "{session}");
+    Some(session)
+}
+
+#[tokio::test]
+async fn campaign_and_test_push_content_is_checked_as_fcm_will_see_it() {
+    let server = AdminServer::start().await;
+    let campaign = |patch: Value| {
+        let mut body = json!({"title_tr": "Başlık", "body_tr": "Metin", "target_audience": "all",
+                              "scheduled_at": "2030-01-01T19:00:00Z"});
+        for (key, value) in patch.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        server.post("/admin/campaigns", body)
+    };
+    for (patch, path) in [
+        (json!({"image_url": "http://169.254.169.254/latest/meta-data/"}), "image_url"),
+        (json!({"image_url": "https://10.0.0.1/a.png"}), "image_url"),
+        (json!({"deep_link_url": "javascript:alert(1)"}), "deep_link_url"),
+        // 700 control characters: 700 bytes raw, 4,200 once serialised.
+        (json!({"body_tr": "\u{1}".repeat(700)}), "body_tr"),
+        (json!({"body_en": "\"".repeat(2100), "title_en": "t"}), "body_en"),
+    ] {
+        let (status, body) = campaign(patch.clone()).await;
+        assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some(path)), "{patch}: {body}");
+    }
+    let (status, body) =
+        campaign(json!({"image_url": "https://cdn.goalgpt.com/a.png", "deep_link_url": "goalgpt://matches/1"})).await;
+    assert_eq!(status, 201, "{body}");
+    let user = user_with_token(&server.db, "android").await;
+    let (status, body) =
+        server.post("/admin/push/test", json!({"users": [user], "title": "t", "body": "\u{1}".repeat(700)})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("body")), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn audit_rows_go_with_their_action_and_request_ids_are_bounded() {
+    let server = AdminServer::start().await;
+    // A test push to an unknown user sends nothing, so it leaves no record either.
+    let (status, _) =
+        server.post("/admin/push/test", json!({"users": [Uuid::new_v4()], "title": "t", "body": "b"})).await;
+    assert_eq!(status, 404);
+    let (_, audit) = server.get("/admin/audit").await;
+    assert_eq!(audit.as_array().map(Vec::len), Some(0), "{audit}");
+    // A run started from the API has its record, naming the run.
+    let (status, run) = server.post("/admin/jobs/streak-reset/run", json!({})).await;
+    assert_eq!(status, 202);
+    let (_, audit) = server.get("/admin/audit").await;
+    assert_eq!(audit[0]["action"], "job.run");
+    assert_eq!(audit[0]["details"]["run_id"], run["run_id"]);
+    server.wait_for_run(run["run_id"].as_str().unwrap()).await;
+    // A client's request id is kept when it is reasonable, replaced when it is not.
+    let long = "x".repeat(8192);
+    for (sent, kept) in [("req-1:abc", true), (long.as_str(), false), ("two words", false)] {
+        let response = server
+            .request(Method::POST, "/admin/jobs/streak-reset/pause")
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let echoed = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(echoed == sent, kept, "{echoed}");
+        assert!(echoed.len() <= admin::MAX_REQUEST_ID);
+        send(server.request(Method::POST, "/admin/jobs/streak-reset/resume")).await;
+    }
+    let longest: i32 = db::query_scalar("SELECT max(length(request_id)) FROM hattrick_audit_log")
+        .fetch_one(server.db.pool())
+        .await
+        .unwrap();
+    assert!(longest as usize <= admin::MAX_REQUEST_ID);
     server.stop().await;
 }

@@ -47,6 +47,46 @@ pub enum TestPushError {
     Sql(#[from] sqlx::Error),
 }
 
+impl TestPush {
+    /// Every problem with the request, each as `path: problem`: 1 to 20 recipients, and either a campaign or a
+    /// title and body that make a message FCM accepts.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.users.is_empty() || self.users.len() > MAX_RECIPIENTS {
+            problems.push(format!("users: 1 to {MAX_RECIPIENTS} recipients (got {})", self.users.len()));
+        }
+        if self.campaign.is_some() {
+            if self.title.is_some() || self.body.is_some() {
+                problems.push("campaign_id: title and body come from the campaign; do not give them too".to_owned());
+            }
+            return problems;
+        }
+        for (path, value) in [("title", &self.title), ("body", &self.body)] {
+            match value.as_deref() {
+                None => problems.push(format!("{path}: required unless campaign_id is given")),
+                Some(text) if text.trim().is_empty() => problems.push(format!("{path}: must not be empty")),
+                Some(text) if path == "title" && text.chars().count() > 255 => {
+                    problems.push(format!("{path}: at most 255 characters"));
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(title), Some(body)) = (&self.title, &self.body) {
+            let data = std::collections::BTreeMap::from([("type".to_owned(), "test".to_owned())]);
+            if let Some(size) = crate::content::oversize(title, body, None, &data) {
+                problems.push(format!(
+                    "body: the message is {size} bytes as sent, over FCM's {}-byte limit",
+                    crate::MAX_PAYLOAD_BYTES
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// The most recipients one test push may have.
+pub const MAX_RECIPIENTS: usize = 20;
+
 /// Writes one `test` outbox row per user and sends them now through `dispatcher`.
 pub async fn send(
     pool: &Pool,
@@ -55,6 +95,18 @@ pub async fn send(
     now: DateTime<Utc>,
 ) -> Result<Vec<TestResult>, TestPushError> {
     let mut tx = pool.begin().await?;
+    let ids = enqueue(&mut tx, push, now).await?;
+    tx.commit().await?;
+    deliver(pool, dispatcher, &ids, now).await
+}
+
+/// Writes one `test` outbox row per user in the caller's transaction (so an audit row can go with them);
+/// returns their ids for [`deliver`]. Nothing is written when a recipient or the campaign is missing.
+pub async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    push: &TestPush,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, TestPushError> {
     let run = Uuid::new_v4();
     let ids: Vec<i64> = db::query_scalar(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
@@ -85,13 +137,22 @@ pub async fn send(
         let missing = if push.campaign.is_some() { "unknown campaign or user" } else { "unknown user" };
         return Err(TestPushError::NotFound(format!("{missing}: {} of {distinct} recipients found", ids.len())));
     }
-    tx.commit().await?;
-    dispatcher.round_only(now, &ids).await?;
+    Ok(ids)
+}
+
+/// Sends the test pushes `ids` (committed by [`enqueue`]) now, and reports each.
+pub async fn deliver(
+    pool: &Pool,
+    dispatcher: &Dispatcher,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<Vec<TestResult>, TestPushError> {
+    dispatcher.round_only(now, ids).await?;
     let rows: Vec<(Uuid, String, i32, i32, Option<String>)> = db::query_as(
         "SELECT customer_user_id, status, tokens_sent, tokens_failed, last_error FROM push_outbox
          WHERE id = ANY($1) ORDER BY id",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(pool)
     .await?;
     Ok(rows

@@ -50,12 +50,42 @@ struct Campaign {
 /// A campaign first picked up later than this after its time is failed, not sent (SPEC 10.20).
 pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// The largest title + body + image + deep link a campaign may carry (FCM's 4 KB, less room for the data keys).
-pub const MAX_CONTENT_BYTES: usize = 3800;
+/// What a campaign's pushes carry, in both languages.
+struct Texts<'a> {
+    title_tr: &'a str,
+    title_en: Option<&'a str>,
+    body_tr: &'a str,
+    body_en: Option<&'a str>,
+    image: Option<&'a str>,
+    deep_link: Option<&'a str>,
+}
 
-/// The bytes a campaign's texts, image and deep link take together (checked against [`MAX_CONTENT_BYTES`]).
-pub fn content_bytes(parts: &[Option<&str>]) -> usize {
-    parts.iter().flatten().map(|part| part.len()).sum()
+impl Texts<'_> {
+    /// The language whose message would be over FCM's limit as the dispatcher sends it (the data as the outbox
+    /// row carries it), and why.
+    fn oversize(&self) -> Option<(&'static str, String)> {
+        let mut data = std::collections::BTreeMap::from([
+            ("type".to_owned(), "campaign".to_owned()),
+            ("campaignId".to_owned(), Uuid::nil().to_string()),
+        ]);
+        if let Some(link) = self.deep_link {
+            data.insert("deepLink".to_owned(), link.to_owned());
+        }
+        let english = (self.title_en.unwrap_or(self.title_tr), self.body_en.unwrap_or(self.body_tr));
+        [("body_tr", (self.title_tr, self.body_tr)), ("body_en", english)].into_iter().find_map(
+            |(path, (title, body))| {
+                push::content::oversize(title, body, self.image, &data).map(|size| {
+                    (
+                        path,
+                        format!(
+                            "the message is {size} bytes as sent, over FCM's {}-byte limit",
+                            push::MAX_PAYLOAD_BYTES
+                        ),
+                    )
+                })
+            },
+        )
+    }
 }
 
 /// A campaign as an operator submits it.
@@ -71,7 +101,7 @@ pub struct CampaignDraft {
     pub body_en: Option<String>,
     /// Where tapping the push leads in the app.
     pub deep_link_url: Option<String>,
-    /// An image shown with the push (http or https).
+    /// An image shown with the push (https, on a named host).
     pub image_url: Option<String>,
     /// `all`, `vip`, `free` or `segment`.
     pub target_audience: String,
@@ -85,7 +115,13 @@ impl CampaignDraft {
     /// Every problem with the draft, each as `path: problem` (the segment filter's problems name their place in
     /// the filter). `now` is the business time: a campaign more than `stale_after` in the past would never be
     /// sent.
-    pub fn problems(&self, zones: &DayZones, now: DateTime<Utc>, stale_after: Duration) -> Vec<String> {
+    pub fn problems(
+        &self,
+        zones: &DayZones,
+        rules: &push::ContentRules,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         for (path, value, required) in [
             ("title_tr", Some(self.title_tr.as_str()), true),
@@ -101,24 +137,22 @@ impl CampaignDraft {
                 _ => {}
             }
         }
-        if let Some(url) = &self.image_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            problems.push("image_url: must be an http:// or https:// URL".to_owned());
+        if let Some(problem) = self.image_url.as_deref().and_then(|url| rules.image_problem(url)) {
+            problems.push(format!("image_url: {problem}"));
         }
-        if self.deep_link_url.as_deref().is_some_and(|link| link.trim().is_empty()) {
-            problems.push("deep_link_url: must not be empty when given".to_owned());
+        if let Some(problem) = self.deep_link_url.as_deref().and_then(|link| rules.deep_link_problem(link)) {
+            problems.push(format!("deep_link_url: {problem}"));
         }
-        let size = content_bytes(&[
-            Some(&self.title_tr),
-            self.title_en.as_deref(),
-            Some(&self.body_tr),
-            self.body_en.as_deref(),
-            self.image_url.as_deref(),
-            self.deep_link_url.as_deref(),
-        ]);
-        if size > MAX_CONTENT_BYTES {
-            problems.push(format!("body_tr: the message is {size} bytes, over the {MAX_CONTENT_BYTES}-byte limit"));
+        let texts = Texts {
+            title_tr: &self.title_tr,
+            title_en: self.title_en.as_deref(),
+            body_tr: &self.body_tr,
+            body_en: self.body_en.as_deref(),
+            image: self.image_url.as_deref(),
+            deep_link: self.deep_link_url.as_deref(),
+        };
+        if let Some((path, problem)) = texts.oversize() {
+            problems.push(format!("{path}: {problem}"));
         }
         if self.target_audience != "segment" && self.segment_filter.as_ref().is_some_and(|f| !f.is_null()) {
             problems.push("segment_filter: only allowed when target_audience is `segment`".to_owned());
@@ -226,17 +260,16 @@ impl ScheduledNotifications {
             tx.commit().await?;
             return Ok(None);
         };
-        let size = content_bytes(&[
-            Some(&campaign.title_tr),
-            campaign.title_en.as_deref(),
-            Some(&campaign.body_tr),
-            campaign.body_en.as_deref(),
-            campaign.image_url.as_deref(),
-            campaign.deep_link_url.as_deref(),
-        ]);
-        if size > MAX_CONTENT_BYTES {
-            Self::fail(&mut tx, id, &format!("the message is {size} bytes, over the {MAX_CONTENT_BYTES}-byte limit"))
-                .await?;
+        let texts = Texts {
+            title_tr: &campaign.title_tr,
+            title_en: campaign.title_en.as_deref(),
+            body_tr: &campaign.body_tr,
+            body_en: campaign.body_en.as_deref(),
+            image: campaign.image_url.as_deref(),
+            deep_link: campaign.deep_link_url.as_deref(),
+        };
+        if let Some((_, problem)) = texts.oversize() {
+            Self::fail(&mut tx, id, &problem).await?;
             tx.commit().await?;
             return Ok(None);
         }
