@@ -84,8 +84,68 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
 }
 
 /// The OpenAPI document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+pub fn openapi() -> serde_json::Value {
+    let mut document = serde_json::to_value(routes().into_openapi()).unwrap_or_default();
+    exact(&mut document);
+    document
+}
+
+/// A documented error answer.
+fn error_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    })
+}
+
+/// States in the document what the server enforces beyond the handlers' types, so that the document is the
+/// contract (checked by schemathesis in CI): the answers every route may give (the guard's 403, the database's
+/// 503, a body's 400, 413 and 415) and the bounds the handlers check (limits, amounts, recipients, texts).
+fn exact(document: &mut serde_json::Value) {
+    use serde_json::json;
+    let everywhere = [
+        ("403", "Another Host, or a write from another site (SECURITY.md)"),
+        ("503", "The database is unreachable, or did not answer within admin.statement_timeout"),
+    ];
+    let with_body = [
+        ("400", "The body is not JSON"),
+        ("413", "The body is over admin.body_limit"),
+        ("415", "The body is not application/json"),
+    ];
+    if let Some(paths) = document.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for operation in paths.values_mut().filter_map(|item| item.as_object_mut()).flat_map(|item| item.values_mut()) {
+            let has_body = operation.get("requestBody").is_some();
+            if let Some(parameters) = operation.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+                for parameter in parameters.iter_mut().filter(|p| p["name"] == "limit") {
+                    parameter["schema"]["minimum"] = json!(1);
+                    parameter["schema"]["maximum"] = json!(500);
+                }
+            }
+            if let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                let extra = if has_body { &with_body[..] } else { &[][..] };
+                for (status, description) in everywhere.iter().chain(extra) {
+                    responses.entry(*status).or_insert_with(|| error_response(description));
+                }
+            }
+        }
+    }
+    let schemas = &mut document["components"]["schemas"];
+    let amount = &mut schemas["AdjustRequest"]["properties"]["amount"];
+    amount["minimum"] = json!(-operator::MAX_ADJUSTMENT);
+    amount["maximum"] = json!(operator::MAX_ADJUSTMENT);
+    amount["not"] = json!({"const": 0});
+    // Texts that must say something: at least one character that is not white space.
+    let something = json!("\\S");
+    schemas["AdjustRequest"]["properties"]["reason"]["pattern"] = something.clone();
+    for field in ["title_tr", "body_tr"] {
+        schemas["NewCampaign"]["properties"][field]["pattern"] = something.clone();
+    }
+    for field in ["title_tr", "title_en"] {
+        schemas["NewCampaign"]["properties"][field]["maxLength"] = json!(255);
+    }
+    let users = &mut schemas["TestPushRequest"]["properties"]["users"];
+    users["minItems"] = json!(1);
+    users["maxItems"] = json!(push::test_send::MAX_RECIPIENTS);
 }
 
 /// Paging of lists.
@@ -542,7 +602,8 @@ pub struct RangeQuery {
     pub partner_id: Option<Uuid>,
 }
 
-/// The days a range may name (the database and the calendar arithmetic both hold them).
+/// The days a range may name: those an RFC 3339 date can write (years 0000 to 9999), which the database and the
+/// calendar arithmetic both hold.
 pub const DAYS: std::ops::RangeInclusive<NaiveDate> =
     NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date")..=NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
 
