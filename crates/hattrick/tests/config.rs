@@ -238,3 +238,28 @@ fn admin_mistakes_are_named() {
     assert!(message.contains("admin.session_ttl: at least one minute"), "{message}");
     assert!(!message.contains("a-long-enough-secret-1"), "secrets never appear in errors: {message}");
 }
+
+#[test]
+fn security_settings_are_checked() {
+    let message = rejected(
+        "[admin]\nallowed_hosts = [\"https://admin.example.com\"]\nmax_connections = 0\nheader_timeout = \"0s\"\n\
+         metrics_token = \"short\"\n[push]\ndeep_link_schemes = [\"javascript\", \"Goal:GPT\"]\n",
+        &[],
+    );
+    for expected in [
+        "admin.allowed_hosts: \"https://admin.example.com\" is not a host name",
+        "admin.max_connections: at least 1",
+        "admin.header_timeout: must be more than zero",
+        "admin.metrics_token: at least 16 characters",
+        "push.deep_link_schemes: \"javascript\" can run code",
+        "push.deep_link_schemes: \"Goal:GPT\" is not a lower-case URL scheme",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    assert!(!message.contains("short\""), "secrets never appear in errors: {message}");
+    let settings = load("", &[("HATTRICK_METRICS_TOKEN", "metrics-secret-0123456789")]).unwrap();
+    assert_eq!(
+        settings.admin.metrics_token.map(|t| t.expose().to_owned()).as_deref(),
+        Some("metrics-secret-0123456789")
+    );
+}
