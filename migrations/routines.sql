@@ -109,10 +109,12 @@ BEGIN
     END IF;
 END $$;
 
--- Whether `user` used `key` on `ledger` ('credits' or 'xp') before. A use with another signed amount or type is
--- an error (HT001). A compacted key's amount is gone: it counts as used whatever the amount.
+-- Whether `user` used `key` on `ledger` ('credits' or 'xp') before. With `strict` (the app's calls), a use with
+-- another signed amount or type is an error (HT001); hattrick's own keys (a level-up bonus) are used whatever
+-- they paid. A compacted key's amount is gone: it counts as used whatever the amount.
+DROP FUNCTION IF EXISTS hattrick_key_used(text, text, uuid, text, int, text);
 CREATE OR REPLACE FUNCTION hattrick_key_used(
-    p_function text, p_ledger text, p_user uuid, p_key text, p_amount int, p_type text
+    p_function text, p_ledger text, p_user uuid, p_key text, p_amount int, p_type text, p_strict boolean
 ) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_amount int;
@@ -126,7 +128,7 @@ BEGIN
         WHERE customer_user_id = p_user AND idempotency_key = p_key;
     END IF;
     IF FOUND THEN
-        IF v_amount <> p_amount OR v_type IS DISTINCT FROM p_type THEN
+        IF p_strict AND (v_amount <> p_amount OR v_type IS DISTINCT FROM p_type) THEN
             RAISE EXCEPTION '%: idempotency key "%" was used for this user with amount % and type %, not % and %',
                 p_function, p_key, v_amount, v_type, p_amount, p_type
                 USING ERRCODE = 'HT001', HINT = 'A retry must repeat the original call; a new payment needs a new key.';
@@ -139,11 +141,13 @@ BEGIN
 END $$;
 
 -- Moves `delta` credits (positive: earned, negative: spent) for `user` under `key`, locking the balance row first.
--- Returns the new balance, or NULL when the key had been used. hattrick's own grants (level-up bonuses) come
--- through here without the namespace check.
+-- Returns the new balance, or NULL when the key had been used. hattrick's own grants (level-up bonuses, not
+-- `strict`) come through here without the namespace check. The namespace guards against mistakes, not against a
+-- role that may write the ledger tables anyway.
+DROP FUNCTION IF EXISTS hattrick_move_credits(text, uuid, int, text, text, text, jsonb, timestamptz);
 CREATE OR REPLACE FUNCTION hattrick_move_credits(
     p_function text, p_user uuid, p_delta int, p_type text, p_key text, p_description text, p_metadata jsonb,
-    p_at timestamptz
+    p_at timestamptz, p_strict boolean
 ) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_balance int;
@@ -151,7 +155,7 @@ BEGIN
     INSERT INTO customer_credits (customer_user_id, created_at, updated_at) VALUES (p_user, p_at, p_at)
     ON CONFLICT (customer_user_id) DO NOTHING;
     SELECT balance INTO v_balance FROM customer_credits WHERE customer_user_id = p_user FOR UPDATE;
-    IF hattrick_key_used(p_function, 'credits', p_user, p_key, p_delta, p_type) THEN
+    IF hattrick_key_used(p_function, 'credits', p_user, p_key, p_delta, p_type, p_strict) THEN
         RETURN NULL;
     END IF;
     IF v_balance + p_delta < 0 THEN
@@ -182,7 +186,7 @@ BEGIN
     END IF;
     PERFORM hattrick_check_app_call('hattrick_grant_credits', p_user, p_key);
     RETURN hattrick_move_credits('hattrick_grant_credits', p_user, p_amount, p_type, p_key, p_description, p_metadata,
-                                 p_at);
+                                 p_at, true);
 END $$;
 
 -- Spends `amount` (> 0) credits; fails when the balance is too low. Returns the new balance, or NULL when the key
@@ -198,7 +202,7 @@ BEGIN
     END IF;
     PERFORM hattrick_check_app_call('hattrick_spend_credits', p_user, p_key);
     RETURN hattrick_move_credits('hattrick_spend_credits', p_user, -p_amount, p_type, p_key, p_description, p_metadata,
-                                 p_at);
+                                 p_at, true);
 END $$;
 
 -- Grants `amount` XP (negative for a deduction), recomputes the level both ways and pays the level-up credits of
@@ -221,7 +225,7 @@ BEGIN
     INSERT INTO customer_xp (customer_user_id, next_level_xp, created_at, updated_at) VALUES (p_user, 500, p_at, p_at)
     ON CONFLICT (customer_user_id) DO NOTHING;
     SELECT xp_points INTO v_before FROM customer_xp WHERE customer_user_id = p_user FOR UPDATE;
-    IF hattrick_key_used('hattrick_grant_xp', 'xp', p_user, p_key, p_amount, p_type) THEN
+    IF hattrick_key_used('hattrick_grant_xp', 'xp', p_user, p_key, p_amount, p_type, true) THEN
         RETURN NULL;
     END IF;
     v_after := v_before + p_amount;
@@ -239,7 +243,7 @@ BEGIN
     FOR v_level IN SELECT * FROM hattrick_levels() l WHERE l.xp_from > v_before AND l.xp_from <= v_after LOOP
         PERFORM hattrick_move_credits('hattrick_grant_xp', p_user, v_level.credits, 'promotional',
                                       'level-up:' || p_user || ':' || v_level.level, 'Level up: ' || v_level.name_en,
-                                      jsonb_build_object('level_up', v_level.level), p_at);
+                                      jsonb_build_object('level_up', v_level.level), p_at, false);
         PERFORM hattrick_enqueue_level_up(p_user, v_level.level, p_at);
     END LOOP;
     RETURN v_after;

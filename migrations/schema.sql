@@ -603,6 +603,9 @@ CREATE TABLE hattrick_audit_log (
     CONSTRAINT hattrick_audit_log_pkey PRIMARY KEY (id)
 );
 CREATE INDEX hattrick_audit_log_at_idx ON hattrick_audit_log (at DESC);
+-- The admin API's Idempotency-Key look-up (one key is one operator request).
+CREATE INDEX hattrick_audit_log_key_idx ON hattrick_audit_log ((details ->> 'key'))
+    WHERE action IN ('credits.adjust', 'xp.adjust');
 
 -- Change capture (SPEC 7): the app's writes, through the triggers of migrations/events.sql, record which subject
 -- (a user id) a job should look at again; `topic` is the job. Event runs take rows, act on their subjects and

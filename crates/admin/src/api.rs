@@ -168,11 +168,11 @@ fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
 #[utoipa::path(get, path = "/admin/jobs", tag = "jobs",
     responses((status = 200, body = Vec<JobSummary>, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token")))]
 async fn list_jobs(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<JobSummary>>, ApiError> {
-    Ok(Json(data::jobs(&admin.engine, admin.engine.clock().now()).await?))
+    Ok(Json(data::jobs(&admin.engine, admin.pool(), admin.engine.clock().now()).await?))
 }
 
 async fn find_job(admin: &Admin, name: &str) -> Result<JobSummary, ApiError> {
-    data::jobs(&admin.engine, admin.engine.clock().now())
+    data::jobs(&admin.engine, admin.pool(), admin.engine.clock().now())
         .await?
         .into_iter()
         .find(|j| j.name == name)
@@ -884,19 +884,21 @@ async fn adjust(
         .bind(&key)
         .execute(&mut *tx)
         .await?;
-    let earlier: Option<(Option<String>, Option<i64>)> = db::query_as(
-        "SELECT target, (details ->> 'amount')::bigint FROM hattrick_audit_log
-         WHERE action = $1 AND details ->> 'key' = $2 ORDER BY id LIMIT 1",
+    let earlier: Option<(String, Option<String>, Option<i64>)> = db::query_as(
+        "SELECT action::text, target, (details ->> 'amount')::bigint FROM hattrick_audit_log
+         WHERE action IN ('credits.adjust', 'xp.adjust') AND details ->> 'key' = $1 ORDER BY id LIMIT 1",
     )
-    .bind(action)
     .bind(&key)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some((target, amount)) = earlier
-        && (target.as_deref() != Some(user.to_string().as_str()) || amount != Some(request.amount))
+    if let Some((earlier_action, target, amount)) = earlier
+        && (earlier_action != action
+            || target.as_deref() != Some(user.to_string().as_str())
+            || amount != Some(request.amount))
     {
         return Err(ApiError::conflict(format!(
-            "Idempotency-Key was used for another request (user {}, amount {}); a new adjustment needs a new key",
+            "Idempotency-Key was used for another request ({earlier_action} for user {}, amount {}); a new \
+             adjustment needs a new key",
             target.unwrap_or_default(),
             amount.map_or_else(|| "?".to_owned(), |a| a.to_string())
         )));

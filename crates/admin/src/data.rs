@@ -93,8 +93,7 @@ const RUN_COLUMNS: &str = "id, job_name, status, trigger, reason, scheduled_for,
                            duration_ms, items_processed, error_message, instance, attempt";
 
 /// Every job this binary runs, as stored (every instance follows the stored definition).
-pub async fn jobs(engine: &Engine, now: DateTime<Utc>) -> Result<Vec<JobSummary>, sqlx::Error> {
-    let pool = engine.pool();
+pub async fn jobs(engine: &Engine, pool: &Pool, now: DateTime<Utc>) -> Result<Vec<JobSummary>, sqlx::Error> {
     let stored: Vec<store::StoredJob> =
         store::load_jobs(pool).await?.into_iter().filter(|s| engine.registry().contains(&s.definition.name)).collect();
     let last_runs: Vec<RunSummary> = db::query_as(sqlx::AssertSqlSafe(format!(

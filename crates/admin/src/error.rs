@@ -133,10 +133,10 @@ impl From<sqlx::Error> for ApiError {
                     tracing::warn!(error = %e, "an admin query ran past admin.statement_timeout");
                     Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database did not answer in time")
                 }
-                // A data exception: a value the request carried that PostgreSQL cannot store (a NUL character,
-                // a date or number out of range). The extractors catch these with their path first; this is the
-                // net under them.
-                Some(code) if code.starts_with("22") => {
+                // A value the request carried that PostgreSQL cannot store. The guard and the validators catch
+                // these with their path first; this is the net under them:
+                // 22021 (a NUL or bad byte), 22P05 (untranslatable), 22008 (a date beyond the calendar).
+                Some(code @ ("22021" | "22P05" | "22008")) => {
                     tracing::warn!(error = %e, "a request carried a value the database refused");
                     Self::validation([format!("the request holds a value the database cannot store ({code})")])
                 }

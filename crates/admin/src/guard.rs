@@ -79,7 +79,10 @@ pub async fn guard(State(admin): State<Arc<Admin>>, request: axum::extract::Requ
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default()
         .to_owned();
-    if !host_allowed(&host, !settings.tokens.is_empty(), &settings.allowed_hosts) {
+    // Probes and scrapers name the instance by its address; with tokens set they are exempt (they change nothing,
+    // and /metrics has its own token).
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") && !settings.tokens.is_empty();
+    if !probe && !host_allowed(&host, !settings.tokens.is_empty(), &settings.allowed_hosts) {
         tracing::warn!(host, "request for a host this server does not answer to");
         return secure(
             ApiError::forbidden(format!("this server does not answer to host {host:?} (admin.allowed_hosts)"))
@@ -120,6 +123,21 @@ pub struct SignInLimiter {
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
+/// The unit a client is counted by: its IPv4 address, or its IPv6 /64 (one host usually holds a whole /64).
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
+}
+
+/// The most client addresses tracked at once.
+const MAX_TRACKED: usize = 10_000;
+
 /// The window failed sign-ins are counted in.
 pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -127,7 +145,7 @@ impl SignInLimiter {
     /// How long `client` must wait before trying again, if it has used up its `limit`.
     pub fn retry_after(&self, client: IpAddr, limit: u32) -> Option<Duration> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (since, count) = failures.get(&client)?;
+        let (since, count) = failures.get(&client_key(client))?;
         let elapsed = since.elapsed();
         (elapsed < SIGN_IN_WINDOW && *count >= limit).then(|| SIGN_IN_WINDOW - elapsed)
     }
@@ -135,10 +153,14 @@ impl SignInLimiter {
     /// Counts a failed sign-in from `client`.
     pub fn failed(&self, client: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 10_000 {
+        if failures.len() >= MAX_TRACKED {
             failures.retain(|_, (since, _)| since.elapsed() < SIGN_IN_WINDOW);
+            if failures.len() >= MAX_TRACKED {
+                // Still full of fresh entries (a distributed guess): forget them rather than grow without bound.
+                failures.clear();
+            }
         }
-        let entry = failures.entry(client).or_insert((Instant::now(), 0));
+        let entry = failures.entry(client_key(client)).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= SIGN_IN_WINDOW {
             *entry = (Instant::now(), 0);
         }
@@ -194,7 +216,9 @@ pub async fn reject_unstorable(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let json = content_type.starts_with("application/json");
+    // What axum's Json accepts: application/json and application/*+json.
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
     let form = content_type.starts_with("application/x-www-form-urlencoded");
     if !json && !form {
         return next.run(request).await;

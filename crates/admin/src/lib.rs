@@ -162,6 +162,8 @@ pub struct Admin {
     pool: db::Pool,
     /// The database gauges of `/metrics` and when they were read.
     metrics_cache: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// The last readiness answer and when it was found.
+    readiness_cache: tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, &'static str)>>,
     /// Failed sign-ins by client address.
     pub sign_ins: guard::SignInLimiter,
 }
@@ -178,6 +180,7 @@ impl Admin {
         Self {
             pool,
             metrics_cache: tokio::sync::Mutex::new(None),
+            readiness_cache: tokio::sync::Mutex::new(None),
             sign_ins: guard::SignInLimiter::default(),
             engine,
             dispatcher,
@@ -243,30 +246,26 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .layer(axum::middleware::map_request(bound_request_id))
 }
 
-/// Serves `admin` on `listener` until `shutdown`, then waits (up to `grace`) for requests in flight and for runs
-/// started from the API.
+/// Serves `admin` on `listener` until `shutdown`, then, within `grace`, lets requests in flight and the runs
+/// started from the API finish (those are asked to stop at once).
 ///
-/// Each connection must send its request headers within `header_timeout` (a connection idle that long is closed
-/// too), and at most `max_connections` are served at once: a slow or greedy client holds one slot for a bounded
-/// time and cannot starve the others of more than its share.
+/// HTTP/1.1 only (a TLS proxy in front speaks HTTP/2 to clients). Each connection must send its request headers
+/// within `header_timeout`, from the first byte on (a connection that sends nothing, or stays idle between
+/// requests, is closed after it too), and at most `max_connections` are served at once: a slow or greedy client
+/// holds a slot for a bounded time and cannot starve the others.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     admin: Arc<Admin>,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
     let app = router(Arc::clone(&admin));
     let slots = Arc::new(tokio::sync::Semaphore::new(admin.settings.max_connections.max(1)));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(admin.settings.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(admin.settings.header_timeout)
-        .keep_alive_timeout(admin.settings.header_timeout);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(admin.settings.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let slot = tokio::select! {
@@ -290,8 +289,7 @@ pub async fn serve(
             request.extensions_mut().insert(guard::ClientAddr(peer));
             app.clone().oneshot(request)
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(error = %error, "admin server: connection ended with an error");
@@ -300,13 +298,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("admin requests still in flight at shutdown");
-    }
+    // One deadline for everything: runs started from the API are asked to stop now, requests in flight finish.
     admin.shutdown.cancel();
     admin.runs.close();
-    if tokio::time::timeout(grace, admin.runs.wait()).await.is_err() {
-        tracing::warn!("runs started from the admin API still running at shutdown");
+    let drained = async {
+        graceful.shutdown().await;
+        admin.runs.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!("admin requests or runs started from the API still running at shutdown");
     }
     Ok(())
 }

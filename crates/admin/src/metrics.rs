@@ -54,18 +54,33 @@ pub fn router() -> Router<Arc<Admin>> {
         .route("/metrics", get(metrics))
 }
 
-/// Ready when the database answers and holds this binary's schema.
+/// How long a readiness answer is reused: a flood of probes costs one query a second.
+const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ready when the database answers and holds this binary's schema (asked at most once per [`READINESS_CACHE`]).
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    let mut cache = admin.readiness_cache.lock().await;
+    if let Some((asked_at, status, text)) = *cache
+        && asked_at.elapsed() < READINESS_CACHE
+    {
+        return (status, text).into_response();
+    }
+    let (status, text) = readiness(&admin).await;
+    *cache = Some((Instant::now(), status, text));
+    (status, text).into_response()
+}
+
+async fn readiness(admin: &Admin) -> (StatusCode, &'static str) {
     let stored: Result<Option<String>, sqlx::Error> =
         db::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
             .fetch_optional(admin.pool())
             .await;
     match stored {
-        Ok(Some(checksum)) if checksum == db::migrate::schema_checksum() => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database schema is not this version's\n").into_response(),
+        Ok(Some(checksum)) if checksum == db::migrate::schema_checksum() => (StatusCode::OK, "ready\n"),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database schema is not this version's\n"),
         Err(error) => {
             tracing::warn!(error = %error, "readiness: database not reachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable\n").into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable\n")
         }
     }
 }
@@ -233,7 +248,7 @@ async fn database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
     let mut out = Text::default();
     let now = admin.engine.clock().now();
     // Jobs, as stored in the shared database.
-    let jobs = crate::data::jobs(&admin.engine, now).await?;
+    let jobs = crate::data::jobs(&admin.engine, admin.pool(), now).await?;
     out.family("hattrick_job_paused", "gauge", "1 when the job is paused (0 active; disabled jobs are absent).");
     for job in jobs.iter().filter(|j| j.state != "disabled") {
         out.sample("hattrick_job_paused", &[("job", &job.name)], f64::from(u8::from(job.state == "paused")));

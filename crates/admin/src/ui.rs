@@ -373,7 +373,7 @@ struct JobsPage {
 }
 
 async fn jobs_page(State(admin): State<Arc<Admin>>, session: Session, Query(notice): Query<Notice>) -> Page<JobsPage> {
-    let jobs = data::jobs(&admin.engine, admin.engine.clock().now()).await?;
+    let jobs = data::jobs(&admin.engine, admin.pool(), admin.engine.clock().now()).await?;
     Ok(JobsPage {
         any_running: jobs.iter().any(|j| j.running),
         jobs: jobs.into_iter().map(JobRow::from).collect(),
@@ -418,7 +418,7 @@ async fn job_page(
     Path(name): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Page<JobPage> {
-    let job = data::jobs(&admin.engine, admin.engine.clock().now())
+    let job = data::jobs(&admin.engine, admin.pool(), admin.engine.clock().now())
         .await?
         .into_iter()
         .find(|j| j.name == name)

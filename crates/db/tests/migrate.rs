@@ -225,12 +225,12 @@ async fn duplicate_values_keep_a_unique_index_unbuilt_and_are_reported() {
 async fn keys_unique_across_users_become_unique_per_user_without_losing_one() {
     let db = TestDb::empty().await;
     migrate(db.url()).await;
-    // The shape before keys were scoped to users: one ledger with a unique constraint, the other with a bare
-    // unique index, each holding keys.
+    // The shape before keys were scoped to users: one ledger with a unique constraint (named by an ORM), the
+    // other with a bare unique index, each holding keys.
     sqlx::raw_sql(
         "DROP INDEX customer_credit_transactions_user_key_idx;
          ALTER TABLE customer_credit_transactions
-             ADD CONSTRAINT customer_credit_transactions_idempotency_key UNIQUE (idempotency_key);
+             ADD CONSTRAINT \"UQ_CreditKey\" UNIQUE (idempotency_key);
          DROP INDEX customer_xp_transactions_user_key_idx;
          CREATE UNIQUE INDEX legacy_xp_key ON customer_xp_transactions (idempotency_key);
          INSERT INTO customer_users (id, email) VALUES ('00000000-0000-0000-0000-00000000000a', 'a@example.com'),
@@ -247,7 +247,7 @@ async fn keys_unique_across_users_become_unique_per_user_without_losing_one() {
     .unwrap();
     let text = migrate(db.url()).await.to_string();
     assert!(text.contains("customer_credit_transactions_user_key_idx (concurrently)"), "{text}");
-    assert!(text.contains("drop customer_credit_transactions_idempotency_key"), "{text}");
+    assert!(text.contains("drop UQ_CreditKey"), "a mixed-case name, as an ORM writes it: {text}");
     assert!(text.contains("drop legacy_xp_key"), "{text}");
     let again = plan(db.url()).await;
     assert!(again.is_empty(), "second run would change:\n{again}");

@@ -192,6 +192,7 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
                 lifetime: settings.push.campaign_lifetime.0,
                 stale_after: rewards::campaigns::STALE_AFTER,
                 zones,
+                content: push::ContentRules { deep_link_schemes: settings.push.deep_link_schemes.clone() },
             }),
         ),
     ];

@@ -242,7 +242,7 @@ pub struct JobsArgs {
 pub async fn jobs(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let clock = app::clock_from_env()?;
     let engine = app::engine(settings, clock.clone(), app::Definitions::Sync).await?;
-    let lines = admin::data::jobs(&engine, clock.now()).await?;
+    let lines = admin::data::jobs(&engine, engine.pool(), clock.now()).await?;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(ExitCode::SUCCESS);

@@ -492,7 +492,15 @@ async fn readiness_follows_the_schema() {
         .execute(server.db.pool())
         .await
         .unwrap();
-    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    // Readiness is asked of the database at most once a second.
+    let mut response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    for _ in 0..30 {
+        if response.status() == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    }
     assert_eq!(response.status(), 503);
     assert!(response.text().await.unwrap().contains("schema"));
     assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200);
@@ -749,6 +757,9 @@ async fn a_server_with_tokens_answers_its_configured_names() {
     assert_eq!(get("admin.example.com").await.0, 200);
     assert_eq!(get("127.0.0.1").await.0, 200);
     assert_eq!(get("other.example.com").await.0, 403);
+    // Probes and scrapers name the instance by its address.
+    let probe = server.http.get(server.url("/readyz")).header("host", "10.1.2.3:8080").send().await.unwrap();
+    assert_eq!(probe.status(), 200);
     server.stop().await;
 }
 
@@ -772,6 +783,19 @@ async fn an_idempotency_key_is_one_request() {
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "another amount: {body}");
     let (status, body) = adjust(bob, 40, "ticket-7").await;
     assert_eq!(status, 409, "another user: {body}");
+    let (status, body) = send(
+        server
+            .request(Method::POST, &format!("/admin/users/{alice}/xp"))
+            .header("idempotency-key", "ticket-7")
+            .json(&json!({"amount": 40, "reason": "goodwill"})),
+    )
+    .await;
+    assert_eq!(status, 409, "another ledger: {body}");
+    // A deduction replayed after the balance fell is still the same request: 200, nothing done.
+    assert_eq!(adjust(alice, -30, "ticket-9").await.0, 200);
+    assert_eq!(adjust(alice, -10, "ticket-10").await.0, 200);
+    let (status, replay) = adjust(alice, -30, "ticket-9").await;
+    assert_eq!((status, replay["applied"].as_bool()), (200, Some(false)), "{replay}");
     // Two users with one new key at once: one is applied, the other is a conflict; never a 500.
     let (a, b) = tokio::join!(adjust(alice, 10, "ticket-8"), adjust(bob, 10, "ticket-8"));
     let mut statuses = [a.0, b.0];
@@ -863,12 +887,15 @@ async fn slow_clients_are_cut_off_and_cannot_take_every_connection() {
     })
     .await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    // Twenty clients that send half a request and then nothing.
+    // Twenty clients that send half a request and then nothing, and ten that send nothing at all.
     let mut slow = Vec::new();
     for _ in 0..20 {
         let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
         stream.write_all(b"GET /admin/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
         slow.push(stream);
+    }
+    for _ in 0..10 {
+        slow.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
     // A real request still gets its answer: the half-sent ones are cut off after the header timeout.
     let (status, _) = server.get("/admin/jobs").await;

@@ -33,6 +33,8 @@ pub struct ScheduledNotifications {
     pub stale_after: Duration,
     /// Users' zones (for `days_since_*` in segment filters).
     pub zones: DayZones,
+    /// What a campaign's pushes may carry: checked again when it is sent, for campaigns the app wrote itself.
+    pub content: push::ContentRules,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -268,7 +270,12 @@ impl ScheduledNotifications {
             image: campaign.image_url.as_deref(),
             deep_link: campaign.deep_link_url.as_deref(),
         };
-        if let Some((_, problem)) = texts.oversize() {
+        let problem = texts.oversize().map(|(_, problem)| problem).or_else(|| {
+            let image = campaign.image_url.as_deref().and_then(|url| self.content.image_problem(url));
+            let link = campaign.deep_link_url.as_deref().and_then(|link| self.content.deep_link_problem(link));
+            image.map(|p| format!("image_url: {p}")).or(link.map(|p| format!("deep_link_url: {p}")))
+        });
+        if let Some(problem) = problem {
             Self::fail(&mut tx, id, &problem).await?;
             tx.commit().await?;
             return Ok(None);

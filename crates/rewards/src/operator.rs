@@ -207,6 +207,31 @@ pub async fn adjust(
     .fetch_optional(&mut **tx)
     .await?;
     let current = current.unwrap_or(0);
+    // A replay must repeat the original request (Stripe's rule): the same amount under the same key changes
+    // nothing, whatever the balance is now; another amount is a conflict, not a silent no-op.
+    let rows_table = match ledger_kind {
+        Ledger::Credits => "customer_credit_transactions",
+        Ledger::Xp => "customer_xp_transactions",
+    };
+    let original: Option<i32> = db::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {amount_column} FROM {rows_table} WHERE customer_user_id = $1 AND idempotency_key = $2"
+    )))
+    .bind(user)
+    .bind(&key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match original {
+        Some(original) if i64::from(original) == amount => {
+            return Ok(Adjustment { applied: false, balance: current, level_ups: 0 });
+        }
+        Some(original) => {
+            return Err(ActionError::Conflict(format!(
+                "the idempotency key was used for this user with amount {original}, not {amount}; \
+                 a new adjustment needs a new key"
+            )));
+        }
+        None => {}
+    }
     if current + amount < 0 {
         return Err(ActionError::Invalid("amount", format!("would take the balance below zero (it is {current})")));
     }
@@ -236,26 +261,5 @@ pub async fn adjust(
         Ledger::Credits => applied.credit_rows,
         Ledger::Xp => applied.xp_rows,
     };
-    if rows == 0 {
-        // A replay must repeat the original request (Stripe's rule): another amount under the same key is a
-        // conflict, not a silent no-op. A compacted key has no row left to compare with.
-        let (rows_table, amount_column) = match ledger_kind {
-            Ledger::Credits => ("customer_credit_transactions", "amount"),
-            Ledger::Xp => ("customer_xp_transactions", "xp_amount"),
-        };
-        let original: Option<i32> = db::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT {amount_column} FROM {rows_table} WHERE customer_user_id = $1 AND idempotency_key = $2"
-        )))
-        .bind(user)
-        .bind(&key)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(original) = original.filter(|original| *original != amount) {
-            return Err(ActionError::Conflict(format!(
-                "the idempotency key was used for this user with amount {original}, not {amount}; \
-                 a new adjustment needs a new key"
-            )));
-        }
-    }
     Ok(Adjustment { applied: rows > 0, balance, level_ups: applied.level_ups })
 }

@@ -25,6 +25,7 @@ async fn run(db: &TestDb, now: &str) -> Value {
         lifetime: Duration::from_secs(24 * 3600),
         stale_after: Duration::from_secs(24 * 3600),
         zones: DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None },
+        content: push::ContentRules::default(),
     };
     registry.register(definition, None, Arc::new(job));
     let engine = Engine::new(db.pool().clone(), Clock::fixed(utc(now)), registry, EngineSettings::default());

@@ -277,6 +277,22 @@ async fn hattricks_own_keys_are_refused_to_the_app() {
     .await
     .unwrap();
     assert_eq!(bonus, 1);
+    // A level-up bonus paid earlier under another amount (an older level table) is paid, not an error that would
+    // fail the app's XP grant.
+    let other = db.user().await;
+    for sql in [
+        "INSERT INTO customer_credits (customer_user_id, balance, lifetime_earned) VALUES ($1, 10, 10)",
+        "INSERT INTO customer_credit_transactions (customer_user_id, amount, transaction_type, balance_before,
+                                                   balance_after, idempotency_key)
+         VALUES ($1, 10, 'promotional', 0, 10, 'level-up:' || $1 || ':silver')",
+    ] {
+        db::query(sql).bind(other).execute(db.pool()).await.unwrap();
+    }
+    db::query("SELECT hattrick_grant_xp($1, 600, 'ad_reward', 'app:xp-2')")
+        .bind(other)
+        .execute(db.pool())
+        .await
+        .unwrap();
     assert_ledger_invariants(db.pool()).await;
 }
 

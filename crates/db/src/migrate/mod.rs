@@ -481,10 +481,12 @@ impl Migrator {
                 }
                 Action::Fixup(Fixup::UserScopedKeys { table, old, constraint }) => {
                     if fixups::user_key_index_ready(&self.conn, table).await? {
+                        // The name as the catalogue holds it (the app's may be mixed case).
+                        let quoted = format!("\"{}\"", old.replace('"', "\"\""));
                         let sql = if *constraint {
-                            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {old}")
+                            format!("ALTER TABLE {table} DROP CONSTRAINT {quoted}")
                         } else {
-                            format!("DROP INDEX CONCURRENTLY IF EXISTS {old}")
+                            format!("DROP INDEX CONCURRENTLY {quoted}")
                         };
                         self.ddl(&sql).await?;
                         report.applied.push(action.to_string());
