@@ -52,13 +52,14 @@ pub fn host_allowed(host: &str, tokens: bool, allowed: &[String]) -> bool {
     is_loopback_name(&name) || (tokens && (allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))))
 }
 
-/// Why a state-changing request from a browser is refused, if it is: it came from another site (`Sec-Fetch-Site`
-/// other than `same-origin` or `none`), or its `Origin` is not the server's own (or a configured name).
+/// Why a state-changing request from a browser is refused, if it is: it came from another site. A browser that
+/// sends `Sec-Fetch-Site` is judged by it alone (`same-origin` or `none` pass); an older one by its `Origin`, which
+/// must be the server's own host (or a configured name). Tools send neither and pass.
 pub fn cross_site(headers: &HeaderMap, host: &str, allowed: &[String]) -> Option<String> {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return Some(format!("a {site} request may not change anything here"));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("unknown");
+        return (!matches!(site, "same-origin" | "none"))
+            .then(|| format!("a {site} request may not change anything here"));
     }
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("null");
@@ -99,13 +100,15 @@ pub async fn guard(State(admin): State<Arc<Admin>>, request: axum::extract::Requ
     secure(response, settings.secure_cookies)
 }
 
-/// Adds the security headers to `response`: no sniffing, no framing, no referrer, the CSP, and `no-store`
+/// Adds the security headers to `response`: no sniffing, no framing, no referrer to other sites, the CSP, and
+/// `no-store`
 /// unless the handler chose a cache policy (every answer here may hold what an operator sees).
 fn secure(mut response: Response, tls: bool) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the page's own form posts.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
@@ -280,6 +283,9 @@ mod tests {
         assert_eq!(cross_site(&headers(&[]), host, &[]), None, "curl sends neither");
         assert_eq!(cross_site(&headers(&[("origin", "http://127.0.0.1:8080")]), host, &[]), None);
         assert_eq!(cross_site(&headers(&[("sec-fetch-site", "same-origin")]), host, &[]), None);
+        // A browser's own form post may carry `Origin: null` (a referrer policy); Sec-Fetch-Site decides.
+        let own_form = headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")]);
+        assert_eq!(cross_site(&own_form, host, &[]), None);
         assert!(cross_site(&headers(&[("origin", "https://evil.example")]), host, &[]).is_some());
         assert!(cross_site(&headers(&[("origin", "null")]), host, &[]).is_some());
         assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")]), host, &[]).is_some());

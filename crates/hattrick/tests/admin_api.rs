@@ -620,7 +620,7 @@ async fn the_page_needs_a_session_and_a_csrf_token() {
     for (header, value) in [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         assert_eq!(page.headers()[header], value, "{header}");
