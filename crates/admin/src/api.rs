@@ -42,6 +42,7 @@ use rewards::operator::{self, ActionError, Ledger};
         (name = "push", description = "The outbox and test pushes"),
         (name = "users", description = "Operator actions on a user, through the ledger"),
         (name = "audit", description = "Who changed what"),
+        (name = "meta", description = "This API's own description"),
     )
 )]
 struct ApiDoc;
@@ -980,7 +981,7 @@ async fn audit_log(
 }
 
 /// This document.
-#[utoipa::path(get, path = "/admin/openapi.json", tag = "audit",
+#[utoipa::path(get, path = "/admin/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API"), (status = 401, body = ErrorBody, description = "No valid bearer token")))]
 async fn openapi_json() -> impl IntoResponse {
     Json(openapi())

@@ -947,6 +947,21 @@ mod tests {
     }
 
     #[test]
+    fn the_composers_example_filter_compiles() {
+        let page = include_str!("../templates/campaigns.html");
+        let example = page
+            .split("id=\"segment_filter\"")
+            .nth(1)
+            .and_then(|rest| rest.split("placeholder='").nth(1))
+            .and_then(|rest| rest.split('\'').next())
+            .expect("the segment filter's placeholder");
+        let filter: serde_json::Value = serde_json::from_str(example).expect("the example is JSON");
+        let zones = rewards::DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None };
+        let compiled = rewards::campaigns::audience_sql("segment", Some(&filter), &zones, 2);
+        assert!(compiled.is_ok(), "the example the page shows must be a valid filter: {compiled:?}");
+    }
+
+    #[test]
     fn schedule_times_read_as_utc() {
         let now = Utc::now();
         assert_eq!(scheduled_at("", now).unwrap(), now);

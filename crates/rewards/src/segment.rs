@@ -113,11 +113,6 @@ const FIELDS: [(&str, Kind, &str); 13] = [
     ("partner_code", Kind::Text, "(SELECT r.referral_code::text FROM referrals r WHERE r.referred_user_id = u.id)"),
 ];
 
-/// The names of the fields a filter may use.
-pub fn field_names() -> impl Iterator<Item = &'static str> {
-    FIELDS.iter().map(|(name, _, _)| *name)
-}
-
 struct Compiler<'a> {
     params: Vec<Param>,
     first_param: usize,
