@@ -161,9 +161,9 @@ pub struct Admin {
     /// The engine's connections, with the API's statement timeout.
     pool: db::Pool,
     /// The database gauges of `/metrics` and when they were read.
-    metrics_cache: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    metrics_cache: metrics::Cached<String>,
     /// The last readiness answer and when it was found.
-    readiness_cache: tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, &'static str)>>,
+    readiness_cache: metrics::Cached<(StatusCode, &'static str)>,
     /// Failed sign-ins by client address.
     pub sign_ins: guard::SignInLimiter,
 }
@@ -179,8 +179,8 @@ impl Admin {
         let pool = engine.pool().with_statement_timeout(settings.statement_timeout);
         Self {
             pool,
-            metrics_cache: tokio::sync::Mutex::new(None),
-            readiness_cache: tokio::sync::Mutex::new(None),
+            metrics_cache: metrics::Cached::new(),
+            readiness_cache: metrics::Cached::new(),
             sign_ins: guard::SignInLimiter::default(),
             engine,
             dispatcher,

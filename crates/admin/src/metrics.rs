@@ -57,16 +57,39 @@ pub fn router() -> Router<Arc<Admin>> {
 /// How long a readiness answer is reused: a flood of probes costs one query a second.
 const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A value read from the database at most once per time-to-live. The lock is held while it is read, so a burst
+/// of requests waits for one reading instead of taking the pool.
+pub(crate) struct Cached<T>(tokio::sync::Mutex<Option<(Instant, T)>>);
+
+impl<T: Clone> Cached<T> {
+    /// Nothing read yet.
+    pub(crate) fn new() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+
+    /// The value, read by `read` unless the last reading is younger than `ttl`. A failed reading is not kept.
+    async fn get<E, F>(&self, ttl: std::time::Duration, read: impl FnOnce() -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut cache = self.0.lock().await;
+        if let Some((read_at, value)) = cache.as_ref()
+            && read_at.elapsed() < ttl
+        {
+            return Ok(value.clone());
+        }
+        let value = read().await?;
+        *cache = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
+}
+
 /// Ready when the database answers and holds this binary's schema (asked at most once per [`READINESS_CACHE`]).
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
-    let mut cache = admin.readiness_cache.lock().await;
-    if let Some((asked_at, status, text)) = *cache
-        && asked_at.elapsed() < READINESS_CACHE
-    {
-        return (status, text).into_response();
-    }
-    let (status, text) = readiness(&admin).await;
-    *cache = Some((Instant::now(), status, text));
+    let answer = admin
+        .readiness_cache
+        .get(READINESS_CACHE, || async { Ok::<_, std::convert::Infallible>(readiness(&admin).await) });
+    let Ok((status, text)) = answer.await;
     (status, text).into_response()
 }
 
@@ -236,15 +259,12 @@ pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
     Ok(out.0)
 }
 
-/// The gauges read from the shared database (jobs and the outbox), from the cache while it is fresh. The lock is
-/// held while they are read: a burst of scrapes waits for one reading instead of taking the pool.
+/// The gauges read from the shared database (jobs and the outbox), from the cache while it is fresh.
 async fn database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
-    let mut cache = admin.metrics_cache.lock().await;
-    if let Some((read_at, text)) = cache.as_ref()
-        && read_at.elapsed() < admin.settings.metrics_cache
-    {
-        return Ok(text.clone());
-    }
+    admin.metrics_cache.get(admin.settings.metrics_cache, || read_database_gauges(admin)).await
+}
+
+async fn read_database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
     let mut out = Text::default();
     let now = admin.engine.clock().now();
     // Jobs, as stored in the shared database.
@@ -296,6 +316,5 @@ async fn database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
     out.family("hattrick_outbox_oldest_due_seconds", "gauge", "Age of the oldest due outbox row.");
     out.sample("hattrick_outbox_oldest_due_seconds", &[], outbox.oldest_due_seconds);
 
-    *cache = Some((Instant::now(), out.0.clone()));
     Ok(out.0)
 }

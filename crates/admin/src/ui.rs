@@ -963,7 +963,7 @@ mod tests {
 
     #[test]
     fn schedule_times_read_as_utc() {
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(scheduled_at("", now).unwrap(), now);
         assert_eq!(scheduled_at("2026-12-01T18:30", now).unwrap().to_rfc3339(), "2026-12-01T18:30:00+00:00");
         assert!(scheduled_at("tomorrow", now).unwrap_err().starts_with("scheduled_at:"));
