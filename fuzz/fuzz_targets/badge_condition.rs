@@ -1,5 +1,5 @@
-//! Badge unlock conditions on arbitrary JSON (see `hattrick::fuzzing::badge_condition`).
+//! Badge unlock conditions on arbitrary JSON (see `domain::conditions::fuzz_parse`).
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hattrick::fuzzing::badge_condition(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| domain::conditions::fuzz_parse(data));

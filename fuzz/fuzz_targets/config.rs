@@ -1,5 +1,5 @@
-//! Configuration files on arbitrary TOML text (see `hattrick::fuzzing::config`).
+//! Configuration files on arbitrary TOML text (see `hattrick::config::fuzz_from_toml`).
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hattrick::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hattrick::config::fuzz_from_toml(data));

@@ -1,5 +1,5 @@
-//! FCM responses: status, `Retry-After` and body from arbitrary bytes (see `hattrick::fuzzing::fcm_response`).
+//! FCM responses: status, `Retry-After` and body from arbitrary bytes (see `push::outcome::fuzz_classify`).
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hattrick::fuzzing::fcm_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| push::outcome::fuzz_classify(data));

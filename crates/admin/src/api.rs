@@ -20,10 +20,10 @@ use crate::auth::Actor;
 use crate::data::{self, Campaign, CampaignDelivery, JobSummary, OutboxHealth, PartnerDay, RunDetail, RunSummary};
 use crate::error::{ApiError, Body, ErrorBody};
 use crate::{Admin, request_id};
+use domain::campaign::CampaignDraft;
+use domain::operator::{self, ActionError, Ledger};
 use engine::RunArgs;
 use engine::runner::ManualError;
-use rewards::campaigns::CampaignDraft;
-use rewards::operator::{self, ActionError, Ledger};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -573,7 +573,7 @@ pub async fn audience(admin: &Admin, query: &AudienceQuery) -> Result<AudienceSi
     let mut tx = admin.pool().begin().await?;
     let filter = query.segment_filter.as_ref().filter(|f| !f.is_null());
     let size =
-        rewards::campaigns::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now).await?;
+        domain::campaign::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now).await?;
     tx.commit().await?;
     match size {
         Ok(users) => Ok(AudienceSize { users }),

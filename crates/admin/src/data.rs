@@ -295,7 +295,7 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
 /// Stores a validated campaign as `pending`; returns it.
 pub async fn create_campaign(
     tx: &mut sqlx::PgConnection,
-    draft: &rewards::campaigns::CampaignDraft,
+    draft: &domain::campaign::CampaignDraft,
     now: DateTime<Utc>,
 ) -> Result<Campaign, sqlx::Error> {
     db::query_as(sqlx::AssertSqlSafe(format!(

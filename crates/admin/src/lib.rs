@@ -73,7 +73,7 @@ pub struct AdminSettings {
     /// How long a sign-in cookie of the admin page stays valid.
     pub session_ttl: Duration,
     /// Users' zones (campaign audience previews count `days_since_*` in them).
-    pub zones: rewards::DayZones,
+    pub zones: domain::DayZones,
     /// A campaign scheduled further in the past than this is refused (it would never be sent).
     pub campaign_stale_after: Duration,
     /// The binary's version and git commit, exported as `hattrick_build_info`.
@@ -117,14 +117,14 @@ impl Default for BuildInfo {
 impl AdminSettings {
     /// Settings with the given tokens and defaults otherwise (64 KiB bodies, 30 s requests, 12 h sessions, 10 s
     /// to send headers, 256 connections, 10 s statements, 10 failed sign-ins a minute per address).
-    pub fn new(tokens: Vec<AdminToken>, zones: rewards::DayZones) -> Self {
+    pub fn new(tokens: Vec<AdminToken>, zones: domain::DayZones) -> Self {
         Self {
             tokens,
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(12 * 3600),
             zones,
-            campaign_stale_after: rewards::campaigns::STALE_AFTER,
+            campaign_stale_after: domain::campaign::STALE_AFTER,
             build: BuildInfo::default(),
             allowed_hosts: Vec::new(),
             secure_cookies: false,

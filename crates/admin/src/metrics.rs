@@ -202,8 +202,9 @@ pub async fn render(admin: &Admin) -> Result<String, sqlx::Error> {
     // Facts of the shared database, read at most once per `metrics_cache` whatever the number of scrapers.
     out.0.push_str(&database_gauges(admin).await?);
 
-    // Pushes sent by this instance's dispatcher.
-    if let Some(dispatcher) = &admin.dispatcher {
+    // Pushes sent by this instance: its dispatcher's, or an API-only instance's test sends.
+    {
+        let dispatcher = admin.dispatcher.as_ref().unwrap_or(&admin.test_sender);
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &dispatcher.stats;
         out.family("hattrick_push_messages_total", "counter", "Messages (one per device) by outcome.");

@@ -956,8 +956,8 @@ mod tests {
             .and_then(|rest| rest.split('\'').next())
             .expect("the segment filter's placeholder");
         let filter: serde_json::Value = serde_json::from_str(example).expect("the example is JSON");
-        let zones = rewards::DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None };
-        let compiled = rewards::campaigns::audience_sql("segment", Some(&filter), &zones, 2);
+        let zones = domain::DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None };
+        let compiled = domain::campaign::audience_sql("segment", Some(&filter), &zones, 2);
         assert!(compiled.is_ok(), "the example the page shows must be a valid filter: {compiled:?}");
     }
 

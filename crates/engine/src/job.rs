@@ -50,6 +50,27 @@ impl fmt::Display for Trigger {
     }
 }
 
+/// A job's name and the schedule and policies it runs with unless configuration says otherwise. Each job declares
+/// its own, beside its code; configuration overrides them into a [`JobDefinition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// The job's name, as used in configuration, the CLI, the run log and as the topic of its event runs.
+    pub name: &'static str,
+    /// 5-field cron, read in the business zone.
+    pub schedule: &'static str,
+    /// What to do about ticks missed during downtime.
+    pub misfire: MisfirePolicy,
+    /// How long one run may take before it is cancelled.
+    pub timeout: Duration,
+}
+
+impl JobDefaults {
+    /// Defaults with a timeout of `timeout_minutes`.
+    pub const fn new(name: &'static str, schedule: &'static str, misfire: MisfirePolicy, timeout_minutes: u64) -> Self {
+        Self { name, schedule, misfire, timeout: Duration::from_secs(timeout_minutes * 60) }
+    }
+}
+
 /// A job's schedule and policies, as stored in `hattrick_jobs` and followed by every instance.
 #[derive(Debug, Clone)]
 pub struct JobDefinition {

@@ -19,7 +19,7 @@ pub mod schedule;
 pub mod store;
 
 pub use clock::Clock;
-pub use job::{Job, JobContext, JobDefinition, JobError, JobReport, RunArgs, RunFuture, Trigger};
+pub use job::{Job, JobContext, JobDefaults, JobDefinition, JobError, JobReport, RunArgs, RunFuture, Trigger};
 pub use policy::MisfirePolicy;
 pub use runner::{Engine, EngineSettings, Registry, RunResult};
 pub use schedule::Schedule;

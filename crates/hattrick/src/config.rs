@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::catalog;
+use crate::registry;
 use engine::MisfirePolicy;
 use engine::schedule::{Schedule, parse_time_zone};
 
@@ -220,7 +220,7 @@ pub struct RewardSettings {
 impl Default for RewardSettings {
     fn default() -> Self {
         // The referral amounts of SPEC 3.4 are the rewards crate's; configuration only overrides them.
-        let referral = rewards::ReferralAmounts::default();
+        let referral = jobs::ReferralAmounts::default();
         Self {
             tier2_referrer_credits: referral.tier2_referrer_credits.into(),
             tier2_referred_credits: referral.tier2_referred_credits.into(),
@@ -258,10 +258,10 @@ impl Default for EngagementSettings {
             daily_reward_reminder_at: "20:00".to_owned(),
             streak_warning_at: "22:00".to_owned(),
             expiry_alert_at: "10:00".to_owned(),
-            deadline: HumanDuration(rewards::engagement::DEFAULT_DEADLINE),
+            deadline: HumanDuration(domain::delivery::DEFAULT_DEADLINE),
             streak_warning_min_days: 3,
             expiry_alert_days: 3,
-            parallelism: rewards::engagement::DEFAULT_SLICES,
+            parallelism: domain::delivery::DEFAULT_SLICES,
         }
     }
 }
@@ -309,10 +309,10 @@ pub struct CleanupSettings {
 
 impl Default for CleanupSettings {
     fn default() -> Self {
-        let retention = rewards::cleanup::Retention::default();
+        let retention = jobs::old_logs_cleanup::Retention::default();
         Self {
-            batch: rewards::cleanup::Batching::default().batch,
-            token_max_age: HumanDuration(rewards::cleanup::DeadTokenCleanup::default().max_age),
+            batch: jobs::cleanup::Batching::default().batch,
+            token_max_age: HumanDuration(jobs::DeadTokenCleanup::default().max_age),
             keep_ledgers: HumanDuration(retention.ledgers),
             keep_ad_views: HumanDuration(retention.ad_views),
             keep_likes: HumanDuration(retention.likes),
@@ -321,7 +321,7 @@ impl Default for CleanupSettings {
             keep_outbox: HumanDuration(retention.outbox),
             vacuum: false,
             vacuum_timeout: HumanDuration(Duration::from_secs(30 * 60)),
-            rest: rewards::cleanup::Batching::default().rest,
+            rest: jobs::cleanup::Batching::default().rest,
         }
     }
 }
@@ -535,22 +535,24 @@ pub struct AdminSettings {
 }
 
 impl Default for AdminSettings {
+    /// The admin server's own defaults (`admin::AdminSettings::new`), written once there.
     fn default() -> Self {
+        let defaults = admin::AdminSettings::new(Vec::new(), domain::DayZones::default());
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             token: None,
             tokens: BTreeMap::new(),
-            body_limit: 64 * 1024,
-            request_timeout: HumanDuration(Duration::from_secs(30)),
-            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
-            allowed_hosts: Vec::new(),
-            secure_cookies: false,
-            header_timeout: HumanDuration(Duration::from_secs(10)),
-            max_connections: 256,
+            body_limit: defaults.body_limit,
+            request_timeout: HumanDuration(defaults.request_timeout),
+            session_ttl: HumanDuration(defaults.session_ttl),
+            allowed_hosts: defaults.allowed_hosts,
+            secure_cookies: defaults.secure_cookies,
+            header_timeout: HumanDuration(defaults.header_timeout),
+            max_connections: defaults.max_connections,
             metrics_token: None,
-            metrics_cache: HumanDuration(Duration::from_secs(5)),
-            statement_timeout: HumanDuration(Duration::from_secs(10)),
-            sign_in_attempts: 10,
+            metrics_cache: HumanDuration(defaults.metrics_cache),
+            statement_timeout: HumanDuration(defaults.statement_timeout),
+            sign_in_attempts: defaults.sign_in_attempts,
         }
     }
 }
@@ -559,6 +561,26 @@ impl Default for AdminSettings {
 pub const MIN_TOKEN_LENGTH: usize = 16;
 
 impl AdminSettings {
+    /// The admin server's settings: these, with users' `zones` and the content rules of `push`.
+    pub fn to_admin(&self, zones: domain::DayZones, push: &PushSettings) -> admin::AdminSettings {
+        let tokens = self.named_tokens().into_iter().map(|(name, secret)| admin::AdminToken { name, secret }).collect();
+        let mut admin = admin::AdminSettings::new(tokens, zones);
+        admin.build = crate::build_info();
+        admin.body_limit = self.body_limit;
+        admin.request_timeout = self.request_timeout.0;
+        admin.session_ttl = self.session_ttl.0;
+        admin.allowed_hosts.clone_from(&self.allowed_hosts);
+        admin.secure_cookies = self.secure_cookies;
+        admin.header_timeout = self.header_timeout.0;
+        admin.max_connections = self.max_connections;
+        admin.metrics_token = self.metrics_token.as_ref().map(|t| t.expose().to_owned());
+        admin.metrics_cache = self.metrics_cache.0;
+        admin.statement_timeout = self.statement_timeout.0;
+        admin.sign_in_attempts = self.sign_in_attempts;
+        admin.content = push::ContentRules { deep_link_schemes: push.deep_link_schemes.clone() };
+        admin
+    }
+
     /// Every token with its name (`admin` for `admin.token`).
     pub fn named_tokens(&self) -> Vec<(String, String)> {
         let mut tokens: Vec<(String, String)> =
@@ -761,8 +783,8 @@ impl Settings {
             ));
         }
         for (name, job) in &self.jobs {
-            let Some(defaults) = catalog::find(name) else {
-                problems.push(format!("jobs.{name}: unknown job (known jobs: {})", catalog::names()));
+            let Some(defaults) = registry::find(name).map(|entry| entry.defaults) else {
+                problems.push(format!("jobs.{name}: unknown job (known jobs: {})", registry::names()));
                 continue;
             };
             let zone_name = job.timezone.as_deref().unwrap_or(&self.time.business_zone);
@@ -976,5 +998,26 @@ fn quote_key(key: &str) -> String {
         key.to_owned()
     } else {
         format!("{key:?}")
+    }
+}
+
+// The property the `cargo fuzz` target in `fuzz/` checks on arbitrary bytes; `fuzz_corpora` in hattrick's tests
+// replays every committed corpus file through it. Panics when the property is broken.
+/// Configuration files ([`Settings::from_toml`], the `config` fuzz target): never panics; a rejection lists at least one problem, each naming
+/// a setting or the file; an accepted configuration has no problems left and prints without its secrets.
+pub fn fuzz_from_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match Settings::from_toml(text) {
+        Ok(settings) => {
+            assert!(settings.problems().is_empty(), "accepted with problems: {:?}", settings.problems());
+            let printed = settings.to_redacted_toml();
+            for (_, secret) in settings.admin.named_tokens() {
+                assert!(!printed.contains(&secret), "a token is printed");
+            }
+        }
+        Err(error) => {
+            assert!(!error.problems.is_empty(), "a rejected configuration names at least one problem");
+            assert!(error.problems.iter().all(|p| !p.trim().is_empty()));
+        }
     }
 }

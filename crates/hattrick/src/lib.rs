@@ -1,15 +1,12 @@
-//! The hattrick binary's library half: configuration, the job catalogue and the seed generator, shared by
+//! The hattrick binary's library half: configuration, the job table, start-up and the commands, shared by
 //! `main.rs` and the integration tests.
 
-pub mod app;
-pub mod catalog;
+pub mod application;
 pub mod commands;
 pub mod config;
-pub mod demo;
-pub mod fuzzing;
 pub mod output;
-pub mod push_commands;
-pub mod seed;
+pub mod registry;
+pub mod startup;
 
 /// The release and the git commit it was built from, as `hattrick --version` prints them: `0.1.0 (1a2b3c4d5e6f)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HATTRICK_GIT_COMMIT"), ")");

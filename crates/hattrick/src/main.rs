@@ -3,12 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
+use hattrick::commands;
 use hattrick::config::{Settings, Sources};
-use hattrick::seed;
-use hattrick::{commands, push_commands};
 
 /// hattrick runs GoalGPT's gamification jobs (badges, referral rewards, push campaigns, reminders, partner
 /// analytics, cleanup) on the app's PostgreSQL database.
@@ -30,29 +28,29 @@ enum Command {
     ///
     /// Safe on the app's live database: it only adds what is missing, builds indexes concurrently, adds
     /// constraints NOT VALID and validates them only when no row violates them. Running it twice changes nothing.
-    Migrate(MigrateArgs),
+    Migrate(commands::migrate::MigrateArgs),
     /// Run the scheduler: claim due ticks, run jobs, until SIGTERM or SIGINT (then finish running work).
     ///
     /// Any number of instances may serve one database; each tick runs once. Never migrates.
-    Serve(commands::ServeArgs),
+    Serve(commands::serve::ServeArgs),
     /// List every job: schedule, zone, state, next three fire times (local and UTC), last run.
-    Jobs(commands::JobsArgs),
+    Jobs(commands::jobs::JobsArgs),
     /// Run one job once now (trigger "manual") and print its report.
     ///
     /// Exit codes: 0 the job succeeded, 1 it failed, 2 unknown job, 3 the job is already running.
-    Run(commands::RunCommandArgs),
+    Run(commands::run::RunCommandArgs),
     /// Compare balances with their ledgers, and write opening-balance rows at cut-over.
     #[command(subcommand)]
-    Ledger(commands::LedgerCommand),
+    Ledger(commands::ledger::LedgerCommand),
     /// Fill a migrated database with a realistic synthetic population (deterministic for a seed).
-    Seed(seed::SeedArgs),
+    Seed(commands::seed::SeedArgs),
     /// Send pushes by hand (test sends to operators' devices).
     #[command(subcommand)]
-    Push(push_commands::PushCommand),
+    Push(commands::push::PushCommand),
     /// Serve a fake FCM (OAuth token endpoint and messages:send, HTTP/1.1 and h2c) for tests, demos and staging.
     ///
     /// Prints KEY=VALUE lines that point hattrick at it.
-    FakeFcm(push_commands::FakeFcmArgs),
+    FakeFcm(commands::fake_fcm::FakeFcmArgs),
     /// Print the effective configuration (defaults, file and environment merged; secrets redacted).
     Config,
     /// Show the whole product on one simulated business day, in under a minute, then clean up.
@@ -61,7 +59,7 @@ enum Command {
     /// database of its own on that server. It seeds a population, starts a fake FCM, runs the scheduler, event
     /// runs, the dispatcher and an app simulator through Sunday 1 November 2026 on a fast clock, and prints what
     /// every job did.
-    Demo(hattrick::demo::DemoArgs),
+    Demo(commands::demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// For example `hattrick completions bash > /usr/share/bash-completion/completions/hattrick`.
@@ -71,13 +69,6 @@ enum Command {
     },
     /// Print the manual page (roff) on standard output: `hattrick manpage | man -l -`.
     Manpage,
-}
-
-#[derive(Debug, Args)]
-struct MigrateArgs {
-    /// Report what would change and which rows violate a new constraint; change nothing.
-    #[arg(long)]
-    check: bool,
 }
 
 fn main() -> ExitCode {
@@ -128,43 +119,21 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Migrate(args) => migrate(&settings, args).await,
-        Command::Serve(args) => commands::serve(&settings, args).await,
-        Command::Jobs(args) => commands::jobs(&settings, args).await,
-        Command::Run(args) => commands::run(&settings, args).await,
-        Command::Ledger(command) => commands::ledger(&settings, command).await,
-        Command::Seed(args) => seed::run(&settings, args).await,
-        Command::Push(command) => push_commands::push(&settings, command).await,
-        Command::FakeFcm(args) => push_commands::fake_fcm(args).await,
-        Command::Demo(args) => hattrick::demo::run(&settings, args).await,
+        Command::Migrate(args) => commands::migrate::migrate(&settings, args).await,
+        Command::Serve(args) => commands::serve::serve(&settings, args).await,
+        Command::Jobs(args) => commands::jobs::jobs(&settings, args).await,
+        Command::Run(args) => commands::run::run(&settings, args).await,
+        Command::Ledger(command) => commands::ledger::ledger(&settings, command).await,
+        Command::Seed(args) => commands::seed::run(&settings, args).await,
+        Command::Push(command) => commands::push::push(&settings, command).await,
+        Command::FakeFcm(args) => commands::fake_fcm::fake_fcm(args).await,
+        Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Config => {
             hattrick::out!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { .. } | Command::Manpage => Ok(ExitCode::SUCCESS),
     }
-}
-
-async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let url = settings.database_url();
-    let mut migrator = db::migrate::Migrator::connect(&url)
-        .await
-        .with_context(|| format!("connecting to {}", db::redact_url(&url)))?
-        .with_events(settings.events.enabled);
-    let plan = migrator.plan().await.context("planning the migration")?;
-    hattrick::out!("{plan}");
-    if args.check {
-        return Ok(if plan.blockers.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-    }
-    if !plan.blockers.is_empty() {
-        return Ok(ExitCode::FAILURE);
-    }
-    let report = migrator.apply(&plan).await.context("applying the migration")?;
-    hattrick::outln!("applied {} step(s)", report.applied.len());
-    for constraint in &report.left_not_valid {
-        hattrick::outln!("left NOT VALID (rows violate it; fix them and run migrate again): {constraint}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(default: &str) {

@@ -106,6 +106,27 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(|secs| Duration::from_secs(secs.min(24 * 3600)))
 }
 
+// The property the `cargo fuzz` target in `fuzz/` checks on arbitrary bytes; `fuzz_corpora` in hattrick's tests
+// replays every committed corpus file through it. Panics when the property is broken.
+/// FCM responses ([`classify`], the `fcm_response` fuzz target): never panics, whatever the status, body and `Retry-After`; a 2xx is a
+/// delivery and nothing else is; a retry never comes back sooner than the server asked.
+pub fn fuzz_classify(data: &[u8]) {
+    let [high, low, rest @ ..] = data else { return };
+    let status = 100 + u16::from_be_bytes([*high, *low]) % 500;
+    let text = String::from_utf8_lossy(rest);
+    let (retry_after, body) = match text.split_once('\n') {
+        Some((header, body)) => (Some(header), body),
+        None => (None, text.as_ref()),
+    };
+    let outcome = classify(status, body, retry_after);
+    assert_eq!(matches!(outcome, Outcome::Delivered), (200..300).contains(&status), "{status}: {outcome:?}");
+    if let (Outcome::Retry { after: Some(after), .. }, Some(Ok(seconds))) =
+        (&outcome, retry_after.map(|h| h.trim().parse::<u64>()))
+    {
+        assert!(after.as_secs() >= seconds.min(3600), "retried after {after:?}, asked {seconds} s");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

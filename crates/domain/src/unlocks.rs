@@ -1,0 +1,105 @@
+//! Paying badge unlocks: what `badge-auto-unlock` and an operator's badge grant both write for a badge a user has
+//! just been given (docs/jobs/badge-auto-unlock.md).
+
+use sqlx::PgConnection;
+
+use crate::messages::BADGE_UNLOCK;
+use crate::outbox::{self, Category};
+use crate::{Budget, ledger};
+
+/// Creates the per-transaction scratch tables that [`pay_unlocks`] reads (the ledger's, the outbox batch,
+/// `hattrick_unlocks`), in the caller's transaction: `ON COMMIT DELETE ROWS`, so they are empty at every commit,
+/// whichever session a pooler handed the transaction.
+pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    ledger::prepare(&mut *conn).await?;
+    outbox::prepare(&mut *conn).await?;
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS hattrick_unlocks (
+             customer_user_id uuid NOT NULL, badge_id uuid NOT NULL
+         ) ON COMMIT DELETE ROWS;",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What paying a batch of unlocks wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Paid {
+    /// Ledger rows written.
+    pub applied: ledger::Applied,
+    /// Promotional VIP subscriptions written.
+    pub vip_extensions: i64,
+    /// Pushes enqueued.
+    pub pushes: i64,
+}
+
+/// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
+/// `total_unlocks`, XP and credits through the ledger, promotional VIP days, the unlock pushes (`write` false: a
+/// silent back-fill, no pushes).
+pub async fn pay_unlocks(
+    conn: &mut PgConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    write: bool,
+    budget: &Budget,
+    grants_so_far: i64,
+    pushes_so_far: i64,
+) -> Result<Paid, engine::JobError> {
+    db::query(
+        "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
+         FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
+         WHERE b.id = n.badge_id",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    db::query(
+        "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
+             description, reference_id, reference_type, metadata)
+         SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':xp', u.customer_user_id, b.reward_xp,
+                'badge_unlock', 'Rozet: ' || b.name_tr, b.id, 'badge', jsonb_build_object('badge', b.slug)
+         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_xp > 0",
+    )
+    .execute(&mut *conn)
+    .await?;
+    db::query(
+        "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
+             description, reference_id, reference_type, metadata)
+         SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':credits', u.customer_user_id,
+                b.reward_credits, 'badge_reward', 'Rozet: ' || b.name_tr, b.id, 'badge',
+                jsonb_build_object('badge', b.slug)
+         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_credits > 0",
+    )
+    .execute(&mut *conn)
+    .await?;
+    budget.check_grants(&mut *conn, grants_so_far).await?;
+    let applied = ledger::apply(&mut *conn, now, write).await?;
+    // Promotional VIP days extend the user's current VIP, else start now (SPEC 3.3).
+    let vip_rows = db::query(
+        "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
+             expired_at, auto_renew_enabled, created_at, updated_at)
+         SELECT u.customer_user_id, 'active', 'promo', 0, $1,
+                greatest($1, coalesce((SELECT max(s.expired_at) FROM customer_subscriptions s
+                                       WHERE s.customer_user_id = u.customer_user_id
+                                         AND s.status = 'active' AND s.deleted_at IS NULL), $1))
+                  + b.reward_vip_days * interval '1 day',
+                false, $1, $1
+         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_vip_days > 0",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    db::query(
+        "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data, image_url)
+         SELECT 'badge:' || b.id || ':' || u.customer_user_id, u.customer_user_id,
+                jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en),
+                jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug), b.icon_url
+         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id",
+    )
+    .execute(&mut *conn)
+    .await?;
+    budget.check_pushes(&mut *conn, pushes_so_far).await?;
+    let pushes = outbox::flush(&mut *conn, &BADGE_UNLOCK, Category::Reward, now, write).await?;
+    Ok(Paid { applied, vip_extensions: i64::try_from(vip_rows).unwrap_or(i64::MAX), pushes })
+}

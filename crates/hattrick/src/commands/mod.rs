@@ -1,0 +1,41 @@
+//! One module per command of the `hattrick` binary; `main.rs` parses the command line and calls them.
+
+pub mod demo;
+pub mod fake_fcm;
+pub mod jobs;
+pub mod ledger;
+pub mod migrate;
+pub mod push;
+pub mod run;
+pub mod seed;
+pub mod serve;
+
+/// Exit code of `hattrick run` for an unknown job (and of usage errors).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `hattrick run` when the job is already running.
+pub const EXIT_RUNNING: u8 = 3;
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    signals().await;
+}
+
+/// Registers for SIGTERM and SIGINT now, and returns a future that completes at the first of them: a signal that
+/// arrives before the future is first polled is not lost.
+pub fn signals() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let registered = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match registered {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The command line as a user runs it: the built binary against a real database.
+
+use std::process::{Command, Output};
+
+use testkit::TestDb;
+
+fn hattrick(args: &[&str], database_url: Option<&str>) -> Output {
+    hattrick_with(args, database_url, &[])
+}
+
+/// Runs the binary with `env` set besides `DATABASE_URL`.
+fn hattrick_with(args: &[&str], database_url: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hattrick"));
+    command.args(args).env_remove("HATTRICK_CONFIG").envs(env.iter().copied());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command.output().expect("run hattrick")
+}
+
+/// `serve` without FCM credentials needs the log transport said out loud.
+const LOG_TRANSPORT: (&str, &str) = ("HATTRICK_PUSH__TRANSPORT", "log");
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["migrate", "--help"],
+        vec!["seed", "--help"],
+        vec!["config", "--help"],
+        vec!["serve", "--help"],
+        vec!["jobs", "--help"],
+        vec!["run", "--help"],
+        vec!["ledger", "check", "--help"],
+        vec!["ledger", "open", "--help"],
+        vec!["push", "test", "--help"],
+        vec!["fake-fcm", "--help"],
+    ] {
+        let output = hattrick(&args, None);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout(&output).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn an_unknown_argument_is_a_usage_error() {
+    let output = hattrick(&["migrate", "--chekc"], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--chekc"));
+}
+
+#[tokio::test]
+async fn migrate_check_changes_nothing_and_migrate_is_idempotent() {
+    let db = TestDb::empty().await;
+    let check = hattrick(&["migrate", "--check"], Some(db.url()));
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(stdout(&check).contains("create table customer_users"), "{}", stdout(&check));
+    let tables: i64 = db::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "--check must not create anything");
+
+    let first = hattrick(&["migrate"], Some(db.url()));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout(&first).contains("applied"), "{}", stdout(&first));
+    let second = hattrick(&["migrate"], Some(db.url()));
+    assert!(second.status.success());
+    assert!(stdout(&second).starts_with("schema is up to date"), "{}", stdout(&second));
+    assert!(stdout(&second).contains("applied 0 step(s)"), "{}", stdout(&second));
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let output = hattrick(&["migrate"], Some("postgres://nobody:secret@127.0.0.1:1/none"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to postgres://nobody:***@127.0.0.1:1/none"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+async fn migrated() -> TestDb {
+    TestDb::new().await
+}
+
+#[tokio::test]
+async fn jobs_lists_each_job_with_its_next_fire_times_in_local_time_and_utc() {
+    let db = migrated().await;
+    let output = hattrick(&["jobs"], Some(db.url()));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(text.contains("streak-reset  [active]  1 0 * * *  (Europe/Istanbul, misfire latest)"), "{text}");
+    assert!(text.contains("referral-tier2  [active]  * * * * *  (Europe/Istanbul, misfire run_once)"), "{text}");
+    assert_eq!(text.matches("    next  ").count() % 3, 0, "{text}");
+    assert!(text.contains("+03 ") && text.contains(" UTC"), "{text}");
+
+    let json = hattrick(&["jobs", "--json"], Some(db.url()));
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    let job = parsed.as_array().unwrap().iter().find(|j| j["name"] == "streak-reset").expect("streak-reset listed");
+    assert_eq!(job["next_runs"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn run_reports_and_uses_the_documented_exit_codes() {
+    let db = migrated().await;
+    let unknown = hattrick(&["run", "streak-rest"], Some(db.url()));
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains(
+            "unknown job \"streak-rest\"; valid jobs: badge-auto-unlock, daily-reward-reminders, dead-token-cleanup, \
+             old-logs-cleanup, partner-analytics, referral-tier2, referral-tier3, scheduled-notifications, \
+             streak-break-warnings, streak-reset, subscription-expiry-alerts"
+        ),
+        "{stderr}"
+    );
+
+    let far = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z"], Some(db.url()));
+    assert_eq!(far.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&far.stderr).contains("more than a day from now; add --force"));
+
+    let dry = hattrick(&["run", "streak-reset", "--dry-run", "--json"], Some(db.url()));
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["dry_run"], true);
+    let rows: i64 =
+        db::query_scalar("SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "a dry run writes nothing, not even the job's definition");
+
+    let run = hattrick(&["run", "streak-reset", "--at", "2020-01-01T00:00:00Z", "--force"], Some(db.url()));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout(&run).starts_with("streak-reset success"), "{}", stdout(&run));
+    let (trigger, started): (String, chrono::DateTime<chrono::Utc>) =
+        db::query_as("SELECT trigger, started_at FROM job_execution_logs").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(trigger, "manual");
+    assert_eq!(started.to_rfc3339(), "2020-01-01T00:00:00+00:00", "--at is the job's now");
+
+    // Another run of the job is in progress (fresh heartbeat): refused with exit code 3.
+    db::query(
+        "INSERT INTO job_execution_logs (job_name, started_at, status, trigger, instance, attempt, heartbeat_at)
+         VALUES ('streak-reset', now(), 'running', 'manual', 'elsewhere', 1, clock_timestamp())",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let busy = hattrick(&["run", "streak-reset"], Some(db.url()));
+    assert_eq!(busy.status.code(), Some(3), "{}", String::from_utf8_lossy(&busy.stderr));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("streak-reset is already running"));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_without_the_schema() {
+    let db = TestDb::empty().await;
+    let output = hattrick_with(&["serve"], Some(db.url()), &[LOG_TRANSPORT]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("run `hattrick migrate` first"));
+}
+
+#[tokio::test]
+async fn serve_refuses_to_expose_the_admin_api_without_a_token() {
+    let db = migrated().await;
+    let output = hattrick_with(&["serve", "--listen", "0.0.0.0:0"], Some(db.url()), &[LOG_TRANSPORT]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("admin.listen: 0.0.0.0:0 is reachable from other machines and no admin token is set"),
+        "{stderr}"
+    );
+    let output = hattrick(&["serve", "--roles", "scheduler,mailer"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value 'mailer'"));
+}
+
+#[tokio::test]
+async fn serve_with_the_dispatcher_and_no_fcm_credentials_refuses_to_start() {
+    let db = migrated().await;
+    let output = hattrick(&["serve", "--listen", "127.0.0.1:0"], Some(db.url()));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for setting in ["push.service_account", "FIREBASE_SERVICE_ACCOUNT_PATH", "push.transport = \"log\""] {
+        assert!(stderr.contains(setting), "{setting} is named: {stderr}");
+    }
+    let registered: i64 = db::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(registered, 0, "nothing was started");
+}
+
+#[tokio::test]
+async fn serve_stops_gracefully_on_sigterm() {
+    let db = migrated().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", db.url())
+        .env(LOG_TRANSPORT.0, LOG_TRANSPORT.1)
+        .env_remove("HATTRICK_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it registered its jobs, then stop it.
+    for _ in 0..100 {
+        let registered: i64 =
+            db::query_scalar("SELECT count(*) FROM hattrick_jobs").fetch_one(db.pool()).await.unwrap();
+        if registered > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exits 0 on SIGTERM");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn ledger_check_reports_drift_and_ledger_open_repairs_it_once_approved() {
+    let db = migrated().await;
+    sqlx::raw_sql(
+        "INSERT INTO customer_users (id, email) VALUES ('00000000-0000-4000-8000-00000000000a', 'a@example.com');
+         SELECT hattrick_grant_credits('00000000-0000-4000-8000-00000000000a', 40, 'ad_reward', 'k1');
+         -- The app's own write, without a ledger row:
+         UPDATE customer_credits SET balance = balance + 60, lifetime_earned = lifetime_earned + 60;
+         INSERT INTO customer_xp (customer_user_id, xp_points, total_earned, level)
+         VALUES ('00000000-0000-4000-8000-00000000000a', 700, 700, 'silver');",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let check = hattrick(&["ledger", "check"], Some(db.url()));
+    assert_eq!(check.status.code(), Some(1));
+    let text = stdout(&check);
+    assert!(text.contains("credits: 1 user(s) drift, balances exceed their ledgers by 60 in total"), "{text}");
+    assert!(text.contains("xp: 1 user(s) drift, XP exceeds the ledgers by 700 in total"), "{text}");
+
+    let unapproved = hattrick(&["ledger", "open"], Some(db.url()));
+    assert_eq!(unapproved.status.code(), Some(1));
+    assert!(stdout(&unapproved).contains("nothing written: add --yes"));
+    let open = hattrick(&["ledger", "open", "--yes"], Some(db.url()));
+    assert!(open.status.success(), "{}", String::from_utf8_lossy(&open.stderr));
+    assert!(stdout(&open).contains("wrote 1 credit and 1 XP opening-balance row(s)"), "{}", stdout(&open));
+    let check = hattrick(&["ledger", "check"], Some(db.url()));
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    testkit::assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn two_processes_running_the_referral_jobs_at_once_pay_each_referral_once() {
+    let db = migrated().await;
+    sqlx::raw_sql(
+        "WITH referrer AS (INSERT INTO customer_users (email) VALUES ('referrer@example.com') RETURNING id),
+              referred AS (INSERT INTO customer_users (email, last_login_at)
+                           SELECT 'r' || g || '@example.com', now() - interval '1 day'
+                           FROM generate_series(1, 2000) g RETURNING id)
+         INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
+         SELECT referrer.id, referred.id, 'TWO', now() - interval '2 days', now() + interval '28 days'
+         FROM referrer, referred",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_hattrick"))
+            .args(["run", "referral-tier2"])
+            .env("DATABASE_URL", db.url())
+            .env_remove("HATTRICK_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let codes = [first.wait_with_output().unwrap().status.code(), second.wait_with_output().unwrap().status.code()];
+    assert!(codes.contains(&Some(0)), "{codes:?}");
+    assert!(codes.iter().all(|c| matches!(c, Some(0) | Some(3))), "each either ran or was refused: {codes:?}");
+    let (grants, balance): (i64, i32) = db::query_as(
+        "SELECT (SELECT count(*) FROM customer_credit_transactions),
+                (SELECT balance FROM customer_credits c JOIN customer_users u ON u.id = c.customer_user_id
+                 WHERE u.email = 'referrer@example.com')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!((grants, balance), (4000, 100_000));
+    testkit::assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn serve_shadow_reports_what_each_tick_would_do_and_writes_nothing() {
+    let db = migrated().await;
+    let user = db.user().await;
+    db::query(
+        "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition)
+         VALUES ('first-words', 'İlk Söz', 'First Words', 'https://example.com/b.png', 'social', '{\"type\": \"comments\", \"count\": 1}')",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db::query("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'hello there')")
+        .bind(user)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let writes_before: i64 = db::query_scalar(
+        "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
+              + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    // A clock 300 times faster: the 5-minute badge sweep comes around within seconds.
+    let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["serve", "--shadow"])
+        .env("DATABASE_URL", db.url())
+        .env("HATTRICK_CLOCK", format!("scaled:2026-11-29T10:00:30Z,300,{start_ms}"))
+        .env_remove("HATTRICK_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    let text = stdout(&output);
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+    let sweep =
+        lines.iter().find(|l| l["job"] == "badge-auto-unlock").unwrap_or_else(|| panic!("no badge sweep in {text}"));
+    assert_eq!(sweep["outcome"], "success", "{sweep}");
+    assert_eq!(sweep["would"]["details"]["would_unlock"]["first-words"], 1, "{sweep}");
+    assert!(lines.iter().any(|l| l["job"] == "referral-tier2"), "{text}");
+    let writes_after: i64 = db::query_scalar(
+        "SELECT (SELECT count(*) FROM job_execution_logs) + (SELECT count(*) FROM hattrick_jobs)
+              + (SELECT count(*) FROM customer_badges) + (SELECT count(*) FROM push_outbox)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(writes_before, writes_after, "shadow mode wrote something");
+}
+
+/// A database error other than a missing table (here: a role that may not read hattrick's tables) is reported as
+/// itself, never as "run `hattrick migrate` first".
+#[tokio::test]
+async fn a_database_error_is_reported_as_itself_not_as_a_missing_schema() {
+    let db = TestDb::new().await;
+    let role = format!("ht_reader_{}", std::process::id());
+    for sql in [format!("DROP ROLE IF EXISTS {role}"), format!("CREATE ROLE {role} LOGIN")] {
+        db::query(sqlx::AssertSqlSafe(sql)).execute(db.pool()).await.unwrap();
+    }
+    let url = db.direct_url().replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.direct_url(), "the test server's URL names the postgres user");
+    let output = hattrick(&["jobs"], Some(&url));
+    db::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}"))).execute(db.pool()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(!stderr.contains("hattrick migrate"), "{stderr}");
+}
+
+/// On a database shaped like the app's (ids without defaults, `timestamp without time zone`, `fcm_token`, columns
+/// and constraints hattrick does not know), `migrate` makes room for hattrick's writes and every job then runs,
+/// twice, without an error: the first badge sweep's promotional VIP days included.
+#[tokio::test]
+async fn every_job_runs_repeatedly_on_the_apps_legacy_schema() {
+    let db = TestDb::empty().await;
+    sqlx::raw_sql(testkit::LEGACY_SCHEMA).execute(db.pool()).await.expect("load the legacy schema");
+    let migrate = hattrick(&["migrate"], Some(db.url()));
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let mut options = seed::SeedOptions::new(300, 11);
+    options.force = true; // the legacy rows stay
+    seed::seed_database(db.url(), &options).await.expect("seed on the legacy schema");
+    // Every user reaches bronze: each unlock grants a promotional VIP day, a row the app's table has no id for.
+    db::query(
+        "INSERT INTO badges (slug, name_tr, name_en, icon_url, category, unlock_condition, reward_vip_days)
+         VALUES ('legacy_vip', 'Eski VIP', 'Legacy VIP', 'https://example.com/vip.png', 'level',
+                 '{\"type\": \"xp_level\", \"level\": \"bronze\"}', 1)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    for round in 1..=2 {
+        for job in hattrick::registry::JOBS {
+            let output = hattrick_with(&["run", job.defaults.name], Some(db.url()), &[LOG_TRANSPORT]);
+            assert!(
+                output.status.success(),
+                "round {round}, {}: {}{}",
+                job.defaults.name,
+                stdout(&output),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let promotional: i64 =
+        db::query_scalar("SELECT count(*) FROM customer_subscriptions WHERE platform = 'promo' AND id IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(promotional >= 300, "every seeded user got the VIP day: {promotional}");
+    testkit::assert_ledger_invariants(db.pool()).await;
+}

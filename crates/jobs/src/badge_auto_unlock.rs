@@ -1,0 +1,414 @@
+//! `badge-auto-unlock` (SPEC 3.3, 10.11).
+//!
+//! One sweep:
+//! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
+//! 2. computes each aggregate once for every live user, with the badges each user already owns, and evaluates
+//!    every badge against every user in the same statement, keeping only the unlocks not owned yet;
+//! 3. grants them in chunks of about 10,000 users, each chunk one transaction: badge rows, XP and credit grants
+//!    through the ledger, promotional VIP days, `total_unlocks` raised by the rows actually inserted, pushes.
+//!
+//! The unique (user, badge) row and the idempotency keys make every step safe to repeat: a failed chunk leaves
+//! nothing behind, committed chunks are never paid again. Cascades (a badge's XP reaching an `xp_level` badge)
+//! settle on the next sweep.
+
+use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture, Trigger};
+use serde_json::json;
+use uuid::Uuid;
+
+use domain::conditions::Condition;
+use domain::{Budget, unlocks};
+
+/// Users per transaction (SPEC 10.11).
+const CHUNK: i64 = 10_000;
+/// The topic of the app's changes this job acts on in an event run (its name).
+const EVENT_TOPIC: &str = BadgeAutoUnlock::DEFAULTS.name;
+/// Changes one event run takes at most (the next run takes the rest).
+const EVENT_BATCH: i64 = 50_000;
+
+/// The `badge-auto-unlock` job.
+#[derive(Debug, Clone, Default)]
+pub struct BadgeAutoUnlock {
+    /// Per-run limits (SPEC 10.12).
+    pub budget: Budget,
+}
+
+impl BadgeAutoUnlock {
+    /// Its name and default schedule (docs/jobs/badge-auto-unlock.md).
+    pub const DEFAULTS: JobDefaults = JobDefaults::new("badge-auto-unlock", "*/5 * * * *", MisfirePolicy::RunOnce, 15);
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct BadgeRow {
+    id: Uuid,
+    slug: String,
+    unlock_condition: serde_json::Value,
+}
+
+/// Deletes the run's candidates and cascade rows, and those of runs that died long ago.
+async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
+    db::clear_run_rows(pool, run, &["hattrick_run_badge_candidates", "hattrick_run_cascade"]).await
+}
+
+/// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.
+async fn fill_candidates(ctx: &JobContext, sql: &str) -> Result<u64, sqlx::Error> {
+    crate::fill_run_table(ctx, sql, "hattrick_run_badge_candidates").await
+}
+
+/// Which users a sweep evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every live user: each aggregate is computed once for everyone, grouped, and joined.
+    Everyone,
+    /// The users of an event run (`hattrick_run_subjects`): each aggregate is looked up per user through the
+    /// tables' user indexes, so the work follows the number of changed users, not the population.
+    Changed,
+}
+
+/// One per-user aggregate over a table: `columns` computed over the user's rows (`WHERE {filter}`), keyed by
+/// `key`. Both scopes render the same definition, so an event run and a sweep cannot disagree on what counts.
+struct Aggregate {
+    alias: &'static str,
+    columns: &'static str,
+    table: &'static str,
+    key: &'static str,
+    filter: &'static str,
+}
+
+impl Aggregate {
+    fn join(&self, scope: Scope) -> String {
+        let Aggregate { alias, columns, table, key, filter } = self;
+        match scope {
+            Scope::Everyone => format!(
+                "LEFT JOIN (SELECT {key} AS id, {columns} FROM {table} WHERE {filter} GROUP BY {key}) {alias}
+                 ON {alias}.id = u.id"
+            ),
+            Scope::Changed => {
+                format!(
+                    "LEFT JOIN LATERAL (SELECT {columns} FROM {table} WHERE {key} = u.id AND {filter}) {alias} ON true"
+                )
+            }
+        }
+    }
+}
+
+const REFERRALS: Aggregate = Aggregate {
+    alias: "r",
+    columns: "count(*) AS n",
+    table: "referrals",
+    key: "referrer_user_id",
+    filter: "tier >= 2",
+};
+const PREDICTIONS: Aggregate = Aggregate {
+    alias: "p",
+    columns: "count(*) FILTER (WHERE is_correct) AS correct, count(*) FILTER (WHERE is_correct IS NOT NULL) AS settled",
+    table: "customer_predictions",
+    key: "customer_user_id",
+    filter: "true",
+};
+const COMMENTS: Aggregate = Aggregate {
+    alias: "c",
+    columns: "count(*) AS n, sum(coalesce(like_count, 0)) AS likes",
+    table: "match_comments",
+    key: "customer_user_id",
+    filter: "coalesce(status, 'active') = 'active' AND deleted_at IS NULL",
+};
+/// Paid and started: promotional VIP and trials do not count (SPEC 10.9, 10.11).
+const PAID_SUBSCRIPTIONS: Aggregate = Aggregate {
+    alias: "s",
+    columns: "count(*) AS n",
+    table: "customer_subscriptions",
+    key: "customer_user_id",
+    filter: "status NOT IN ('trial', 'trialing') AND coalesce(platform, '') <> 'promo' AND started_at IS NOT NULL
+             AND started_at <= $1 AND deleted_at IS NULL",
+};
+const OWNED: Aggregate = Aggregate {
+    alias: "o",
+    columns: "array_agg(badge_id) AS owned",
+    table: "customer_badges",
+    key: "customer_user_id",
+    filter: "true",
+};
+
+/// The per-user stats of the users in `scope`, computing only the aggregates some badge needs (`$1` is now), as
+/// a query of the columns [`candidates_sql`] reads.
+fn stats_sql(kinds: &[&str], scope: Scope) -> String {
+    let needs = |kind: &str| kinds.contains(&kind);
+    let mut columns = Vec::new();
+    let mut joins = Vec::new();
+    if needs("referrals") {
+        columns.push("coalesce(r.n, 0)");
+        joins.push(REFERRALS.join(scope));
+    } else {
+        columns.push("0");
+    }
+    if needs("predictions_correct") || needs("predictions_accuracy") {
+        columns.push("coalesce(p.correct, 0), coalesce(p.settled, 0)");
+        joins.push(PREDICTIONS.join(scope));
+    } else {
+        columns.push("0, 0");
+    }
+    if needs("comments") || needs("comment_likes") {
+        columns.push("coalesce(c.n, 0), coalesce(c.likes, 0)");
+        joins.push(COMMENTS.join(scope));
+    } else {
+        columns.push("0, 0");
+    }
+    if needs("login_streak") || needs("xp_level") {
+        // No customer_xp row reads as bronze with zero XP and streaks (SPEC 10.11).
+        columns.push("coalesce(x.longest_streak_days, 0), coalesce(hattrick_level_rank(x.level), 1)");
+        joins.push("LEFT JOIN customer_xp x ON x.customer_user_id = u.id".to_owned());
+    } else {
+        columns.push("0, 1");
+    }
+    if needs("credits_earned") {
+        columns.push("coalesce(cr.lifetime_earned, 0)");
+        joins.push("LEFT JOIN customer_credits cr ON cr.customer_user_id = u.id".to_owned());
+    } else {
+        columns.push("0");
+    }
+    if needs("subscription") {
+        columns.push("coalesce(s.n, 0) > 0");
+        joins.push(PAID_SUBSCRIPTIONS.join(scope));
+    } else {
+        columns.push("false");
+    }
+    columns.push("coalesce(o.owned, '{}')");
+    joins.push(OWNED.join(scope));
+    let users = match scope {
+        Scope::Everyone => "customer_users u",
+        Scope::Changed => "hattrick_run_subjects e JOIN customer_users u ON u.id = e.subject AND e.run_id = $2",
+    };
+    format!(
+        "SELECT u.id, {}
+         FROM {users}
+         {}
+         WHERE u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND $1::timestamptz IS NOT NULL",
+        columns.join(", "),
+        joins.join("\n")
+    )
+}
+
+/// Every badge against every user's stats, in one statement streaming the stats straight into the unlocks not
+/// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). Each badge is
+/// one test of a stats column against its threshold, written into the statement, so a user is checked against
+/// every badge with a few comparisons and the owned-badge lookup runs only for the tests that pass. `$1` is now.
+fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)], scope: Scope) -> String {
+    let new = |id: &Uuid, test: &str| format!("({test} AND NOT ('{id}'::uuid = ANY (s.owned)))");
+    let any_new: Vec<String> = badges.iter().map(|(id, test)| new(id, test)).collect();
+    let tests: Vec<String> =
+        badges.iter().map(|(id, test)| format!("CASE WHEN {} THEN '{id}'::uuid END", new(id, test))).collect();
+    // Users with nothing new (nearly all of them in a steady sweep) are dropped by one chain of comparisons;
+    // only the others build the array of their new badges.
+    format!(
+        "INSERT INTO hattrick_run_badge_candidates (run_id, customer_user_id, badge_id)
+         SELECT $2::uuid, s.customer_user_id, c.badge_id
+         FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
+                         lifetime_earned, paid_subscription, owned)
+         CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
+         WHERE ({}) AND c.badge_id IS NOT NULL",
+        stats_sql(kinds, scope),
+        tests.join(",\n"),
+        any_new.join("\n OR ")
+    )
+}
+
+impl Job for BadgeAutoUnlock {
+    fn incremental(&self) -> bool {
+        true
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let run = ctx.run_id;
+            let badges: Vec<BadgeRow> = db::query_as(
+                "SELECT id, slug, unlock_condition FROM badges
+                 WHERE is_active IS NOT FALSE AND deleted_at IS NULL ORDER BY display_order, slug",
+            )
+            .fetch_all(&ctx.pool)
+            .await?;
+            let mut skipped = Vec::new();
+            let (mut kinds, mut tests) = (Vec::new(), Vec::new());
+            for badge in &badges {
+                match Condition::parse(&badge.unlock_condition) {
+                    Ok(condition) => {
+                        if let Some(test) = condition.sql_test() {
+                            kinds.push(condition.kind());
+                            tests.push((badge.id, test));
+                        }
+                    }
+                    Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error })),
+                }
+            }
+            clear(&ctx.pool, run).await?;
+            // An event run looks only at the users whose inputs changed (SPEC 7).
+            let scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
+            let changed = if scope == Scope::Changed {
+                Some(engine::events::take(&ctx.pool, run, EVENT_TOPIC, EVENT_BATCH).await?)
+            } else {
+                None
+            };
+            let candidates = if tests.is_empty() || changed == Some(0) {
+                0
+            } else {
+                fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?
+            };
+            let per_badge_candidates: Vec<(String, i64)> = db::query_as(
+                "SELECT b.slug, count(*) FROM hattrick_run_badge_candidates c JOIN badges b ON b.id = c.badge_id
+                 WHERE c.run_id = $1
+                 GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug",
+            )
+            .bind(run)
+            .fetch_all(&ctx.pool)
+            .await?;
+            if ctx.args.dry_run {
+                clear(&ctx.pool, run).await?;
+                if changed.is_some() {
+                    engine::events::forget(&ctx.pool, run).await?;
+                }
+                return Ok(JobReport {
+                    items: i64::try_from(candidates).unwrap_or(i64::MAX),
+                    details: json!({
+                        "dry_run": true,
+                        "would_unlock": per_badge_candidates.into_iter().map(|(slug, n)| (slug, json!(n))).collect::<serde_json::Map<_, _>>(),
+                        "skipped_badges": skipped,
+                    }),
+                });
+            }
+
+            let write = !ctx.args.silent;
+            let mut unlocked = serde_json::Map::new();
+            let (mut unlocks, mut grants, mut pushes, mut level_ups, mut vip, mut chunks) =
+                (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+            // Chunks are ranges of user ids; the nil uuid sorts before every real id. A plain range condition (no
+            // "IS NULL OR") lets each chunk start where the last ended in the candidates' index.
+            let mut cursor = Uuid::nil();
+            let mut rounds = 0;
+            loop {
+                ctx.check_cancelled()?;
+                let mut tx = ctx.begin().await?;
+                unlocks::prepare(&mut tx).await?;
+                let boundary: Option<Uuid> = db::query_scalar(
+                    "SELECT max(customer_user_id::text)::uuid FROM (
+                         SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
+                         WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                )
+                .bind(cursor)
+                .bind(CHUNK)
+                .bind(run)
+                .fetch_one(&mut *tx)
+                .await?;
+                let Some(boundary) = boundary else {
+                    tx.commit().await?;
+                    // An event run settles cascades itself (a badge's XP or credits reaching another badge), so a
+                    // sweep after it finds nothing: the users who just unlocked something are evaluated again.
+                    if scope == Scope::Changed && rounds < MAX_CASCADE_ROUNDS && next_round(&ctx.pool, run).await? {
+                        rounds += 1;
+                        fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?;
+                        cursor = Uuid::nil();
+                        continue;
+                    }
+                    break;
+                };
+                db::query(
+                    "WITH inserted AS (
+                         INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
+                         SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
+                                '{\"source\": \"badge-auto-unlock\"}'
+                         FROM hattrick_run_badge_candidates c
+                         WHERE c.run_id = $4 AND c.customer_user_id > $1 AND c.customer_user_id <= $2
+                         ON CONFLICT (customer_user_id, badge_id) DO NOTHING
+                         RETURNING customer_user_id, badge_id)
+                     INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
+                )
+                .bind(cursor)
+                .bind(boundary)
+                .bind(ctx.now)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+                let paid = unlocks::pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
+                pushes += paid.pushes;
+                if scope == Scope::Changed {
+                    db::query(
+                        "INSERT INTO hattrick_run_cascade (run_id, subject)
+                         SELECT DISTINCT $1::uuid, customer_user_id FROM hattrick_unlocks
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(run)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let counts: Vec<(String, i64)> = db::query_as(
+                    "SELECT b.slug, count(*) FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                for (slug, count) in counts {
+                    unlocks += count;
+                    let entry = unlocked.entry(slug).or_insert(json!(0));
+                    *entry = json!(entry.as_i64().unwrap_or(0) + count);
+                }
+                grants += paid.applied.credit_rows + paid.applied.xp_rows;
+                level_ups += paid.applied.level_ups;
+                vip += paid.vip_extensions;
+                chunks += 1;
+                cursor = boundary;
+            }
+            clear(&ctx.pool, run).await?;
+            let users_evaluated = match changed {
+                Some(users) => {
+                    engine::events::finish(&ctx.pool, run).await?;
+                    users
+                }
+                None => users_evaluated(&ctx.pool).await?,
+            };
+            Ok(JobReport {
+                items: unlocks,
+                details: json!({
+                    "unlocked": unlocked,
+                    "grants": grants,
+                    "level_ups": level_ups,
+                    "vip_extensions": vip,
+                    "pushes": pushes,
+                    "chunks": chunks,
+                    "users_evaluated": users_evaluated,
+                    "skipped_badges": skipped,
+                }),
+            })
+        })
+    }
+}
+
+/// Most rounds of cascades one event run settles (each round evaluates the users the last one paid).
+const MAX_CASCADE_ROUNDS: u32 = 5;
+
+/// Makes the users paid in the last round (`hattrick_run_cascade`) the subjects of the next one, with no
+/// candidates yet; false when there are none.
+async fn next_round(pool: &db::Pool, run: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    db::query(
+        "WITH subjects AS (DELETE FROM hattrick_run_subjects WHERE run_id = $1 RETURNING 1)
+         DELETE FROM hattrick_run_badge_candidates WHERE run_id = $1",
+    )
+    .bind(run)
+    .execute(&mut *tx)
+    .await?;
+    let moved = db::query(
+        "WITH moved AS (DELETE FROM hattrick_run_cascade WHERE run_id = $1 RETURNING subject)
+         INSERT INTO hattrick_run_subjects (run_id, subject) SELECT $1, subject FROM moved",
+    )
+    .bind(run)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(moved > 0)
+}
+
+/// The live users a sweep evaluates.
+async fn users_evaluated(pool: &db::Pool) -> Result<i64, sqlx::Error> {
+    db::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
+        .fetch_one(pool)
+        .await
+}

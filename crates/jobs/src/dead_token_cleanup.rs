@@ -1,0 +1,67 @@
+//! `dead-token-cleanup` (docs/jobs/dead-token-cleanup.md).
+
+use std::time::Duration;
+
+use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture};
+use serde_json::json;
+
+use crate::cleanup::{Batching, KeyType, Rule, analyze, purge};
+
+/// `dead-token-cleanup` (SPEC 3.10): deletes device tokens that are inactive or not updated for `max_age`.
+#[derive(Debug, Clone)]
+pub struct DeadTokenCleanup {
+    /// A token not updated for this long is dead.
+    pub max_age: Duration,
+    /// Batch size and vacuum.
+    pub batching: Batching,
+}
+
+impl DeadTokenCleanup {
+    /// Its name and default schedule (docs/jobs/dead-token-cleanup.md).
+    pub const DEFAULTS: JobDefaults = JobDefaults::new("dead-token-cleanup", "0 3 * * 0", MisfirePolicy::Latest, 60);
+}
+
+impl Default for DeadTokenCleanup {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(90 * 86_400), batching: Batching::default() }
+    }
+}
+
+const DEAD_TOKENS: Rule = Rule {
+    table: "customer_push_tokens",
+    key: "id",
+    key_type: KeyType::Uuid,
+    condition: "t.is_active IS FALSE OR coalesce(t.updated_at, t.created_at) < $1",
+};
+
+impl Job for DeadTokenCleanup {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let cutoff = ctx.now - self.max_age;
+            let walk = purge(ctx, &DEAD_TOKENS, cutoff, self.batching).await?;
+            let analyzed = if walk.deleted > 0 && !ctx.args.dry_run {
+                analyze(ctx, &[DEAD_TOKENS.table], self.batching).await?
+            } else {
+                Vec::new()
+            };
+            let (remaining, active): (i64, i64) = db::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE is_active IS NOT FALSE) FROM customer_push_tokens",
+            )
+            .fetch_one(&ctx.pool)
+            .await?;
+            Ok(JobReport {
+                items: walk.deleted,
+                details: json!({
+                    "deleted": walk.deleted,
+                    "remaining": remaining,
+                    "active": active,
+                    "batches": walk.batches,
+                    "longest_batch_ms": walk.longest_batch_ms,
+                    "cutoff": cutoff,
+                    "analyzed": analyzed,
+                    "dry_run": ctx.args.dry_run,
+                }),
+            })
+        })
+    }
+}

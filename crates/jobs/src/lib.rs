@@ -1,0 +1,45 @@
+//! The jobs hattrick runs, one module each, named after the job. Each declares its name and default schedule
+//! (`DEFAULTS`) beside its code; `hattrick`'s job table lists them once, with how configuration builds each. What
+//! every job promises is written in `docs/jobs/`, one page per job.
+//!
+//! The jobs share the domain crate (the ledger, the outbox, message texts, segments, local-time delivery); what two
+//! jobs of a family share lives in [`referral`] (the two referral tiers) and [`cleanup`] (the two cleanups).
+
+pub mod badge_auto_unlock;
+pub mod cleanup;
+pub mod daily_reward_reminders;
+pub mod dead_token_cleanup;
+pub mod old_logs_cleanup;
+pub mod partner_analytics;
+pub mod referral;
+pub mod referral_tier2;
+pub mod referral_tier3;
+pub mod scheduled_notifications;
+pub mod streak_break_warnings;
+pub mod streak_reset;
+pub mod subscription_expiry_alerts;
+
+pub use badge_auto_unlock::BadgeAutoUnlock;
+pub use daily_reward_reminders::DailyRewardReminders;
+pub use dead_token_cleanup::DeadTokenCleanup;
+pub use old_logs_cleanup::OldLogsCleanup;
+pub use partner_analytics::PartnerAnalytics;
+pub use referral::ReferralAmounts;
+pub use referral_tier2::ReferralTier2;
+pub use referral_tier3::ReferralTier3;
+pub use scheduled_notifications::ScheduledNotifications;
+pub use streak_break_warnings::StreakBreakWarnings;
+pub use streak_reset::StreakReset;
+pub use subscription_expiry_alerts::SubscriptionExpiryAlerts;
+
+/// Runs `sql`, an `INSERT` into the run-keyed scratch `table` (`$1` is the run's now, `$2` its id), in a transaction
+/// of the run, then `ANALYZE`s the table: the statements that read it are planned for its size, which autovacuum
+/// would notice only later. Returns the rows inserted.
+pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &str) -> Result<u64, sqlx::Error> {
+    let mut tx = ctx.begin().await?;
+    let filled =
+        db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&ctx.pool).await?;
+    Ok(filled)
+}

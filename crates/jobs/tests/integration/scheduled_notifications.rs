@@ -1,0 +1,323 @@
+//! `scheduled-notifications` against the real PostgreSQL: audiences, languages, opt-out, segment filters, invalid
+//! campaigns, completion counts, cancel, staleness and resuming after a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::DayZones;
+use engine::{Clock, Engine, EngineSettings, JobDefinition, MisfirePolicy, Registry, RunArgs};
+use jobs::ScheduledNotifications;
+use serde_json::{Value, json};
+use testkit::TestDb;
+use uuid::Uuid;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+const NOW: &str = "2026-06-10T09:00:00Z";
+
+async fn run(db: &TestDb, now: &str) -> Value {
+    let mut registry = Registry::new();
+    let definition =
+        JobDefinition::new("scheduled-notifications", "* * * * *", "Europe/Istanbul", MisfirePolicy::RunOnce).unwrap();
+    let job = ScheduledNotifications {
+        lifetime: Duration::from_secs(24 * 3600),
+        stale_after: Duration::from_secs(24 * 3600),
+        zones: DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None },
+        content: push::ContentRules::default(),
+    };
+    registry.register(definition, None, Arc::new(job));
+    let engine = Engine::new(db.pool().clone(), Clock::fixed(utc(now)), registry, EngineSettings::default());
+    engine.sync_definitions().await.unwrap();
+    let result = engine.run_manual("scheduled-notifications", RunArgs::default()).await.unwrap();
+    assert!(result.error.is_none(), "{:?}", result.error);
+    result.report.unwrap().details
+}
+
+#[derive(Default)]
+struct U<'a> {
+    locale: &'a str,
+    allowed: bool,
+    deleted: bool,
+    vip: bool,
+    level: Option<&'a str>,
+}
+
+async fn user(db: &TestDb, u: U<'_>) -> Uuid {
+    let id = Uuid::new_v4();
+    db::query(
+        "INSERT INTO customer_users (id, email, locale_preference, is_push_allowed_mobile, deleted_at)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)",
+    )
+    .bind(id)
+    .bind(format!("{id}@example.com"))
+    .bind(if u.locale.is_empty() { "tr" } else { u.locale })
+    .bind(u.allowed)
+    .bind(u.deleted)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    if u.vip {
+        db::query(
+            "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at, expired_at)
+             VALUES ($1, 'active', 'ios', 9.99, $2::timestamptz - interval '1 day', $2::timestamptz + interval '9 days')",
+        )
+        .bind(id)
+        .bind(utc(NOW))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    if let Some(level) = u.level {
+        db::query("INSERT INTO customer_xp (customer_user_id, level) VALUES ($1, $2)")
+            .bind(id)
+            .bind(level)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    id
+}
+
+async fn campaign(db: &TestDb, audience: &str, filter: Option<Value>, at: &str) -> Uuid {
+    db::query_scalar(
+        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
+                                              segment_filter, scheduled_at)
+         VALUES ('Maç günü!', 'Match day!', 'Tahminini yap', 'Make your pick', 'goalgpt://matches', $1, $2, $3)
+         RETURNING id",
+    )
+    .bind(audience)
+    .bind(filter)
+    .bind(utc(at))
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+async fn recipients(db: &TestDb, campaign: Uuid) -> Vec<(Uuid, String, String)> {
+    db::query_as(
+        "SELECT customer_user_id, title, body FROM push_outbox WHERE campaign_id = $1 ORDER BY customer_user_id",
+    )
+    .bind(campaign)
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+}
+
+async fn state(db: &TestDb, campaign: Uuid) -> (String, Option<i32>, Option<i32>, Option<i32>, Option<String>) {
+    db::query_as(
+        "SELECT status, recipient_count, success_count, failure_count, error FROM scheduled_notifications WHERE id = $1",
+    )
+    .bind(campaign)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_campaign_reaches_live_consenting_users_once_in_their_language() {
+    let db = TestDb::new().await;
+    let tr = user(&db, U { allowed: true, ..U::default() }).await;
+    let en = user(&db, U { locale: "en-GB", allowed: true, ..U::default() }).await;
+    let _opted_out = user(&db, U { allowed: false, ..U::default() }).await;
+    let _deleted = user(&db, U { allowed: true, deleted: true, ..U::default() }).await;
+    let future = campaign(&db, "all", None, "2026-06-10T10:00:00Z").await;
+    let id = campaign(&db, "all", None, "2026-06-10T08:59:00Z").await;
+
+    run(&db, NOW).await;
+    run(&db, NOW).await; // a second run (and a repeated expansion) adds nothing
+    let rows = recipients(&db, id).await;
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), sorted(vec![tr, en]));
+    for (user, title, body) in &rows {
+        if *user == en {
+            assert_eq!((title.as_str(), body.as_str()), ("Match day!", "Make your pick"));
+        } else {
+            assert_eq!((title.as_str(), body.as_str()), ("Maç günü!", "Tahminini yap"));
+        }
+    }
+    assert_eq!(state(&db, id).await.0, "sending");
+    assert_eq!(state(&db, id).await.1, Some(2));
+    assert_eq!(state(&db, future).await.0, "pending", "not due yet");
+    let data: Value = db::query_scalar("SELECT data FROM push_outbox WHERE campaign_id = $1 LIMIT 1")
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(data, json!({ "type": "campaign", "campaignId": id.to_string(), "deepLink": "goalgpt://matches" }));
+}
+
+#[tokio::test]
+async fn vip_free_and_segment_audiences_select_their_users() {
+    let db = TestDb::new().await;
+    let vip = user(&db, U { allowed: true, vip: true, level: Some("gold"), ..U::default() }).await;
+    let free = user(&db, U { allowed: true, level: Some("silver"), ..U::default() }).await;
+    let no_xp_row = user(&db, U { locale: "en", allowed: true, ..U::default() }).await;
+    let to_vip = campaign(&db, "vip", None, NOW).await;
+    let to_free = campaign(&db, "free", None, NOW).await;
+    let gold_or_more = campaign(&db, "segment", Some(json!({"xp_level": {"gte": "gold"}})), NOW).await;
+    let bronze_or_en = campaign(
+        &db,
+        "segment",
+        Some(json!({"any": [{"xp_level": "bronze"}, {"locale": "en"}], "is_vip": false})),
+        NOW,
+    )
+    .await;
+    run(&db, NOW).await;
+    let users = |rows: Vec<(Uuid, String, String)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(users(recipients(&db, to_vip).await), vec![vip]);
+    assert_eq!(users(recipients(&db, to_free).await), sorted(vec![free, no_xp_row]));
+    assert_eq!(users(recipients(&db, gold_or_more).await), vec![vip]);
+    // A user without an XP row reads as bronze (SPEC 10.21).
+    assert_eq!(users(recipients(&db, bronze_or_en).await), vec![no_xp_row]);
+}
+
+#[tokio::test]
+async fn an_invalid_campaign_fails_with_the_path_of_each_problem_and_the_others_proceed() {
+    let db = TestDb::new().await;
+    user(&db, U { allowed: true, ..U::default() }).await;
+    let bad = campaign(&db, "segment", Some(json!({"any": [{"locale": "en"}, {"xp_lvl": 3}]})), NOW).await;
+    let missing = campaign(&db, "segment", None, NOW).await;
+    let good = campaign(&db, "all", None, NOW).await;
+    let details = run(&db, NOW).await;
+    let (status, count, _, _, error) = state(&db, bad).await;
+    assert_eq!((status.as_str(), count), ("failed", None));
+    assert_eq!(error.as_deref(), Some("segment_filter.any[1].xp_lvl: unknown field"));
+    assert_eq!(
+        state(&db, missing).await.4.as_deref(),
+        Some("segment_filter: required when target_audience is `segment`")
+    );
+    assert_eq!(state(&db, good).await.1, Some(1));
+    assert_eq!(details["failed"].as_array().unwrap().len(), 2, "{details}");
+    assert!(recipients(&db, bad).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_campaign_is_sent_when_every_row_is_final_and_counts_users() {
+    let db = TestDb::new().await;
+    for _ in 0..4 {
+        user(&db, U { allowed: true, ..U::default() }).await;
+    }
+    let id = campaign(&db, "all", None, NOW).await;
+    run(&db, NOW).await;
+    // The dispatcher's outcomes: two delivered, one failed, one with no tokens, one still pending.
+    let rows: Vec<i64> = db::query_scalar("SELECT id FROM push_outbox WHERE campaign_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    for (row, status) in rows.iter().zip(["sent", "sent", "failed", "no_tokens"]) {
+        db::query("UPDATE push_outbox SET status = $2 WHERE id = $1")
+            .bind(row)
+            .bind(status)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    db::query("UPDATE push_outbox SET status = 'pending' WHERE id = $1")
+        .bind(rows[3])
+        .execute(db.pool())
+        .await
+        .unwrap();
+    run(&db, "2026-06-10T09:01:00Z").await;
+    assert_eq!(state(&db, id).await.0, "sending", "a pending row keeps it open");
+    db::query("UPDATE push_outbox SET status = 'no_tokens' WHERE id = $1")
+        .bind(rows[3])
+        .execute(db.pool())
+        .await
+        .unwrap();
+    run(&db, "2026-06-10T09:02:00Z").await;
+    let (status, count, success, failure, _) = state(&db, id).await;
+    assert_eq!((status.as_str(), count, success, failure), ("sent", Some(4), Some(2), Some(2)));
+    let sent_at: DateTime<Utc> = db::query_scalar("SELECT sent_at FROM scheduled_notifications WHERE id = $1")
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(sent_at, utc("2026-06-10T09:02:00Z"), "sent_at is the completion time");
+}
+
+#[tokio::test]
+async fn cancelled_stale_and_crashed_campaigns() {
+    let db = TestDb::new().await;
+    user(&db, U { allowed: true, ..U::default() }).await;
+    // Cancelled before its time: never expanded.
+    let cancelled = campaign(&db, "all", None, NOW).await;
+    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+        .bind(cancelled)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    // More than a day late when first picked up: failed, not sent.
+    let stale = campaign(&db, "all", None, "2026-06-08T09:00:00Z").await;
+    // Claimed by a run that died before its expansion committed.
+    let crashed = campaign(&db, "all", None, NOW).await;
+    db::query("UPDATE scheduled_notifications SET status = 'sending' WHERE id = $1")
+        .bind(crashed)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    run(&db, NOW).await;
+    assert!(recipients(&db, cancelled).await.is_empty());
+    let (status, _, _, _, error) = state(&db, stale).await;
+    assert_eq!(status, "failed");
+    assert!(error.unwrap().contains("late"));
+    assert!(recipients(&db, stale).await.is_empty());
+    assert_eq!(recipients(&db, crashed).await.len(), 1, "resumed after the crash");
+
+    // Cancelled while sending: its pending rows are cancelled.
+    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
+        .bind(crashed)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let details = run(&db, "2026-06-10T09:01:00Z").await;
+    assert_eq!(details["cancelled_pushes"], 1);
+    let statuses: Vec<String> = db::query_scalar("SELECT status FROM push_outbox WHERE campaign_id = $1")
+        .bind(crashed)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(statuses, vec!["cancelled"]);
+}
+
+#[tokio::test]
+async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
+    let db = TestDb::new().await;
+    let both = user(&db, U { allowed: true, ..U::default() }).await;
+    let android_only = user(&db, U { allowed: true, ..U::default() }).await;
+    for (user, token, platform) in [(both, "a", "ios"), (both, "b", "android"), (android_only, "c", "android")] {
+        db::query(
+            "INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, $3, $2)",
+        )
+        .bind(user)
+        .bind(token)
+        .bind(platform)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let ios = campaign(&db, "segment", Some(json!({"platform": "ios"})), NOW).await;
+    let everyone = campaign(&db, "all", None, NOW).await;
+    run(&db, NOW).await;
+    let rows: Vec<(Uuid, Option<Vec<String>>)> =
+        db::query_as("SELECT customer_user_id, platforms FROM push_outbox WHERE campaign_id = $1")
+            .bind(ios)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(both, Some(vec!["ios".to_owned()]))]);
+    let unrestricted: Vec<Option<Vec<String>>> =
+        db::query_scalar("SELECT platforms FROM push_outbox WHERE campaign_id = $1")
+            .bind(everyone)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(unrestricted, vec![None, None]);
+}
