@@ -141,14 +141,7 @@ impl TestDb {
 
     /// Inserts a user with the schema's defaults (active, pushes allowed, locale `tr`) and returns its id.
     pub async fn user(&self) -> uuid::Uuid {
-        let id = uuid::Uuid::new_v4();
-        db::query("INSERT INTO customer_users (id, email) VALUES ($1, $2)")
-            .bind(id)
-            .bind(format!("{id}@example.com"))
-            .execute(&self.pool)
-            .await
-            .expect("insert a user");
-        id
+        crate::NewUser::new().insert(&self.pool).await
     }
 }
 

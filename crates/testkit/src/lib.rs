@@ -8,11 +8,13 @@
 
 mod database;
 mod ledger;
+mod users;
 pub mod webdriver;
 
 pub use database::{TestDb, server_url};
 pub use engine::Clock;
 pub use ledger::assert_ledger_invariants;
+pub use users::{NewUser, utc};
 
 /// A database shaped like the app's long-lived production database: the first version's tables, ids the app
 /// generates (no default), `timestamp without time zone`, `fcm_token` instead of `token`, and columns and

@@ -10,10 +10,7 @@ fn now() -> DateTime<Utc> {
 }
 
 async fn user(db: &TestDb) -> Uuid {
-    db::query_scalar("INSERT INTO customer_users (email) VALUES (gen_random_uuid() || '@example.com') RETURNING id")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    db.user().await
 }
 
 #[tokio::test]

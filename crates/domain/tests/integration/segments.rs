@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::DayZones;
 use domain::campaign::{audience_sql, bind_params};
 use serde_json::{Map, Value, json};
-use testkit::TestDb;
+use testkit::{NewUser, TestDb};
 use uuid::Uuid;
 
 /// A small deterministic generator (splitmix64).
@@ -243,17 +243,13 @@ fn filter(rng: &mut Rng, depth: usize) -> Value {
 
 async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng) {
     let pool = db.pool();
-    db::query(
-        "INSERT INTO customer_users (id, email, locale_preference, timezone, created_at)
-         VALUES ($1, $2, $3, 'Europe/Istanbul', $4)",
-    )
-    .bind(person.id)
-    .bind(format!("{}@example.com", person.id))
-    .bind(person.locale)
-    .bind(now - Duration::days(person.signup_days))
-    .execute(pool)
-    .await
-    .unwrap();
+    NewUser::new()
+        .id(person.id)
+        .locale(person.locale)
+        .timezone("Europe/Istanbul")
+        .created_at(now - Duration::days(person.signup_days))
+        .insert(pool)
+        .await;
     if let Some((level, points, current, longest, activity)) = person.xp {
         db::query(
             "INSERT INTO customer_xp (customer_user_id, level, xp_points, total_earned, current_streak_days,
@@ -323,16 +319,7 @@ async fn insert(db: &TestDb, person: &Person, now: DateTime<Utc>, rng: &mut Rng)
     // Referrals need other users: deleted ones, which no audience includes.
     let filler = |pool: &db::Pool| {
         let pool = pool.clone();
-        async move {
-            let id = Uuid::new_v4();
-            db::query("INSERT INTO customer_users (id, email, deleted_at) VALUES ($1, $2, now())")
-                .bind(id)
-                .bind(format!("{id}@example.com"))
-                .execute(&pool)
-                .await
-                .unwrap();
-            id
-        }
+        async move { NewUser::new().deleted(true).insert(&pool).await }
     };
     for n in 0..person.referrals + rng.int(0, 1) {
         let referred = filler(pool).await;

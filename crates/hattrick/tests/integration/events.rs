@@ -361,11 +361,7 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
     badge(&app, "first-words", r#"{"type": "comments", "count": 1}"#).await;
     let mut users = Vec::new();
     for i in 0..60 {
-        let id: Uuid = db::query_scalar("INSERT INTO customer_users (email) VALUES ($1) RETURNING id")
-            .bind(format!("fan{i}@example.com"))
-            .fetch_one(&app)
-            .await
-            .unwrap();
+        let id = testkit::NewUser::new().email(format!("fan{i}@example.com")).insert(&app).await;
         users.push(id);
     }
     // The scheduler too: with synchronous_commit off, the crash can lose the commit that recorded a run's end, and

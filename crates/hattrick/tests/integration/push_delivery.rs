@@ -92,12 +92,7 @@ async fn push_test_delivers_through_the_fake_and_reports_each_user() {
     let fake = fake(&["--unregistered-prefix", "dead-"]);
     let (alive, dead) = (Uuid::new_v4(), Uuid::new_v4());
     for (user, token) in [(alive, "tok-alive"), (dead, "dead-1")] {
-        db::query("INSERT INTO customer_users (id, email, is_push_allowed_mobile) VALUES ($1, $2, false)")
-            .bind(user)
-            .bind(format!("{user}@example.com"))
-            .execute(db.pool())
-            .await
-            .unwrap();
+        testkit::NewUser::new().id(user).push_allowed(false).insert(db.pool()).await;
         db::query("INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id) VALUES ($1, $2, 'ios', 'd')")
             .bind(user)
             .bind(token)

@@ -5,7 +5,7 @@ use domain::Budget;
 use engine::{Job, JobContext, JobReport, RunArgs};
 use jobs::BadgeAutoUnlock;
 use serde_json::json;
-use testkit::{TestDb, assert_ledger_invariants};
+use testkit::{NewUser, TestDb, assert_ledger_invariants};
 use uuid::Uuid;
 
 const NOW: &str = "2026-03-10T12:00:00Z";
@@ -48,11 +48,7 @@ async fn badge(db: &TestDb, slug: &str, condition: serde_json::Value, xp: i32, c
 }
 
 async fn user(db: &TestDb, name: &str) -> Uuid {
-    db::query_scalar("INSERT INTO customer_users (email, locale_preference) VALUES ($1, 'tr') RETURNING id")
-        .bind(format!("{name}@example.com"))
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    NewUser::new().email(format!("{name}@example.com")).insert(db.pool()).await
 }
 
 async fn owners(db: &TestDb, slug: &str) -> Vec<String> {

@@ -6,12 +6,8 @@ use domain::DayZones;
 use engine::{Job, JobReport, RunArgs};
 use jobs::{DailyRewardReminders, StreakBreakWarnings, StreakReset, SubscriptionExpiryAlerts};
 use serde_json::Value;
-use testkit::TestDb;
+use testkit::{TestDb, utc};
 use uuid::Uuid;
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 fn istanbul() -> DayZones {
     DayZones { business: chrono_tz::Europe::Istanbul, app_day_zone: None }

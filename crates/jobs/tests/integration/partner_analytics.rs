@@ -3,15 +3,11 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use engine::{Clock, Engine, EngineSettings, JobDefinition, MisfirePolicy, Registry, RunArgs};
 use jobs::PartnerAnalytics;
-use testkit::TestDb;
+use testkit::{TestDb, utc};
 use uuid::Uuid;
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()

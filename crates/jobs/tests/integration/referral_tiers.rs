@@ -6,12 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::Budget;
 use engine::{Job, JobContext, JobReport, RunArgs};
 use jobs::{ReferralAmounts, ReferralTier2, ReferralTier3};
-use testkit::{TestDb, assert_ledger_invariants};
+use testkit::{NewUser, TestDb, assert_ledger_invariants, utc};
 use uuid::Uuid;
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 const NOW: &str = "2026-03-10T12:00:00Z";
 const CREATED: &str = "2026-03-05T12:00:00Z";
@@ -33,15 +29,7 @@ fn tier3() -> ReferralTier3 {
 }
 
 async fn user(db: &TestDb, locale: &str) -> Uuid {
-    let id = Uuid::new_v4();
-    db::query("INSERT INTO customer_users (id, email, locale_preference) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(format!("{id}@example.com"))
-        .bind(locale)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    id
+    NewUser::new().locale(locale).insert(db.pool()).await
 }
 
 /// A referral created at CREATED, expiring 30 days later; returns (referral, referrer, referred).

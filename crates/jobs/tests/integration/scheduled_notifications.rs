@@ -9,12 +9,8 @@ use domain::DayZones;
 use engine::{Clock, Engine, EngineSettings, JobDefinition, MisfirePolicy, Registry, RunArgs};
 use jobs::ScheduledNotifications;
 use serde_json::{Value, json};
-use testkit::TestDb;
+use testkit::{NewUser, TestDb, utc};
 use uuid::Uuid;
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 const NOW: &str = "2026-06-10T09:00:00Z";
 
@@ -46,19 +42,12 @@ struct U<'a> {
 }
 
 async fn user(db: &TestDb, u: U<'_>) -> Uuid {
-    let id = Uuid::new_v4();
-    db::query(
-        "INSERT INTO customer_users (id, email, locale_preference, is_push_allowed_mobile, deleted_at)
-         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)",
-    )
-    .bind(id)
-    .bind(format!("{id}@example.com"))
-    .bind(if u.locale.is_empty() { "tr" } else { u.locale })
-    .bind(u.allowed)
-    .bind(u.deleted)
-    .execute(db.pool())
-    .await
-    .unwrap();
+    let id = NewUser::new()
+        .locale(if u.locale.is_empty() { "tr" } else { u.locale })
+        .push_allowed(u.allowed)
+        .deleted(u.deleted)
+        .insert(db.pool())
+        .await;
     if u.vip {
         db::query(
             "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at, expired_at)

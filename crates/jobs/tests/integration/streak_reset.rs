@@ -2,26 +2,14 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use domain::DayZones;
 use engine::{Clock, Engine, EngineSettings, JobDefinition, MisfirePolicy, Registry, RunArgs};
 use jobs::StreakReset;
-use testkit::TestDb;
+use testkit::{NewUser, TestDb, utc};
 use uuid::Uuid;
 
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
 async fn user(db: &TestDb, zone: Option<&str>, streak: i32, longest: i32, last_activity: &str) -> Uuid {
-    let id = Uuid::new_v4();
-    db::query("INSERT INTO customer_users (id, email, timezone) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(format!("{id}@example.com"))
-        .bind(zone)
-        .execute(db.pool())
-        .await
-        .unwrap();
+    let id = NewUser::new().timezone_opt(zone).insert(db.pool()).await;
     db::query(
         "INSERT INTO customer_xp (customer_user_id, current_streak_days, longest_streak_days, last_activity_date)
          VALUES ($1, $2, $3, $4::date)",

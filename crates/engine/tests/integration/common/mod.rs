@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+pub use testkit::utc;
 
 use chrono::{DateTime, Utc};
 use db::Pool;
@@ -13,10 +14,6 @@ use engine::{Clock, Job, JobContext, JobDefinition, JobError, JobReport, Misfire
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-pub fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 /// Records each run in `test_runs`, so tests can count runs per tick independently of the run log.
 pub struct RecordingJob {
