@@ -404,53 +404,6 @@ async fn list_campaigns(
     Ok(Json(data::campaigns(admin.pool(), limit(page.limit)?).await?))
 }
 
-/// A new campaign.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCampaign {
-    /// Turkish title (required, at most 255 characters).
-    pub title_tr: String,
-    /// English title.
-    pub title_en: Option<String>,
-    /// Turkish body (required).
-    pub body_tr: String,
-    /// English body.
-    pub body_en: Option<String>,
-    /// Where tapping the push leads.
-    pub deep_link_url: Option<String>,
-    /// An image (http or https URL).
-    pub image_url: Option<String>,
-    /// `all` (default), `vip`, `free` or `segment`.
-    #[serde(default = "all")]
-    pub target_audience: String,
-    /// The segment filter when the audience is `segment` (fields, operators and limits: README).
-    #[schema(value_type = Option<Object>)]
-    pub segment_filter: Option<serde_json::Value>,
-    /// When to send (default: now).
-    pub scheduled_at: Option<DateTime<Utc>>,
-}
-
-fn all() -> String {
-    "all".to_owned()
-}
-
-impl NewCampaign {
-    /// The draft to validate, scheduled now unless a time is given.
-    pub fn into_draft(self, now: DateTime<Utc>) -> CampaignDraft {
-        CampaignDraft {
-            title_tr: self.title_tr,
-            title_en: self.title_en.filter(|t| !t.is_empty()),
-            body_tr: self.body_tr,
-            body_en: self.body_en.filter(|t| !t.is_empty()),
-            deep_link_url: self.deep_link_url.filter(|t| !t.is_empty()),
-            image_url: self.image_url.filter(|t| !t.is_empty()),
-            target_audience: self.target_audience,
-            segment_filter: self.segment_filter.filter(|f| !f.is_null()),
-            scheduled_at: self.scheduled_at.unwrap_or(now),
-        }
-    }
-}
-
 /// Validates and stores a campaign (shared by the API and the page): 422 with every problem and its path.
 pub async fn create(
     admin: &Admin,
@@ -482,16 +435,16 @@ pub async fn create(
 }
 
 /// Creates a campaign (status `pending`; the `scheduled-notifications` job sends it when due).
-#[utoipa::path(post, path = "/admin/campaigns", tag = "campaigns", request_body = NewCampaign,
+#[utoipa::path(post, path = "/admin/campaigns", tag = "campaigns", request_body = CampaignDraft,
     responses((status = 201, body = Campaign, description = "Created"), (status = 401, body = ErrorBody, description = "No valid bearer token"),
               (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
 async fn create_campaign(
     State(admin): State<Arc<Admin>>,
     actor: Actor,
     headers: HeaderMap,
-    Body(new): Body<NewCampaign>,
+    Body(new): Body<CampaignDraft>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    let draft = new.into_draft(admin.engine.clock().now());
+    let draft = new.normalized(admin.engine.clock().now());
     let campaign = create(&admin, &actor, request_id(&headers), draft).await?;
     Ok((StatusCode::CREATED, Json(campaign)))
 }
@@ -552,7 +505,7 @@ async fn cancel_campaign(
 #[serde(deny_unknown_fields)]
 pub struct AudienceQuery {
     /// `all` (default), `vip`, `free` or `segment`.
-    #[serde(default = "all")]
+    #[serde(default = "domain::campaign::default_audience")]
     pub target_audience: String,
     /// The segment filter when the audience is `segment`.
     #[schema(value_type = Option<Object>)]

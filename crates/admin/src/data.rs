@@ -312,7 +312,7 @@ pub async fn create_campaign(
     .bind(&draft.image_url)
     .bind(&draft.target_audience)
     .bind(&draft.segment_filter)
-    .bind(draft.scheduled_at)
+    .bind(draft.scheduled_at.unwrap_or(now))
     .bind(now)
     .fetch_one(tx)
     .await

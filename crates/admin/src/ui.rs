@@ -668,7 +668,7 @@ async fn compose(
         }
     };
     let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-    let new = api::NewCampaign {
+    let new = domain::CampaignDraft {
         title_tr: form.title_tr.clone(),
         title_en: optional(&form.title_en),
         body_tr: form.body_tr.clone(),
@@ -679,7 +679,7 @@ async fn compose(
         segment_filter: query.segment_filter,
         scheduled_at: Some(at),
     };
-    match api::create(&admin, &session.actor(), request_id(&headers), new.into_draft(now)).await {
+    match api::create(&admin, &session.actor(), request_id(&headers), new.normalized(now)).await {
         Ok(campaign) => {
             Ok(back_to(&format!("/admin/ui/campaigns/{}", campaign.id), "Campaign created").into_response())
         }

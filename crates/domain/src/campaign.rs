@@ -56,10 +56,15 @@ impl Texts<'_> {
     }
 }
 
-/// A campaign as an operator submits it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+// One type for a campaign as an operator writes it: the API's request body (`NewCampaign` in the OpenAPI
+// document), the page's form, and the row `scheduled-notifications` reads back to expand; `problems` is the one
+// validation all of them go through.
+/// A new campaign, as an operator writes it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NewCampaign))]
+#[serde(deny_unknown_fields)]
 pub struct CampaignDraft {
-    /// Turkish title (required).
+    /// Turkish title (required, at most 255 characters).
     pub title_tr: String,
     /// English title.
     pub title_en: Option<String>,
@@ -71,15 +76,49 @@ pub struct CampaignDraft {
     pub deep_link_url: Option<String>,
     /// An image shown with the push (https, on a named host).
     pub image_url: Option<String>,
-    /// `all`, `vip`, `free` or `segment`.
+    /// `all` (default), `vip`, `free` or `segment`.
+    #[serde(default = "default_audience")]
     pub target_audience: String,
-    /// The segment filter (SPEC 10.20) when the audience is `segment`.
+    /// The segment filter when the audience is `segment` (fields, operators and limits: README).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub segment_filter: Option<serde_json::Value>,
-    /// When to send.
-    pub scheduled_at: DateTime<Utc>,
+    /// When to send (default: now).
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// The audience of a campaign that names none: every user.
+pub fn default_audience() -> String {
+    "all".to_owned()
 }
 
 impl CampaignDraft {
+    /// The draft as it is stored: empty optional texts and a null filter are absent, and it is due `now` unless
+    /// a time is given.
+    pub fn normalized(self, now: DateTime<Utc>) -> Self {
+        let present = |text: Option<String>| text.filter(|t| !t.is_empty());
+        Self {
+            title_en: present(self.title_en),
+            body_en: present(self.body_en),
+            deep_link_url: present(self.deep_link_url),
+            image_url: present(self.image_url),
+            segment_filter: self.segment_filter.filter(|f| !f.is_null()),
+            scheduled_at: Some(self.scheduled_at.unwrap_or(now)),
+            ..self
+        }
+    }
+
+    /// What its pushes carry, for the size check.
+    pub fn texts(&self) -> Texts<'_> {
+        Texts {
+            title_tr: &self.title_tr,
+            title_en: self.title_en.as_deref(),
+            body_tr: &self.body_tr,
+            body_en: self.body_en.as_deref(),
+            image: self.image_url.as_deref(),
+            deep_link: self.deep_link_url.as_deref(),
+        }
+    }
+
     /// Every problem with the draft, each as `path: problem` (the segment filter's problems name their place in
     /// the filter). `now` is the business time: a campaign more than `stale_after` in the past would never be
     /// sent.
@@ -111,14 +150,7 @@ impl CampaignDraft {
         if let Some(problem) = self.deep_link_url.as_deref().and_then(|link| rules.deep_link_problem(link)) {
             problems.push(format!("deep_link_url: {problem}"));
         }
-        let texts = Texts {
-            title_tr: &self.title_tr,
-            title_en: self.title_en.as_deref(),
-            body_tr: &self.body_tr,
-            body_en: self.body_en.as_deref(),
-            image: self.image_url.as_deref(),
-            deep_link: self.deep_link_url.as_deref(),
-        };
+        let texts = self.texts();
         if let Some((path, problem)) = texts.oversize() {
             problems.push(format!("{path}: {problem}"));
         }
@@ -129,7 +161,7 @@ impl CampaignDraft {
             problems.extend(errors);
         }
         let stale = chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
-        if self.scheduled_at < now - stale {
+        if self.scheduled_at.unwrap_or(now) < now - stale {
             problems.push(format!(
                 "scheduled_at: more than {} hours in the past; it would never be sent",
                 stale.num_hours()

@@ -22,7 +22,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use domain::DayZones;
-use domain::campaign::{Texts, audience_sql, bind_params};
+use domain::campaign::{CampaignDraft, audience_sql, bind_params};
 use domain::segment::{self};
 
 /// The `scheduled-notifications` job.
@@ -44,18 +44,6 @@ impl ScheduledNotifications {
         JobDefaults::new("scheduled-notifications", "* * * * *", MisfirePolicy::RunOnce, 10);
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Campaign {
-    title_tr: String,
-    title_en: Option<String>,
-    body_tr: String,
-    body_en: Option<String>,
-    deep_link_url: Option<String>,
-    image_url: Option<String>,
-    target_audience: String,
-    segment_filter: Option<serde_json::Value>,
-}
-
 impl ScheduledNotifications {
     async fn fail(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
         db::query("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1")
@@ -70,8 +58,9 @@ impl ScheduledNotifications {
     /// more) a campaign to expand.
     async fn expand(&self, ctx: &JobContext, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
         let mut tx = ctx.begin().await?;
-        let campaign: Option<Campaign> = db::query_as(
-            "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter
+        let campaign: Option<CampaignDraft> = db::query_as(
+            "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                    scheduled_at
              FROM scheduled_notifications
              WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
              FOR UPDATE",
@@ -83,15 +72,7 @@ impl ScheduledNotifications {
             tx.commit().await?;
             return Ok(None);
         };
-        let texts = Texts {
-            title_tr: &campaign.title_tr,
-            title_en: campaign.title_en.as_deref(),
-            body_tr: &campaign.body_tr,
-            body_en: campaign.body_en.as_deref(),
-            image: campaign.image_url.as_deref(),
-            deep_link: campaign.deep_link_url.as_deref(),
-        };
-        let problem = texts.oversize().map(|(_, problem)| problem).or_else(|| {
+        let problem = campaign.texts().oversize().map(|(_, problem)| problem).or_else(|| {
             let image = campaign.image_url.as_deref().and_then(|url| self.content.image_problem(url));
             let link = campaign.deep_link_url.as_deref().and_then(|link| self.content.deep_link_problem(link));
             image.map(|p| format!("image_url: {p}")).or(link.map(|p| format!("deep_link_url: {p}")))
