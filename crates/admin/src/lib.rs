@@ -11,6 +11,7 @@
 //! Every write is done on behalf of a named admin token and recorded in `hattrick_audit_log` in the same
 //! transaction as the change where the change is a database write ([`audit`]).
 
+pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod auth;

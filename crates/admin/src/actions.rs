@@ -1,0 +1,161 @@
+//! The audited writes an operator makes, shared by the API and the page: each checks its input, changes the
+//! database and records an audit row in one transaction (a manual run's record is committed with its claim).
+
+use domain::campaign::CampaignDraft;
+use engine::RunArgs;
+use engine::runner::ManualError;
+use uuid::Uuid;
+
+use crate::Admin;
+use crate::api::campaigns::{AudienceQuery, AudienceSize};
+use crate::api::jobs::{RunQuery, RunStarted};
+use crate::audit::{self, Entry};
+use crate::auth::Actor;
+use crate::data::{self, Campaign};
+use crate::error::ApiError;
+
+/// Who asks: the operator and the request's id, as the audit log records them.
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// The operator (the token's or the session's name).
+    pub actor: &'a Actor,
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<&'a str>,
+}
+
+/// Starts (or, dry, performs) a manual run and records it; shared by the API and the page.
+pub async fn start_run(admin: &Admin, by: By<'_>, name: &str, query: RunQuery) -> Result<RunStarted, ApiError> {
+    if let (Some(from), Some(to)) = (query.from, query.to)
+        && from > to
+    {
+        return Err(ApiError::validation([format!("to: {to} is before from ({from})")]));
+    }
+    let args = RunArgs { dry_run: query.dry_run, silent: false, from: query.from, to: query.to };
+    let manual_error = |error: ManualError| match error {
+        ManualError::Unknown(job) => ApiError::not_found(format!("no job {job}")),
+        ManualError::AlreadyRunning(job) => ApiError::conflict(format!("{job} is already running")),
+        ManualError::Sql(e) => ApiError::from(e),
+    };
+    if query.dry_run {
+        let result = admin.engine.run_manual(name, args).await.map_err(manual_error)?;
+        return Ok(RunStarted {
+            job: result.job,
+            run_id: result.run_id,
+            dry_run: true,
+            outcome: Some(result.outcome.as_str().to_owned()),
+            report: result.report.map(|r| serde_json::json!({"items": r.items, "details": r.details})),
+            error: result.error,
+        });
+    }
+    // The audit row is committed with the run's claim: a run started from here always has its record.
+    let now = admin.engine.clock().now();
+    let (actor_name, job, request_id) = (by.actor.0.clone(), name.to_owned(), by.request_id.map(str::to_owned));
+    let (from, to) = (args.from, args.to);
+    let record: engine::store::ClaimHook<'_> = Box::new(move |conn, run_id| {
+        Box::pin(async move {
+            let entry = Entry {
+                actor: &actor_name,
+                action: "job.run",
+                target: job,
+                details: serde_json::json!({"run_id": run_id, "from": from, "to": to}),
+                request_id: request_id.as_deref(),
+            };
+            audit::record(conn, &entry, now).await
+        })
+    });
+    let (run_id, handle) = admin
+        .engine
+        .start_manual(name, args, admin.shutdown.child_token(), Some(record))
+        .await
+        .map_err(manual_error)?;
+    admin.runs.spawn(async move {
+        let _ = handle.await;
+    });
+    Ok(RunStarted { job: name.to_owned(), run_id, dry_run: false, outcome: None, report: None, error: None })
+}
+
+/// Pauses or resumes a job for every instance and records it; shared by the API and the page. Returns whether
+/// the state changed.
+pub async fn set_paused(admin: &Admin, by: By<'_>, name: &str, paused: bool) -> Result<bool, ApiError> {
+    if !admin.engine.registry().contains(name) {
+        return Err(ApiError::not_found(format!("no job {name}")));
+    }
+    let now = admin.engine.clock().now();
+    let mut tx = admin.pool().begin().await?;
+    let changed = engine::store::set_paused(&mut *tx, name, paused, now, &format!("admin:{}", by.actor.0)).await?;
+    if changed {
+        let entry = Entry {
+            actor: &by.actor.0,
+            action: if paused { "job.pause" } else { "job.resume" },
+            target: name.to_owned(),
+            details: serde_json::json!({}),
+            request_id: by.request_id,
+        };
+        audit::record(&mut *tx, &entry, now).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// Validates and stores a campaign (shared by the API and the page): 422 with every problem and its path.
+pub async fn create(admin: &Admin, by: By<'_>, draft: CampaignDraft) -> Result<Campaign, ApiError> {
+    let now = admin.engine.clock().now();
+    let problems =
+        draft.problems(&admin.settings.zones, &admin.settings.content, now, admin.settings.campaign_stale_after);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let mut tx = admin.pool().begin().await?;
+    let campaign = data::create_campaign(&mut tx, &draft, now).await?;
+    let entry = Entry {
+        actor: &by.actor.0,
+        action: "campaign.create",
+        target: campaign.id.to_string(),
+        details: serde_json::json!({
+            "title_tr": draft.title_tr, "target_audience": draft.target_audience,
+            "segment_filter": draft.segment_filter, "scheduled_at": draft.scheduled_at,
+        }),
+        request_id: by.request_id,
+    };
+    audit::record(&mut *tx, &entry, now).await?;
+    tx.commit().await?;
+    Ok(campaign)
+}
+
+/// Cancels a campaign (shared by the API and the page).
+pub async fn cancel(admin: &Admin, by: By<'_>, id: Uuid) -> Result<u64, ApiError> {
+    let now = admin.engine.clock().now();
+    let mut tx = admin.pool().begin().await?;
+    let pushes = match data::cancel_campaign(&mut tx, id).await? {
+        data::Cancelled::Done { pushes } => pushes,
+        data::Cancelled::Final(status) => {
+            return Err(ApiError::conflict(format!("campaign {id} is {status} already")));
+        }
+        data::Cancelled::Unknown => return Err(ApiError::not_found(format!("no campaign {id}"))),
+    };
+    let entry = Entry {
+        actor: &by.actor.0,
+        action: "campaign.cancel",
+        target: id.to_string(),
+        details: serde_json::json!({"pushes_cancelled": pushes}),
+        request_id: by.request_id,
+    };
+    audit::record(&mut *tx, &entry, now).await?;
+    tx.commit().await?;
+    Ok(pushes)
+}
+
+/// Counts an audience (shared by the API and the page).
+pub async fn audience(admin: &Admin, query: &AudienceQuery) -> Result<AudienceSize, ApiError> {
+    let now = admin.engine.clock().now();
+    // A transaction, not a bare connection: behind a pooler, a statement outside one may meet another server.
+    let mut tx = admin.pool().begin().await?;
+    let filter = query.segment_filter.as_ref().filter(|f| !f.is_null());
+    let size =
+        domain::campaign::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now).await?;
+    tx.commit().await?;
+    match size {
+        Ok(users) => Ok(AudienceSize { users }),
+        Err(problems) => Err(ApiError::validation(problems)),
+    }
+}

@@ -1,0 +1,104 @@
+//! `/admin/outbox` and `/admin/push/test`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::audit::{self, Entry};
+use crate::auth::Actor;
+use crate::data::{self, OutboxHealth};
+use crate::error::{ApiError, Body, ErrorBody};
+use crate::{Admin, request_id};
+
+/// Outbox depth, age of the oldest due push, recent failures.
+#[utoipa::path(get, path = "/admin/outbox", tag = "push",
+    responses((status = 200, body = OutboxHealth, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token")))]
+pub(super) async fn get_outbox(State(admin): State<Arc<Admin>>) -> Result<Json<OutboxHealth>, ApiError> {
+    Ok(Json(data::outbox(admin.pool(), admin.engine.clock().now(), 20).await?))
+}
+
+/// A test push to operators' own devices.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestPushRequest {
+    /// Recipients (1 to 20 user ids).
+    pub users: Vec<Uuid>,
+    /// Title (unless `campaign_id` gives the texts).
+    pub title: Option<String>,
+    /// Body (unless `campaign_id` gives the texts).
+    pub body: Option<String>,
+    /// Send this campaign's texts, in each user's language.
+    pub campaign_id: Option<Uuid>,
+}
+
+/// What happened to each recipient.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TestPushResult {
+    /// The recipient.
+    pub user: Uuid,
+    /// The push's final status (`sent`, `no_tokens`, `failed`; `pending` when it will be retried).
+    pub status: String,
+    /// Devices reached.
+    pub tokens_sent: i32,
+    /// Devices that failed.
+    pub tokens_failed: i32,
+    /// The last FCM error.
+    pub last_error: Option<String>,
+}
+
+/// Sends a test push now (quiet hours, the daily cap and opt-out do not apply).
+#[utoipa::path(post, path = "/admin/push/test", tag = "push", request_body = TestPushRequest,
+    responses((status = 200, body = Vec<TestPushResult>, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token"), (status = 404, body = ErrorBody, description = "Not found"),
+              (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
+pub(super) async fn test_push(
+    State(admin): State<Arc<Admin>>,
+    actor: Actor,
+    headers: HeaderMap,
+    Body(request): Body<TestPushRequest>,
+) -> Result<Json<Vec<TestPushResult>>, ApiError> {
+    let push = ::push::test_send::TestPush {
+        users: request.users,
+        title: request.title,
+        body: request.body,
+        campaign: request.campaign_id,
+    };
+    let problems = push.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let now = admin.engine.clock().now();
+    let not_found = |e| match e {
+        ::push::test_send::TestPushError::NotFound(message) => ApiError::not_found(message),
+        ::push::test_send::TestPushError::Sql(e) => ApiError::from(e),
+    };
+    // The audit row is written with the pushes, in one transaction: no record of a send that never was.
+    let mut tx = admin.pool().begin().await?;
+    let ids = ::push::test_send::enqueue(&mut tx, &push, now).await.map_err(not_found)?;
+    let entry = Entry {
+        actor: &actor.0,
+        action: "push.test",
+        target: push.users.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
+        details: serde_json::json!({"title": push.title, "campaign_id": push.campaign, "pushes": ids.len()}),
+        request_id: request_id(&headers),
+    };
+    audit::record(&mut *tx, &entry, now).await?;
+    tx.commit().await?;
+    let results = ::push::test_send::deliver(admin.pool(), &admin.test_sender, &ids, now).await.map_err(not_found)?;
+    Ok(Json(
+        results
+            .into_iter()
+            .map(|r| TestPushResult {
+                user: r.user,
+                status: r.status,
+                tokens_sent: r.tokens_sent,
+                tokens_failed: r.tokens_failed,
+                last_error: r.last_error,
+            })
+            .collect(),
+    ))
+}
