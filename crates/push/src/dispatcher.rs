@@ -311,17 +311,130 @@ struct RowEnds {
 }
 
 impl RowEnds {
-    /// Adds `row`'s (status, not before, tokens sent, tokens failed, last error).
-    fn push(&mut self, row: &Claimed, end: (&'static str, DateTime<Utc>, i32, i32, Option<String>)) {
-        let (status, not_before, sent, failed, error) = end;
+    /// Adds `row`'s end.
+    fn push(&mut self, row: &Claimed, end: RowEnd) {
         self.ids.push(row.id);
         self.attempts.push(row.attempts);
-        self.status.push(status);
-        self.not_before.push(not_before);
-        self.sent.push(sent);
-        self.failed.push(failed);
-        self.error.push(error);
+        self.status.push(end.status);
+        self.not_before.push(end.not_before);
+        self.sent.push(end.sent);
+        self.failed.push(end.failed);
+        self.error.push(end.error);
     }
+
+    /// Writes the ends. The claim count fences the write: a row another dispatcher re-claimed after this one's
+    /// lease ran out is left to it.
+    async fn write(&self, tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        db::query(
+            "UPDATE push_outbox o
+             SET status = v.status, not_before = v.not_before,
+                 tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,
+                 last_error = coalesce(v.error, o.last_error),
+                 sent_at = CASE WHEN v.status = 'sent' THEN $8 ELSE o.sent_at END
+             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::text[])
+                  AS v(id, attempts, status, not_before, sent, failed, error)
+             WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
+        )
+        .bind(&self.ids)
+        .bind(&self.attempts)
+        .bind(&self.status)
+        .bind(&self.not_before)
+        .bind(&self.sent)
+        .bind(&self.failed)
+        .bind(&self.error)
+        .bind(now)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Where a row ends after a round: its status (`pending` when it returns), when it may be claimed again, the
+/// tokens it reached and failed this round, and its last error.
+struct RowEnd {
+    status: &'static str,
+    not_before: DateTime<Utc>,
+    sent: i32,
+    failed: i32,
+    error: Option<String>,
+}
+
+/// The per-token outcomes of a round, as the columns of one batched upsert into `hattrick_push_deliveries`.
+#[derive(Default)]
+struct Deliveries {
+    ids: Vec<i64>,
+    tokens: Vec<String>,
+    platforms: Vec<String>,
+    status: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+}
+
+impl Deliveries {
+    fn push(&mut self, row: &Claimed, token: &TokenResult<'_>) {
+        self.ids.push(row.id);
+        self.tokens.push(token.target.token.clone());
+        self.platforms.push(token.target.platform.clone());
+        self.status.push(token.status);
+        self.errors.push(token.error.clone());
+    }
+
+    async fn write(&self, tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        db::query(
+            "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
+             SELECT * , $6::timestamptz FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+             ON CONFLICT (outbox_id, token) DO UPDATE
+             SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at,
+                 attempts = hattrick_push_deliveries.attempts + 1",
+        )
+        .bind(&self.ids)
+        .bind(&self.tokens)
+        .bind(&self.platforms)
+        .bind(&self.status)
+        .bind(&self.errors)
+        .bind(now)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A round's claimed rows and what was decided for them before sending.
+struct Batch {
+    rows: Vec<Claimed>,
+    decisions: Vec<Decision>,
+    /// The (row, token) sends, in the order of their outcomes.
+    targets: Vec<Target>,
+    /// Rows with tokens held back by an open circuit breaker, and until when.
+    held_by_breaker: HashMap<usize, DateTime<Utc>>,
+    before: Served,
+}
+
+/// A row's sends this round.
+#[derive(Default)]
+struct RowTally {
+    sent: i32,
+    failed: i32,
+    retry_after: Option<Duration>,
+    retry: bool,
+    last_error: Option<String>,
+}
+
+/// One send's outcome as it is recorded.
+struct TokenResult<'b> {
+    target: &'b Target,
+    status: &'static str,
+    error: Option<String>,
+}
+
+/// A round's outcomes counted per row and per token, and the tokens found dead.
+#[derive(Default)]
+struct Tally<'b> {
+    rows: HashMap<usize, RowTally>,
+    tokens: Vec<TokenResult<'b>>,
+    dead: Vec<String>,
 }
 
 /// What earlier rounds did with the claimed rows' tokens (`hattrick_push_deliveries`, final outcomes only).
@@ -364,9 +477,21 @@ pub struct Dispatcher {
     pub stats: DispatchStats,
 }
 
-/// The claim statement; `only` restricts it to some rows (`$5`, for test sends).
-fn claim_sql(only: bool) -> String {
-    let restrict = if only { "AND id = ANY($5)" } else { "" };
+/// Which due rows a round claims.
+#[derive(Debug, Clone, Copy)]
+enum Claim<'a> {
+    /// The oldest due rows, up to the batch size.
+    Due,
+    /// Only these rows (a test send), whatever else is due.
+    Only(&'a [i64]),
+}
+
+/// The claim statement (`$5` holds the rows of [`Claim::Only`]).
+fn claim_sql(claim: Claim<'_>) -> String {
+    let restrict = match claim {
+        Claim::Due => "",
+        Claim::Only(_) => "AND id = ANY($5)",
+    };
     format!(
         "WITH due AS (
              SELECT id FROM push_outbox
@@ -426,23 +551,23 @@ impl Dispatcher {
 
     /// One round at `now`: claim, triage, send, record.
     pub async fn round(&self, now: DateTime<Utc>) -> Result<Round, sqlx::Error> {
-        self.round_of(now, None).await
+        self.round_of(now, Claim::Due).await
     }
 
     /// One round over the given rows only (a test send), whatever else is due.
     pub async fn round_only(&self, now: DateTime<Utc>, ids: &[i64]) -> Result<Round, sqlx::Error> {
-        self.round_of(now, Some(ids)).await
+        self.round_of(now, Claim::Only(ids)).await
     }
 
-    async fn round_of(&self, now: DateTime<Utc>, only: Option<&[i64]>) -> Result<Round, sqlx::Error> {
+    async fn round_of(&self, now: DateTime<Utc>, claim: Claim<'_>) -> Result<Round, sqlx::Error> {
         let lease = format!("{} milliseconds", self.settings.lease.as_millis());
-        let sql = claim_sql(only.is_some());
+        let sql = claim_sql(claim);
         let mut query = db::query_as::<Claimed>(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(self.settings.batch)
             .bind(&lease)
             .bind(self.settings.business_zone.name());
-        if let Some(ids) = only {
+        if let Claim::Only(ids) = claim {
             query = query.bind(ids);
         }
         let started = std::time::Instant::now();
@@ -500,17 +625,18 @@ impl Dispatcher {
         let looked_up_in = started.elapsed();
         let results = self.send_all(&rows, &targets, now).await;
         let sent_in = started.elapsed();
-        self.record(&rows, &decisions, &targets, &results, &held_by_breaker, &before, now).await?;
+        let batch = Batch { rows, decisions, targets, held_by_breaker, before };
+        self.record(&batch, &results, now).await?;
         tracing::debug!(
-            rows = rows.len(),
-            messages = targets.len(),
+            rows = batch.rows.len(),
+            messages = batch.targets.len(),
             claim_ms = claimed_in.as_millis(),
             tokens_ms = (looked_up_in - claimed_in).as_millis(),
             send_ms = (sent_in - looked_up_in).as_millis(),
             record_ms = (started.elapsed() - sent_in).as_millis(),
             "dispatcher round"
         );
-        Ok(Round { claimed: rows.len(), messages: targets.len() })
+        Ok(Round { claimed: batch.rows.len(), messages: batch.targets.len() })
     }
 
     async fn send_all(&self, rows: &[Claimed], targets: &[Target], now: DateTime<Utc>) -> Vec<Outcome> {
@@ -534,31 +660,57 @@ impl Dispatcher {
         futures_util::future::join_all(sends).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record(
-        &self,
-        rows: &[Claimed],
-        decisions: &[Decision],
-        targets: &[Target],
-        results: &[Outcome],
-        held_by_breaker: &HashMap<usize, DateTime<Utc>>,
-        before: &Served,
-        now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        // Per-token outcomes and their effect on each row.
-        let mut per_token = Vec::with_capacity(targets.len());
-        let mut dead = Vec::new();
-        #[derive(Default)]
-        struct RowTally {
-            sent: i32,
-            failed: i32,
-            retry_after: Option<Duration>,
-            retry: bool,
-            last_error: Option<String>,
+    /// Writes what a round did: each row's end (or its return to pending), the per-token outcomes a retry or an
+    /// operator needs, and dead tokens deactivated; all in one transaction.
+    async fn record(&self, batch: &Batch, results: &[Outcome], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let mut tally = self.tally(batch, results, now);
+        let mut retrying = HashSet::new();
+        let mut ends = RowEnds::default();
+        for (i, row) in batch.rows.iter().enumerate() {
+            let end = self.row_end(batch, i, tally.rows.remove(&i).unwrap_or_default(), now);
+            if end.status == "pending" && batch.decisions[i] == Decision::Send {
+                retrying.insert(i);
+            }
+            let counter = match end.status {
+                "sent" => &self.stats.rows_sent,
+                "pending" => &self.stats.rows_held,
+                _ => &self.stats.rows_other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            ends.push(row, end);
         }
-        let mut tally: HashMap<usize, RowTally> = HashMap::new();
-        for (target, outcome) in targets.iter().zip(results) {
-            let entry = tally.entry(target.row).or_default();
+        // Per-token rows are what a retry needs (the tokens of a returning row already final) and what operators
+        // look for (failures); a delivered token of a row that is finished is already counted on the row.
+        let mut deliveries = Deliveries::default();
+        for token in &tally.tokens {
+            if token.status != "sent" || retrying.contains(&token.target.row) {
+                deliveries.push(&batch.rows[token.target.row], token);
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        deliveries.write(&mut tx, now).await?;
+        if !tally.dead.is_empty() {
+            let n = db::query(
+                "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
+                 WHERE token = ANY($1) AND is_active IS NOT FALSE",
+            )
+            .bind(&tally.dead)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            self.stats.deactivated.fetch_add(n, Ordering::Relaxed);
+        }
+        ends.write(&mut tx, now).await?;
+        tx.commit().await
+    }
+
+    /// Each send's outcome counted on its row and its token, with the counters, breakers and dead tokens it
+    /// affects.
+    fn tally<'b>(&self, batch: &'b Batch, results: &[Outcome], now: DateTime<Utc>) -> Tally<'b> {
+        let mut tally = Tally::default();
+        for (target, outcome) in batch.targets.iter().zip(results) {
+            let entry = tally.rows.entry(target.row).or_default();
             let status = match outcome {
                 Outcome::Delivered => {
                     entry.sent += 1;
@@ -569,7 +721,7 @@ impl Dispatcher {
                 Outcome::DeactivateToken { .. } | Outcome::Failed { .. } => {
                     entry.failed += 1;
                     if matches!(outcome, Outcome::DeactivateToken { .. }) {
-                        dead.push(target.token.clone());
+                        tally.dead.push(target.token.clone());
                     }
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     "failed"
@@ -581,7 +733,7 @@ impl Dispatcher {
                     "retry"
                 }
                 Outcome::AuthFailure { code } => {
-                    // The token is kept and the row stays pending; the platform's breaker opens (SPEC 10.19).
+                    // The token is kept and the row stays pending; the platform's breaker opens (docs/push.md).
                     let key = if code == "OAUTH" { "*" } else { target.platform.as_str() };
                     let until = now + chrono::Duration::from_std(self.settings.breaker_probe).unwrap_or_default();
                     self.breakers.trip(key, until);
@@ -601,116 +753,42 @@ impl Dispatcher {
                     .entry(code.to_owned())
                     .or_default() += 1;
             }
-            per_token.push((target.row, target, status, outcome.code().map(str::to_owned)));
+            tally.tokens.push(TokenResult { target, status, error: outcome.code().map(str::to_owned) });
         }
+        tally
+    }
 
-        // Each row's end (or its return to pending): status, not before, tokens sent and failed, last error.
-        let mut retrying = HashSet::new();
-        let mut ends = RowEnds::default();
-        for (i, row) in rows.iter().enumerate() {
-            let young =
-                now - row.created_at < chrono::Duration::from_std(self.settings.retry_window).unwrap_or_default();
-            let end = match &decisions[i] {
-                Decision::OptedOut => ("opted_out", now, 0, 0, None),
-                Decision::Cancel(reason) => ("cancelled", now, 0, 0, Some((*reason).to_owned())),
-                Decision::Hold(until) => ("pending", *until, 0, 0, Some("quiet_hours".to_owned())),
-                Decision::Send => {
-                    let t = tally.remove(&i).unwrap_or_default();
-                    let breaker = held_by_breaker.get(&i).copied();
-                    if (t.retry || breaker.is_some()) && young {
-                        let backoff = self.backoff(row, t.retry_after);
-                        let at =
-                            (now + chrono::Duration::from_std(backoff).unwrap_or_default()).max(breaker.unwrap_or(now));
-                        retrying.insert(i);
-                        ("pending", at, t.sent, t.failed, t.last_error.or(breaker.map(|_| "circuit_open".to_owned())))
+    /// Where row `i` of the batch ends: final, or back to pending until a time.
+    fn row_end(&self, batch: &Batch, i: usize, sends: RowTally, now: DateTime<Utc>) -> RowEnd {
+        let row = &batch.rows[i];
+        let young = now - row.created_at < chrono::Duration::from_std(self.settings.retry_window).unwrap_or_default();
+        let end = |status, not_before, error| RowEnd { status, not_before, sent: 0, failed: 0, error };
+        match &batch.decisions[i] {
+            Decision::OptedOut => end("opted_out", now, None),
+            Decision::Cancel(reason) => end("cancelled", now, Some((*reason).to_owned())),
+            Decision::Hold(until) => end("pending", *until, Some("quiet_hours".to_owned())),
+            Decision::Send => {
+                let breaker = batch.held_by_breaker.get(&i).copied();
+                let (sent, failed) = (sends.sent, sends.failed);
+                if (sends.retry || breaker.is_some()) && young {
+                    let backoff = self.backoff(row, sends.retry_after);
+                    let at =
+                        (now + chrono::Duration::from_std(backoff).unwrap_or_default()).max(breaker.unwrap_or(now));
+                    let error = sends.last_error.or(breaker.map(|_| "circuit_open".to_owned()));
+                    RowEnd { status: "pending", not_before: at, sent, failed, error }
+                } else {
+                    let had_tokens_before = batch.before.rows.contains(&row.id);
+                    let status = if sent > 0 || batch.before.delivered.contains(&row.id) {
+                        "sent"
+                    } else if sent + failed == 0 && !sends.retry && breaker.is_none() && !had_tokens_before {
+                        "no_tokens"
                     } else {
-                        let had_tokens_before = before.rows.contains(&row.id);
-                        let status = if t.sent > 0 || before.delivered.contains(&row.id) {
-                            "sent"
-                        } else if t.sent + t.failed == 0 && !t.retry && breaker.is_none() && !had_tokens_before {
-                            "no_tokens"
-                        } else {
-                            "failed"
-                        };
-                        (status, now, t.sent, t.failed, t.last_error)
-                    }
+                        "failed"
+                    };
+                    RowEnd { status, not_before: now, sent, failed, error: sends.last_error }
                 }
-            };
-            let counter = match end.0 {
-                "sent" => &self.stats.rows_sent,
-                "pending" => &self.stats.rows_held,
-                _ => &self.stats.rows_other,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            ends.push(row, end);
-        }
-
-        // Per-token rows are what a retry needs (the tokens of a returning row already final) and what operators
-        // look for (failures); a delivered token of a row that is finished is already counted on the row.
-        let (mut d_ids, mut d_tokens, mut d_platforms, mut d_status, mut d_errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (row, target, status, error) in per_token {
-            if status != "sent" || retrying.contains(&row) {
-                d_ids.push(rows[row].id);
-                d_tokens.push(target.token.clone());
-                d_platforms.push(target.platform.clone());
-                d_status.push(status);
-                d_errors.push(error);
             }
         }
-        let mut tx = self.pool.begin().await?;
-        if !d_ids.is_empty() {
-            db::query(
-                "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
-                 SELECT * , $6::timestamptz FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
-                 ON CONFLICT (outbox_id, token) DO UPDATE
-                 SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at,
-                     attempts = hattrick_push_deliveries.attempts + 1",
-            )
-            .bind(&d_ids)
-            .bind(&d_tokens)
-            .bind(&d_platforms)
-            .bind(&d_status)
-            .bind(&d_errors)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !dead.is_empty() {
-            let n = db::query(
-                "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
-                 WHERE token = ANY($1) AND is_active IS NOT FALSE",
-            )
-            .bind(&dead)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            self.stats.deactivated.fetch_add(n, Ordering::Relaxed);
-        }
-        // The claim count fences the write: a row another dispatcher re-claimed after this one's lease ran out
-        // is left to it.
-        db::query(
-            "UPDATE push_outbox o
-             SET status = v.status, not_before = v.not_before,
-                 tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,
-                 last_error = coalesce(v.error, o.last_error),
-                 sent_at = CASE WHEN v.status = 'sent' THEN $8 ELSE o.sent_at END
-             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::text[])
-                  AS v(id, attempts, status, not_before, sent, failed, error)
-             WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
-        )
-        .bind(&ends.ids)
-        .bind(&ends.attempts)
-        .bind(&ends.status)
-        .bind(&ends.not_before)
-        .bind(&ends.sent)
-        .bind(&ends.failed)
-        .bind(&ends.error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
     }
 
     /// Exponential backoff from the row's claim count, at least `at_least`, with up to 20 % jitter drawn from the
