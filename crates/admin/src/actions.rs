@@ -1,7 +1,7 @@
 //! The audited writes an operator makes, shared by the API and the page: each checks its input, changes the
 //! database and records an audit row in one transaction (a manual run's record is committed with its claim).
 
-use domain::campaign::CampaignDraft;
+use domain::campaign::{AudienceError, CampaignDraft};
 use engine::RunArgs;
 use engine::runner::ManualError;
 use uuid::Uuid;
@@ -151,11 +151,12 @@ pub async fn audience(admin: &Admin, query: &AudienceQuery) -> Result<AudienceSi
     // A transaction, not a bare connection: behind a pooler, a statement outside one may meet another server.
     let mut tx = admin.pool().begin().await?;
     let filter = query.segment_filter.as_ref().filter(|f| !f.is_null());
-    let size =
-        domain::campaign::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now).await?;
+    let users = domain::campaign::audience_size(&mut tx, &query.target_audience, filter, &admin.settings.zones, now)
+        .await
+        .map_err(|error| match error {
+            AudienceError::Invalid(problems) => ApiError::validation(problems),
+            AudienceError::Database(error) => ApiError::from(error),
+        })?;
     tx.commit().await?;
-    match size {
-        Ok(users) => Ok(AudienceSize { users }),
-        Err(problems) => Err(ApiError::validation(problems)),
-    }
+    Ok(AudienceSize { users })
 }

@@ -210,13 +210,18 @@ impl Admin {
     }
 }
 
-/// Refuses to expose `/admin` beyond this machine without a token (SPEC 5).
-pub fn check_exposure(addr: SocketAddr, tokens: &[AdminToken]) -> Result<(), String> {
+/// An admin server that would be reachable from other machines without a token.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "admin.listen: {0} is reachable from other machines and no admin token is set (HATTRICK_ADMIN_TOKEN or \
+     admin.tokens); listen on 127.0.0.1 or set a token"
+)]
+pub struct Exposed(pub SocketAddr);
+
+/// Refuses to expose `/admin` beyond this machine without a token (SECURITY.md).
+pub fn check_exposure(addr: SocketAddr, tokens: &[AdminToken]) -> Result<(), Exposed> {
     if tokens.is_empty() && !addr.ip().is_loopback() {
-        return Err(format!(
-            "admin.listen: {addr} is reachable from other machines and no admin token is set \
-             (HATTRICK_ADMIN_TOKEN or admin.tokens); listen on 127.0.0.1 or set a token"
-        ));
+        return Err(Exposed(addr));
     }
     Ok(())
 }

@@ -216,6 +216,17 @@ pub fn bind_params<'q>(
     query
 }
 
+/// Why an audience could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum AudienceError {
+    /// The audience or its segment filter is invalid: every problem, each as `path: problem`.
+    #[error("invalid audience: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The count failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
 /// Counts the users a campaign would reach now (the composer's audience preview).
 pub async fn audience_size(
     conn: &mut PgConnection,
@@ -223,12 +234,9 @@ pub async fn audience_size(
     filter: Option<&serde_json::Value>,
     zones: &DayZones,
     now: DateTime<Utc>,
-) -> Result<Result<i64, Vec<String>>, sqlx::Error> {
-    let (condition, params) = match audience_sql(audience, filter, zones, 2) {
-        Ok(compiled) => compiled,
-        Err(errors) => return Ok(Err(errors)),
-    };
+) -> Result<i64, AudienceError> {
+    let (condition, params) = audience_sql(audience, filter, zones, 2).map_err(AudienceError::Invalid)?;
     let sql = format!("SELECT count(*) FROM customer_users u WHERE {condition}");
     let row = bind_params(db::query(sqlx::AssertSqlSafe(sql)).bind(now), &params).fetch_one(conn).await?;
-    Ok(Ok(sqlx::Row::try_get(&row, 0)?))
+    Ok(sqlx::Row::try_get(&row, 0)?)
 }

@@ -57,9 +57,18 @@ pub enum Condition {
     Manual,
 }
 
+/// What is wrong with a badge's unlock condition, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidCondition(pub String);
+
 impl Condition {
     /// Parses a condition, or says what is wrong with it.
-    pub fn parse(value: &Value) -> Result<Self, String> {
+    pub fn parse(value: &Value) -> Result<Self, InvalidCondition> {
+        Self::parse_object(value).map_err(InvalidCondition)
+    }
+
+    fn parse_object(value: &Value) -> Result<Self, String> {
         let object = value.as_object().ok_or_else(|| format!("expected a JSON object, got {value}"))?;
         let kind = object.get("type").and_then(Value::as_str).ok_or("missing \"type\"")?;
         let count = |field: &str| -> Result<i64, String> {
@@ -168,7 +177,7 @@ pub fn fuzz_parse(data: &[u8]) {
                 assert!(!test.contains(';') && !test.contains("--") && !test.contains('\''), "unsafe SQL: {test}");
             }
         }
-        Err(message) => assert!(!message.is_empty()),
+        Err(message) => assert!(!message.0.is_empty()),
     }
 }
 
@@ -219,7 +228,7 @@ mod tests {
             (json!({"type":"subscription","any":false}), "expected \"any\": true"),
         ] {
             let error = Condition::parse(&condition).unwrap_err();
-            assert!(error.contains(message), "{condition}: {error}");
+            assert!(error.0.contains(message), "{condition}: {error}");
         }
     }
 }

@@ -181,7 +181,7 @@ async fn bind_admin(
         .parse()
         .map_err(|_| anyhow::anyhow!("--listen: expected an address such as 127.0.0.1:8080, got {listen:?}"))?;
     let admin_settings = settings.admin.to_admin(startup::day_zones(settings)?, &settings.push);
-    admin::check_exposure(addr, &admin_settings.tokens).map_err(anyhow::Error::msg)?;
+    admin::check_exposure(addr, &admin_settings.tokens)?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
     let test_sender = match &dispatcher {
         Some(dispatcher) => Arc::clone(dispatcher),

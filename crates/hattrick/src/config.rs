@@ -147,6 +147,20 @@ pub struct TimeSettings {
     pub app_day_zone: Option<String>,
 }
 
+impl TimeSettings {
+    /// The zones are IANA zones.
+    fn problems(&self, problems: &mut Vec<String>) {
+        if let Err(e) = parse_time_zone(&self.business_zone) {
+            problems.push(format!("time.business_zone: {e}"));
+        }
+        if let Some(zone) = &self.app_day_zone
+            && let Err(e) = parse_time_zone(zone)
+        {
+            problems.push(format!("time.app_day_zone: {e}"));
+        }
+    }
+}
+
 impl Default for TimeSettings {
     fn default() -> Self {
         Self { business_zone: "Europe/Istanbul".to_owned(), app_day_zone: None }
@@ -217,6 +231,38 @@ pub struct RewardSettings {
     pub base_currency: String,
 }
 
+impl RewardSettings {
+    /// Amounts are not negative; seven daily amounts; a currency code.
+    fn problems(&self, problems: &mut Vec<String>) {
+        let rewards = self;
+        for (field, value) in [
+            ("tier2_referrer_credits", rewards.tier2_referrer_credits),
+            ("tier2_referred_credits", rewards.tier2_referred_credits),
+            ("tier3_referrer_credits", rewards.tier3_referrer_credits),
+            ("tier3_referrer_xp", rewards.tier3_referrer_xp),
+        ] {
+            if value < 0 {
+                problems.push(format!("rewards.{field}: must not be negative (got {value})"));
+            }
+        }
+        if rewards.daily_reward_credits.len() != 7 {
+            problems.push(format!(
+                "rewards.daily_reward_credits: must list 7 amounts, one per cycle day (got {})",
+                rewards.daily_reward_credits.len()
+            ));
+        }
+        if let Some((day, value)) = rewards.daily_reward_credits.iter().enumerate().find(|(_, v)| **v < 0) {
+            problems.push(format!("rewards.daily_reward_credits[{day}]: must not be negative (got {value})"));
+        }
+        if rewards.base_currency.len() != 3 || !rewards.base_currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.push(format!(
+                "rewards.base_currency: expected a three-letter currency code such as TRY (got {:?})",
+                rewards.base_currency
+            ));
+        }
+    }
+}
+
 impl Default for RewardSettings {
     fn default() -> Self {
         // The referral amounts of SPEC 3.4 are the rewards crate's; configuration only overrides them.
@@ -250,6 +296,33 @@ pub struct EngagementSettings {
     pub expiry_alert_days: u32,
     /// How many statements (connections) decide a zone's users at once.
     pub parallelism: u32,
+}
+
+impl EngagementSettings {
+    /// Local times, deadline, streak length, parallelism, alert days.
+    fn problems(&self, problems: &mut Vec<String>) {
+        let engagement = self;
+        for field in ["daily_reward_reminder_at", "streak_warning_at", "expiry_alert_at"] {
+            if let Err(problem) = engagement.local_time(field) {
+                problems.push(problem);
+            }
+        }
+        if engagement.deadline.0.is_zero() {
+            problems.push("engagement.deadline: must be more than zero".to_owned());
+        }
+        if engagement.streak_warning_min_days < 1 {
+            problems.push(format!(
+                "engagement.streak_warning_min_days: must be at least 1 (got {})",
+                engagement.streak_warning_min_days
+            ));
+        }
+        if !(1..=64).contains(&engagement.parallelism) {
+            problems.push(format!("engagement.parallelism: must be 1 to 64 (got {})", engagement.parallelism));
+        }
+        if engagement.expiry_alert_days < 1 {
+            problems.push("engagement.expiry_alert_days: must be at least 1 (got 0)".to_owned());
+        }
+    }
 }
 
 impl Default for EngagementSettings {
@@ -305,6 +378,35 @@ pub struct CleanupSettings {
     pub vacuum_timeout: HumanDuration,
     /// After each batch, rest this many times as long as the batch took (0 to 100; 0: no rest).
     pub rest: f64,
+}
+
+impl CleanupSettings {
+    /// A batch, retentions of at least a day, the rest, the vacuum timeout.
+    fn problems(&self, problems: &mut Vec<String>) {
+        let cleanup = self;
+        if cleanup.batch < 1 {
+            problems.push(format!("cleanup.batch: must be at least 1 (got {})", cleanup.batch));
+        }
+        for (field, value) in [
+            ("token_max_age", cleanup.token_max_age),
+            ("keep_ledgers", cleanup.keep_ledgers),
+            ("keep_ad_views", cleanup.keep_ad_views),
+            ("keep_likes", cleanup.keep_likes),
+            ("keep_campaigns", cleanup.keep_campaigns),
+            ("keep_job_logs", cleanup.keep_job_logs),
+            ("keep_outbox", cleanup.keep_outbox),
+        ] {
+            if value.0 < Duration::from_secs(86_400) {
+                problems.push(format!("cleanup.{field}: must be at least one day, a guard against typos"));
+            }
+        }
+        if !(0.0..=100.0).contains(&cleanup.rest) {
+            problems.push(format!("cleanup.rest: must be 0 to 100 (got {})", cleanup.rest));
+        }
+        if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
+            problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
+        }
+    }
 }
 
 impl Default for CleanupSettings {
@@ -405,6 +507,55 @@ impl PushSettings {
     }
 }
 
+impl PushSettings {
+    /// Quiet hours, batch and rates, the FCM endpoint, deep-link schemes, credentials.
+    fn problems(&self, problems: &mut Vec<String>) {
+        let push = self;
+        if let Err(problem) = push.quiet_hours() {
+            problems.push(problem);
+        }
+        for (field, value) in [("batch", push.batch), ("daily_cap", push.daily_cap)] {
+            if value < 1 {
+                problems.push(format!("push.{field}: must be at least 1 (got {value})"));
+            }
+        }
+        if push.concurrency == 0 {
+            problems.push("push.concurrency: must be at least 1".to_owned());
+        }
+        if push.workers == 0 {
+            problems.push("push.workers: must be at least 1".to_owned());
+        }
+        if push.rate_per_minute == 0 {
+            problems.push("push.rate_per_minute: must be at least 1".to_owned());
+        }
+        if !push.fcm_endpoint.starts_with("http://") && !push.fcm_endpoint.starts_with("https://") {
+            problems
+                .push(format!("push.fcm_endpoint: must be an http:// or https:// URL (got {:?})", push.fcm_endpoint));
+        } else if let Some(rest) = push.fcm_endpoint.strip_prefix("http://")
+            && !is_loopback_authority(rest.split('/').next().unwrap_or_default())
+        {
+            problems.push(format!(
+                "push.fcm_endpoint: plain http:// is accepted only to this machine (a fake or a local proxy): the \
+                 OAuth token would travel in clear; use https:// (got {:?})",
+                push.fcm_endpoint
+            ));
+        }
+        if push.deep_link_schemes.is_empty() {
+            problems.push("push.deep_link_schemes: at least one scheme (the app's, such as goalgpt)".to_owned());
+        }
+        for scheme in &push.deep_link_schemes {
+            if !push::content::valid_scheme(scheme) || scheme.to_ascii_lowercase() != *scheme {
+                problems.push(format!("push.deep_link_schemes: {scheme:?} is not a lower-case URL scheme (no `:`)"));
+            } else if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") {
+                problems.push(format!("push.deep_link_schemes: {scheme:?} can run code or read files; not allowed"));
+            }
+        }
+        if push.transport == TransportKind::Fcm && !push.has_credentials() {
+            problems.push(format!("push.transport: fcm needs credentials: {CREDENTIAL_SETTINGS}"));
+        }
+    }
+}
+
 impl Default for PushSettings {
     fn default() -> Self {
         Self {
@@ -459,6 +610,18 @@ pub struct EventsSettings {
     pub debounce: HumanDuration,
     /// Look at the change table this often even without notifications (the backstop).
     pub poll_interval: HumanDuration,
+}
+
+impl EventsSettings {
+    /// Polling and debounce within bounds.
+    fn problems(&self, problems: &mut Vec<String>) {
+        if self.poll_interval.0 < Duration::from_millis(100) {
+            problems.push("events.poll_interval: at least 100ms".to_owned());
+        }
+        if self.debounce.0 > Duration::from_secs(10) {
+            problems.push("events.debounce: at most 10s (events should be handled within seconds)".to_owned());
+        }
+    }
 }
 
 impl Default for EventsSettings {
@@ -764,14 +927,20 @@ impl Settings {
     /// Every semantic problem, each as `setting: problem`.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = parse_time_zone(&self.time.business_zone) {
-            problems.push(format!("time.business_zone: {e}"));
-        }
-        if let Some(zone) = &self.time.app_day_zone
-            && let Err(e) = parse_time_zone(zone)
-        {
-            problems.push(format!("time.app_day_zone: {e}"));
-        }
+        self.time.problems(&mut problems);
+        self.database_and_engine_problems(&mut problems);
+        self.job_problems(&mut problems);
+        self.rewards.problems(&mut problems);
+        self.engagement.problems(&mut problems);
+        self.cleanup.problems(&mut problems);
+        self.admin.problems(&mut problems);
+        self.events.problems(&mut problems);
+        self.push.problems(&mut problems);
+        problems
+    }
+
+    /// The pool, and the engine's lease and heartbeat.
+    fn database_and_engine_problems(&self, problems: &mut Vec<String>) {
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".to_owned());
         }
@@ -782,6 +951,10 @@ impl Settings {
                 serde_json::to_string(&self.engine.lease).unwrap_or_default()
             ));
         }
+    }
+
+    /// `[jobs.<name>]`: known jobs, their schedules and zones, budgets and timeouts.
+    fn job_problems(&self, problems: &mut Vec<String>) {
         for (name, job) in &self.jobs {
             let Some(defaults) = registry::find(name).map(|entry| entry.defaults) else {
                 problems.push(format!("jobs.{name}: unknown job (known jobs: {})", registry::names()));
@@ -806,127 +979,6 @@ impl Settings {
                 problems.push(format!("jobs.{name}.timeout: must be more than zero"));
             }
         }
-        let rewards = &self.rewards;
-        for (field, value) in [
-            ("tier2_referrer_credits", rewards.tier2_referrer_credits),
-            ("tier2_referred_credits", rewards.tier2_referred_credits),
-            ("tier3_referrer_credits", rewards.tier3_referrer_credits),
-            ("tier3_referrer_xp", rewards.tier3_referrer_xp),
-        ] {
-            if value < 0 {
-                problems.push(format!("rewards.{field}: must not be negative (got {value})"));
-            }
-        }
-        if rewards.daily_reward_credits.len() != 7 {
-            problems.push(format!(
-                "rewards.daily_reward_credits: must list 7 amounts, one per cycle day (got {})",
-                rewards.daily_reward_credits.len()
-            ));
-        }
-        if let Some((day, value)) = rewards.daily_reward_credits.iter().enumerate().find(|(_, v)| **v < 0) {
-            problems.push(format!("rewards.daily_reward_credits[{day}]: must not be negative (got {value})"));
-        }
-        if rewards.base_currency.len() != 3 || !rewards.base_currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            problems.push(format!(
-                "rewards.base_currency: expected a three-letter currency code such as TRY (got {:?})",
-                rewards.base_currency
-            ));
-        }
-        let engagement = &self.engagement;
-        for field in ["daily_reward_reminder_at", "streak_warning_at", "expiry_alert_at"] {
-            if let Err(problem) = engagement.local_time(field) {
-                problems.push(problem);
-            }
-        }
-        if engagement.deadline.0.is_zero() {
-            problems.push("engagement.deadline: must be more than zero".to_owned());
-        }
-        if engagement.streak_warning_min_days < 1 {
-            problems.push(format!(
-                "engagement.streak_warning_min_days: must be at least 1 (got {})",
-                engagement.streak_warning_min_days
-            ));
-        }
-        if !(1..=64).contains(&engagement.parallelism) {
-            problems.push(format!("engagement.parallelism: must be 1 to 64 (got {})", engagement.parallelism));
-        }
-        if engagement.expiry_alert_days < 1 {
-            problems.push("engagement.expiry_alert_days: must be at least 1 (got 0)".to_owned());
-        }
-        let cleanup = &self.cleanup;
-        if cleanup.batch < 1 {
-            problems.push(format!("cleanup.batch: must be at least 1 (got {})", cleanup.batch));
-        }
-        for (field, value) in [
-            ("token_max_age", cleanup.token_max_age),
-            ("keep_ledgers", cleanup.keep_ledgers),
-            ("keep_ad_views", cleanup.keep_ad_views),
-            ("keep_likes", cleanup.keep_likes),
-            ("keep_campaigns", cleanup.keep_campaigns),
-            ("keep_job_logs", cleanup.keep_job_logs),
-            ("keep_outbox", cleanup.keep_outbox),
-        ] {
-            if value.0 < Duration::from_secs(86_400) {
-                problems.push(format!("cleanup.{field}: must be at least one day, a guard against typos"));
-            }
-        }
-        if !(0.0..=100.0).contains(&cleanup.rest) {
-            problems.push(format!("cleanup.rest: must be 0 to 100 (got {})", cleanup.rest));
-        }
-        if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
-            problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
-        }
-        self.admin.problems(&mut problems);
-        if self.events.poll_interval.0 < Duration::from_millis(100) {
-            problems.push("events.poll_interval: at least 100ms".to_owned());
-        }
-        if self.events.debounce.0 > Duration::from_secs(10) {
-            problems.push("events.debounce: at most 10s (events should be handled within seconds)".to_owned());
-        }
-        let push = &self.push;
-        if let Err(problem) = push.quiet_hours() {
-            problems.push(problem);
-        }
-        for (field, value) in [("batch", push.batch), ("daily_cap", push.daily_cap)] {
-            if value < 1 {
-                problems.push(format!("push.{field}: must be at least 1 (got {value})"));
-            }
-        }
-        if push.concurrency == 0 {
-            problems.push("push.concurrency: must be at least 1".to_owned());
-        }
-        if push.workers == 0 {
-            problems.push("push.workers: must be at least 1".to_owned());
-        }
-        if push.rate_per_minute == 0 {
-            problems.push("push.rate_per_minute: must be at least 1".to_owned());
-        }
-        if !push.fcm_endpoint.starts_with("http://") && !push.fcm_endpoint.starts_with("https://") {
-            problems
-                .push(format!("push.fcm_endpoint: must be an http:// or https:// URL (got {:?})", push.fcm_endpoint));
-        } else if let Some(rest) = push.fcm_endpoint.strip_prefix("http://")
-            && !is_loopback_authority(rest.split('/').next().unwrap_or_default())
-        {
-            problems.push(format!(
-                "push.fcm_endpoint: plain http:// is accepted only to this machine (a fake or a local proxy): the \
-                 OAuth token would travel in clear; use https:// (got {:?})",
-                push.fcm_endpoint
-            ));
-        }
-        if push.deep_link_schemes.is_empty() {
-            problems.push("push.deep_link_schemes: at least one scheme (the app's, such as goalgpt)".to_owned());
-        }
-        for scheme in &push.deep_link_schemes {
-            if !push::content::valid_scheme(scheme) || scheme.to_ascii_lowercase() != *scheme {
-                problems.push(format!("push.deep_link_schemes: {scheme:?} is not a lower-case URL scheme (no `:`)"));
-            } else if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") {
-                problems.push(format!("push.deep_link_schemes: {scheme:?} can run code or read files; not allowed"));
-            }
-        }
-        if push.transport == TransportKind::Fcm && !push.has_credentials() {
-            problems.push(format!("push.transport: fcm needs credentials: {CREDENTIAL_SETTINGS}"));
-        }
-        problems
     }
 
     /// The database URL: configuration or `DATABASE_URL`, else the local default.

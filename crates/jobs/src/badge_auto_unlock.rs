@@ -236,7 +236,7 @@ impl Job for BadgeAutoUnlock {
                             tests.push((badge.id, test));
                         }
                     }
-                    Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error })),
+                    Err(error) => skipped.push(json!({ "badge": badge.slug, "error": error.0 })),
                 }
             }
             clear(&ctx.pool, run).await?;

@@ -65,18 +65,23 @@ impl std::fmt::Debug for ServiceAccount {
     }
 }
 
+/// What is wrong with a service account key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(pub String);
+
 impl ServiceAccount {
     /// Reads and checks a key file (the key must parse).
     pub fn from_file(path: &Path) -> Result<Self, AuthError> {
         let fail = |reason: String| AuthError::KeyFile { path: path.display().to_string(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        Self::from_json(&text).map_err(fail)
+        Self::from_json(&text).map_err(|e| fail(e.0))
     }
 
     /// Parses a key file's JSON.
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self, KeyError> {
         let account: ServiceAccount =
-            serde_json::from_str(text).map_err(|e| format!("not a service account key file: {e}"))?;
+            serde_json::from_str(text).map_err(|e| KeyError(format!("not a service account key file: {e}")))?;
         account.key_pair()?;
         Ok(account)
     }
@@ -94,13 +99,13 @@ impl ServiceAccount {
         .to_string()
     }
 
-    fn key_pair(&self) -> Result<RsaKeyPair, String> {
-        let der = pem_to_der(&self.private_key).ok_or("private_key is not a PEM block")?;
-        RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("private_key is not a PKCS#8 RSA key: {e}"))
+    fn key_pair(&self) -> Result<RsaKeyPair, KeyError> {
+        let der = pem_to_der(&self.private_key).ok_or_else(|| KeyError("private_key is not a PEM block".into()))?;
+        RsaKeyPair::from_pkcs8(&der).map_err(|e| KeyError(format!("private_key is not a PKCS#8 RSA key: {e}")))
     }
 
     /// A signed JWT bearer assertion for `scope`, issued at `now` (Unix seconds), valid one hour.
-    pub fn assertion(&self, scope: &str, now: u64) -> Result<String, String> {
+    pub fn assertion(&self, scope: &str, now: u64) -> Result<String, KeyError> {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
         let claims = serde_json::json!({
             "iss": self.client_email, "scope": scope, "aud": self.token_uri, "iat": now, "exp": now + 3600,
@@ -110,7 +115,7 @@ impl ServiceAccount {
         let key = self.key_pair()?;
         let mut signature = vec![0; key.public().modulus_len()];
         key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut signature)
-            .map_err(|_| "signing failed".to_owned())?;
+            .map_err(|_| KeyError("signing failed".to_owned()))?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
@@ -274,7 +279,7 @@ impl TokenSource {
                 let uri = account.token_uri.clone();
                 let assertion = account
                     .assertion(FCM_SCOPE, now)
-                    .map_err(|reason| AuthError::Token { uri: uri.clone(), reason })?;
+                    .map_err(|reason| AuthError::Token { uri: uri.clone(), reason: reason.0 })?;
                 let request = self
                     .http
                     .post(&uri)
