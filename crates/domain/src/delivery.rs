@@ -223,7 +223,9 @@ pub async fn run(
             }
             let mut counts = Counts::default();
             for name in &users.names {
-                counts += decide(ctx, &statement, spec, name.as_deref(), &day, serve, when.slices).await?;
+                let zone = name.as_deref();
+                let sql = statement[usize::from(zone.is_some())].as_str();
+                counts += decide(ctx, &ZoneDay { sql, spec, zone, day: &day, serve }, when.slices).await?;
             }
             if !serve && !dry {
                 // Every user of the zone is decided for this day: later ticks pass it by.
@@ -355,21 +357,10 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
 /// ids, the slices at once on their own connections. Each statement is unnamed (not prepared for reuse), so
 /// PostgreSQL plans it for this zone's actual size: a few users through the `(timezone, id)` index, most of the
 /// users by scanning.
-async fn decide(
-    ctx: &JobContext,
-    statement: &[String; 2],
-    spec: &Engagement<'_>,
-    name: Option<&str>,
-    day: &Day,
-    serve: bool,
-    slices: u32,
-) -> Result<Counts, JobError> {
+async fn decide(ctx: &JobContext, zone_day: &ZoneDay<'_>, slices: u32) -> Result<Counts, JobError> {
     ctx.check_cancelled()?;
-    let sql = statement[usize::from(name.is_some())].as_str();
     let slices = id_slices(slices);
-    let runs = slices
-        .iter()
-        .map(|&(first, last)| async move { decide_slice(ctx, sql, spec, name, day, serve, (first, last)).await });
+    let runs = slices.iter().map(|&ids| async move { decide_slice(ctx, zone_day, ids).await });
     let mut total = Counts::default();
     for counts in futures_util::future::try_join_all(runs).await? {
         total += counts;
@@ -390,17 +381,24 @@ fn id_slices(n: u32) -> Vec<(uuid::Uuid, uuid::Uuid)> {
         .collect()
 }
 
-/// One slice of [`decide`].
-#[allow(clippy::too_many_arguments)]
+/// What [`decide`] decides: one zone's users (`zone` None: those without a known zone) for one day.
+struct ZoneDay<'a> {
+    /// The statement (with or without the zone condition).
+    sql: &'a str,
+    spec: &'a Engagement<'a>,
+    zone: Option<&'a str>,
+    day: &'a Day,
+    /// Whether users may still be served (false past the deadline: they are recorded skipped).
+    serve: bool,
+}
+
+/// One slice of [`decide`]: the users with ids from `first` to `last`.
 async fn decide_slice(
     ctx: &JobContext,
-    sql: &str,
-    spec: &Engagement<'_>,
-    name: Option<&str>,
-    day: &Day,
-    serve: bool,
+    zone_day: &ZoneDay<'_>,
     (first, last): (uuid::Uuid, uuid::Uuid),
 ) -> Result<Counts, JobError> {
+    let ZoneDay { sql, spec, zone: name, day, serve } = *zone_day;
     let message = spec.message;
     // JIT compilation costs a second per statement here and saves nothing: off for this transaction.
     let mut tx = ctx.begin().await?;

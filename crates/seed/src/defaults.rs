@@ -49,30 +49,52 @@ impl BadgeDefinition {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn badge(
-    slug: &'static str,
-    name_tr: &'static str,
-    name_en: &'static str,
-    description_tr: String,
-    description_en: String,
+/// A text in the app's two languages.
+struct Names<T> {
+    tr: T,
+    en: T,
+}
+
+/// Where a badge shows in the app, and how rare it is.
+struct Kind {
     category: &'static str,
     rarity: &'static str,
+}
+
+/// What unlocking a badge pays.
+struct Rewards {
+    xp: i32,
+    credits: i32,
+    vip_days: i32,
+}
+
+impl From<(i32, i32, i32)> for Rewards {
+    /// The tables below write rewards as (XP, credits, VIP days).
+    fn from((xp, credits, vip_days): (i32, i32, i32)) -> Self {
+        Self { xp, credits, vip_days }
+    }
+}
+
+fn badge(
+    slug: &'static str,
+    name: Names<&'static str>,
+    description: Names<String>,
+    kind: Kind,
     unlock_condition: Value,
-    (reward_xp, reward_credits, reward_vip_days): (i32, i32, i32),
+    rewards: Rewards,
 ) -> BadgeDefinition {
     BadgeDefinition {
         slug,
-        name_tr,
-        name_en,
-        description_tr,
-        description_en,
-        category,
-        rarity,
+        name_tr: name.tr,
+        name_en: name.en,
+        description_tr: description.tr,
+        description_en: description.en,
+        category: kind.category,
+        rarity: kind.rarity,
         unlock_condition,
-        reward_xp,
-        reward_credits,
-        reward_vip_days,
+        reward_xp: rewards.xp,
+        reward_credits: rewards.credits,
+        reward_vip_days: rewards.vip_days,
     }
 }
 
@@ -87,14 +109,14 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("{count} arkadaşını davet et ve giriş yapsınlar"),
-            format!("Invite {count} friends who sign in"),
-            "referral",
-            rarity,
+            Names { tr, en },
+            Names {
+                tr: format!("{count} arkadaşını davet et ve giriş yapsınlar"),
+                en: format!("Invite {count} friends who sign in"),
+            },
+            Kind { category: "referral", rarity },
             json!({"type": "referrals", "count": count}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, count, rarity, rewards) in [
@@ -105,14 +127,11 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("{count} doğru tahmin yap"),
-            format!("Make {count} correct predictions"),
-            "prediction",
-            rarity,
+            Names { tr, en },
+            Names { tr: format!("{count} doğru tahmin yap"), en: format!("Make {count} correct predictions") },
+            Kind { category: "prediction", rarity },
             json!({"type": "predictions", "correct_count": count}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, accuracy, min_count, rarity, rewards) in [
@@ -121,14 +140,14 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("En az {min_count} tahminde %{accuracy} isabet"),
-            format!("{accuracy}% accuracy over at least {min_count} predictions"),
-            "prediction",
-            rarity,
+            Names { tr, en },
+            Names {
+                tr: format!("En az {min_count} tahminde %{accuracy} isabet"),
+                en: format!("{accuracy}% accuracy over at least {min_count} predictions"),
+            },
+            Kind { category: "prediction", rarity },
             json!({"type": "predictions", "accuracy": accuracy, "min_count": min_count}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, count, rarity, rewards) in [
@@ -139,14 +158,11 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("{count} maç yorumu yaz"),
-            format!("Write {count} match comments"),
-            "community",
-            rarity,
+            Names { tr, en },
+            Names { tr: format!("{count} maç yorumu yaz"), en: format!("Write {count} match comments") },
+            Kind { category: "community", rarity },
             json!({"type": "comments", "count": count}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, count, rarity, rewards) in [
@@ -155,14 +171,14 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("Yorumların toplam {count} beğeni alsın"),
-            format!("Receive {count} likes on your comments"),
-            "community",
-            rarity,
+            Names { tr, en },
+            Names {
+                tr: format!("Yorumların toplam {count} beğeni alsın"),
+                en: format!("Receive {count} likes on your comments"),
+            },
+            Kind { category: "community", rarity },
             json!({"type": "comments", "like_count": count}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, days, rarity, rewards) in [
@@ -174,14 +190,11 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("{days} gün üst üste giriş yap"),
-            format!("Sign in {days} days in a row"),
-            "streak",
-            rarity,
+            Names { tr, en },
+            Names { tr: format!("{days} gün üst üste giriş yap"), en: format!("Sign in {days} days in a row") },
+            Kind { category: "streak", rarity },
             json!({"type": "login_streak", "days": days}),
-            rewards,
+            Rewards::from(rewards),
         ));
     }
     for (slug, tr, en, level, level_tr, level_en, rarity, credits) in [
@@ -203,14 +216,11 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("{level_tr} seviyesine ulaş"),
-            format!("Reach the {level_en} level"),
-            "level",
-            rarity,
+            Names { tr, en },
+            Names { tr: format!("{level_tr} seviyesine ulaş"), en: format!("Reach the {level_en} level") },
+            Kind { category: "level", rarity },
             json!({"type": "xp_level", "level": level}),
-            (0, credits, 0),
+            Rewards::from((0, credits, 0)),
         ));
     }
     for (slug, tr, en, amount, rarity, reward_xp) in [
@@ -221,26 +231,20 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            format!("Toplam {amount} kredi kazan"),
-            format!("Earn {amount} credits in total"),
-            "credits",
-            rarity,
+            Names { tr, en },
+            Names { tr: format!("Toplam {amount} kredi kazan"), en: format!("Earn {amount} credits in total") },
+            Kind { category: "credits", rarity },
             json!({"type": "credits_earned", "amount": amount}),
-            (reward_xp, 0, 0),
+            Rewards::from((reward_xp, 0, 0)),
         ));
     }
     badges.push(badge(
         "vip_founder",
-        "VIP Kurucu",
-        "VIP Founder",
-        "VIP üye ol".to_owned(),
-        "Become a VIP member".to_owned(),
-        "vip",
-        "rare",
+        Names { tr: "VIP Kurucu", en: "VIP Founder" },
+        Names { tr: "VIP üye ol".to_owned(), en: "Become a VIP member".to_owned() },
+        Kind { category: "vip", rarity: "rare" },
         json!({"type": "subscription", "any": true}),
-        (100, 50, 0),
+        Rewards::from((100, 50, 0)),
     ));
     for (slug, tr, en, description_tr, description_en) in [
         ("beta_tester", "Beta Testçisi", "Beta Tester", "Beta sürümünü test ettin", "You tested the beta"),
@@ -248,14 +252,11 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     ] {
         badges.push(badge(
             slug,
-            tr,
-            en,
-            description_tr.to_owned(),
-            description_en.to_owned(),
-            "special",
-            "legendary",
+            Names { tr, en },
+            Names { tr: description_tr.to_owned(), en: description_en.to_owned() },
+            Kind { category: "special", rarity: "legendary" },
             json!({"type": "manual"}),
-            (0, 0, 0),
+            Rewards::from((0, 0, 0)),
         ));
     }
     badges

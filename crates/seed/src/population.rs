@@ -354,6 +354,16 @@ struct Referral {
     login_after: Option<i64>,
 }
 
+/// The user being generated: the world, the user's index and id, when they signed up and how long ago.
+#[derive(Clone, Copy)]
+struct User<'a> {
+    w: &'a World,
+    i: u64,
+    id: &'a [u8; 16],
+    created: i64,
+    age: i64,
+}
+
 fn decide_referral(w: &World, i: u64, age: i64) -> Option<Referral> {
     let mut r = Rng::stream(w.seed, tag::REFERRAL, i, 0);
     if i == 0 || !r.chance(0.30) {
@@ -457,36 +467,28 @@ pub(crate) fn generate_user(w: &World, i: u64, rows: &mut Rows, s: &mut Scratch)
         rows.end(Table::Users);
     }
 
-    identities(w, i, &id, created, age, last_login, rows, s);
-    push_tokens(w, i, &id, created, age, rows, s);
-    let streak = xp(w, i, &id, created, age, zone, rows, s);
+    let user = User { w, i, id: &id, created, age };
+    identities(&user, last_login, rows, s);
+    push_tokens(&user, rows, s);
+    let streak = xp(&user, zone, rows, s);
 
     s.credit_events.clear();
-    daily_rewards(w, i, &id, created, age, zone, &streak, rows, s);
-    ad_views(w, i, &id, age, rows, s);
-    let first_paid = subscriptions(w, i, &id, created, age, &referral, rows, s);
+    daily_rewards(&user, zone, &streak, rows, s);
+    ad_views(&user, rows, s);
+    let first_paid = subscriptions(&user, &referral, rows, s);
     if let Some(referral) = &referral {
-        referral_row(w, i, &id, created, referral, first_paid, rows, s);
+        referral_row(&user, referral, first_paid, rows, s);
     }
-    credits(w, i, &id, created, age, rows, s);
-    comments(w, i, &id, age, english, rows, s);
-    predictions(w, i, &id, created, age, rows);
+    credits(&user, rows, s);
+    comments(&user, english, rows, s);
+    predictions(&user, rows);
     if let Some(p) = w.partner_of_user(i) {
-        partner_row(w, p, &id, created, age, code, rows, s);
+        partner_row(&user, p, code, rows, s);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn identities(
-    w: &World,
-    i: u64,
-    id: &[u8; 16],
-    created: i64,
-    age: i64,
-    last_login: Option<i64>,
-    rows: &mut Rows,
-    s: &mut Scratch,
-) {
+fn identities(user: &User<'_>, last_login: Option<i64>, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::IDENTITY, i, 0);
     let count = 1 + r.weighted(&[35, 50, 15]);
     let mut providers = [0usize, 1, 2];
@@ -576,7 +578,8 @@ fn token_value(seed: u64, j: u64, k: u64, out: &mut String) {
     push(out, 120);
 }
 
-fn push_tokens(w: &World, i: u64, id: &[u8; 16], created: i64, age: i64, rows: &mut Rows, s: &mut Scratch) {
+fn push_tokens(user: &User<'_>, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::TOKEN, i, 0);
     let count = 1 + r.weighted(&[35, 50, 15]) as u64;
     let primary = r.weighted(&[45, 50, 5]);
@@ -639,17 +642,8 @@ const XP_TYPES: [(&str, &str, u32); 9] = [
     ("admin_grant", "Destek ekibi hediyesi", 2),
 ];
 
-#[allow(clippy::too_many_arguments)]
-fn xp(
-    w: &World,
-    i: u64,
-    id: &[u8; 16],
-    created: i64,
-    age: i64,
-    zone: &Zone,
-    rows: &mut Rows,
-    s: &mut Scratch,
-) -> Streak {
+fn xp(user: &User<'_>, zone: &Zone, rows: &mut Rows, s: &mut Scratch) -> Streak {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::XP, i, 0);
     let level = r.weighted(&[45, 28, 15, 7, 4, 1]);
     let points = match level {
@@ -769,18 +763,8 @@ const DAILY_DESCRIPTIONS: [&str; 7] = [
     "Günlük ödül (7. gün, büyük ödül)",
 ];
 
-#[allow(clippy::too_many_arguments)]
-fn daily_rewards(
-    w: &World,
-    i: u64,
-    id: &[u8; 16],
-    created: i64,
-    age: i64,
-    zone: &Zone,
-    streak: &Streak,
-    rows: &mut Rows,
-    s: &mut Scratch,
-) {
+fn daily_rewards(user: &User<'_>, zone: &Zone, streak: &Streak, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::DAILY, i, 0);
     // Claims start on the first full day after sign-up, so each is after the account's creation.
     let oldest = age / DAY - 1;
@@ -844,7 +828,8 @@ fn daily_rewards(
     }
 }
 
-fn ad_views(w: &World, i: u64, id: &[u8; 16], age: i64, rows: &mut Rows, s: &mut Scratch) {
+fn ad_views(user: &User<'_>, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, age, .. } = *user;
     let mut r = Rng::stream(w.seed, tag::AD, i, 0);
     let count = if r.chance(0.6) { 0 } else { (1 + r.geometric(1.5)).min(200) };
     for k in 0..count {
@@ -896,17 +881,8 @@ struct Subscription {
 }
 
 /// Writes user `i`'s subscriptions; returns when its first paid subscription started, if it has one.
-#[allow(clippy::too_many_arguments)]
-fn subscriptions(
-    w: &World,
-    i: u64,
-    id: &[u8; 16],
-    created: i64,
-    age: i64,
-    referral: &Option<Referral>,
-    rows: &mut Rows,
-    s: &mut Scratch,
-) -> Option<i64> {
+fn subscriptions(user: &User<'_>, referral: &Option<Referral>, rows: &mut Rows, s: &mut Scratch) -> Option<i64> {
+    let User { w, i, id, created, age } = *user;
     enum Branch {
         None,
         Active,
@@ -1104,17 +1080,8 @@ fn subscriptions(
     first_paid
 }
 
-#[allow(clippy::too_many_arguments)]
-fn referral_row(
-    w: &World,
-    i: u64,
-    id: &[u8; 16],
-    created: i64,
-    referral: &Referral,
-    first_paid: Option<i64>,
-    rows: &mut Rows,
-    s: &mut Scratch,
-) {
+fn referral_row(user: &User<'_>, referral: &Referral, first_paid: Option<i64>, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, created, .. } = *user;
     let mut r = Rng::stream(w.seed, tag::REFERRAL, i, 1);
     let referral_id = w.row_id(tag::REFERRAL, i, 0);
     let referral_created = created + referral.created_delay;
@@ -1159,7 +1126,8 @@ fn referral_row(
 
 /// Orders user `i`'s credit changes in time, adds spends and writes the ledger with an exact balance chain
 /// (each spend is capped by the balance at its time, so the balance never goes below zero) and the balance row.
-fn credits(w: &World, i: u64, id: &[u8; 16], created: i64, age: i64, rows: &mut Rows, s: &mut Scratch) {
+fn credits(user: &User<'_>, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::CREDITS, i, 0);
     if r.chance(0.04) {
         for _ in 0..1 + r.geometric(0.7) {
@@ -1279,7 +1247,8 @@ fn comment_text(r: &mut Rng, english: bool, out: &mut String) {
     }
 }
 
-fn comments(w: &World, i: u64, id: &[u8; 16], age: i64, english: bool, rows: &mut Rows, s: &mut Scratch) {
+fn comments(user: &User<'_>, english: bool, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, i, id, age, .. } = *user;
     let count = w.comment_count(i);
     let users = w.users;
     for k in 0..count {
@@ -1350,7 +1319,8 @@ fn comments(w: &World, i: u64, id: &[u8; 16], age: i64, english: bool, rows: &mu
     }
 }
 
-fn predictions(w: &World, i: u64, id: &[u8; 16], created: i64, age: i64, rows: &mut Rows) {
+fn predictions(user: &User<'_>, rows: &mut Rows) {
+    let User { w, i, id, created, age } = *user;
     let mut r = Rng::stream(w.seed, tag::PREDICTION, i, 0);
     if r.chance(0.42) {
         return;
@@ -1397,8 +1367,8 @@ fn predictions(w: &World, i: u64, id: &[u8; 16], created: i64, age: i64, rows: &
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn partner_row(w: &World, p: u64, id: &[u8; 16], created: i64, age: i64, code: &str, rows: &mut Rows, s: &mut Scratch) {
+fn partner_row(user: &User<'_>, p: u64, code: &str, rows: &mut Rows, s: &mut Scratch) {
+    let User { w, id, created, age, .. } = *user;
     let mut r = Rng::stream(w.seed, tag::PARTNER, p, 1);
     let status = ["approved", "pending", "rejected", "suspended"][r.weighted(&[80, 8, 6, 6])];
     let partner_created = created + r.below((age / 4).max(1) as u64) as i64;
