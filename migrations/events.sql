@@ -1,4 +1,4 @@
--- hattrick's change capture (SPEC 7): triggers on the app's tables record which users or referrals a write may
+-- hattrick's change capture (docs/events.md): triggers on the app's tables record which users or referrals a write may
 -- have made eligible for something, in hattrick_changes (topic = the job that should look, subject = a user id),
 -- and wake hattrick with a NOTIFY.
 --

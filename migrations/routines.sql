@@ -1,11 +1,11 @@
--- hattrick's SQL functions: levels, and the ledger functions the app calls for its own writes (SPEC 10.13).
+-- hattrick's SQL functions: levels, and the ledger functions the app calls for its own writes (docs/ledger.md).
 --
 -- Applied by `hattrick migrate` whenever this file changes (CREATE OR REPLACE; the file is run as a whole in one
 -- transaction). Every function that moves XP or credits locks the user's balance row first, so concurrent grants
 -- and spends on one user are serialised and `balance_before/after` are exact; an idempotency key makes a repeated
 -- call a no-op.
 
--- Levels (SPEC 3.2) ---------------------------------------------------------------------------------------------
+-- Levels (docs/ledger.md) ---------------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION hattrick_levels()
 RETURNS TABLE (level text, rank int, xp_from int, credits int, name_tr text, name_en text)
@@ -58,7 +58,7 @@ LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
         52, 1), 53, 1), 'hex')::uuid
 $$;
 
--- Enqueues the level-up push of SPEC 3.2 for `level` (once per user and level: the dedupe key), in the user's
+-- Enqueues the level-up push of docs/ledger.md for `level` (once per user and level: the dedupe key), in the user's
 -- language. Deleted and inactive users get no push; opted-out users' rows are written and stopped at send time.
 CREATE OR REPLACE FUNCTION hattrick_enqueue_level_up(p_user uuid, p_level text, p_at timestamptz) RETURNS void
 LANGUAGE sql AS $$
@@ -206,7 +206,7 @@ BEGIN
 END $$;
 
 -- Grants `amount` XP (negative for a deduction), recomputes the level both ways and pays the level-up credits of
--- every level crossed upwards, each once per user ever (SPEC 3.2, 10.8). Returns the new XP, or NULL when the key
+-- every level crossed upwards, each once per user ever (docs/ledger.md). Returns the new XP, or NULL when the key
 -- had been used for the same grant.
 CREATE OR REPLACE FUNCTION hattrick_grant_xp(
     p_user uuid, p_amount int, p_type text, p_key text, p_description text DEFAULT NULL,

@@ -496,7 +496,7 @@ CREATE INDEX job_execution_logs_status_started_idx ON job_execution_logs (status
 CREATE INDEX job_execution_logs_running_idx ON job_execution_logs (job_name) WHERE status = 'running';
 CREATE INDEX job_execution_logs_retry_idx ON job_execution_logs (retry_at) WHERE retry_at IS NOT NULL;
 
--- Job definitions, shared by every instance (SPEC 10.4): configuration seeds them at start-up, operators pause
+-- Job definitions, shared by every instance (docs/engine.md): configuration seeds them at start-up, operators pause
 -- and resume them, and every instance follows what is stored here. `cursor` is the latest tick accounted for: every
 -- tick up to it has a row in job_execution_logs (run, skipped or missed).
 CREATE TABLE hattrick_jobs (
@@ -535,9 +535,9 @@ CREATE TABLE hattrick_time_zones (
     CONSTRAINT hattrick_time_zones_pkey PRIMARY KEY (name)
 );
 
--- Local-time jobs (SPEC 2, 10.22): each user's outcome for a local date, decided once. `served` wrote the push,
--- `skipped` found the user only after the deadline, `no_token` found no active device. The jobs prune their rows
--- after a week; the counts of older days stay in the run log.
+-- Local-time jobs (docs/engine.md, docs/jobs/README.md): each user's outcome for a local date, decided once. `served`
+-- wrote the push, `skipped` found the user only after the deadline, `no_token` found no active device. The jobs prune
+-- their rows after a week; the counts of older days stay in the run log.
 CREATE TABLE hattrick_local_sends (
     job_name varchar(100) NOT NULL,
     local_date date NOT NULL,
@@ -559,7 +559,7 @@ CREATE TABLE hattrick_local_days (
     CONSTRAINT hattrick_local_days_pkey PRIMARY KEY (job_name, zone, local_date)
 );
 
--- Idempotency keys of ledger rows folded into carry-forward rows by compaction (SPEC 10.14): a key stays used
+-- Idempotency keys of ledger rows folded into carry-forward rows by compaction (docs/ledger.md): a key stays used
 -- after its row is gone, so nothing can be paid twice. Keys are per user and per ledger, like the ledgers' own.
 CREATE TABLE hattrick_compacted_user_keys (
     customer_user_id uuid NOT NULL,
@@ -607,8 +607,8 @@ CREATE INDEX hattrick_audit_log_at_idx ON hattrick_audit_log (at DESC);
 CREATE INDEX hattrick_audit_log_key_idx ON hattrick_audit_log ((details ->> 'key'))
     WHERE action IN ('credits.adjust', 'xp.adjust');
 
--- Change capture (SPEC 7): the app's writes, through the triggers of migrations/events.sql, record which subject
--- (a user id) a job should look at again; `topic` is the job. Event runs take rows, act on their subjects and
+-- Change capture (docs/events.md): the app's writes, through the triggers of migrations/events.sql, record which
+-- subject (a user id) a job should look at again; `topic` is the job. Event runs take rows, act on their subjects and
 -- delete exactly the rows they took; the scheduled sweep stays the safety net.
 CREATE TABLE hattrick_changes (
     id bigint GENERATED ALWAYS AS IDENTITY,

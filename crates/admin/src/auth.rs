@@ -96,7 +96,7 @@ fn sign(secret: &str, message: &str) -> String {
 }
 
 /// Now in Unix seconds, by the real clock: a sign-in lasts `session_ttl` of real time, whatever business clock
-/// the instance runs on (a demo's runs thousands of times faster), as OAuth tokens do (SPEC 10.1).
+/// the instance runs on (a demo's runs thousands of times faster), as OAuth tokens do (docs/engine.md).
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }

@@ -1,4 +1,4 @@
-//! hattrick's operator surface (SPEC 5), served by `hattrick serve` in the `api` role:
+//! hattrick's operator surface (SECURITY.md), served by `hattrick serve` in the `api` role:
 //!
 //! - `/healthz` (the process answers) and `/readyz` (the database answers and its schema is this binary's);
 //! - `/metrics`: Prometheus text: runs, durations, items and failures per job and trigger, job cursors and

@@ -2,7 +2,7 @@
 //!
 //! Tests use one when no server answers at `DATABASE_URL`, and `hattrick demo` uses one when no `DATABASE_URL` is
 //! set. The cluster listens only on a Unix socket in its own directory, so it never collides with a server on the
-//! machine. PostgreSQL refuses to run as root (SPEC 10.26): run as root, the cluster's files are owned by, and its
+//! machine. PostgreSQL refuses to run as root: run as root, the cluster's files are owned by, and its
 //! processes run as, an unprivileged user (`postgres` when it exists, else `nobody`).
 
 use std::os::unix::fs::MetadataExt;

@@ -1,8 +1,8 @@
 //! hattrick's connection to PostgreSQL.
 //!
 //! Three things live here because every other crate needs them and none of them knows the domain:
-//! - [`connect`]: a pool whose every connection runs in UTC (SPEC 9), so `timestamp without time zone` columns of a
-//!   legacy database are read and bound as UTC;
+//! - [`connect`]: a pool whose every connection runs in UTC (docs/schema.md), so `timestamp without time zone`
+//!   columns of a legacy database are read and bound as UTC;
 //! - [`migrate`]: the desired schema (`migrations/schema.sql`) and the migrator that brings any database, fresh or
 //!   legacy, to it by adding only what is missing;
 //! - [`cluster`]: a throwaway PostgreSQL cluster started from the machine's binaries, for tests and the demo when

@@ -1,4 +1,4 @@
-//! Per-run budgets (SPEC 10.12): a run stops with a clear error before it would grant or push more than its
+//! Per-run budgets (docs/jobs/README.md): a run stops with a clear error before it would grant or push more than its
 //! limit, so the first production run on a database full of old eligibility cannot pay out a fortune by surprise.
 
 use engine::JobError;

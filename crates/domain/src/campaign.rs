@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::DayZones;
 use crate::segment::{self, Param};
 
-/// A campaign first picked up later than this after its time is failed, not sent (SPEC 10.20).
+/// A campaign first picked up later than this after its time is failed, not sent
+/// (docs/jobs/scheduled-notifications.md).
 pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What a campaign's pushes carry, in both languages.
@@ -179,7 +180,8 @@ pub fn audience_sql(
     zones: &DayZones,
     first_param: usize,
 ) -> Result<(String, Vec<Param>), Vec<String>> {
-    // Opted-out users are never targeted (SPEC 3.5, 10.15); deleted and inactive users neither.
+    // Opted-out users are never targeted (docs/jobs/scheduled-notifications.md, docs/push.md); deleted and inactive
+    // users neither.
     let base = "u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE";
     let vip = "EXISTS (SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = u.id AND s.status = 'active'
                        AND s.expired_at > $1 AND s.deleted_at IS NULL)";

@@ -1,9 +1,9 @@
-//! Badge unlock conditions (SPEC 3.3): parsed from `badges.unlock_condition`, with an error that says what is
-//! wrong for anything else.
+//! Badge unlock conditions (docs/jobs/badge-auto-unlock.md): parsed from `badges.unlock_condition`, with an error that
+//! says what is wrong for anything else.
 
 use serde_json::Value;
 
-/// The XP levels in order (SPEC 3.2).
+/// The XP levels in order (docs/ledger.md).
 pub const LEVELS: [&str; 6] = ["bronze", "silver", "gold", "platinum", "diamond", "vip_elite"];
 
 /// A parsed unlock condition.

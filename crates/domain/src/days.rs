@@ -1,4 +1,4 @@
-//! Users' days (SPEC 1 and 10.2): "today", "yesterday" and "midnight" are computed in the user's own zone
+//! Users' days (docs/engine.md): "today", "yesterday" and "midnight" are computed in the user's own zone
 //! (`customer_users.timezone`) when it is a zone PostgreSQL knows, else in the business zone; or, when the app
 //! writes its dates in one fixed zone (`time.app_day_zone`), in that zone for everyone.
 

@@ -1,4 +1,5 @@
-//! Local-time delivery (SPEC 2, 10.22): the engagement jobs push at a target time of each user's own clock.
+//! Local-time delivery (docs/engine.md, docs/jobs/README.md): the engagement jobs push at a target time of each user's
+//! own clock.
 //!
 //! Every tick (every 15 minutes by default) looks at each zone in use. For a zone, the *day* to serve is the latest
 //! local date whose target instant has passed; the one before it is looked at too, so an outage across midnight
@@ -9,9 +10,9 @@
 //!
 //! Times are computed here once per zone and day, not per user: the SQL receives the target instant, the user's
 //! "today" and the next midnight as parameters. A zone's users are decided set-based, by a few statements at once
-//! over slices of the user ids (the first tick after a target time may serve most of the users). A user's send time follows the user's zone (else the business
-//! zone); their "today" follows the same zone, or `time.app_day_zone` when the app writes its dates in one zone
-//! (SPEC 10.2).
+//! over slices of the user ids (the first tick after a target time may serve most of the users). A user's send time
+//! follows the user's zone (else the business zone); their "today" follows the same zone, or `time.app_day_zone` when
+//! the app writes its dates in one zone (docs/engine.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl DeliveryWindow {
     }
 }
 
-/// How long an engagement push stays worth sending (SPEC 10.17).
+/// How long an engagement push stays worth sending (docs/push.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {
     /// Until the user's next midnight (in their day zone): the day it speaks of is over.
@@ -207,7 +208,7 @@ pub async fn run(
                 Some(false) => {}
                 // A day never opened whose deadline has passed: an outage swallowed it and its users are counted
                 // as skipped, unless the job had never served this zone before it (first start: the baseline is
-                // now, SPEC 10.6).
+                // now, docs/engine.md).
                 None if !serve && !history => continue,
                 None => {}
             }

@@ -1,4 +1,4 @@
-//! The rewards ledger, set-based (SPEC 3.1, 3.2).
+//! The rewards ledger, set-based (docs/ledger.md).
 //!
 //! A job fills two per-session scratch tables with the grants of one batch, by `INSERT ... SELECT` with its own
 //! parameters (never an id list from Rust), then calls [`apply`] inside its transaction. `apply`:
@@ -157,7 +157,7 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
 }
 
 /// Applies the grants in the scratch tables, in the caller's transaction. `push` enqueues level-up pushes (false
-/// for a silent back-fill, SPEC 10.12).
+/// for a silent back-fill, docs/jobs/README.md).
 pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Result<Applied, sqlx::Error> {
     let mut applied = Applied::default();
 
@@ -251,7 +251,7 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
     Ok(applied)
 }
 
-/// Users whose balances differ from their ledgers (SPEC 10.13): the app wrote a balance without a ledger row.
+/// Users whose balances differ from their ledgers (docs/ledger.md): the app wrote a balance without a ledger row.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
     /// Users whose credit balance differs from the sum of their credit ledger.
@@ -308,7 +308,7 @@ pub async fn drift(pool: &db::Pool, sample: i64) -> Result<Drift, sqlx::Error> {
 
 /// Writes one opening-balance row per drifted user and ledger (key `opening:{user}:credits:{at}`, and `:xp:`),
 /// so that every balance equals its ledger again; lifetime counters are recomputed from the ledger. Run once at
-/// cut-over, after review (SPEC 10.13). Returns (credit rows, XP rows) written.
+/// cut-over, after review (docs/ledger.md). Returns (credit rows, XP rows) written.
 pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u64), sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock every balance row first, so no grant lands between measuring and writing.

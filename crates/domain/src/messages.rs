@@ -1,4 +1,4 @@
-//! The push texts of SPEC 3.12, in Turkish (the product's own) and English. `{name}` placeholders are filled per
+//! The push texts (docs/push.md), in Turkish (the product's own) and English. `{name}` placeholders are filled per
 //! user in SQL, from the variables each push row carries.
 
 /// One kind of push: its texts, deep link and `data.type`.

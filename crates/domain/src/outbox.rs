@@ -1,6 +1,7 @@
-//! Writing pushes to the outbox (SPEC 4) in the job's transaction: a job fills the session's scratch table
+//! Writing pushes to the outbox (docs/push.md) in the job's transaction: a job fills the session's scratch table
 //! `hattrick_push_batch` with one row per user (dedupe key, placeholders, extra data), then [`flush`] renders
-//! the texts in the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat impossible.
+//! the texts in the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat
+//! impossible.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -52,8 +53,8 @@ pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
 }
 
 /// Inserts the scratch table's rows as `message` pushes and empties it; returns how many were new. Deleted and
-/// inactive users get nothing (SPEC 10.7); opted-out users' reward pushes are written and stopped at send time
-/// (SPEC 10.15). `write` false (a silent back-fill) only empties the batch.
+/// inactive users get nothing (docs/jobs/README.md); opted-out users' reward pushes are written and stopped at send
+/// time (docs/push.md). `write` false (a silent back-fill) only empties the batch.
 pub async fn flush(
     conn: &mut PgConnection,
     message: &Message,

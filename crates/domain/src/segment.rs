@@ -1,4 +1,4 @@
-//! Campaign segment filters (SPEC 3.5, 10.21), compiled to parameterised SQL.
+//! Campaign segment filters (docs/jobs/scheduled-notifications.md), compiled to parameterised SQL.
 //!
 //! A filter is a JSON object whose keys are whitelisted fields (or `all` / `any` with a list of filters) and whose
 //! values are conditions: a scalar (equals), a list (in), or an object of operators `eq, ne, in, gt, gte, lt, lte`.
@@ -17,7 +17,7 @@ pub const MAX_LIST: usize = 1000;
 /// The longest string value.
 pub const MAX_TEXT: usize = 200;
 
-/// The XP levels in order (SPEC 3.2): `xp_level` compares by this order.
+/// The XP levels in order (docs/ledger.md): `xp_level` compares by this order.
 pub const LEVELS: [&str; 6] = ["bronze", "silver", "gold", "platinum", "diamond", "vip_elite"];
 
 /// A bind parameter of a compiled filter.
@@ -245,7 +245,7 @@ impl Compiler<'_> {
         }
         let p = self.param(value);
         if comparison == "<>" {
-            // `ne` matches NULL (SPEC 10.21).
+            // `ne` matches NULL (docs/jobs/scheduled-notifications.md).
             format!("({expr}) IS DISTINCT FROM {p}")
         } else {
             format!("coalesce(({expr}) {comparison} {p}, false)")
@@ -306,7 +306,7 @@ impl Compiler<'_> {
 
 /// The token platforms a filter requires of every user it selects, when it says so plainly: `platform` equal to
 /// or in a list, at the top level or inside `all` (never under `any` or `ne`). Such a campaign is sent only to the
-/// user's tokens on those platforms (SPEC 10.19); None means every token.
+/// user's tokens on those platforms (docs/push.md); None means every token.
 pub fn required_platforms(filter: &Value) -> Option<Vec<String>> {
     let object = filter.as_object()?;
     let mut required: Option<Vec<String>> = None;

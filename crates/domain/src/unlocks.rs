@@ -74,7 +74,7 @@ pub async fn pay_unlocks(
     .await?;
     budget.check_grants(&mut *conn, grants_so_far).await?;
     let applied = ledger::apply(&mut *conn, now, write).await?;
-    // Promotional VIP days extend the user's current VIP, else start now (SPEC 3.3).
+    // Promotional VIP days extend the user's current VIP, else start now (docs/jobs/badge-auto-unlock.md).
     let vip_rows = db::query(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
              expired_at, auto_renew_enabled, created_at, updated_at)

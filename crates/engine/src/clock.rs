@@ -1,4 +1,4 @@
-//! The business clock: the "now" of every job (SPEC 1 and 10.1).
+//! The business clock: the "now" of every job (docs/engine.md).
 //!
 //! In production it is the system clock. Tests, `hattrick run --at` and the demo set it: `fixed` stands still
 //! until moved, `scaled` runs from a chosen instant at a multiple of real speed. A scaled clock is described by a

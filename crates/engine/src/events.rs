@@ -1,4 +1,4 @@
-//! Event runs (SPEC 7): the app's writes record changes in `hattrick_changes` (triggers of
+//! Event runs (docs/events.md): the app's writes record changes in `hattrick_changes` (triggers of
 //! `migrations/events.sql`) and `NOTIFY hattrick_changes` on commit; the engine listens, waits a moment for more
 //! (debounce), and starts an incremental run (trigger `event`) of each job whose topic has rows. A job's topic is
 //! its name.

@@ -125,7 +125,7 @@ impl JobDefinition {
 pub struct RunArgs {
     /// Compute and report, write nothing.
     pub dry_run: bool,
-    /// Grant without enqueueing pushes (a back-fill, SPEC 10.12).
+    /// Grant without enqueueing pushes (a back-fill, docs/jobs/README.md).
     pub silent: bool,
     /// First day of a backfill range.
     pub from: Option<NaiveDate>,
@@ -228,10 +228,10 @@ pub type RunFuture<'a> = BoxFuture<'a, Result<JobReport, JobError>>;
 /// A job: the engine calls [`Job::run`] once per claimed tick or manual request.
 pub trait Job: Send + Sync + 'static {
     /// Runs once. Must be idempotent for the same tick: re-running, or running twice concurrently, must not pay,
-    /// push or count anything twice (SPEC 2, "Job idempotency").
+    /// push or count anything twice (docs/engine.md, "Job idempotency").
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a>;
 
-    /// Whether the job acts on the app's changes (SPEC 7): when true, the engine starts a run with trigger
+    /// Whether the job acts on the app's changes (docs/events.md): when true, the engine starts a run with trigger
     /// `event` as soon as `hattrick_changes` holds rows of the job's topic (its name), and the run looks only at
     /// those subjects ([`crate::events::take`]).
     fn incremental(&self) -> bool {

@@ -2,7 +2,7 @@
 //! or pushes: jobs plug into it through [`Job`].
 //!
 //! - [`clock`]: the business clock (real, fixed or scaled), the "now" of every job.
-//! - [`schedule`]: 5-field cron read in a time zone, DST handled as SPEC 1 says.
+//! - [`schedule`]: 5-field cron read in a time zone, DST handled as docs/engine.md says.
 //! - [`store`]: job definitions and the run log in PostgreSQL; the claim protocol that gives each tick exactly one
 //!   run across any number of instances.
 //! - [`runner`]: one instance's [`Engine`]: the scheduler loop, heartbeats, timeouts, retries, shutdown.

@@ -1,4 +1,4 @@
-//! What a job does about ticks it missed or that arrive while it runs (SPEC 2 and 10.5).
+//! What a job does about ticks it missed or that arrive while it runs (docs/engine.md).
 
 use std::fmt;
 

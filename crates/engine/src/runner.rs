@@ -178,7 +178,7 @@ impl Engine {
         &self.settings
     }
 
-    /// Writes the registry's definitions to the database (SPEC 10.4) and logs what changed.
+    /// Writes the registry's definitions to the database (docs/engine.md) and logs what changed.
     pub async fn sync_definitions(&self) -> Result<Vec<DefinitionChange>, sqlx::Error> {
         let definitions: Vec<(JobDefinition, Option<bool>)> =
             self.registry.jobs.values().map(|r| (r.definition.clone(), r.enabled)).collect();
@@ -509,8 +509,8 @@ impl Engine {
         });
     }
 
-    /// Shadow mode (`hattrick serve --shadow`, SPEC 9): follows every enabled job's schedule from now on and, at
-    /// each tick, runs the job as a dry run, handing its report to `report`. Nothing is written: no claim, no
+    /// Shadow mode (`hattrick serve --shadow`, docs/schema.md): follows every enabled job's schedule from now on and,
+    /// at each tick, runs the job as a dry run, handing its report to `report`. Nothing is written: no claim, no
     /// run-log row, no cursor, nothing in the app's tables. Ticks reached while a dry run of the same job is still
     /// going are skipped (a shadow instance only shows what one run would do). Stops at `shutdown`.
     pub async fn run_shadow(

@@ -1,7 +1,7 @@
 //! Schedules: a strict 5-field POSIX cron expression evaluated in an IANA time zone.
 //!
-//! DST follows SPEC 1: a fixed local time inside a spring-forward gap fires at the first valid instant after the
-//! gap; a fixed local time inside a fall-back overlap fires once (in the first pass). Wildcard and step fields fire
+//! DST follows docs/engine.md: a fixed local time inside a spring-forward gap fires at the first valid instant after
+//! the gap; a fixed local time inside a fall-back overlap fires once (in the first pass). Wildcard and step fields fire
 //! on every real minute that matches, so an every-minute job keeps running through both.
 
 use std::fmt;

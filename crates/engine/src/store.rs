@@ -87,7 +87,7 @@ pub struct DefinitionChange {
 /// Writes `definitions` (from configuration) into `hattrick_jobs`: new jobs are registered with their cursor at
 /// `now` (a first start does not catch up), existing ones updated. `enabled` is written only where the
 /// configuration says so (`Some`), so an operator's choice is not undone by a restart; pause state is never
-/// touched here. Returns what changed, for the log (last writer wins, SPEC 10.4).
+/// touched here. Returns what changed, for the log (last writer wins, docs/engine.md).
 pub async fn sync_definitions(
     pool: &Pool,
     definitions: &[(JobDefinition, Option<bool>)],
@@ -202,7 +202,7 @@ pub async fn load_jobs(pool: &Pool) -> Result<Vec<StoredJob>, sqlx::Error> {
 }
 
 /// Pauses or resumes a job for every instance. Pausing remembers where the cursor stood, and resuming puts it
-/// back, so the ticks recorded `paused` fall under the misfire policy on resume (SPEC 10.6).
+/// back, so the ticks recorded `paused` fall under the misfire policy on resume (docs/engine.md).
 pub async fn set_paused(
     executor: impl sqlx::PgExecutor<'_>,
     job: &str,
@@ -256,7 +256,7 @@ pub struct ClaimSettings {
     pub misfire_grace: Duration,
 }
 
-/// Whether job `$1` has a scheduled, retry or manual run going (event runs are a separate lane, SPEC 10.5).
+/// Whether job `$1` has a scheduled, retry or manual run going (event runs are a separate lane, docs/engine.md).
 const RUNNING_EXISTS: &str = "EXISTS (SELECT 1 FROM job_execution_logs
     WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event')";
 
@@ -541,8 +541,8 @@ pub async fn claim_manual(
     Ok(Claim { run_id, job: job.to_owned(), tick: None, attempt: 1, trigger: Trigger::Manual })
 }
 
-/// Starts an event run of `job` (trigger `event`, SPEC 7) unless one is running already, or the job is paused or
-/// disabled. Event runs are their own lane: they may run beside a scheduled run (SPEC 10.5), one at a time.
+/// Starts an event run of `job` (trigger `event`, docs/events.md) unless one is running already, or the job is paused
+/// or disabled. Event runs are their own lane: they may run beside a scheduled run (docs/engine.md), one at a time.
 pub async fn claim_event(
     pool: &Pool,
     job: &str,

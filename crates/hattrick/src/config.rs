@@ -1,6 +1,6 @@
 //! Configuration: defaults, then a TOML file (`--config` or `HATTRICK_CONFIG`), then `DATABASE_URL` (as in the
-//! first version), then `HATTRICK_SECTION__KEY` overrides. Every value is checked at start-up; an invalid one stops hattrick with a
-//! message naming the setting and the problem. `hattrick.example.toml` documents every setting.
+//! first version), then `HATTRICK_SECTION__KEY` overrides. Every value is checked at start-up; an invalid one stops
+//! hattrick with a message naming the setting and the problem. `hattrick.example.toml` documents every setting.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,7 +101,7 @@ pub struct Settings {
     pub time: TimeSettings,
     /// `[engine]`
     pub engine: EngineSettings,
-    /// `[jobs.<name>]`: per-job overrides of the defaults of SPEC 2.
+    /// `[jobs.<name>]`: per-job overrides of the defaults of docs/engine.md.
     pub jobs: BTreeMap<String, JobSettings>,
     /// `[rewards]`
     pub rewards: RewardSettings,
@@ -143,7 +143,7 @@ pub struct TimeSettings {
     /// The business time zone: schedules and business days are read in it.
     pub business_zone: String,
     /// Set when the app writes its dates (`reward_date`, `last_activity_date`) in one fixed zone instead of the
-    /// user's (SPEC 10.2).
+    /// user's (docs/engine.md).
     pub app_day_zone: Option<String>,
 }
 
@@ -207,13 +207,13 @@ pub struct JobSettings {
     pub retries: Option<u32>,
     /// The first retry's delay; each next one doubles it.
     pub retry_backoff: Option<HumanDuration>,
-    /// A run stops with an error before it would grant more than this (SPEC 10.12).
+    /// A run stops with an error before it would grant more than this (docs/jobs/README.md).
     pub max_grants: Option<i64>,
-    /// A run stops with an error before it would enqueue more pushes than this (SPEC 10.12).
+    /// A run stops with an error before it would enqueue more pushes than this (docs/jobs/README.md).
     pub max_pushes: Option<i64>,
 }
 
-/// `[rewards]`: amounts the jobs pay (SPEC 3).
+/// `[rewards]`: amounts the jobs pay (docs/jobs/README.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardSettings {
@@ -265,7 +265,8 @@ impl RewardSettings {
 
 impl Default for RewardSettings {
     fn default() -> Self {
-        // The referral amounts of SPEC 3.4 are the rewards crate's; configuration only overrides them.
+        // The referral amounts of docs/jobs/referral-tier2.md, docs/jobs/referral-tier3.md are the rewards crate's;
+        // configuration only overrides them.
         let referral = jobs::ReferralAmounts::default();
         Self {
             tier2_referrer_credits: referral.tier2_referrer_credits.into(),
@@ -278,7 +279,8 @@ impl Default for RewardSettings {
     }
 }
 
-/// `[engagement]`: the local-time jobs (SPEC 2, 3.6 to 3.8).
+/// `[engagement]`: the local-time jobs (docs/engine.md, docs/jobs/daily-reward-reminders.md,
+/// docs/jobs/streak-break-warnings.md, docs/jobs/streak-reset.md, docs/jobs/subscription-expiry-alerts.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngagementSettings {
@@ -352,7 +354,7 @@ impl EngagementSettings {
     }
 }
 
-/// `[cleanup]`: the housekeeping jobs (SPEC 3.10, 3.11).
+/// `[cleanup]`: the housekeeping jobs (docs/jobs/dead-token-cleanup.md, docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CleanupSettings {
@@ -372,7 +374,7 @@ pub struct CleanupSettings {
     pub keep_job_logs: HumanDuration,
     /// `push_outbox` rows in a final state.
     pub keep_outbox: HumanDuration,
-    /// `VACUUM (ANALYZE)` the cleaned tables instead of `ANALYZE` (SPEC 10.25).
+    /// `VACUUM (ANALYZE)` the cleaned tables instead of `ANALYZE` (docs/jobs/old-logs-cleanup.md).
     pub vacuum: bool,
     /// The vacuum's own statement timeout.
     pub vacuum_timeout: HumanDuration,
@@ -440,7 +442,7 @@ pub enum TransportKind {
     Log,
 }
 
-/// `[push]`: delivery (SPEC 4).
+/// `[push]`: delivery (docs/push.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushSettings {
@@ -468,7 +470,7 @@ pub struct PushSettings {
     pub concurrency: usize,
     /// Dispatcher rounds in progress at once per instance.
     pub workers: usize,
-    /// Messages per minute per instance (default 80 % of FCM's default project quota, SPEC 10.19).
+    /// Messages per minute per instance (default 80 % of FCM's default project quota, docs/push.md).
     pub rate_per_minute: u32,
     /// How long a claim holds its rows before another instance may take them.
     pub lease: HumanDuration,
@@ -599,7 +601,7 @@ impl PushSettings {
     }
 }
 
-/// `[events]`: reacting to the app's writes (SPEC 7).
+/// `[events]`: reacting to the app's writes (docs/events.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSettings {
@@ -1055,8 +1057,9 @@ fn quote_key(key: &str) -> String {
 
 // The property the `cargo fuzz` target in `fuzz/` checks on arbitrary bytes; `fuzz_corpora` in hattrick's tests
 // replays every committed corpus file through it. Panics when the property is broken.
-/// Configuration files ([`Settings::from_toml`], the `config` fuzz target): never panics; a rejection lists at least one problem, each naming
-/// a setting or the file; an accepted configuration has no problems left and prints without its secrets.
+/// Configuration files ([`Settings::from_toml`], the `config` fuzz target): never panics; a rejection lists at least
+/// one problem, each naming a setting or the file; an accepted configuration has no problems left and prints without
+/// its secrets.
 pub fn fuzz_from_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     match Settings::from_toml(text) {

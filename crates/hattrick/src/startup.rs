@@ -35,7 +35,7 @@ pub async fn pool(settings: &Settings) -> anyhow::Result<Pool> {
 /// SQLSTATE of a missing table.
 const UNDEFINED_TABLE: &str = "42P01";
 
-/// Refuses to work on a database whose schema is not this binary's: `serve` never migrates (SPEC 9).
+/// Refuses to work on a database whose schema is not this binary's: `serve` never migrates (docs/schema.md).
 pub async fn require_schema(pool: &Pool) -> anyhow::Result<()> {
     // Only a missing table means a missing schema: any other error (authentication, network, TLS, a pooler's
     // refusal) is reported as itself.
@@ -146,7 +146,7 @@ pub fn engine_settings(settings: &Settings) -> EngineSettings {
 /// Whether start-up writes the configured job definitions to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Definitions {
-    /// Write them (SPEC 10.4): `serve`, `jobs`, `run`.
+    /// Write them (docs/engine.md): `serve`, `jobs`, `run`.
     Sync,
     /// Leave the database untouched: a dry run writes nothing at all.
     ReadOnly,

@@ -1,4 +1,4 @@
-//! `badge-auto-unlock` (SPEC 3.3, 10.11).
+//! `badge-auto-unlock` (docs/jobs/badge-auto-unlock.md).
 //!
 //! One sweep:
 //! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use domain::conditions::Condition;
 use domain::{Budget, unlocks};
 
-/// Users per transaction (SPEC 10.11).
+/// Users per transaction (docs/jobs/badge-auto-unlock.md).
 const CHUNK: i64 = 10_000;
 /// The topic of the app's changes this job acts on in an event run (its name).
 const EVENT_TOPIC: &str = BadgeAutoUnlock::DEFAULTS.name;
@@ -28,7 +28,7 @@ const EVENT_BATCH: i64 = 50_000;
 /// The `badge-auto-unlock` job.
 #[derive(Debug, Clone, Default)]
 pub struct BadgeAutoUnlock {
-    /// Per-run limits (SPEC 10.12).
+    /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
 }
 
@@ -112,7 +112,7 @@ const COMMENTS: Aggregate = Aggregate {
     key: "customer_user_id",
     filter: "coalesce(status, 'active') = 'active' AND deleted_at IS NULL",
 };
-/// Paid and started: promotional VIP and trials do not count (SPEC 10.9, 10.11).
+/// Paid and started: promotional VIP and trials do not count (docs/jobs/README.md, docs/jobs/badge-auto-unlock.md).
 const PAID_SUBSCRIPTIONS: Aggregate = Aggregate {
     alias: "s",
     columns: "count(*) AS n",
@@ -154,7 +154,7 @@ fn stats_sql(kinds: &[&str], scope: Scope) -> String {
         columns.push("0, 0");
     }
     if needs("login_streak") || needs("xp_level") {
-        // No customer_xp row reads as bronze with zero XP and streaks (SPEC 10.11).
+        // No customer_xp row reads as bronze with zero XP and streaks (docs/jobs/badge-auto-unlock.md).
         columns.push("coalesce(x.longest_streak_days, 0), coalesce(hattrick_level_rank(x.level), 1)");
         joins.push("LEFT JOIN customer_xp x ON x.customer_user_id = u.id".to_owned());
     } else {
@@ -240,7 +240,7 @@ impl Job for BadgeAutoUnlock {
                 }
             }
             clear(&ctx.pool, run).await?;
-            // An event run looks only at the users whose inputs changed (SPEC 7).
+            // An event run looks only at the users whose inputs changed (docs/events.md).
             let scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
             let changed = if scope == Scope::Changed {
                 Some(engine::events::take(&ctx.pool, run, EVENT_TOPIC, EVENT_BATCH).await?)

@@ -1,4 +1,5 @@
-//! Housekeeping (SPEC 3.10, 3.11, 10.14, 10.25): `dead-token-cleanup` and `old-logs-cleanup`.
+//! Housekeeping (docs/jobs/dead-token-cleanup.md, docs/jobs/old-logs-cleanup.md, docs/ledger.md): `dead-token-cleanup`
+//! and `old-logs-cleanup`.
 //!
 //! Every delete walks its table's primary key in keyset batches, each batch one short statement (its own
 //! transaction): a batch holds row locks on at most `batch` rows for a few milliseconds, and the walk never re-reads
@@ -132,7 +133,7 @@ pub(crate) async fn purge(
     }
 }
 
-/// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (SPEC 10.25).
+/// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (docs/jobs/old-logs-cleanup.md).
 ///
 /// `ANALYZE` runs in the run's transaction (its statement timeout). `VACUUM` cannot run in a transaction, and a
 /// session `statement_timeout` would stay on a server connection a pooler hands to other clients, so each

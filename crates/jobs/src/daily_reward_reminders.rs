@@ -5,8 +5,9 @@ use domain::delivery::{self, DeliveryWindow, Engagement, Lifetime};
 use domain::messages::DAILY_REWARD_REMINDER;
 use engine::{Job, JobContext, JobDefaults, MisfirePolicy, RunFuture};
 
-/// `daily-reward-reminders` (SPEC 3.6): users who have not claimed today's reward, claimed at least once in the
-/// last 7 days, allow pushes and have a device, are reminded of the credits their next cycle day pays.
+/// `daily-reward-reminders` (docs/jobs/daily-reward-reminders.md): users who have not claimed today's reward, claimed
+/// at least once in the last 7 days, allow pushes and have a device, are reminded of the credits their next cycle day
+/// pays.
 #[derive(Debug, Clone)]
 pub struct DailyRewardReminders {
     /// When, on each user's clock.
@@ -24,7 +25,7 @@ impl DailyRewardReminders {
 }
 
 impl DailyRewardReminders {
-    /// The defaults of SPEC 3.6: 20:00, credits 10, 15, 20, 25, 30, 40, 100.
+    /// The defaults of docs/jobs/daily-reward-reminders.md: 20:00, credits 10, 15, 20, 25, 30, 40, 100.
     pub fn new(zones: DayZones) -> Self {
         Self { when: DeliveryWindow::at_hour(20), zones, credits: [10, 15, 20, 25, 30, 40, 100] }
     }

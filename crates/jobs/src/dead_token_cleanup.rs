@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::cleanup::{Batching, KeyType, Rule, analyze, purge};
 
-/// `dead-token-cleanup` (SPEC 3.10): deletes device tokens that are inactive or not updated for `max_age`.
+/// `dead-token-cleanup` (docs/jobs/dead-token-cleanup.md): deletes device tokens that are inactive or not updated for
+/// `max_age`.
 #[derive(Debug, Clone)]
 pub struct DeadTokenCleanup {
     /// A token not updated for this long is dead.

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cleanup::{Batching, KeyType, Rule, analyze, purge};
 
-/// How long `old-logs-cleanup` keeps each table's rows (SPEC 3.11).
+/// How long `old-logs-cleanup` keeps each table's rows (docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// XP and credit ledgers (compacted, never lost).
@@ -39,7 +39,7 @@ impl Default for Retention {
     }
 }
 
-/// `old-logs-cleanup` (SPEC 3.11).
+/// `old-logs-cleanup` (docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Default)]
 pub struct OldLogsCleanup {
     /// What to keep.
@@ -239,7 +239,7 @@ struct Compaction {
     elapsed_ms: u64,
 }
 
-/// Folds every user's ledger rows older than `cutoff` into carry-forward rows dated at the cut-off (SPEC 10.14).
+/// Folds every user's ledger rows older than `cutoff` into carry-forward rows dated at the cut-off (docs/ledger.md).
 /// A user whose only old rows are carry-forward rows of an earlier compaction is left alone: refolding them would
 /// rewrite two rows per user every month for nothing.
 /// Balances are not touched: the rows a statement deletes and the rows it inserts have the same sum, the same sum

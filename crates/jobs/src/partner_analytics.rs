@@ -1,5 +1,5 @@
-//! `partner-analytics` (SPEC 3.9, 10.24): one `partner_analytics` row per approved partner and business day, and
-//! the partners' totals recomputed from all their rows.
+//! `partner-analytics` (docs/jobs/partner-analytics.md): one `partner_analytics` row per approved partner and business
+//! day, and the partners' totals recomputed from all their rows.
 //!
 //! A day D is the half-open interval [D 00:00, D+1 00:00) in the business zone. For each partner:
 //! - `new_signups`: referrals created on D with the partner's code or referred by the partner's own user;
@@ -29,7 +29,7 @@ pub const MAX_DAYS: u64 = 3660;
 pub struct PartnerAnalytics {
     /// The zone business days are read in.
     pub business_zone: Tz,
-    /// Revenue is counted in this currency only (SPEC 10.24: default TRY).
+    /// Revenue is counted in this currency only (docs/jobs/partner-analytics.md: default TRY).
     pub base_currency: String,
 }
 
@@ -43,7 +43,8 @@ impl PartnerAnalytics {
 /// - `days`: each day with its half-open bounds in the business zone; `bounds`: the whole range;
 /// - `approved`: the partners figures are kept for;
 /// - `linked`: each paid subscription of an approved partner once, resolved to its partner (`partner_id` wins over
-///   `referral_code`, SPEC 10.24), with `ended` (the earlier of expiry and cancellation) and `gone` (when it stops
+///   `referral_code`, docs/jobs/partner-analytics.md), with `ended` (the earlier of expiry and cancellation) and `gone`
+/// (when it stops
 ///   counting as active: never before it started). Legacy `timestamp` columns hold UTC and are read as such.
 const SHARED: &str = "
     days AS (

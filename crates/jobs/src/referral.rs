@@ -1,4 +1,4 @@
-//! `referral-tier2` and `referral-tier3` (SPEC 3.4, 10.10).
+//! `referral-tier2` and `referral-tier3` (docs/jobs/referral-tier2.md, docs/jobs/referral-tier3.md).
 //!
 //! Each run evaluates eligibility once into a session queue, then works in batches: one transaction locks a batch
 //! of queued referrals still in the expected state (`FOR UPDATE SKIP LOCKED`, so two runs at once share the work
@@ -20,7 +20,8 @@ pub(crate) const BATCH: i64 = 5_000;
 /// Changes one event run takes at most (the next run takes the rest).
 pub(crate) const EVENT_BATCH: i64 = 50_000;
 
-/// What the referral tiers pay (SPEC 3.4 defaults: 50 and 10 credits at tier 2; 200 credits and 500 XP at tier 3).
+/// What the referral tiers pay (docs/jobs/referral-tier2.md, docs/jobs/referral-tier3.md defaults: 50 and 10 credits at
+/// tier 2; 200 credits and 500 XP at tier 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReferralAmounts {
     /// Credits to the referrer at tier 2.
@@ -44,7 +45,7 @@ impl Default for ReferralAmounts {
     }
 }
 
-/// Both users of a referral must be live to be paid (SPEC 10.7).
+/// Both users of a referral must be live to be paid (docs/jobs/README.md).
 pub(crate) const LIVE_USERS: &str = "referrer.deleted_at IS NULL AND referrer.is_active IS NOT FALSE
      AND referred.deleted_at IS NULL AND referred.is_active IS NOT FALSE";
 
@@ -64,7 +65,8 @@ pub(crate) fn tier2_eligible() -> String {
 }
 
 /// A tier-2 referral whose referred user has a paid active subscription that started at or after the referral;
-/// promotional VIP and trials do not count (SPEC 10.9, 10.10).
+/// promotional VIP and trials do not count (docs/jobs/README.md, docs/jobs/referral-tier2.md,
+/// docs/jobs/referral-tier3.md).
 pub(crate) fn tier3_eligible() -> String {
     format!(
         "r.status = 'completed' AND r.tier = 2 AND {LIVE_USERS}
@@ -186,7 +188,7 @@ pub(crate) trait Tier {
 pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &JobContext) -> Result<Totals, JobError> {
     let run = ctx.run_id;
     clear_queue(&ctx.pool, run).await?;
-    // An event run looks only at the referrals of the users whose logins or subscriptions changed (SPEC 7).
+    // An event run looks only at the referrals of the users whose logins or subscriptions changed (docs/events.md).
     let event = ctx.trigger == Trigger::Event;
     let condition = if event {
         engine::events::take(&ctx.pool, run, T::TOPIC, EVENT_BATCH).await?;

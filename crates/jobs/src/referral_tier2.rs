@@ -12,7 +12,7 @@ use crate::referral::{ReferralAmounts, Tier, count_eligible, dry_report, pay_in_
 pub struct ReferralTier2 {
     /// What it pays.
     pub amounts: ReferralAmounts,
-    /// Per-run limits (SPEC 10.12).
+    /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
     /// Hand the users it pays to `badge-auto-unlock`'s event runs (their referral count and credits changed):
     /// true when events are on, so a `referrals` badge follows a payment within seconds.

@@ -12,7 +12,7 @@ use crate::referral::{ReferralAmounts, Tier, count_eligible, dry_report, pay_in_
 pub struct ReferralTier3 {
     /// What it pays.
     pub amounts: ReferralAmounts,
-    /// Per-run limits (SPEC 10.12).
+    /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
     /// Hand the users it pays to `badge-auto-unlock`'s event runs (as [`ReferralTier2::notify_badges`]).
     pub notify_badges: bool,

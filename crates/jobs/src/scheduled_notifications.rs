@@ -1,4 +1,4 @@
-//! `scheduled-notifications` (SPEC 3.5, 10.20): operators' push campaigns.
+//! `scheduled-notifications` (docs/jobs/scheduled-notifications.md): operators' push campaigns.
 //!
 //! Each run:
 //! 1. cancels the pending outbox rows of cancelled campaigns;
@@ -8,7 +8,7 @@
 //!    lock (a cancel waits for it, and a cancelled campaign is never expanded). A crash before the commit leaves
 //!    nothing; the next run expands again, and the `campaign:{id}:{user}` dedupe keys make a repeat harmless;
 //! 4. completes campaigns whose outbox rows are all final: `sent`, with `success_count` / `failure_count` in
-//!    users (SPEC 10.18) and `sent_at` the completion time.
+//!    users (docs/push.md) and `sent_at` the completion time.
 //!
 //! A campaign whose audience or segment filter is invalid fails with an `error` naming the problem; the others
 //! proceed.
@@ -28,9 +28,10 @@ use domain::segment::{self};
 /// The `scheduled-notifications` job.
 #[derive(Debug, Clone)]
 pub struct ScheduledNotifications {
-    /// How long a campaign's pushes stay worth sending (`expires_at`; SPEC 10.17 default 24 h).
+    /// How long a campaign's pushes stay worth sending (`expires_at`; docs/push.md default 24 h).
     pub lifetime: Duration,
-    /// A campaign first picked up later than this after its time is failed, not sent (SPEC 10.20: 24 h).
+    /// A campaign first picked up later than this after its time is failed, not sent
+    /// (docs/jobs/scheduled-notifications.md: 24 h).
     pub stale_after: Duration,
     /// Users' zones (for `days_since_*` in segment filters).
     pub zones: DayZones,
@@ -106,7 +107,7 @@ impl ScheduledNotifications {
              WHERE {condition}
              ON CONFLICT (dedupe_key) DO NOTHING"
         );
-        // A segment that plainly requires some platforms sends only to the tokens on them (SPEC 10.19).
+        // A segment that plainly requires some platforms sends only to the tokens on them (docs/push.md).
         let platforms = (campaign.target_audience == "segment")
             .then(|| campaign.segment_filter.as_ref().and_then(segment::required_platforms))
             .flatten();

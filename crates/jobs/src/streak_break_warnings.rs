@@ -5,8 +5,9 @@ use domain::delivery::{self, DeliveryWindow, Engagement, Lifetime};
 use domain::messages::STREAK_WARNING;
 use engine::{Job, JobContext, JobDefaults, MisfirePolicy, RunFuture};
 
-/// `streak-break-warnings` (SPEC 3.7): users whose streak is alive (at least `min_streak` days, last activity
-/// exactly yesterday in their day) but not yet extended today, told how many hours are left until midnight.
+/// `streak-break-warnings` (docs/jobs/streak-break-warnings.md, docs/jobs/streak-reset.md): users whose streak is alive
+/// (at least `min_streak` days, last activity exactly yesterday in their day) but not yet extended today, told how many
+/// hours are left until midnight.
 #[derive(Debug, Clone)]
 pub struct StreakBreakWarnings {
     /// When, on each user's clock.
@@ -24,7 +25,7 @@ impl StreakBreakWarnings {
 }
 
 impl StreakBreakWarnings {
-    /// The defaults of SPEC 3.7: 22:00, streaks of 3 days or more.
+    /// The defaults of docs/jobs/streak-break-warnings.md, docs/jobs/streak-reset.md: 22:00, streaks of 3 days or more.
     pub fn new(zones: DayZones) -> Self {
         Self { when: DeliveryWindow::at_hour(22), zones, min_streak: 3 }
     }

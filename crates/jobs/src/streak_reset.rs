@@ -1,6 +1,6 @@
-//! `streak-reset` (SPEC 3.7): a streak whose last activity is before yesterday (in the user's day) is broken;
-//! its `current_streak_days` becomes 0 so badges, segments and warnings never act on a dead streak.
-//! `longest_streak_days` is never lowered.
+//! `streak-reset` (docs/jobs/streak-break-warnings.md, docs/jobs/streak-reset.md): a streak whose last activity is
+//! before yesterday (in the user's day) is broken; its `current_streak_days` becomes 0 so badges, segments and warnings
+//! never act on a dead streak. `longest_streak_days` is never lowered.
 
 use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture};
 

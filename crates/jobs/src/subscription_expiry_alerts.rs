@@ -7,9 +7,10 @@ use domain::delivery::{self, DeliveryWindow, Engagement, Lifetime};
 use domain::messages::SUBSCRIPTION_EXPIRY;
 use engine::{Job, JobContext, JobDefaults, MisfirePolicy, RunFuture};
 
-/// `subscription-expiry-alerts` (SPEC 3.8, 10.23): paid active subscriptions without auto-renew that end in
-/// (target + `days` - 1 days, target + `days` days], the window anchored at the target instant so that consecutive
-/// days tile time whatever the tick that served the user. One push per user, naming the earliest such expiry.
+/// `subscription-expiry-alerts` (docs/jobs/subscription-expiry-alerts.md): paid active subscriptions without auto-renew
+/// that end in (target + `days` - 1 days, target + `days` days], the window anchored at the target instant so that
+/// consecutive days tile time whatever the tick that served the user. One push per user, naming the earliest such
+/// expiry.
 #[derive(Debug, Clone)]
 pub struct SubscriptionExpiryAlerts {
     /// When, on each user's clock.
@@ -27,7 +28,7 @@ impl SubscriptionExpiryAlerts {
 }
 
 impl SubscriptionExpiryAlerts {
-    /// The defaults of SPEC 3.8: 10:00, three days ahead.
+    /// The defaults of docs/jobs/subscription-expiry-alerts.md: 10:00, three days ahead.
     pub fn new(zones: DayZones) -> Self {
         Self { when: DeliveryWindow::at_hour(10), zones, days: 3 }
     }

@@ -1,4 +1,4 @@
-//! The outbox dispatcher (SPEC 4 "Dispatcher", SPEC 10.15 to 10.19).
+//! The outbox dispatcher (docs/push.md "Dispatcher", docs/push.md).
 //!
 //! One round:
 //! 1. **claim** due `pending` rows (`FOR UPDATE SKIP LOCKED`), mark them `sending` with a lease (`not_before` =
@@ -28,7 +28,7 @@ use crate::message::{PushMessage, Ttl};
 use crate::outcome::Outcome;
 use crate::transport::Transport;
 
-/// Quiet hours in the user's local time (SPEC 4 "Respect"): held, not dropped.
+/// Quiet hours in the user's local time (docs/push.md "Respect"): held, not dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuietHours {
     /// When the quiet window starts (default 23:00).
@@ -72,7 +72,7 @@ pub struct DispatcherSettings {
     pub concurrency: usize,
     /// Rounds in progress at once: while one waits for FCM, another claims or records.
     pub workers: usize,
-    /// Messages per minute at most, per dispatcher (default 80 % of FCM's 600,000 per minute, SPEC 10.19).
+    /// Messages per minute at most, per dispatcher (default 80 % of FCM's 600,000 per minute, docs/push.md).
     pub rate_per_minute: u32,
     /// How long a claim holds its rows.
     pub lease: Duration,
@@ -82,7 +82,7 @@ pub struct DispatcherSettings {
     pub quiet_hours: Option<QuietHours>,
     /// Engagement and campaign pushes per user per local day.
     pub daily_cap: i64,
-    /// Transient failures are retried this long after the row was created (SPEC 10.18: 24 h).
+    /// Transient failures are retried this long after the row was created (docs/push.md: 24 h).
     pub retry_window: Duration,
     /// First retry delay; doubled per attempt, with jitter, up to `backoff_max`.
     pub backoff_base: Duration,

@@ -1,4 +1,4 @@
-//! The fake FCM (SPEC 4 "Fake FCM"): the OAuth token endpoint and `messages:send` of FCM HTTP v1 on a local
+//! The fake FCM (docs/push.md "Fake FCM"): the OAuth token endpoint and `messages:send` of FCM HTTP v1 on a local
 //! socket, over HTTP/1.1 and h2c, with fault injection and counts of what it accepted. Tests, benchmarks and the
 //! demo send to it through the real transport; users point a staging instance at it.
 //!

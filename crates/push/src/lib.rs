@@ -1,4 +1,4 @@
-//! Push delivery for hattrick (SPEC 4): the FCM HTTP v1 message and its validation, the classification of FCM's
+//! Push delivery for hattrick (docs/push.md): the FCM HTTP v1 message and its validation, the classification of FCM's
 //! answers into what to do with the message and the token, service-account OAuth, the `fcm` and `log`
 //! transports, and the fake FCM that tests, benchmarks and the demo send to over a real socket.
 

@@ -1,4 +1,4 @@
-//! One FCM HTTP v1 message (SPEC 4 "Message"): what hattrick sends to one token, and its wire form.
+//! One FCM HTTP v1 message (docs/push.md "Message"): what hattrick sends to one token, and its wire form.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! FCM's OAuth access tokens (SPEC 4 "Transports"), from the credentials Google deployments provide
+//! FCM's OAuth access tokens (docs/push.md "Transports"), from the credentials Google deployments provide
 //! ([`Credentials`]): a service-account key (an RS256 JWT bearer grant to the key's `token_uri`), or the metadata
 //! server of a Google VM or a Kubernetes workload with Workload Identity. Tokens are cached and refreshed before
 //! they expire.

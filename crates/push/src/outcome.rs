@@ -1,11 +1,11 @@
-//! What one FCM response means for the message, the token and the sender (SPEC 4 "Token lifecycle" and
-//! "Retries", SPEC 10.19).
+//! What one FCM response means for the message, the token and the sender (docs/push.md "Token lifecycle" and
+//! "Retries", docs/push.md).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// The least a `QUOTA_EXCEEDED` answer makes the sender wait (SPEC 10.19).
+/// The least a `QUOTA_EXCEEDED` answer makes the sender wait (docs/push.md).
 pub const QUOTA_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The action a response calls for.
@@ -108,8 +108,8 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 // The property the `cargo fuzz` target in `fuzz/` checks on arbitrary bytes; `fuzz_corpora` in hattrick's tests
 // replays every committed corpus file through it. Panics when the property is broken.
-/// FCM responses ([`classify`], the `fcm_response` fuzz target): never panics, whatever the status, body and `Retry-After`; a 2xx is a
-/// delivery and nothing else is; a retry never comes back sooner than the server asked.
+/// FCM responses ([`classify`], the `fcm_response` fuzz target): never panics, whatever the status, body and
+/// `Retry-After`; a 2xx is a delivery and nothing else is; a retry never comes back sooner than the server asked.
 pub fn fuzz_classify(data: &[u8]) {
     let [high, low, rest @ ..] = data else { return };
     let status = 100 + u16::from_be_bytes([*high, *low]) % 500;

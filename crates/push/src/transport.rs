@@ -1,4 +1,4 @@
-//! Transports (SPEC 4 "Transports"): `fcm` sends FCM HTTP v1 requests over HTTP/2 with service-account OAuth;
+//! Transports (docs/push.md "Transports"): `fcm` sends FCM HTTP v1 requests over HTTP/2 with service-account OAuth;
 //! `log` writes each message as a JSON line (the default without credentials).
 
 use std::future::Future;

@@ -1,5 +1,5 @@
-//! The fixed rows a population needs: the default badge catalogue (SPEC 3.13), subscription plans and a handful
-//! of push campaigns.
+//! The fixed rows a population needs: the default badge catalogue (docs/jobs/badge-auto-unlock.md), subscription plans
+//! and a handful of push campaigns.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, Utc};
@@ -32,7 +32,7 @@ pub struct BadgeDefinition {
     pub category: &'static str,
     /// common, rare, epic or legendary.
     pub rarity: &'static str,
-    /// The unlock condition in the shapes of SPEC 3.3.
+    /// The unlock condition in the shapes of docs/jobs/badge-auto-unlock.md.
     pub unlock_condition: Value,
     /// XP granted on unlock.
     pub reward_xp: i32,
@@ -98,7 +98,7 @@ fn badge(
     }
 }
 
-/// The default badge catalogue of SPEC 3.13, in display order.
+/// The default badge catalogue of docs/jobs/badge-auto-unlock.md, in display order.
 pub fn default_badges() -> Vec<BadgeDefinition> {
     let mut badges = Vec::new();
     for (slug, tr, en, count, rarity, rewards) in [

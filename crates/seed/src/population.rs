@@ -36,7 +36,7 @@ const DAYS_KEPT: u64 = 740;
 /// A referral expires this long after it is created.
 const REFERRAL_TTL: i64 = 30 * DAY;
 
-/// XP levels and their thresholds (SPEC 3.2).
+/// XP levels and their thresholds (docs/ledger.md).
 pub(crate) const LEVELS: [(&str, i64); 6] =
     [("bronze", 0), ("silver", 500), ("gold", 2_000), ("platinum", 5_000), ("diamond", 10_000), ("vip_elite", 25_000)];
 
@@ -127,7 +127,7 @@ pub(crate) struct World {
 
 impl World {
     /// The world of `users` users for `seed`, with "now" and the zones fixed. Dates are written in each user's
-    /// zone, or all in `app_day_zone` when the app uses one zone for everyone (SPEC 10.2).
+    /// zone, or all in `app_day_zone` when the app uses one zone for everyone (docs/engine.md).
     pub(crate) fn new(
         seed: u64,
         users: u64,
@@ -349,8 +349,8 @@ struct Referral {
     status: ReferralStatus,
     /// Seconds after the referral's creation.
     created_delay: i64,
-    /// Seconds after sign-up of the first login that counts for tier 2 (SPEC 10.10: 10 minutes or more after
-    /// the referral), if there was one.
+    /// Seconds after sign-up of the first login that counts for tier 2 (docs/jobs/referral-tier2.md,
+    /// docs/jobs/referral-tier3.md: 10 minutes or more after the referral), if there was one.
     login_after: Option<i64>,
 }
 
@@ -585,7 +585,7 @@ fn push_tokens(user: &User<'_>, rows: &mut Rows, s: &mut Scratch) {
     let primary = r.weighted(&[45, 50, 5]);
     for k in 0..count {
         let platform = if k == 0 { primary } else { r.weighted(&[45, 50, 5]) };
-        // A token seen on two accounts (a shared or handed-down phone): SPEC 10.19 sends it once per user and
+        // A token seen on two accounts (a shared or handed-down phone): docs/push.md sends it once per user and
         // deactivates every row holding it.
         if i > 0 && r.chance(0.002) {
             token_value(w.seed, r.below(i), 0, &mut s.text);

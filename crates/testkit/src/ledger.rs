@@ -1,4 +1,4 @@
-//! The ledger invariants of SPEC 3.1, checked over a whole database.
+//! The ledger invariants of docs/ledger.md, checked over a whole database.
 
 use db::Pool;
 

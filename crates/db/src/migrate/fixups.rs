@@ -1,5 +1,5 @@
-//! Changes a legacy database needs beyond missing tables, columns, constraints and indexes (SCHEMA.md, "Migrating
-//! an existing database"). Each is detected from the live catalog and data, so a second run finds nothing to do.
+//! Changes a legacy database needs beyond missing tables, columns, constraints and indexes (docs/schema.md,
+//! "Operating on a live database"). Each is detected from the live catalog and data, so a second run finds nothing to do.
 
 use std::fmt;
 

@@ -4,9 +4,9 @@
 //! (`migrations/schema.sql`). [`plan`] loads it into a scratch schema inside a transaction that is always rolled
 //! back, reads both catalogs and lists the [`Action`]s that would make the live schema match; [`apply`] carries
 //! them out. A second run plans nothing. An ordered list of deltas could not do this: the app's database was
-//! created by another program and may be in any of several shapes (SCHEMA.md, "Migrating an existing database").
+//! created by another program and may be in any of several shapes (docs/schema.md, "Operating on a live database").
 //!
-//! Rules that keep a live database safe (SPEC 9):
+//! Rules that keep a live database safe (docs/schema.md):
 //! - nothing is dropped or retyped except a check constraint we replace on the same column;
 //! - a column added to an existing table is nullable unless it has a default;
 //! - checks and foreign keys are added `NOT VALID` and validated only when no row violates them; violations are
@@ -51,7 +51,7 @@ pub fn schema_checksum() -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The change-capture triggers on the app's tables (SPEC 7), applied when events are on and removed when off.
+/// The change-capture triggers on the app's tables (docs/events.md), applied when events are on and removed when off.
 pub const EVENTS_SQL: &str = include_str!("../../../../migrations/events.sql");
 
 /// The `(trigger, table)` pairs `events.sql` creates, read from the file.
@@ -894,7 +894,7 @@ mod tests {
     fn the_schema_file_parses_into_tables_and_indexes() {
         let statements = statements().expect("schema.sql parses");
         let tables = statements.iter().filter(|s| matches!(s.kind, StatementKind::Table(_))).count();
-        assert!(tables >= 22, "expected every table of SCHEMA.md, found {tables}");
+        assert!(tables >= 22, "expected every table of docs/schema.md, found {tables}");
         for statement in &statements {
             if let StatementKind::Index { table, .. } = &statement.kind {
                 let position = statements.iter().position(|s| s.kind == StatementKind::Table(table.clone()));

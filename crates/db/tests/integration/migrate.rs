@@ -19,7 +19,7 @@ async fn count(pool: &Pool, sql: &str) -> i64 {
     db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
 }
 
-/// Every table SCHEMA.md names.
+/// Every table docs/schema.md names.
 const SCHEMA_TABLES: &[&str] = &[
     "customer_users",
     "customer_oauth_identities",
@@ -58,7 +58,7 @@ async fn an_empty_database_gets_every_table_and_a_second_run_changes_nothing() {
             db::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db.pool()).await.unwrap();
         assert!(exists, "{table} was not created");
     }
-    // Spot checks of what SCHEMA.md marks "new".
+    // Spot checks of what docs/schema.md marks new.
     for (table, column) in [
         ("customer_users", "timezone"),
         ("customer_xp_transactions", "idempotency_key"),

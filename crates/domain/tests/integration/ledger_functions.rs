@@ -1,4 +1,4 @@
-//! The app's ledger functions (SPEC 10.13) under concurrency: many sessions granting and spending on one user.
+//! The app's ledger functions (docs/ledger.md) under concurrency: many sessions granting and spending on one user.
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! Segment filters, property-tested: random filters over random users, the compiled SQL against a reference
-//! evaluation in Rust of SPEC 3.5 and 10.21 (missing rows read as defaults, `ne` matches NULL, and so on).
+//! evaluation in Rust of docs/jobs/scheduled-notifications.md (missing rows read as defaults, `ne` matches NULL, and so
+//! on).
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
 //! DST across zones, checked exhaustively (every fixed time of day at 15-minute steps, every day of two years,
-//! and the every-minute and every-quarter wildcards): no fire time is lost or doubled contrary to SPEC 1.
+//! and the every-minute and every-quarter wildcards): no fire time is lost or doubled contrary to docs/engine.md.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ fn end() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2028, 1, 1, 0, 0, 0).unwrap()
 }
 
-/// What SPEC 1 says a daily schedule at `time` fires at on `date` in `zone`: the time itself, the first valid
+/// What docs/engine.md says a daily schedule at `time` fires at on `date` in `zone`: the time itself, the first valid
 /// instant after a spring-forward gap, or the first pass of a fall-back overlap.
 fn expected_fire(zone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
     match zone.from_local_datetime(&date.and_time(time)) {

@@ -1,4 +1,4 @@
-//! `hattrick demo` (SPEC 6): the whole product on one simulated business day, in under a minute.
+//! `hattrick demo` (README.md): the whole product on one simulated business day, in under a minute.
 //!
 //! 1. A database of its own: a throwaway cluster from the machine's PostgreSQL binaries when no `DATABASE_URL`
 //!    is set, else a fresh database on that server (never an existing one).
@@ -345,7 +345,7 @@ pub async fn simulate_app(
         .execute(pool)
         .await?;
         activity.settled.fetch_add(settled.rows_affected(), Ordering::Relaxed);
-        // A daily-reward claim through the ledger function the app calls (SPEC 10.13).
+        // A daily-reward claim through the ledger function the app calls (docs/ledger.md).
         let claimed: Option<Uuid> = db::query_scalar(
             "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
                  claimed_at)

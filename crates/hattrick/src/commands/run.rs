@@ -28,7 +28,7 @@ pub struct RunCommandArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Grant without enqueueing any push: a back-fill of old eligibility (SPEC 10.12).
+    /// Grant without enqueueing any push: a back-fill of old eligibility (docs/jobs/README.md).
     #[arg(long)]
     pub silent: bool,
     /// Allow --at more than a day away from now.

@@ -1,4 +1,4 @@
-//! Reacting to the app's writes (SPEC 7): change-capture triggers, LISTEN/NOTIFY, incremental event runs.
+//! Reacting to the app's writes (docs/events.md): change-capture triggers, LISTEN/NOTIFY, incremental event runs.
 //!
 //! The app's writes come from the test database's pool, which is named like the app (not `hattrick...`), so the
 //! triggers record them. The backstop poll is set far beyond the 2 s budget, so a test passing in time proves the
@@ -484,7 +484,7 @@ async fn random_changes(pool: &Pool, users: u64, seed: u64, count: usize) {
                          longest_streak_days = greatest(longest_streak_days, current_streak_days + $2)
                   WHERE customer_user_id = $1"
             }
-            // XP and credits as the app moves them: through the ledger functions (SPEC 10.13).
+            // XP and credits as the app moves them: through the ledger functions (docs/ledger.md).
             4 => {
                 "SELECT hattrick_grant_xp($1, ($2 * 150)::int, 'prediction_correct', 'app-xp:' || $1 || ':' || $2 || ':' || clock_timestamp())"
             }

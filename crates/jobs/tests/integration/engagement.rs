@@ -1,5 +1,6 @@
 //! The local-time engagement jobs against the real PostgreSQL, on a settable clock: each user served at their own
-//! local time, once per local date, skipped and counted past the deadline, with SPEC 3.6 to 3.8's selections.
+//! local time, once per local date, skipped and counted past the deadline, with docs/jobs/daily-reward-reminders.md,
+//! docs/jobs/streak-break-warnings.md, docs/jobs/streak-reset.md, docs/jobs/subscription-expiry-alerts.md's selections.
 
 use chrono::{DateTime, Duration, Utc};
 use domain::DayZones;

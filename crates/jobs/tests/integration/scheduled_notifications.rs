@@ -163,7 +163,7 @@ async fn vip_free_and_segment_audiences_select_their_users() {
     assert_eq!(users(recipients(&db, to_vip).await), vec![vip]);
     assert_eq!(users(recipients(&db, to_free).await), sorted(vec![free, no_xp_row]));
     assert_eq!(users(recipients(&db, gold_or_more).await), vec![vip]);
-    // A user without an XP row reads as bronze (SPEC 10.21).
+    // A user without an XP row reads as bronze (docs/jobs/scheduled-notifications.md).
     assert_eq!(users(recipients(&db, bronze_or_en).await), vec![no_xp_row]);
 }
 

@@ -1,5 +1,5 @@
 //! The FCM transport against the fake FCM over a real socket: OAuth end to end (refresh, a wrong key refused),
-//! and every error class of SPEC 4 classified and acted on.
+//! and every error class of docs/push.md classified and acted on.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,7 +84,7 @@ async fn every_error_class_is_classified_as_spec_4_says() {
 async fn quota_and_unavailable_are_retried_with_retry_after() {
     let fcm_fake = fake(FakeConfig { rate_429: 1.0, retry_after_secs: 7, ..FakeConfig::default() }).await;
     let fcm = transport(&fcm_fake, &fcm_fake.service_account_json());
-    // Quota backs off at least 60 s whatever Retry-After says (SPEC 10.19).
+    // Quota backs off at least 60 s whatever Retry-After says (docs/push.md).
     assert_eq!(
         fcm.send(&message("a")).await,
         Outcome::Retry { code: "QUOTA_EXCEEDED".into(), after: Some(Duration::from_secs(60)) }
