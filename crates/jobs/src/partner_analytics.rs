@@ -43,9 +43,8 @@ impl PartnerAnalytics {
 /// - `days`: each day with its half-open bounds in the business zone; `bounds`: the whole range;
 /// - `approved`: the partners figures are kept for;
 /// - `linked`: each paid subscription of an approved partner once, resolved to its partner (`partner_id` wins over
-///   `referral_code`, docs/jobs/partner-analytics.md), with `ended` (the earlier of expiry and cancellation) and `gone`
-/// (when it stops
-///   counting as active: never before it started). Legacy `timestamp` columns hold UTC and are read as such.
+///   `referral_code`, docs/jobs/partner-analytics.md), with `ended` (the earlier of expiry and cancellation) and
+///   `gone` (when it stops counting as active: never before it started). Legacy `timestamp` columns hold UTC and are read as such.
 const SHARED: &str = "
     days AS (
         SELECT d::date AS day, (d::timestamp AT TIME ZONE $3) AS day_start,
