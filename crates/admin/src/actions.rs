@@ -1,6 +1,7 @@
 //! The audited writes an operator makes, shared by the API and the page: each checks its input, changes the
 //! database and records an audit row in one transaction (a manual run's record is committed with its claim).
 
+use chrono::{DateTime, Utc};
 use domain::campaign::{AudienceError, CampaignDraft};
 use engine::RunArgs;
 use engine::runner::ManualError;
@@ -106,7 +107,7 @@ pub async fn create(admin: &Admin, by: By<'_>, draft: CampaignDraft) -> Result<C
         return Err(ApiError::validation(problems));
     }
     let mut tx = admin.pool().begin().await?;
-    let campaign = data::create_campaign(&mut tx, &draft, now).await?;
+    let campaign = insert_campaign(&mut tx, &draft, now).await?;
     let entry = Entry {
         actor: &by.actor.0,
         action: "campaign.create",
@@ -159,4 +160,31 @@ pub async fn audience(admin: &Admin, query: &AudienceQuery) -> Result<AudienceSi
         })?;
     tx.commit().await?;
     Ok(AudienceSize { users })
+}
+
+/// Stores a validated campaign as `pending`; returns it.
+async fn insert_campaign(
+    tx: &mut sqlx::PgConnection,
+    draft: &CampaignDraft,
+    now: DateTime<Utc>,
+) -> Result<Campaign, sqlx::Error> {
+    db::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
+             target_audience, segment_filter, scheduled_at, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
+         RETURNING {}",
+        data::CAMPAIGN_COLUMNS
+    )))
+    .bind(&draft.title_tr)
+    .bind(&draft.title_en)
+    .bind(&draft.body_tr)
+    .bind(&draft.body_en)
+    .bind(&draft.deep_link_url)
+    .bind(&draft.image_url)
+    .bind(&draft.target_audience)
+    .bind(&draft.segment_filter)
+    .bind(draft.scheduled_at.unwrap_or(now))
+    .bind(now)
+    .fetch_one(tx)
+    .await
 }

@@ -253,7 +253,7 @@ pub struct CampaignDelivery {
     pub tokens_failed: i64,
 }
 
-const CAMPAIGN_COLUMNS: &str = "id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, \
+pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, \
                                 segment_filter, scheduled_at, sent_at, status, recipient_count, success_count, \
                                 failure_count, error, created_at";
 
@@ -290,32 +290,6 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
         tokens_sent,
         tokens_failed,
     }))
-}
-
-/// Stores a validated campaign as `pending`; returns it.
-pub async fn create_campaign(
-    tx: &mut sqlx::PgConnection,
-    draft: &domain::campaign::CampaignDraft,
-    now: DateTime<Utc>,
-) -> Result<Campaign, sqlx::Error> {
-    db::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
-             target_audience, segment_filter, scheduled_at, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
-         RETURNING {CAMPAIGN_COLUMNS}"
-    )))
-    .bind(&draft.title_tr)
-    .bind(&draft.title_en)
-    .bind(&draft.body_tr)
-    .bind(&draft.body_en)
-    .bind(&draft.deep_link_url)
-    .bind(&draft.image_url)
-    .bind(&draft.target_audience)
-    .bind(&draft.segment_filter)
-    .bind(draft.scheduled_at.unwrap_or(now))
-    .bind(now)
-    .fetch_one(tx)
-    .await
 }
 
 /// What cancelling a campaign did.
