@@ -1,5 +1,5 @@
 -- The floor of a steady-state badge sweep: the aggregates badge-auto-unlock computes (every condition type of the
--- default catalogue), run alone. Mirrors stats_sql in crates/rewards/src/badges.rs.
+-- default badges), run alone. Mirrors stats_sql in crates/jobs/src/badge_auto_unlock.rs.
 EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON)
 SELECT u.id, coalesce(r.n, 0), coalesce(p.correct, 0), coalesce(p.settled, 0), coalesce(c.n, 0), coalesce(c.likes, 0),
        coalesce(x.longest_streak_days, 0), coalesce(hattrick_level_rank(x.level), 1), coalesce(cr.lifetime_earned, 0),

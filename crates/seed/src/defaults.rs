@@ -1,4 +1,4 @@
-//! The fixed rows a population needs: the default badge catalogue (docs/jobs/badge-auto-unlock.md), subscription plans
+//! The fixed rows a population needs: the default badges (docs/jobs/badge-auto-unlock.md), subscription plans
 //! and a handful of push campaigns.
 
 use anyhow::Context as _;
@@ -9,13 +9,13 @@ use uuid::Uuid;
 
 use super::rng;
 
-/// Stream tags of the fixed rows. Badge and plan ids do not depend on the seed: the catalogue is the same in every
+/// Stream tags of the fixed rows. Badge and plan ids do not depend on the seed: the badges are the same in every
 /// population, and a second seed (with `--force`) finds it already installed.
 const BADGE_TAG: u64 = 101;
 const PLAN_TAG: u64 = 102;
 const CAMPAIGN_TAG: u64 = 103;
 
-/// One badge of the default catalogue.
+/// One of the default badges.
 #[derive(Debug, Clone)]
 pub struct BadgeDefinition {
     /// Unique slug.
@@ -98,7 +98,7 @@ fn badge(
     }
 }
 
-/// The default badge catalogue of docs/jobs/badge-auto-unlock.md, in display order.
+/// The default badges of docs/jobs/badge-auto-unlock.md, in display order.
 pub fn default_badges() -> Vec<BadgeDefinition> {
     let mut badges = Vec::new();
     for (slug, tr, en, count, rarity, rewards) in [
@@ -262,7 +262,7 @@ pub fn default_badges() -> Vec<BadgeDefinition> {
     badges
 }
 
-/// Installs the default badge catalogue; badges whose slug already exists are left as they are. Returns how
+/// Installs the default badges; badges whose slug already exists are left as they are. Returns how
 /// many were inserted.
 pub async fn install_default_badges(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<u64> {
     let mut inserted = 0;
@@ -505,7 +505,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_catalogue_lists_every_slug_of_the_spec_once() {
+    fn the_default_badges_list_every_slug_of_the_spec_once() {
         let badges = default_badges();
         assert_eq!(badges.len(), 34);
         let mut slugs: Vec<&str> = badges.iter().map(|b| b.slug).collect();

@@ -154,7 +154,7 @@ fn thousands(value: u64) -> String {
 ///
 /// Fails without writing anything when `users` is 0, when the database is not migrated, or when it already
 /// holds users and `force` is not set. The tables' COPYs commit together once all of them succeeded, so a failed
-/// load leaves no partial population (only the badge catalogue, plans and campaigns, which are inserted first and
+/// load leaves no partial population (only the default badges, plans and campaigns, which are inserted first and
 /// idempotently); either way, what was dropped for the load is restored before returning.
 pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<SeedReport> {
     anyhow::ensure!(options.users > 0, "--users must be at least 1");
@@ -214,7 +214,7 @@ pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<S
         (Ok(counts), Ok(())) => counts,
         (Err(load_error), Ok(())) => {
             return Err(load_error.context(
-                "seeding failed and the load was rolled back (the badge catalogue, plans and campaigns stay)",
+                "seeding failed and the load was rolled back (the default badges, plans and campaigns stay)",
             ));
         }
         (loaded, Err(restore_error)) => {

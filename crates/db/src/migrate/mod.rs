@@ -481,7 +481,7 @@ impl Migrator {
                 }
                 Action::Fixup(Fixup::UserScopedKeys { table, old, constraint }) => {
                     if fixups::user_key_index_ready(&self.conn, table).await? {
-                        // The name as the catalogue holds it (the app's may be mixed case).
+                        // The name as the catalog holds it (the app's may be mixed case).
                         let quoted = format!("\"{}\"", old.replace('"', "\"\""));
                         let sql = if *constraint {
                             format!("ALTER TABLE {table} DROP CONSTRAINT {quoted}")

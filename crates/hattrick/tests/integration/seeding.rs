@@ -191,7 +191,7 @@ async fn a_database_with_users_is_refused_unless_forced() {
     let forced = SeedOptions { force: true, ..SeedOptions::new(300, 2) };
     seed_database(db.url(), &forced).await.expect("a forced seed of another seed adds its population");
     assert_eq!(scalar(db.pool(), "SELECT count(*) FROM customer_users").await, 600);
-    assert_eq!(scalar(db.pool(), "SELECT count(*) FROM badges").await, 34, "the catalogue is installed once");
+    assert_eq!(scalar(db.pool(), "SELECT count(*) FROM badges").await, 34, "the default badges are installed once");
 
     let error = seed_database(db.url(), &SeedOptions::new(0, 3)).await.expect_err("zero users is an error");
     assert!(format!("{error:#}").contains("at least 1"), "unexpected error: {error:#}");
