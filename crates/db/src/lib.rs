@@ -13,7 +13,7 @@ pub mod migrate;
 mod pool;
 mod statement;
 
-pub use pool::Pool;
+pub use pool::{Pool, Unnamed, unnamed};
 pub use statement::{RUN_ROWS_KEPT, clear_run_rows, query, query_as, query_scalar};
 
 use std::str::FromStr;

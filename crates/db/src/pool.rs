@@ -106,7 +106,6 @@ fn take<'q, E: Execute<'q, Postgres>>(mut query: E) -> Result<Taken<E>, sqlx::Er
     Ok(Taken { query, arguments })
 }
 
-// `describe` (sqlx's `offline` feature, for `query!`) is not implemented: hattrick builds without it.
 impl<'c> Executor<'c> for &'c Pool {
     type Database = Postgres;
 
@@ -160,5 +159,67 @@ impl<'c> Executor<'c> for &'c Pool {
         'c: 'e,
     {
         self.inner.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.describe(sql)
+    }
+}
+
+/// A connection whose every statement is unnamed, as [`Pool`]'s are: the executor for the `query!` family inside a
+/// transaction (`query!(...).fetch_one(db::unnamed(&mut tx))`), whose statements sqlx would otherwise prepare under
+/// a name kept on the server, which breaks behind a transaction pooler.
+pub fn unnamed(connection: &mut sqlx::PgConnection) -> Unnamed<'_> {
+    Unnamed(connection)
+}
+
+/// See [`unnamed`].
+#[derive(Debug)]
+pub struct Unnamed<'c>(&'c mut sqlx::PgConnection);
+
+impl<'c> Executor<'c> for Unnamed<'c> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        match take(query) {
+            Ok(taken) => self.0.fetch_many(taken),
+            Err(error) => futures_util::stream::once(async { Err(error) }).boxed(),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        match take(query) {
+            Ok(taken) => self.0.fetch_optional(taken),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.0.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.0.describe(sql)
     }
 }

@@ -104,24 +104,24 @@ pub async fn sync_definitions(
         let zone = definition.schedule.zone().name().to_owned();
         let expression = definition.schedule.expression().to_owned();
         // Instances starting together race to register a job: the first insert wins, the others update.
-        let registered: Option<String> = db::query_scalar(
+        let registered: Option<String> = sqlx::query_scalar!(
             "INSERT INTO hattrick_jobs (name, schedule, timezone, misfire, timeout_ms, retries,
                  retry_backoff_ms, enabled, paused, cursor, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $9, $10)
              ON CONFLICT (name) DO NOTHING
              RETURNING name",
+            definition.name,
+            expression,
+            zone,
+            misfire,
+            timeout_ms,
+            retries,
+            backoff_ms,
+            enabled.unwrap_or(true),
+            now,
+            who,
         )
-        .bind(&definition.name)
-        .bind(&expression)
-        .bind(&zone)
-        .bind(&misfire)
-        .bind(timeout_ms)
-        .bind(retries)
-        .bind(backoff_ms)
-        .bind(enabled.unwrap_or(true))
-        .bind(now)
-        .bind(who)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(db::unnamed(&mut tx))
         .await?;
         if registered.is_some() {
             changes.push(DefinitionChange { job: definition.name.clone(), change: "registered".to_owned() });
@@ -155,24 +155,24 @@ pub async fn sync_definitions(
                 }
                 // Re-enabling a job starts it from now: a disabled job has no history to catch up on.
                 let cursor = if enabled_now && !row.enabled { Some(now) } else { row.cursor };
-                db::query(
+                sqlx::query!(
                     "UPDATE hattrick_jobs SET schedule = $2, timezone = $3, misfire = $4, timeout_ms = $5,
                          retries = $6, retry_backoff_ms = $7, enabled = $8, cursor = $9, updated_at = $10,
                          updated_by = $11
                      WHERE name = $1",
+                    definition.name,
+                    expression,
+                    zone,
+                    misfire,
+                    timeout_ms,
+                    retries,
+                    backoff_ms,
+                    enabled_now,
+                    cursor,
+                    now,
+                    who,
                 )
-                .bind(&definition.name)
-                .bind(&expression)
-                .bind(&zone)
-                .bind(&misfire)
-                .bind(timeout_ms)
-                .bind(retries)
-                .bind(backoff_ms)
-                .bind(enabled_now)
-                .bind(cursor)
-                .bind(now)
-                .bind(who)
-                .execute(&mut *tx)
+                .execute(db::unnamed(&mut tx))
                 .await?;
                 changes.push(DefinitionChange { job: definition.name.clone(), change: changed.join(", ") });
             }
@@ -273,20 +273,20 @@ async fn insert_running(
     now: DateTime<Utc>,
     instance: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    db::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO job_execution_logs (job_name, started_at, status, items_processed, scheduled_for, trigger,
              instance, attempt, heartbeat_at, created_at)
          VALUES ($1, $2, 'running', 0, $3, $4, $5, $6, clock_timestamp(), $2)
          ON CONFLICT (job_name, scheduled_for, attempt) DO NOTHING
          RETURNING id",
+        job,
+        now,
+        tick,
+        trigger.as_str(),
+        instance,
+        attempt,
     )
-    .bind(job)
-    .bind(now)
-    .bind(tick)
-    .bind(trigger.as_str())
-    .bind(instance)
-    .bind(attempt)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(db::unnamed(tx))
     .await
 }
 
@@ -301,19 +301,19 @@ async fn insert_skipped(
     if ticks.is_empty() {
         return Ok(0);
     }
-    let inserted = db::query(
+    let inserted = sqlx::query!(
         "INSERT INTO job_execution_logs (job_name, started_at, completed_at, status, items_processed, duration_ms,
              scheduled_for, trigger, instance, attempt, reason, created_at)
          SELECT $1, $3, $3, 'skipped', 0, 0, tick, 'schedule', $4, 1, $2, $3
          FROM unnest($5::timestamptz[]) AS tick
          ON CONFLICT (job_name, scheduled_for, attempt) DO NOTHING",
+        job,
+        reason,
+        now,
+        instance,
+        ticks,
     )
-    .bind(job)
-    .bind(reason)
-    .bind(now)
-    .bind(instance)
-    .bind(ticks)
-    .execute(&mut **tx)
+    .execute(db::unnamed(tx))
     .await?
     .rows_affected();
     Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
@@ -427,7 +427,7 @@ pub async fn claim_due(
 }
 
 async fn set_cursor(tx: &mut Transaction<'_, Postgres>, job: &str, cursor: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    db::query("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1").bind(job).bind(cursor).execute(&mut **tx).await?;
+    sqlx::query!("UPDATE hattrick_jobs SET cursor = $2 WHERE name = $1", job, cursor).execute(db::unnamed(tx)).await?;
     Ok(())
 }
 
@@ -439,40 +439,41 @@ pub async fn claim_retries(
     instance: &str,
     limit: i64,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let due: Vec<(Uuid, String, DateTime<Utc>, i32)> = db::query_as(
-        "SELECT l.id, l.job_name, l.scheduled_for, coalesce(l.attempt, 1)
+    // Only rows of a tick get a retry_at, so scheduled_for is set.
+    let due = sqlx::query!(
+        r#"SELECT l.id, l.job_name, l.scheduled_for AS "tick!", coalesce(l.attempt, 1) AS "attempt!"
          FROM job_execution_logs l JOIN hattrick_jobs j ON j.name = l.job_name
          WHERE l.retry_at <= $1 AND j.enabled AND NOT j.paused
-         ORDER BY l.retry_at LIMIT $2",
+         ORDER BY l.retry_at LIMIT $2"#,
+        now,
+        limit,
     )
-    .bind(now)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     let mut claims = Vec::new();
-    for (failed_id, job, tick, attempt) in due {
+    for row in due {
+        let (failed_id, job, tick, attempt) = (row.id, row.job_name, row.tick, row.attempt);
         let mut tx = pool.begin().await?;
         let locked: Option<String> =
-            db::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED")
-                .bind(&job)
-                .fetch_optional(&mut *tx)
+            sqlx::query_scalar!("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED", job)
+                .fetch_optional(db::unnamed(&mut tx))
                 .await?;
         if locked.is_none() || running_exists(&mut tx, &job).await? {
             continue;
         }
-        let succeeded: bool = db::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM job_execution_logs
-                            WHERE job_name = $1 AND scheduled_for = $2 AND status = 'success')",
+        let succeeded: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                              WHERE job_name = $1 AND scheduled_for = $2 AND status = 'success') AS "succeeded!""#,
+            job,
+            tick,
         )
-        .bind(&job)
-        .bind(tick)
-        .fetch_one(&mut *tx)
+        .fetch_one(db::unnamed(&mut tx))
         .await?;
-        let cleared = db::query("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL")
-            .bind(failed_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let cleared =
+            sqlx::query!("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL", failed_id)
+                .execute(db::unnamed(&mut tx))
+                .await?
+                .rows_affected();
         if cleared == 0 || succeeded {
             tx.commit().await?;
             continue;
@@ -578,9 +579,11 @@ pub async fn claim_event(
 /// Proves a run is alive. Returns false when the row is no longer `running` (it was declared abandoned): the
 /// run has lost its lease and should stop.
 pub async fn heartbeat(pool: &Pool, run_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(db::query("UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'")
-        .bind(run_id)
-        .execute(pool)
+    Ok(sqlx::query!(
+        "UPDATE job_execution_logs SET heartbeat_at = clock_timestamp() WHERE id = $1 AND status = 'running'",
+        run_id
+    )
+    .execute(pool)
         .await?
         .rows_affected()
         == 1)
@@ -667,9 +670,9 @@ pub struct Abandoned {
 /// schedules the tick's next attempt when retries remain. Any instance may do this; each row is reaped once.
 pub async fn reap_abandoned(pool: &Pool, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Abandoned>, sqlx::Error> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let rows: Vec<(Uuid, String, Option<String>)> = db::query_as(
+    let rows = sqlx::query!(
         "UPDATE job_execution_logs l
-         SET status = 'failed', reason = 'abandoned', completed_at = $2,
+         SET status = 'failed', reason = 'abandoned', completed_at = $2::timestamptz,
              error_message = 'instance ' || coalesce(l.instance, '?') || ' stopped heartbeating',
              retry_at = CASE WHEN l.scheduled_for IS NOT NULL AND coalesce(l.attempt, 1) <= j.retries
                              THEN $2 + j.retry_backoff_ms * power(2, coalesce(l.attempt, 1) - 1) * interval '1 millisecond'
@@ -678,26 +681,26 @@ pub async fn reap_abandoned(pool: &Pool, lease: Duration, now: DateTime<Utc>) ->
          WHERE j.name = l.job_name AND l.status = 'running'
            AND l.heartbeat_at < clock_timestamp() - $1 * interval '1 millisecond'
          RETURNING l.id, l.job_name, l.instance",
+        lease_ms as f64,
+        now,
     )
-    .bind(lease_ms)
-    .bind(now)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(run_id, job, instance)| Abandoned { run_id, job, instance }).collect())
+    Ok(rows.into_iter().map(|row| Abandoned { run_id: row.id, job: row.job_name, instance: row.instance }).collect())
 }
 
 /// Marks this instance's own running rows `interrupted` at once (used when shutting down past the grace period), so
 /// another instance retries them without waiting for the lease.
 pub async fn abandon_own(pool: &Pool, run_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    Ok(db::query(
+    Ok(sqlx::query!(
         "UPDATE job_execution_logs l
-         SET status = 'interrupted', reason = 'shutdown', completed_at = $2, error_message = $3,
+         SET status = 'interrupted', reason = 'shutdown', completed_at = $2::timestamptz, error_message = $3,
              retry_at = CASE WHEN l.scheduled_for IS NOT NULL THEN $2 END
          WHERE l.id = ANY ($1) AND l.status = 'running'",
+        run_ids,
+        now,
+        crate::runner::INTERRUPTED,
     )
-    .bind(run_ids)
-    .bind(now)
-    .bind(crate::runner::INTERRUPTED)
     .execute(pool)
     .await?
     .rows_affected())
