@@ -92,7 +92,7 @@ pub async fn set_paused(admin: &Admin, by: By<'_>, name: &str, paused: bool) -> 
             details: serde_json::json!({}),
             request_id: by.request_id,
         };
-        audit::record(&mut *tx, &entry, now).await?;
+        audit::record(&mut tx, &entry, now).await?;
     }
     tx.commit().await?;
     Ok(changed)
@@ -118,7 +118,7 @@ pub async fn create(admin: &Admin, by: By<'_>, draft: CampaignDraft) -> Result<C
         }),
         request_id: by.request_id,
     };
-    audit::record(&mut *tx, &entry, now).await?;
+    audit::record(&mut tx, &entry, now).await?;
     tx.commit().await?;
     Ok(campaign)
 }
@@ -141,7 +141,7 @@ pub async fn cancel(admin: &Admin, by: By<'_>, id: Uuid) -> Result<u64, ApiError
         details: serde_json::json!({"pushes_cancelled": pushes}),
         request_id: by.request_id,
     };
-    audit::record(&mut *tx, &entry, now).await?;
+    audit::record(&mut tx, &entry, now).await?;
     tx.commit().await?;
     Ok(pushes)
 }

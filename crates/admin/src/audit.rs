@@ -21,23 +21,19 @@ pub struct Entry<'a> {
     pub request_id: Option<&'a str>,
 }
 
-/// Writes `entry`, in the caller's transaction when it is given one.
-pub async fn record<'e>(
-    executor: impl PgExecutor<'e>,
-    entry: &Entry<'_>,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    db::query(
+/// Writes `entry` in the caller's transaction (the one of the change it records).
+pub async fn record(conn: &mut sqlx::PgConnection, entry: &Entry<'_>, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
         "INSERT INTO hattrick_audit_log (at, actor, action, target, details, request_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        at,
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.details,
+        entry.request_id
     )
-    .bind(at)
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(&entry.target)
-    .bind(&entry.details)
-    .bind(entry.request_id)
-    .execute(executor)
+    .execute(db::unnamed(conn))
     .await?;
     Ok(())
 }

@@ -95,7 +95,7 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 
 async fn readiness(admin: &Admin) -> (StatusCode, &'static str) {
     let stored: Result<Option<String>, sqlx::Error> =
-        db::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
+        sqlx::query_scalar!("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
             .fetch_optional(admin.pool())
             .await;
     match stored {

@@ -53,22 +53,22 @@ pub struct EventSettings {
 pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     clear_in(&mut tx, run_id).await?;
-    db::query(
+    sqlx::query!(
         "INSERT INTO hattrick_run_changes (run_id, change_id)
          SELECT $1, id FROM hattrick_changes WHERE topic = $2 ORDER BY id LIMIT $3",
+        run_id,
+        topic,
+        limit
     )
-    .bind(run_id)
-    .bind(topic)
-    .bind(limit)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?;
-    let subjects = db::query(
+    let subjects = sqlx::query!(
         "INSERT INTO hattrick_run_subjects (run_id, subject)
          SELECT DISTINCT $1::uuid, c.subject FROM hattrick_run_changes t JOIN hattrick_changes c ON c.id = t.change_id
          WHERE t.run_id = $1",
+        run_id
     )
-    .bind(run_id)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?
     .rows_affected();
     tx.commit().await?;
@@ -81,11 +81,11 @@ pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<
 /// many changes.
 pub async fn finish(pool: &Pool, run_id: Uuid) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let deleted = db::query(
+    let deleted = sqlx::query!(
         "DELETE FROM hattrick_changes c USING hattrick_run_changes t WHERE t.run_id = $1 AND c.id = t.change_id",
+        run_id
     )
-    .bind(run_id)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?
     .rows_affected();
     clear_in(&mut tx, run_id).await?;
@@ -107,10 +107,11 @@ async fn clear_in(conn: &mut PgConnection, run_id: Uuid) -> Result<(), sqlx::Err
 
 /// The `jobs` whose topic has changes waiting.
 pub async fn pending(pool: &Pool, jobs: &[String]) -> Result<Vec<String>, sqlx::Error> {
-    db::query_scalar(
-        "SELECT t FROM unnest($1::text[]) t WHERE EXISTS (SELECT 1 FROM hattrick_changes c WHERE c.topic = t)",
+    sqlx::query_scalar!(
+        r#"SELECT t AS "topic!" FROM unnest($1::text[]) t
+           WHERE EXISTS (SELECT 1 FROM hattrick_changes c WHERE c.topic = t)"#,
+        jobs
     )
-    .bind(jobs)
     .fetch_all(pool)
     .await
 }

@@ -338,10 +338,12 @@ impl Engine {
     /// Cancels whatever SQL the run still has in flight (its connections carry its id in `application_name`).
     async fn cancel_sql(&self, job: &str, run_id: Uuid) {
         let name = format!("hattrick {job} {run_id}");
-        if let Err(e) = db::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
+        if let Err(e) = sqlx::query_scalar!(
+            r#"SELECT pg_cancel_backend(pid) AS "cancelled!" FROM pg_stat_activity WHERE application_name = $1"#,
+            name
+        )
+        .fetch_all(&self.pool)
+        .await
         {
             tracing::warn!(error = %e, "could not cancel the timed-out run's queries");
         }
@@ -630,11 +632,13 @@ impl Engine {
     }
 
     async fn own_running_runs(&self) -> Vec<Uuid> {
-        db::query_scalar("SELECT id FROM job_execution_logs WHERE status = 'running' AND instance = $1")
-            .bind(&self.settings.instance)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_default()
+        sqlx::query_scalar!(
+            "SELECT id FROM job_execution_logs WHERE status = 'running' AND instance = $1",
+            self.settings.instance
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default()
     }
 }
 

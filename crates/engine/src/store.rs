@@ -469,11 +469,13 @@ pub async fn claim_retries(
         )
         .fetch_one(db::unnamed(&mut tx))
         .await?;
-        let cleared =
-            sqlx::query!("UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL", failed_id)
-                .execute(db::unnamed(&mut tx))
-                .await?
-                .rows_affected();
+        let cleared = sqlx::query!(
+            "UPDATE job_execution_logs SET retry_at = NULL WHERE id = $1 AND retry_at IS NOT NULL",
+            failed_id
+        )
+        .execute(db::unnamed(&mut tx))
+        .await?
+        .rows_affected();
         if cleared == 0 || succeeded {
             tx.commit().await?;
             continue;
@@ -522,9 +524,8 @@ pub async fn claim_manual(
     with_claim: Option<ClaimHook<'_>>,
 ) -> Result<Claim, ManualRunError> {
     let mut tx = pool.begin().await?;
-    let exists: Option<String> = db::query_scalar("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
-        .bind(job)
-        .fetch_optional(&mut *tx)
+    let exists: Option<String> = sqlx::query_scalar!("SELECT name FROM hattrick_jobs WHERE name = $1 FOR UPDATE", job)
+        .fetch_optional(db::unnamed(&mut tx))
         .await?;
     if exists.is_none() {
         return Err(ManualRunError::UnknownJob(job.to_owned()));
@@ -551,20 +552,21 @@ pub async fn claim_event(
     instance: &str,
 ) -> Result<Option<Claim>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let runnable: Option<bool> =
-        db::query_scalar("SELECT enabled AND NOT paused FROM hattrick_jobs WHERE name = $1 FOR UPDATE")
-            .bind(job)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let runnable: Option<bool> = sqlx::query_scalar!(
+        r#"SELECT enabled AND NOT paused AS "runnable!" FROM hattrick_jobs WHERE name = $1 FOR UPDATE"#,
+        job
+    )
+    .fetch_optional(db::unnamed(&mut tx))
+    .await?;
     if runnable != Some(true) {
         return Ok(None);
     }
-    let running: bool = db::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM job_execution_logs
-                        WHERE job_name = $1 AND status = 'running' AND trigger = 'event')",
+    let running: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                          WHERE job_name = $1 AND status = 'running' AND trigger = 'event') AS "running!""#,
+        job
     )
-    .bind(job)
-    .fetch_one(&mut *tx)
+    .fetch_one(db::unnamed(&mut tx))
     .await?;
     if running {
         return Ok(None);
@@ -584,8 +586,8 @@ pub async fn heartbeat(pool: &Pool, run_id: Uuid) -> Result<bool, sqlx::Error> {
         run_id
     )
     .execute(pool)
-        .await?
-        .rows_affected()
+    .await?
+    .rows_affected()
         == 1)
 }
 

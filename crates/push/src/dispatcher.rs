@@ -542,8 +542,7 @@ impl Dispatcher {
 
     /// Returns rows whose lease ran out (their dispatcher died) to `pending`; returns how many.
     pub async fn reclaim_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        Ok(db::query("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1")
-            .bind(now)
+        Ok(sqlx::query!("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1", now)
             .execute(&self.pool)
             .await?
             .rows_affected())

@@ -108,7 +108,7 @@ pub async fn enqueue(
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, TestPushError> {
     let run = Uuid::new_v4();
-    let ids: Vec<i64> = db::query_scalar(
+    let ids: Vec<i64> = sqlx::query_scalar!(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                   campaign_id, not_before, created_at)
          SELECT u.id, 'test', 'test:' || $1::text || ':' || u.id,
@@ -123,14 +123,14 @@ pub async fn enqueue(
          LEFT JOIN scheduled_notifications c ON c.id = $5
          WHERE ($5::uuid IS NULL OR c.id IS NOT NULL)
          RETURNING id",
+        run.to_string(),
+        &push.users,
+        push.title.as_deref(),
+        push.body.as_deref(),
+        push.campaign,
+        now
     )
-    .bind(run)
-    .bind(&push.users)
-    .bind(push.title.as_deref())
-    .bind(push.body.as_deref())
-    .bind(push.campaign)
-    .bind(now)
-    .fetch_all(&mut *tx)
+    .fetch_all(db::unnamed(tx))
     .await?;
     let distinct = push.users.iter().collect::<std::collections::HashSet<_>>().len();
     if ids.len() != distinct {

@@ -86,7 +86,7 @@ pub(super) async fn test_push(
         details: serde_json::json!({"title": push.title, "campaign_id": push.campaign, "pushes": ids.len()}),
         request_id: request_id(&headers),
     };
-    audit::record(&mut *tx, &entry, now).await?;
+    audit::record(&mut tx, &entry, now).await?;
     tx.commit().await?;
     let results = ::push::test_send::deliver(admin.pool(), &admin.test_sender, &ids, now).await.map_err(not_found)?;
     Ok(Json(

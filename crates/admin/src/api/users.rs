@@ -95,7 +95,7 @@ pub(super) async fn grant_badge(
             details: serde_json::json!({"badge": grant.badge, "xp": grant.xp, "credits": grant.credits}),
             request_id: request_id(&headers),
         };
-        audit::record(&mut *tx, &entry, now).await?;
+        audit::record(&mut tx, &entry, now).await?;
     }
     tx.commit().await?;
     Ok(Json(grant))
@@ -129,7 +129,7 @@ pub(super) async fn revoke_badge(
             details: serde_json::json!({"badge": badge}),
             request_id: request_id(&headers),
         };
-        audit::record(&mut *tx, &entry, now).await?;
+        audit::record(&mut tx, &entry, now).await?;
     }
     tx.commit().await?;
     Ok(Json(BadgeRevoked { revoked }))
@@ -201,7 +201,7 @@ pub(super) async fn adjust(
                                         "balance": adjustment.balance}),
             request_id: request_id(headers),
         };
-        audit::record(&mut *tx, &entry, now).await?;
+        audit::record(&mut tx, &entry, now).await?;
     }
     tx.commit().await?;
     Ok(adjustment)

@@ -82,11 +82,11 @@ impl FromRequestParts<Arc<Admin>> for Session {
             return Err(Redirect::to("/admin/ui/login").into_response());
         };
         // Signed and unexpired; the database says whether it was signed out.
-        let live: bool = db::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM hattrick_admin_sessions
-                            WHERE id = $1 AND revoked_at IS NULL AND expires_at > now())",
+        let live: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM hattrick_admin_sessions
+                              WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()) AS "live!""#,
+            id
         )
-        .bind(id)
         .fetch_one(admin.pool())
         .await
         .map_err(|e| UiError::from(e).into_response())?;
@@ -236,17 +236,17 @@ async fn login(
     let id = Uuid::new_v4();
     let stored = async {
         let mut tx = admin.pool().begin().await?;
-        db::query("DELETE FROM hattrick_admin_sessions WHERE expires_at < now() - interval '1 day'")
-            .execute(&mut *tx)
+        sqlx::query!("DELETE FROM hattrick_admin_sessions WHERE expires_at < now() - interval '1 day'")
+            .execute(db::unnamed(&mut tx))
             .await?;
-        db::query(
+        sqlx::query!(
             "INSERT INTO hattrick_admin_sessions (id, actor, created_at, expires_at)
              VALUES ($1, $2, now(), to_timestamp($3))",
+            id,
+            token.name,
+            expires as f64
         )
-        .bind(id)
-        .bind(&token.name)
-        .bind(expires as f64)
-        .execute(&mut *tx)
+        .execute(db::unnamed(&mut tx))
         .await?;
         tx.commit().await
     };
@@ -275,8 +275,7 @@ pub(super) struct CsrfForm {
 async fn logout(State(admin): State<Arc<Admin>>, session: Session, Form(form): Form<CsrfForm>) -> Page<Response> {
     session.check(&form.csrf)?;
     if let Some((_, id)) = auth::verify_session(&admin.ui_tokens(), &session.value, auth::unix_now()) {
-        db::query("UPDATE hattrick_admin_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
+        sqlx::query!("UPDATE hattrick_admin_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
             .execute(admin.pool())
             .await?;
     }
