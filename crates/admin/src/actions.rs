@@ -127,12 +127,12 @@ pub async fn create(admin: &Admin, by: By<'_>, draft: CampaignDraft) -> Result<C
 pub async fn cancel(admin: &Admin, by: By<'_>, id: Uuid) -> Result<u64, ApiError> {
     let now = admin.engine.clock().now();
     let mut tx = admin.pool().begin().await?;
-    let pushes = match data::cancel_campaign(&mut tx, id).await? {
-        data::Cancelled::Done { pushes } => pushes,
-        data::Cancelled::Final(status) => {
+    let pushes = match cancel_campaign(&mut tx, id).await? {
+        Cancelled::Done { pushes } => pushes,
+        Cancelled::Final(status) => {
             return Err(ApiError::conflict(format!("campaign {id} is {status} already")));
         }
-        data::Cancelled::Unknown => return Err(ApiError::not_found(format!("no campaign {id}"))),
+        Cancelled::Unknown => return Err(ApiError::not_found(format!("no campaign {id}"))),
     };
     let entry = Entry {
         actor: &by.actor.0,
@@ -187,4 +187,44 @@ async fn insert_campaign(
     .bind(now)
     .fetch_one(tx)
     .await
+}
+
+/// What cancelling a campaign did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cancelled {
+    /// It was pending or sending; its pending pushes are cancelled.
+    Done {
+        /// Outbox rows cancelled.
+        pushes: u64,
+    },
+    /// It had finished already (its status).
+    Final(String),
+    /// No such campaign.
+    Unknown,
+}
+
+/// Cancels a campaign that has not finished, and its pushes not yet sent. Waits for an expansion in progress
+/// (it holds the campaign's row), so a cancelled campaign is never expanded afterwards.
+async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Cancelled, sqlx::Error> {
+    let status: Option<String> =
+        sqlx::query_scalar!("SELECT status FROM scheduled_notifications WHERE id = $1 FOR UPDATE", id)
+            .fetch_optional(db::unnamed(tx))
+            .await?;
+    match status.as_deref() {
+        None => return Ok(Cancelled::Unknown),
+        Some("pending" | "sending") => {}
+        Some(other) => return Ok(Cancelled::Final(other.to_owned())),
+    }
+    sqlx::query!("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1", id)
+        .execute(db::unnamed(tx))
+        .await?;
+    let pushes = sqlx::query!(
+        "UPDATE push_outbox SET status = 'cancelled', last_error = 'campaign_cancelled'
+         WHERE campaign_id = $1 AND status = 'pending'",
+        id
+    )
+    .execute(db::unnamed(tx))
+    .await?
+    .rows_affected();
+    Ok(Cancelled::Done { pushes })
 }

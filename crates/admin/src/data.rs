@@ -292,48 +292,6 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
     }))
 }
 
-/// What cancelling a campaign did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cancelled {
-    /// It was pending or sending; its pending pushes are cancelled.
-    Done {
-        /// Outbox rows cancelled.
-        pushes: u64,
-    },
-    /// It had finished already (its status).
-    Final(String),
-    /// No such campaign.
-    Unknown,
-}
-
-/// Cancels a campaign that has not finished, and its pushes not yet sent. Waits for an expansion in progress
-/// (it holds the campaign's row), so a cancelled campaign is never expanded afterwards.
-pub async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Cancelled, sqlx::Error> {
-    let status: Option<String> =
-        db::query_scalar("SELECT status FROM scheduled_notifications WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match status.as_deref() {
-        None => return Ok(Cancelled::Unknown),
-        Some("pending" | "sending") => {}
-        Some(other) => return Ok(Cancelled::Final(other.to_owned())),
-    }
-    db::query("UPDATE scheduled_notifications SET status = 'cancelled' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let pushes = db::query(
-        "UPDATE push_outbox SET status = 'cancelled', last_error = 'campaign_cancelled'
-         WHERE campaign_id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(Cancelled::Done { pushes })
-}
-
 /// One partner's figures for one day.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct PartnerDay {

@@ -79,11 +79,12 @@ pub enum Ledger {
 }
 
 async fn live_user(conn: &mut PgConnection, user: Uuid) -> Result<(), ActionError> {
-    let live: Option<bool> =
-        db::query_scalar("SELECT deleted_at IS NULL AND is_active IS NOT FALSE FROM customer_users WHERE id = $1")
-            .bind(user)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let live: Option<bool> = sqlx::query_scalar!(
+        r#"SELECT deleted_at IS NULL AND is_active IS NOT FALSE AS "live!" FROM customer_users WHERE id = $1"#,
+        user
+    )
+    .fetch_optional(db::unnamed(conn))
+    .await?;
     match live {
         Some(true) => Ok(()),
         Some(false) => Err(ActionError::Invalid("user", format!("user {user} is deleted or inactive"))),
@@ -94,11 +95,10 @@ async fn live_user(conn: &mut PgConnection, user: Uuid) -> Result<(), ActionErro
 /// The badge named by `badge` (its id or its slug).
 async fn find_badge(conn: &mut PgConnection, badge: &str) -> Result<(Uuid, String), ActionError> {
     let id = Uuid::parse_str(badge).ok();
-    db::query_as("SELECT id, slug FROM badges WHERE (id = $1 OR slug = $2) AND deleted_at IS NULL")
-        .bind(id)
-        .bind(badge)
-        .fetch_optional(&mut *conn)
+    sqlx::query!("SELECT id, slug FROM badges WHERE (id = $1 OR slug = $2) AND deleted_at IS NULL", id, badge)
+        .fetch_optional(db::unnamed(conn))
         .await?
+        .map(|row| (row.id, row.slug))
         .ok_or_else(|| ActionError::NotFound(format!("no badge {badge}")))
 }
 
@@ -146,26 +146,26 @@ pub async fn revoke_badge(
     badge: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, ActionError> {
-    let exists: Option<Uuid> =
-        db::query_scalar("SELECT id FROM customer_users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
+    let exists: Option<Uuid> = sqlx::query_scalar!("SELECT id FROM customer_users WHERE id = $1", user)
+        .fetch_optional(db::unnamed(tx))
+        .await?;
     if exists.is_none() {
         return Err(ActionError::NotFound(format!("no user {user}")));
     }
     let (badge_id, _) = find_badge(tx, badge).await?;
-    let removed = db::query("DELETE FROM customer_badges WHERE customer_user_id = $1 AND badge_id = $2")
-        .bind(user)
-        .bind(badge_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let removed =
+        sqlx::query!("DELETE FROM customer_badges WHERE customer_user_id = $1 AND badge_id = $2", user, badge_id)
+            .execute(db::unnamed(tx))
+            .await?
+            .rows_affected();
     if removed > 0 {
-        db::query(
+        sqlx::query!(
             "UPDATE badges SET total_unlocks = greatest(coalesce(total_unlocks, 0) - 1, 0), updated_at = $2
              WHERE id = $1",
+            badge_id,
+            now
         )
-        .bind(badge_id)
-        .bind(now)
-        .execute(&mut **tx)
+        .execute(db::unnamed(tx))
         .await?;
     }
     Ok(removed > 0)
