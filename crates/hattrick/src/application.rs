@@ -67,13 +67,8 @@ impl Application {
     pub async fn build(settings: &Settings, options: Options) -> anyhow::Result<Self> {
         let engine_settings = options.engine.unwrap_or_else(|| startup::engine_settings(settings));
         let shutdown_grace = engine_settings.shutdown_grace;
-        let pool = startup::pool(settings).await?;
-        startup::require_schema(&pool).await?;
         let engine =
-            Arc::new(Engine::new(pool, options.clock.clone(), crate::registry::registry(settings)?, engine_settings));
-        if options.definitions == Definitions::Sync {
-            engine.sync_definitions().await.context("writing job definitions")?;
-        }
+            startup::engine_with(settings, options.clock.clone(), options.definitions, engine_settings).await?;
         let roles = options.roles;
         let events = (roles.scheduler && roles.events).then(|| {
             options.events.unwrap_or_else(|| EventSettings {

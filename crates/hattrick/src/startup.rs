@@ -154,9 +154,19 @@ pub enum Definitions {
 
 /// A ready engine: pool, schema check, registry, and (unless read-only) definitions written to the database.
 pub async fn engine(settings: &Settings, clock: Clock, definitions: Definitions) -> anyhow::Result<Arc<Engine>> {
+    engine_with(settings, clock, definitions, engine_settings(settings)).await
+}
+
+/// [`engine`] with the engine's settings given (the demo's fast clock needs its own).
+pub async fn engine_with(
+    settings: &Settings,
+    clock: Clock,
+    definitions: Definitions,
+    engine_settings: EngineSettings,
+) -> anyhow::Result<Arc<Engine>> {
     let pool = pool(settings).await?;
     require_schema(&pool).await?;
-    let engine = Engine::new(pool, clock, crate::registry::registry(settings)?, engine_settings(settings));
+    let engine = Engine::new(pool, clock, crate::registry::registry(settings)?, engine_settings);
     if definitions == Definitions::Sync {
         engine.sync_definitions().await.context("writing job definitions")?;
     }
