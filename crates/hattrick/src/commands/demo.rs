@@ -613,12 +613,6 @@ async fn keep_admin_page(settings: &Settings, url: &str, end: DateTime<Utc>) -> 
     let application = Application::build(&settings, options).await?;
     let addr = application.admin_addr().context("the admin server's address")?;
     outln!("\nAdmin page: http://{addr}/admin/ui  (sign in with {token}); Ctrl-C to stop.");
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        super::wait_for_signal().await;
-        on_signal.cancel();
-    });
-    application.run_until_stopped(stop).await?;
+    application.run_until_stopped(super::stop_on_signal()).await?;
     Ok(())
 }

@@ -20,6 +20,20 @@ pub async fn wait_for_signal() {
     signals().await;
 }
 
+/// A token cancelled at the first SIGTERM or SIGINT; the signals are registered now, so one that arrives while
+/// the caller is still starting up is not lost.
+pub fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    let signalled = signals();
+    tokio::spawn(async move {
+        signalled.await;
+        tracing::info!("signal received: stopping");
+        on_signal.cancel();
+    });
+    stop
+}
+
 /// Registers for SIGTERM and SIGINT now, and returns a future that completes at the first of them: a signal that
 /// arrives before the future is first polled is not lost.
 pub fn signals() -> impl std::future::Future<Output = ()> + Send + 'static {

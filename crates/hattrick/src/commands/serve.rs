@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use engine::Clock;
-use tokio_util::sync::CancellationToken;
 
-use super::{signals, wait_for_signal};
+use super::stop_on_signal;
 use crate::application::{Application, Options, Roles};
 use crate::config::{Settings, TransportKind};
 use crate::startup;
@@ -62,14 +61,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::from(2));
     }
     // Signals are caught before anything starts: a SIGTERM while the engine registers its jobs stops it cleanly.
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    let signalled = signals();
-    tokio::spawn(async move {
-        signalled.await;
-        tracing::info!("signal received: stopping");
-        on_signal.cancel();
-    });
+    let shutdown = stop_on_signal();
     let roles = Roles {
         scheduler: has(Role::Scheduler),
         events: settings.events.enabled,
@@ -84,12 +76,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitC
 /// `serve --shadow`: dry runs at every tick, reported on stdout, until SIGTERM or SIGINT.
 async fn shadow(settings: &Settings, clock: Clock) -> anyhow::Result<ExitCode> {
     let engine = startup::engine(settings, clock, startup::Definitions::ReadOnly).await?;
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        on_signal.cancel();
-    });
+    let shutdown = stop_on_signal();
     Arc::clone(&engine)
         .run_shadow(shutdown, |job, tick, result| {
             let line = serde_json::json!({
