@@ -16,10 +16,14 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
-for file in schema.sql routines.sql; do
-  psql -q -v ON_ERROR_STOP=1 "$server/$database" -f "migrations/$file" >/dev/null 2>&1 \
-    || { echo "loading migrations/$file failed" >&2; exit 1; }
+for file in migrations/schema.sql migrations/routines.sql; do
+  psql -q -v ON_ERROR_STOP=1 "$server/$database" -f "$file" >/dev/null 2>&1 \
+    || { echo "loading $file failed" >&2; exit 1; }
 done
+# The per-transaction scratch tables, as ordinary tables: a statement reading them is described like any other.
+sed -e 's/CREATE TEMP TABLE/CREATE TABLE/' -e 's/ ON COMMIT DELETE ROWS//' crates/domain/src/scratch.sql \
+  | psql -q -v ON_ERROR_STOP=1 "$server/$database" >/dev/null 2>&1 \
+  || { echo "loading crates/domain/src/scratch.sql failed" >&2; exit 1; }
 
 # Every crate with checked statements is rebuilt, so each macro describes its statement again and writes it out.
 crates=$(grep -rl --include=*.rs -E 'sqlx::query(_as|_scalar)?!' crates | cut -d/ -f2 | sort -u)

@@ -63,12 +63,13 @@ pub async fn recent<'e>(
     limit: i64,
     before: Option<i64>,
 ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-    db::query_as(
+    sqlx::query_as!(
+        AuditRecord,
         "SELECT id, at, actor, action, target, details, request_id FROM hattrick_audit_log
          WHERE $2::bigint IS NULL OR id < $2 ORDER BY id DESC LIMIT $1",
+        limit,
+        before,
     )
-    .bind(limit)
-    .bind(before)
     .fetch_all(executor)
     .await
 }

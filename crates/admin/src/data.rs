@@ -104,31 +104,32 @@ pub async fn jobs(engine: &Engine, pool: &Pool, now: DateTime<Utc>) -> Result<Ve
     .fetch_all(pool)
     .await?;
     let mut last_runs: HashMap<String, RunSummary> = last_runs.into_iter().map(|r| (r.job_name.clone(), r)).collect();
-    let facts: Vec<(String, Option<DateTime<Utc>>, bool)> = db::query_as(
-        "SELECT j.name,
-                (SELECT l.completed_at FROM job_execution_logs l WHERE l.job_name = j.name AND l.status = 'success'
-                 ORDER BY l.started_at DESC LIMIT 1),
-                EXISTS (SELECT 1 FROM job_execution_logs r WHERE r.job_name = j.name AND r.status = 'running')
-         FROM hattrick_jobs j",
+    let facts = sqlx::query!(
+        r#"SELECT j.name,
+                  (SELECT l.completed_at FROM job_execution_logs l WHERE l.job_name = j.name AND l.status = 'success'
+                   ORDER BY l.started_at DESC LIMIT 1) AS last_success,
+                  EXISTS (SELECT 1 FROM job_execution_logs r WHERE r.job_name = j.name AND r.status = 'running')
+                      AS "running!"
+           FROM hattrick_jobs j"#,
     )
     .fetch_all(pool)
     .await?;
     let facts: HashMap<String, (Option<DateTime<Utc>>, bool)> =
-        facts.into_iter().map(|(name, success, running)| (name, (success, running))).collect();
-    let durations: Vec<(String, i64)> = db::query_as(
-        "SELECT j.name, d.duration_ms::bigint FROM hattrick_jobs j
+        facts.into_iter().map(|f| (f.name, (f.last_success, f.running))).collect();
+    let durations = sqlx::query!(
+        r#"SELECT j.name, d.duration_ms::bigint AS "duration_ms!" FROM hattrick_jobs j
          CROSS JOIN LATERAL (SELECT duration_ms, started_at FROM job_execution_logs l
                              WHERE l.job_name = j.name AND l.status IN ('success', 'failed')
                                AND l.duration_ms IS NOT NULL
                              ORDER BY l.started_at DESC LIMIT $1) d
-         ORDER BY j.name, d.started_at",
+         ORDER BY j.name, d.started_at"#,
+        SPARKLINE_RUNS,
     )
-    .bind(SPARKLINE_RUNS)
     .fetch_all(pool)
     .await?;
     let mut sparklines: HashMap<String, Vec<i64>> = HashMap::new();
-    for (name, ms) in durations {
-        sparklines.entry(name).or_default().push(ms);
+    for row in durations {
+        sparklines.entry(row.name).or_default().push(row.duration_ms);
     }
     Ok(stored
         .into_iter()
@@ -276,17 +277,18 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
     .fetch_optional(pool)
     .await?;
     let Some(campaign) = campaign else { return Ok(None) };
-    let rows: Vec<(String, i64, i64, i64)> = db::query_as(
-        "SELECT status, count(*), coalesce(sum(tokens_sent), 0), coalesce(sum(tokens_failed), 0)
-         FROM push_outbox WHERE campaign_id = $1 GROUP BY status",
+    let rows = sqlx::query!(
+        r#"SELECT status, count(*) AS "rows!", coalesce(sum(tokens_sent), 0)::bigint AS "sent!",
+                  coalesce(sum(tokens_failed), 0)::bigint AS "failed!"
+           FROM push_outbox WHERE campaign_id = $1 GROUP BY status"#,
+        id,
     )
-    .bind(id)
     .fetch_all(pool)
     .await?;
-    let (tokens_sent, tokens_failed) = rows.iter().fold((0, 0), |(s, f), row| (s + row.2, f + row.3));
+    let (tokens_sent, tokens_failed) = rows.iter().fold((0, 0), |(s, f), row| (s + row.sent, f + row.failed));
     Ok(Some(CampaignDelivery {
         campaign,
-        outbox: rows.into_iter().map(|(status, n, _, _)| (status, n)).collect(),
+        outbox: rows.into_iter().map(|row| (row.status, row.rows)).collect(),
         tokens_sent,
         tokens_failed,
     }))
@@ -325,18 +327,20 @@ pub async fn partner_days(
     to: NaiveDate,
     partner: Option<Uuid>,
 ) -> Result<Vec<PartnerDay>, sqlx::Error> {
-    db::query_as(
-        "SELECT a.partner_id, p.business_name, a.date, coalesce(a.new_signups, 0) AS new_signups,
-                coalesce(a.new_subscriptions, 0) AS new_subscriptions, coalesce(a.revenue, 0)::float8 AS revenue,
-                coalesce(a.commission, 0)::float8 AS commission,
-                coalesce(a.active_subscribers, 0) AS active_subscribers, coalesce(a.churn_count, 0) AS churn_count
-         FROM partner_analytics a JOIN partners p ON p.id = a.partner_id
-         WHERE a.date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR a.partner_id = $3)
-         ORDER BY p.business_name, a.partner_id, a.date",
+    sqlx::query_as!(
+        PartnerDay,
+        r#"SELECT a.partner_id, p.business_name, a.date, coalesce(a.new_signups, 0) AS "new_signups!",
+                  coalesce(a.new_subscriptions, 0) AS "new_subscriptions!",
+                  coalesce(a.revenue, 0)::float8 AS "revenue!", coalesce(a.commission, 0)::float8 AS "commission!",
+                  coalesce(a.active_subscribers, 0) AS "active_subscribers!",
+                  coalesce(a.churn_count, 0) AS "churn_count!"
+           FROM partner_analytics a JOIN partners p ON p.id = a.partner_id
+           WHERE a.date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR a.partner_id = $3)
+           ORDER BY p.business_name, a.partner_id, a.date"#,
+        from,
+        to,
+        partner,
     )
-    .bind(from)
-    .bind(to)
-    .bind(partner)
     .fetch_all(pool)
     .await
 }
@@ -377,32 +381,33 @@ pub struct OutboxFailure {
 
 /// Depth, age and recent failures of the outbox.
 pub async fn outbox(pool: &Pool, now: DateTime<Utc>, failures: i64) -> Result<OutboxHealth, sqlx::Error> {
-    let (pending, due, oldest, sending): (i64, i64, Option<DateTime<Utc>>, i64) = db::query_as(
-        "SELECT (SELECT count(*) FROM push_outbox WHERE status = 'pending'),
-                (SELECT count(*) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
-                (SELECT min(not_before) FROM push_outbox WHERE status = 'pending' AND not_before <= $1),
-                (SELECT count(*) FROM push_outbox WHERE status = 'sending')",
+    let depth = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM push_outbox WHERE status = 'pending') AS "pending!",
+                  (SELECT count(*) FROM push_outbox WHERE status = 'pending' AND not_before <= $1) AS "due!",
+                  (SELECT min(not_before) FROM push_outbox WHERE status = 'pending' AND not_before <= $1) AS oldest,
+                  (SELECT count(*) FROM push_outbox WHERE status = 'sending') AS "sending!""#,
+        now,
     )
-    .bind(now)
     .fetch_one(pool)
     .await?;
     // The metrics ask for none: no query then.
     let recent_failures = if failures == 0 {
         Vec::new()
     } else {
-        db::query_as(
+        sqlx::query_as!(
+            OutboxFailure,
             "SELECT id, customer_user_id, category, title, last_error, attempts, created_at FROM push_outbox
-         WHERE status = 'failed' ORDER BY id DESC LIMIT $1",
+             WHERE status = 'failed' ORDER BY id DESC LIMIT $1",
+            failures,
         )
-        .bind(failures)
         .fetch_all(pool)
         .await?
     };
     Ok(OutboxHealth {
-        pending,
-        due,
-        oldest_due_seconds: oldest.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
-        sending,
+        pending: depth.pending,
+        due: depth.due,
+        oldest_due_seconds: depth.oldest.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
+        sending: depth.sending,
         recent_failures,
     })
 }

@@ -181,22 +181,26 @@ pub async fn run(
         let day_zone = zones.app_day_zone.unwrap_or(zone);
         let [previous, latest] = days_at(now, zone, when, day_zone, spec.lifetime);
         oldest_open = Some(oldest_open.map_or(previous.date, |d: NaiveDate| d.min(previous.date)));
-        let known: Vec<(NaiveDate, bool)> = db::query_as(
-            "SELECT local_date, closed_at IS NOT NULL FROM hattrick_local_days
-             WHERE job_name = $1 AND zone = $2 AND local_date >= $3",
+        let known: Vec<(NaiveDate, bool)> = sqlx::query!(
+            r#"SELECT local_date, closed_at IS NOT NULL AS "closed!" FROM hattrick_local_days
+               WHERE job_name = $1 AND zone = $2 AND local_date >= $3"#,
+            &ctx.job,
+            zone_name,
+            previous.date,
         )
-        .bind(&ctx.job)
-        .bind(zone_name)
-        .bind(previous.date)
         .fetch_all(pool)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|day| (day.local_date, day.closed))
+        .collect();
         let state = |date: NaiveDate| known.iter().find(|(d, _)| *d == date).map(|(_, closed)| *closed);
-        let served_before: bool = db::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM hattrick_local_days WHERE job_name = $1 AND zone = $2 AND local_date < $3)",
+        let served_before: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM hattrick_local_days WHERE job_name = $1 AND zone = $2 AND local_date < $3)
+                   AS "served!""#,
+            &ctx.job,
+            zone_name,
+            previous.date,
         )
-        .bind(&ctx.job)
-        .bind(zone_name)
-        .bind(previous.date)
         .fetch_one(pool)
         .await?;
         for day in [previous, latest] {
@@ -272,23 +276,25 @@ pub async fn run(
 /// own zone; no value, or one unknown to PostgreSQL or to this binary, is the business zone. The distinct values
 /// come from a loose scan of the `(timezone, id)` index: a few probes per zone, whatever the number of users.
 async fn zones_in_use(pool: &db::Pool, business: Tz) -> Result<BTreeMap<String, ZoneUsers>, sqlx::Error> {
-    let rows: Vec<(Option<String>, bool)> = db::query_as(
-        "WITH RECURSIVE names AS (
+    let rows = sqlx::query!(
+        r#"WITH RECURSIVE names AS (
              (SELECT timezone FROM customer_users WHERE timezone IS NOT NULL ORDER BY timezone LIMIT 1)
              UNION ALL
              SELECT (SELECT u.timezone FROM customer_users u WHERE u.timezone > names.timezone
                      ORDER BY u.timezone LIMIT 1)
              FROM names WHERE names.timezone IS NOT NULL
          )
-         SELECT n.timezone, EXISTS (SELECT 1 FROM hattrick_time_zones z WHERE z.name = n.timezone)
+         SELECT n.timezone AS name, EXISTS (SELECT 1 FROM hattrick_time_zones z WHERE z.name = n.timezone)
+                AS "known!"
          FROM names n WHERE n.timezone IS NOT NULL
          UNION ALL
-         SELECT NULL, false WHERE EXISTS (SELECT 1 FROM customer_users WHERE timezone IS NULL)",
+         SELECT NULL, false WHERE EXISTS (SELECT 1 FROM customer_users WHERE timezone IS NULL)"#,
     )
     .fetch_all(pool)
     .await?;
     let mut groups: BTreeMap<String, ZoneUsers> = BTreeMap::new();
-    for (name, known) in rows {
+    for row in rows {
+        let (name, known) = (row.name, row.known);
         let zone = name.as_deref().filter(|_| known).and_then(|n| n.parse::<Tz>().ok()).unwrap_or(business);
         groups.entry(zone.name().to_owned()).or_default().names.push(name);
     }
@@ -403,7 +409,7 @@ async fn decide_slice(
     let message = spec.message;
     // JIT compilation costs a second per statement here and saves nothing: off for this transaction.
     let mut tx = ctx.begin().await?;
-    db::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    sqlx::query!("SET LOCAL jit = off").execute(db::unnamed(&mut tx)).await?;
     let (served, skipped, no_token, pushes): (i64, i64, i64, i64) = db::query_as(sqlx::AssertSqlSafe(sql))
         .persistent(false)
         .bind(ctx.now)
@@ -446,13 +452,13 @@ async fn mark_day(
 async fn prune(pool: &db::Pool, job: &str, before: NaiveDate) -> Result<i64, sqlx::Error> {
     let mut pruned = 0;
     loop {
-        let deleted = db::query(
+        let deleted = sqlx::query!(
             "DELETE FROM hattrick_local_sends WHERE (job_name, local_date, customer_user_id) IN (
                  SELECT job_name, local_date, customer_user_id FROM hattrick_local_sends
                  WHERE job_name = $1 AND local_date < $2 LIMIT 10000)",
+            job,
+            before,
         )
-        .bind(job)
-        .bind(before)
         .execute(pool)
         .await?
         .rows_affected();

@@ -1,6 +1,6 @@
 //! The rewards ledger, set-based (docs/ledger.md).
 //!
-//! A job fills two per-session scratch tables with the grants of one batch, by `INSERT ... SELECT` with its own
+//! A job fills two scratch tables ([`crate::scratch`]) with the grants of one batch, by `INSERT ... SELECT` with its own
 //! parameters (never an id list from Rust), then calls [`apply`] inside its transaction. `apply`:
 //! 1. drops grants whose idempotency key was used before (in the ledgers or among compacted keys);
 //! 2. creates missing balance rows and locks every touched balance row in user order (so concurrent grants, and
@@ -16,35 +16,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-
-/// Creates the session's scratch tables if this connection has none yet.
-pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_credit_grants (
-             idempotency_key text PRIMARY KEY,
-             customer_user_id uuid NOT NULL,
-             amount int NOT NULL,
-             transaction_type varchar(50) NOT NULL,
-             description text,
-             reference_id uuid,
-             reference_type varchar(50),
-             metadata jsonb NOT NULL DEFAULT '{}'
-         ) ON COMMIT DELETE ROWS;
-         CREATE TEMP TABLE IF NOT EXISTS hattrick_xp_grants (
-             idempotency_key text PRIMARY KEY,
-             customer_user_id uuid NOT NULL,
-             xp_amount int NOT NULL,
-             transaction_type varchar(50) NOT NULL,
-             description text,
-             reference_id uuid,
-             reference_type varchar(50),
-             metadata jsonb NOT NULL DEFAULT '{}'
-         ) ON COMMIT DELETE ROWS;",
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
 
 /// What one [`apply`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +34,17 @@ pub struct Applied {
 
 /// Counts the grants waiting in the scratch tables (for budgets, before anything is written).
 pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    db::query_scalar(
-        "SELECT (SELECT count(*) FROM hattrick_credit_grants g
+    sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*) FROM hattrick_credit_grants g
                  WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t
                                    WHERE t.customer_user_id = g.customer_user_id
                                      AND t.idempotency_key = g.idempotency_key))
               + (SELECT count(*) FROM hattrick_xp_grants g
                  WHERE NOT EXISTS (SELECT 1 FROM customer_xp_transactions t
                                    WHERE t.customer_user_id = g.customer_user_id
-                                     AND t.idempotency_key = g.idempotency_key))",
+                                     AND t.idempotency_key = g.idempotency_key)) AS "pending!""#,
     )
-    .fetch_one(conn)
+    .fetch_one(db::unnamed(conn))
     .await
 }
 
@@ -163,8 +134,8 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
 
     // XP first: level-ups become credit grants.
     if lock_balances(&mut *conn, &XP_LEDGER, at).await? {
-        let (rows, total, level_ups): (i64, i64, i64) = db::query_as(
-            "WITH inserted AS (
+        let xp = sqlx::query!(
+            r#"WITH inserted AS (
                  INSERT INTO customer_xp_transactions (id, customer_user_id, xp_amount, transaction_type,
                      description, reference_id, reference_type, metadata, idempotency_key, created_at)
                  SELECT hattrick_uuid7(), customer_user_id, xp_amount, transaction_type, description, reference_id,
@@ -198,23 +169,24 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
              pushed AS (
                  SELECT hattrick_enqueue_level_up(c.customer_user_id, c.level, $1) FROM crossed c WHERE $2
              )
-             SELECT (SELECT count(*) FROM inserted), (SELECT coalesce(sum(xp_amount), 0) FROM inserted),
-                    (SELECT count(*) FROM crossed) + 0 * (SELECT count(*) FROM pushed)",
+             SELECT (SELECT count(*) FROM inserted) AS "rows!",
+                    (SELECT coalesce(sum(xp_amount), 0) FROM inserted)::bigint AS "total!",
+                    (SELECT count(*) FROM crossed) + 0 * (SELECT count(*) FROM pushed) AS "level_ups!""#,
+            at,
+            push,
         )
-        .bind(at)
-        .bind(push)
-        .fetch_one(&mut *conn)
+        .fetch_one(db::unnamed(&mut *conn))
         .await?;
-        applied.xp_rows = rows;
-        applied.xp = total;
-        applied.level_ups = level_ups;
+        applied.xp_rows = xp.rows;
+        applied.xp = xp.total;
+        applied.level_ups = xp.level_ups;
     }
 
     if lock_balances(&mut *conn, &CREDIT_LEDGER, at).await? {
         // Under the locks the balances read here are current; a user with several grants in the batch gets them
         // chained in key order.
-        let (rows, total): (i64, i64) = db::query_as(
-            "WITH chained AS (
+        let credits = sqlx::query!(
+            r#"WITH chained AS (
                  SELECT g.*, c.balance + coalesce(sum(g.amount) OVER (
                             PARTITION BY g.customer_user_id ORDER BY g.idempotency_key
                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
@@ -239,14 +211,15 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
                  WHERE c.customer_user_id = p.customer_user_id
                  RETURNING 1
              )
-             SELECT (SELECT count(*) FROM inserted), (SELECT coalesce(sum(amount), 0) FROM inserted)
-                    + 0 * (SELECT count(*) FROM moved)",
+             SELECT (SELECT count(*) FROM inserted) AS "rows!",
+                    ((SELECT coalesce(sum(amount), 0) FROM inserted) + 0 * (SELECT count(*) FROM moved))::bigint
+                        AS "total!""#,
+            at,
         )
-        .bind(at)
-        .fetch_one(&mut *conn)
+        .fetch_one(db::unnamed(&mut *conn))
         .await?;
-        applied.credit_rows = rows;
-        applied.credits = total;
+        applied.credit_rows = credits.rows;
+        applied.credits = credits.total;
     }
     Ok(applied)
 }
@@ -328,7 +301,7 @@ pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    db::query(
+    sqlx::query!(
         "UPDATE customer_credits c
          SET lifetime_earned = t.earned, lifetime_spent = t.spent, updated_at = $1
          FROM (SELECT customer_user_id, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS earned,
@@ -336,9 +309,9 @@ pub async fn open_balances(pool: &db::Pool, at: DateTime<Utc>) -> Result<(u64, u
                FROM customer_credit_transactions GROUP BY customer_user_id) t
          WHERE t.customer_user_id = c.customer_user_id
            AND (c.lifetime_earned <> t.earned OR c.lifetime_spent <> t.spent)",
+        at,
     )
-    .bind(at)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?;
     let xp = db::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO customer_xp_transactions (customer_user_id, xp_amount, transaction_type, description, metadata,

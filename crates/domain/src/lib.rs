@@ -9,7 +9,8 @@
 //! - [`campaign`] is a campaign as operators write it and its audience, over [`segment`] filters;
 //! - [`conditions`] parses badge unlock conditions; [`unlocks`] pays badges just given;
 //! - [`operator`] holds the operator's audited actions (grant or revoke a badge, adjust a balance);
-//! - [`budget`] holds the per-run limits on grants and pushes.
+//! - [`budget`] holds the per-run limits on grants and pushes;
+//! - [`scratch`] creates the per-transaction tables a batch is staged in.
 
 pub mod budget;
 pub mod campaign;
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod messages;
 pub mod operator;
 pub mod outbox;
+pub mod scratch;
 pub mod segment;
 pub mod unlocks;
 

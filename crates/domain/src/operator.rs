@@ -111,19 +111,19 @@ pub async fn grant_badge(
 ) -> Result<BadgeGrant, ActionError> {
     live_user(tx, user).await?;
     let (badge_id, slug) = find_badge(tx, badge).await?;
-    unlocks::prepare(tx).await?;
-    let inserted = db::query(
-        "WITH inserted AS (
+    crate::scratch::prepare(tx).await?;
+    let inserted = sqlx::query!(
+        r#"WITH inserted AS (
              INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
-             VALUES (hattrick_uuid7(), $1, $2, $3, '{\"source\": \"admin\"}')
+             VALUES (hattrick_uuid7(), $1, $2, $3, '{"source": "admin"}')
              ON CONFLICT (customer_user_id, badge_id) DO NOTHING
              RETURNING customer_user_id, badge_id)
-         INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
+         INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted"#,
+        user,
+        badge_id,
+        now,
     )
-    .bind(user)
-    .bind(badge_id)
-    .bind(now)
-    .execute(&mut **tx)
+    .execute(db::unnamed(tx))
     .await?
     .rows_affected();
     if inserted == 0 {
@@ -236,7 +236,7 @@ pub async fn adjust(
         return Err(ActionError::Invalid("amount", format!("would take the balance below zero (it is {current})")));
     }
     let amount = i32::try_from(amount).map_err(|_| ActionError::Invalid("amount", "too large".to_owned()))?;
-    ledger::prepare(tx).await?;
+    crate::scratch::prepare(tx).await?;
     let kind = if amount > 0 { "admin_grant" } else { "admin_deduct" };
     db::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {grants} (idempotency_key, customer_user_id, {amount_column}, transaction_type, description,

@@ -26,29 +26,13 @@ impl Category {
     }
 }
 
-/// Creates the session's scratch table if this connection has none yet.
-pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_push_batch (
-             dedupe_key text PRIMARY KEY,
-             customer_user_id uuid NOT NULL,
-             vars jsonb NOT NULL DEFAULT '{}',
-             data jsonb NOT NULL DEFAULT '{}',
-             image_url text
-         ) ON COMMIT DELETE ROWS",
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Counts the pushes waiting in the scratch table that are not in the outbox yet (for budgets).
 pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    db::query_scalar(
-        "SELECT count(*) FROM hattrick_push_batch b
-         WHERE NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.dedupe_key = b.dedupe_key)",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "pending!" FROM hattrick_push_batch b
+           WHERE NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.dedupe_key = b.dedupe_key)"#,
     )
-    .fetch_one(conn)
+    .fetch_one(db::unnamed(conn))
     .await
 }
 
@@ -94,7 +78,7 @@ pub async fn flush(
     } else {
         0
     };
-    db::query("DELETE FROM hattrick_push_batch").execute(&mut *conn).await?;
+    sqlx::query!("DELETE FROM hattrick_push_batch").execute(db::unnamed(conn)).await?;
     Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
 }
 

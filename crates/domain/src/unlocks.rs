@@ -7,22 +7,6 @@ use crate::messages::BADGE_UNLOCK;
 use crate::outbox::{self, Category};
 use crate::{Budget, ledger};
 
-/// Creates the per-transaction scratch tables that [`pay_unlocks`] reads (the ledger's, the outbox batch,
-/// `hattrick_unlocks`), in the caller's transaction: `ON COMMIT DELETE ROWS`, so they are empty at every commit,
-/// whichever session a pooler handed the transaction.
-pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    ledger::prepare(&mut *conn).await?;
-    outbox::prepare(&mut *conn).await?;
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_unlocks (
-             customer_user_id uuid NOT NULL, badge_id uuid NOT NULL
-         ) ON COMMIT DELETE ROWS;",
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// What paying a batch of unlocks wrote.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Paid {
@@ -45,24 +29,24 @@ pub async fn pay_unlocks(
     grants_so_far: i64,
     pushes_so_far: i64,
 ) -> Result<Paid, engine::JobError> {
-    db::query(
+    sqlx::query!(
         "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
          FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
          WHERE b.id = n.badge_id",
+        now,
     )
-    .bind(now)
-    .execute(&mut *conn)
+    .execute(db::unnamed(&mut *conn))
     .await?;
-    db::query(
+    sqlx::query!(
         "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
              description, reference_id, reference_type, metadata)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':xp', u.customer_user_id, b.reward_xp,
                 'badge_unlock', 'Rozet: ' || b.name_tr, b.id, 'badge', jsonb_build_object('badge', b.slug)
          FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_xp > 0",
     )
-    .execute(&mut *conn)
+    .execute(db::unnamed(&mut *conn))
     .await?;
-    db::query(
+    sqlx::query!(
         "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
              description, reference_id, reference_type, metadata)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id || ':credits', u.customer_user_id,
@@ -70,12 +54,12 @@ pub async fn pay_unlocks(
                 jsonb_build_object('badge', b.slug)
          FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_credits > 0",
     )
-    .execute(&mut *conn)
+    .execute(db::unnamed(&mut *conn))
     .await?;
     budget.check_grants(&mut *conn, grants_so_far).await?;
     let applied = ledger::apply(&mut *conn, now, write).await?;
     // Promotional VIP days extend the user's current VIP, else start now (docs/jobs/badge-auto-unlock.md).
-    let vip_rows = db::query(
+    let vip_rows = sqlx::query!(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
              expired_at, auto_renew_enabled, created_at, updated_at)
          SELECT u.customer_user_id, 'active', 'promo', 0, $1,
@@ -85,19 +69,19 @@ pub async fn pay_unlocks(
                   + b.reward_vip_days * interval '1 day',
                 false, $1, $1
          FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id WHERE b.reward_vip_days > 0",
+        now,
     )
-    .bind(now)
-    .execute(&mut *conn)
+    .execute(db::unnamed(&mut *conn))
     .await?
     .rows_affected();
-    db::query(
+    sqlx::query!(
         "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data, image_url)
          SELECT 'badge:' || b.id || ':' || u.customer_user_id, u.customer_user_id,
                 jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en),
                 jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug), b.icon_url
          FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id",
     )
-    .execute(&mut *conn)
+    .execute(db::unnamed(&mut *conn))
     .await?;
     budget.check_pushes(&mut *conn, pushes_so_far).await?;
     let pushes = outbox::flush(&mut *conn, &BADGE_UNLOCK, Category::Reward, now, write).await?;

@@ -167,11 +167,14 @@ impl JobContext {
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let left = self.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1);
-        db::query("SELECT set_config('statement_timeout', $1, true), set_config('application_name', $2, true)")
-            .bind(format!("{left}ms"))
-            .bind(self.application_name())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "SELECT set_config('statement_timeout', $1, true) AS timeout,
+                    set_config('application_name', $2, true) AS name",
+            format!("{left}ms"),
+            self.application_name(),
+        )
+        .fetch_one(db::unnamed(&mut tx))
+        .await?;
         Ok(tx)
     }
 

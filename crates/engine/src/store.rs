@@ -621,40 +621,49 @@ pub async fn complete(
     duration: Duration,
 ) -> Result<bool, sqlx::Error> {
     let duration_ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
-    let query = match end {
-        RunEnd::Success(report) => db::query(
+    let done = match end {
+        RunEnd::Success(report) => sqlx::query!(
             "UPDATE job_execution_logs SET status = 'success', completed_at = $2, duration_ms = $3,
                  items_processed = $4, details = $5, heartbeat_at = clock_timestamp()
              WHERE id = $1 AND status = 'running'",
+            run_id,
+            now,
+            duration_ms,
+            i32::try_from(report.items).unwrap_or(i32::MAX),
+            report.details,
         )
-        .bind(run_id)
-        .bind(now)
-        .bind(duration_ms)
-        .bind(i32::try_from(report.items).unwrap_or(i32::MAX))
-        .bind(&report.details),
-        RunEnd::Failure { reason, message, retry_at } => db::query(
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        RunEnd::Failure { reason, message, retry_at } => sqlx::query!(
             "UPDATE job_execution_logs SET status = 'failed', completed_at = $2, duration_ms = $3, reason = $4,
                  error_message = $5, retry_at = $6, heartbeat_at = clock_timestamp()
              WHERE id = $1 AND status = 'running'",
+            run_id,
+            now,
+            duration_ms,
+            *reason,
+            message,
+            *retry_at,
         )
-        .bind(run_id)
-        .bind(now)
-        .bind(duration_ms)
-        .bind(*reason)
-        .bind(message)
-        .bind(*retry_at),
-        RunEnd::Interrupted { retry_at } => db::query(
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        RunEnd::Interrupted { retry_at } => sqlx::query!(
             "UPDATE job_execution_logs SET status = 'interrupted', completed_at = $2, duration_ms = $3,
                  reason = 'shutdown', error_message = $4, retry_at = $5, heartbeat_at = clock_timestamp()
              WHERE id = $1 AND status = 'running'",
+            run_id,
+            now,
+            duration_ms,
+            crate::runner::INTERRUPTED,
+            *retry_at,
         )
-        .bind(run_id)
-        .bind(now)
-        .bind(duration_ms)
-        .bind(crate::runner::INTERRUPTED)
-        .bind(*retry_at),
+        .execute(pool)
+        .await?
+        .rows_affected(),
     };
-    Ok(query.execute(pool).await?.rows_affected() == 1)
+    Ok(done == 1)
 }
 
 /// A run declared abandoned.

@@ -40,7 +40,7 @@ pub async fn require_schema(pool: &Pool) -> anyhow::Result<()> {
     // Only a missing table means a missing schema: any other error (authentication, network, TLS, a pooler's
     // refusal) is reported as itself.
     let stored: Option<String> =
-        match db::query_scalar("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
+        match sqlx::query_scalar!("SELECT value FROM hattrick_schema_state WHERE key = 'schema_checksum'")
             .fetch_optional(pool)
             .await
         {

@@ -37,7 +37,7 @@ impl BadgeAutoUnlock {
     pub const DEFAULTS: JobDefaults = JobDefaults::new("badge-auto-unlock", "*/5 * * * *", MisfirePolicy::RunOnce, 15);
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct BadgeRow {
     id: Uuid,
     slug: String,
@@ -220,7 +220,8 @@ impl Job for BadgeAutoUnlock {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
         Box::pin(async move {
             let run = ctx.run_id;
-            let badges: Vec<BadgeRow> = db::query_as(
+            let badges: Vec<BadgeRow> = sqlx::query_as!(
+                BadgeRow,
                 "SELECT id, slug, unlock_condition FROM badges
                  WHERE is_active IS NOT FALSE AND deleted_at IS NULL ORDER BY display_order, slug",
             )
@@ -252,12 +253,13 @@ impl Job for BadgeAutoUnlock {
             } else {
                 fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?
             };
-            let per_badge_candidates: Vec<(String, i64)> = db::query_as(
-                "SELECT b.slug, count(*) FROM hattrick_run_badge_candidates c JOIN badges b ON b.id = c.badge_id
-                 WHERE c.run_id = $1
-                 GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug",
+            let per_badge_candidates = sqlx::query!(
+                r#"SELECT b.slug, count(*) AS "users!"
+                   FROM hattrick_run_badge_candidates c JOIN badges b ON b.id = c.badge_id
+                   WHERE c.run_id = $1
+                   GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug"#,
+                run,
             )
-            .bind(run)
             .fetch_all(&ctx.pool)
             .await?;
             if ctx.args.dry_run {
@@ -269,7 +271,7 @@ impl Job for BadgeAutoUnlock {
                     items: i64::try_from(candidates).unwrap_or(i64::MAX),
                     details: json!({
                         "dry_run": true,
-                        "would_unlock": per_badge_candidates.into_iter().map(|(slug, n)| (slug, json!(n))).collect::<serde_json::Map<_, _>>(),
+                        "would_unlock": per_badge_candidates.into_iter().map(|row| (row.slug, json!(row.users))).collect::<serde_json::Map<_, _>>(),
                         "skipped_badges": skipped,
                     }),
                 });
@@ -286,16 +288,16 @@ impl Job for BadgeAutoUnlock {
             loop {
                 ctx.check_cancelled()?;
                 let mut tx = ctx.begin().await?;
-                unlocks::prepare(&mut tx).await?;
-                let boundary: Option<Uuid> = db::query_scalar(
+                domain::scratch::prepare(&mut tx).await?;
+                let boundary: Option<Uuid> = sqlx::query_scalar!(
                     "SELECT max(customer_user_id::text)::uuid FROM (
                          SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
                          WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                    cursor,
+                    CHUNK,
+                    run,
                 )
-                .bind(cursor)
-                .bind(CHUNK)
-                .bind(run)
-                .fetch_one(&mut *tx)
+                .fetch_one(db::unnamed(&mut tx))
                 .await?;
                 let Some(boundary) = boundary else {
                     tx.commit().await?;
@@ -309,42 +311,43 @@ impl Job for BadgeAutoUnlock {
                     }
                     break;
                 };
-                db::query(
-                    "WITH inserted AS (
+                sqlx::query!(
+                    r#"WITH inserted AS (
                          INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
                          SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
-                                '{\"source\": \"badge-auto-unlock\"}'
+                                '{"source": "badge-auto-unlock"}'
                          FROM hattrick_run_badge_candidates c
                          WHERE c.run_id = $4 AND c.customer_user_id > $1 AND c.customer_user_id <= $2
                          ON CONFLICT (customer_user_id, badge_id) DO NOTHING
                          RETURNING customer_user_id, badge_id)
-                     INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted",
+                     INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted"#,
+                    cursor,
+                    boundary,
+                    ctx.now,
+                    run,
                 )
-                .bind(cursor)
-                .bind(boundary)
-                .bind(ctx.now)
-                .bind(run)
-                .execute(&mut *tx)
+                .execute(db::unnamed(&mut tx))
                 .await?;
                 let paid = unlocks::pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
                 pushes += paid.pushes;
                 if scope == Scope::Changed {
-                    db::query(
+                    sqlx::query!(
                         "INSERT INTO hattrick_run_cascade (run_id, subject)
                          SELECT DISTINCT $1::uuid, customer_user_id FROM hattrick_unlocks
                          ON CONFLICT DO NOTHING",
+                        run,
                     )
-                    .bind(run)
-                    .execute(&mut *tx)
+                    .execute(db::unnamed(&mut tx))
                     .await?;
                 }
-                let counts: Vec<(String, i64)> = db::query_as(
-                    "SELECT b.slug, count(*) FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug",
+                let counts = sqlx::query!(
+                    r#"SELECT b.slug, count(*) AS "unlocks!"
+                       FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug"#,
                 )
-                .fetch_all(&mut *tx)
+                .fetch_all(db::unnamed(&mut tx))
                 .await?;
                 tx.commit().await?;
-                for (slug, count) in counts {
+                for (slug, count) in counts.into_iter().map(|row| (row.slug, row.unlocks)) {
                     unlocks += count;
                     let entry = unlocked.entry(slug).or_insert(json!(0));
                     *entry = json!(entry.as_i64().unwrap_or(0) + count);
@@ -387,19 +390,19 @@ const MAX_CASCADE_ROUNDS: u32 = 5;
 /// candidates yet; false when there are none.
 async fn next_round(pool: &db::Pool, run: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    db::query(
+    sqlx::query!(
         "WITH subjects AS (DELETE FROM hattrick_run_subjects WHERE run_id = $1 RETURNING 1)
          DELETE FROM hattrick_run_badge_candidates WHERE run_id = $1",
+        run,
     )
-    .bind(run)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?;
-    let moved = db::query(
+    let moved = sqlx::query!(
         "WITH moved AS (DELETE FROM hattrick_run_cascade WHERE run_id = $1 RETURNING subject)
          INSERT INTO hattrick_run_subjects (run_id, subject) SELECT $1, subject FROM moved",
+        run,
     )
-    .bind(run)
-    .execute(&mut *tx)
+    .execute(db::unnamed(&mut tx))
     .await?
     .rows_affected();
     tx.commit().await?;
@@ -408,7 +411,9 @@ async fn next_round(pool: &db::Pool, run: Uuid) -> Result<bool, sqlx::Error> {
 
 /// The live users a sweep evaluates.
 async fn users_evaluated(pool: &db::Pool) -> Result<i64, sqlx::Error> {
-    db::query_scalar("SELECT count(*) FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "users!" FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE"#
+    )
+    .fetch_one(pool)
+    .await
 }

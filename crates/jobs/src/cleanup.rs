@@ -156,12 +156,12 @@ pub(crate) async fn analyze(ctx: &JobContext, tables: &[&str], batching: Batchin
                         result?;
                     }
                     Err(_) => {
-                        db::query(
+                        sqlx::query!(
                             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
                              WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+                            &statement,
                         )
-                        .bind(&statement)
-                        .execute(&ctx.pool)
+                        .fetch_all(&ctx.pool)
                         .await?;
                         return Err(JobError::Failed(format!(
                             "{statement} took longer than cleanup.vacuum_timeout ({} s) and was cancelled",

@@ -45,11 +45,13 @@ impl Job for DeadTokenCleanup {
             } else {
                 Vec::new()
             };
-            let (remaining, active): (i64, i64) = db::query_as(
-                "SELECT count(*), count(*) FILTER (WHERE is_active IS NOT FALSE) FROM customer_push_tokens",
+            let tokens = sqlx::query!(
+                r#"SELECT count(*) AS "remaining!", count(*) FILTER (WHERE is_active IS NOT FALSE) AS "active!"
+                   FROM customer_push_tokens"#,
             )
             .fetch_one(&ctx.pool)
             .await?;
+            let (remaining, active) = (tokens.remaining, tokens.active);
             Ok(JobReport {
                 items: walk.deleted,
                 details: json!({

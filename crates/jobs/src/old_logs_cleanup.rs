@@ -110,13 +110,14 @@ impl Job for OldLogsCleanup {
             // The local-time jobs' day records: a few rows per zone and day, one statement.
             let days_cutoff = (ctx.now - self.retention.job_logs).date_naive();
             let local_days = if dry {
-                db::query_scalar("SELECT count(*) FROM hattrick_local_days WHERE local_date < $1")
-                    .bind(days_cutoff)
-                    .fetch_one(&ctx.pool)
-                    .await?
+                sqlx::query_scalar!(
+                    r#"SELECT count(*) AS "days!" FROM hattrick_local_days WHERE local_date < $1"#,
+                    days_cutoff
+                )
+                .fetch_one(&ctx.pool)
+                .await?
             } else {
-                let deleted = db::query("DELETE FROM hattrick_local_days WHERE local_date < $1")
-                    .bind(days_cutoff)
+                let deleted = sqlx::query!("DELETE FROM hattrick_local_days WHERE local_date < $1", days_cutoff,)
                     .execute(&ctx.pool)
                     .await?
                     .rows_affected();

@@ -192,7 +192,7 @@ impl Job for PartnerAnalytics {
             .await?
             .rows_affected();
             // Totals are the sum of the rows, whatever ran before.
-            let partners = db::query(
+            let partners = sqlx::query!(
                 "UPDATE partners p
                  SET total_referrals = t.signups, total_subscriptions = t.subscriptions,
                      total_revenue = t.revenue, total_commission = t.commission, updated_at = $1
@@ -201,9 +201,9 @@ impl Job for PartnerAnalytics {
                               coalesce(sum(revenue), 0) AS revenue, coalesce(sum(commission), 0) AS commission
                        FROM partner_analytics GROUP BY partner_id) t
                  WHERE p.id = t.partner_id",
+                ctx.now,
             )
-            .bind(ctx.now)
-            .execute(&mut *tx)
+            .execute(db::unnamed(&mut tx))
             .await?
             .rows_affected();
             tx.commit().await?;

@@ -77,20 +77,6 @@ pub(crate) fn tier3_eligible() -> String {
     )
 }
 
-/// Creates the per-transaction scratch tables of a batch, in the caller's transaction (`ON COMMIT DELETE ROWS`).
-pub(crate) async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    ledger::prepare(&mut *conn).await?;
-    outbox::prepare(&mut *conn).await?;
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS hattrick_referral_batch (
-             id uuid PRIMARY KEY, referrer_user_id uuid NOT NULL, referred_user_id uuid NOT NULL
-         ) ON COMMIT DELETE ROWS;",
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Deletes the run's queue, and the queues of runs that died long ago.
 pub(crate) async fn clear_queue(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
     db::clear_run_rows(pool, run, &["hattrick_run_referral_queue"]).await
@@ -207,7 +193,7 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
     loop {
         ctx.check_cancelled()?;
         let mut tx = ctx.begin().await?;
-        prepare(&mut tx).await?;
+        domain::scratch::prepare(&mut tx).await?;
         let (moved, reached) = lock_and_advance(&mut tx, run, tier.state(), &tier.advance(), cursor, ctx.now).await?;
         let Some(reached) = reached else {
             tx.commit().await?;
@@ -229,15 +215,15 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
         }
         if tier.notify_badges() && moved > 0 {
             // hattrick's own writes are not captured by the triggers: say explicitly whose badge inputs changed.
-            db::query(
+            sqlx::query!(
                 "WITH paid AS (INSERT INTO hattrick_changes (topic, subject)
                                SELECT $1, referrer_user_id FROM hattrick_referral_batch
                                UNION SELECT $1, referred_user_id FROM hattrick_referral_batch
                                RETURNING 1)
                  SELECT pg_notify('hattrick_changes', '') FROM (SELECT 1 FROM paid LIMIT 1) p",
+                crate::BadgeAutoUnlock::DEFAULTS.name,
             )
-            .bind(crate::BadgeAutoUnlock::DEFAULTS.name)
-            .execute(&mut *tx)
+            .execute(db::unnamed(&mut tx))
             .await?;
         }
         tx.commit().await?;

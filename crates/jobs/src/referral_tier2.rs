@@ -49,20 +49,20 @@ impl Tier for ReferralTier2 {
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        db::query(
+        sqlx::query!(
             "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
                  description, reference_id, reference_type)
-             SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1, 'referral_bonus',
+             SELECT 'referral:' || id || ':tier2:referrer', referrer_user_id, $1::int, 'referral_bonus',
                     'Arkadaşın giriş yaptı! (Tier 2)', id, 'referral'
              FROM hattrick_referral_batch WHERE $1 > 0
              UNION ALL
-             SELECT 'referral:' || id || ':tier2:referred', referred_user_id, $2, 'referral_bonus',
+             SELECT 'referral:' || id || ':tier2:referred', referred_user_id, $2::int, 'referral_bonus',
                     'Hoş geldin! Giriş bonusu', id, 'referral'
              FROM hattrick_referral_batch WHERE $2 > 0",
+            self.amounts.tier2_referrer_credits,
+            self.amounts.tier2_referred_credits,
         )
-        .bind(self.amounts.tier2_referrer_credits)
-        .bind(self.amounts.tier2_referred_credits)
-        .execute(tx)
+        .execute(db::unnamed(tx))
         .await?;
         Ok(())
     }

@@ -52,25 +52,25 @@ impl Tier for ReferralTier3 {
     }
 
     async fn stage_grants(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        db::query(
+        sqlx::query!(
             "INSERT INTO hattrick_credit_grants (idempotency_key, customer_user_id, amount, transaction_type,
                  description, reference_id, reference_type)
              SELECT 'referral:' || id || ':tier3:credits', referrer_user_id, $1, 'referral_bonus',
                     'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
              FROM hattrick_referral_batch WHERE $1 > 0",
+            self.amounts.tier3_referrer_credits,
         )
-        .bind(self.amounts.tier3_referrer_credits)
-        .execute(&mut *tx)
+        .execute(db::unnamed(&mut *tx))
         .await?;
-        db::query(
+        sqlx::query!(
             "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
                  description, reference_id, reference_type)
              SELECT 'referral:' || id || ':tier3:xp', referrer_user_id, $1, 'referral_signup',
                     'Arkadaşın VIP oldu! (Tier 3)', id, 'referral'
              FROM hattrick_referral_batch WHERE $1 > 0",
+            self.amounts.tier3_referrer_xp,
         )
-        .bind(self.amounts.tier3_referrer_xp)
-        .execute(&mut *tx)
+        .execute(db::unnamed(&mut *tx))
         .await?;
         Ok(())
     }

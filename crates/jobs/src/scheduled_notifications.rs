@@ -47,10 +47,8 @@ impl ScheduledNotifications {
 
 impl ScheduledNotifications {
     async fn fail(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-        db::query("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1")
-            .bind(id)
-            .bind(error)
-            .execute(conn)
+        sqlx::query!("UPDATE scheduled_notifications SET status = 'failed', error = $2 WHERE id = $1", id, error,)
+            .execute(db::unnamed(conn))
             .await?;
         Ok(())
     }
@@ -59,15 +57,16 @@ impl ScheduledNotifications {
     /// more) a campaign to expand.
     async fn expand(&self, ctx: &JobContext, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
         let mut tx = ctx.begin().await?;
-        let campaign: Option<CampaignDraft> = db::query_as(
+        let campaign: Option<CampaignDraft> = sqlx::query_as!(
+            CampaignDraft,
             "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
                     scheduled_at
              FROM scheduled_notifications
              WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
              FOR UPDATE",
+            id,
         )
-        .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(db::unnamed(&mut tx))
         .await?;
         let Some(campaign) = campaign else {
             tx.commit().await?;
@@ -124,13 +123,13 @@ impl ScheduledNotifications {
                 return Ok(None);
             }
         };
-        let recipients: i64 = db::query_scalar(
-            "WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
+        let recipients: i64 = sqlx::query_scalar!(
+            r#"WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
              UPDATE scheduled_notifications SET recipient_count = (SELECT n FROM counted), error = NULL
-             WHERE id = $1 RETURNING recipient_count::bigint",
+             WHERE id = $1 RETURNING recipient_count::bigint AS "recipients!""#,
+            id,
         )
-        .bind(id)
-        .fetch_one(&mut *tx)
+        .fetch_one(db::unnamed(&mut tx))
         .await?;
         tx.commit().await?;
         tracing::info!(campaign = %id, recipients, written, "campaign expanded into the outbox");
@@ -146,15 +145,15 @@ impl Job for ScheduledNotifications {
             let now = ctx.now;
             let stale = chrono::Duration::from_std(self.stale_after).unwrap_or(chrono::Duration::hours(24));
             if ctx.args.dry_run {
-                let due: i64 = db::query_scalar(
-                    "SELECT count(*) FROM scheduled_notifications WHERE status = 'pending' AND scheduled_at <= $1",
+                let due: i64 = sqlx::query_scalar!(
+                    r#"SELECT count(*) AS "due!" FROM scheduled_notifications WHERE status = 'pending' AND scheduled_at <= $1"#,
+                    now,
                 )
-                .bind(now)
                 .fetch_one(pool)
                 .await?;
                 return Ok(JobReport { items: due, details: json!({ "dry_run": true, "due": due }) });
             }
-            let cancelled_rows = db::query(
+            let cancelled_rows = sqlx::query!(
                 "UPDATE push_outbox o SET status = 'cancelled', last_error = 'campaign_cancelled'
                  FROM scheduled_notifications s
                  WHERE s.status = 'cancelled' AND o.campaign_id = s.id AND o.status = 'pending'",
@@ -162,28 +161,28 @@ impl Job for ScheduledNotifications {
             .execute(pool)
             .await?
             .rows_affected();
-            let stale_failed = db::query(
-                "UPDATE scheduled_notifications SET status = 'failed',
-                     error = 'not sent: first picked up ' || to_char($1 - scheduled_at, 'FMDD \"days\" HH24:MI') || ' late'
-                 WHERE status = 'pending' AND scheduled_at < $1 - $2::interval",
+            let stale_failed = sqlx::query!(
+                r#"UPDATE scheduled_notifications SET status = 'failed',
+                     error = 'not sent: first picked up ' || to_char($1::timestamptz - scheduled_at, 'FMDD "days" HH24:MI') || ' late'
+                 WHERE status = 'pending' AND scheduled_at < $1::timestamptz - $2::text::interval"#,
+                now,
+                format!("{} seconds", stale.num_seconds()),
             )
-            .bind(now)
-            .bind(format!("{} seconds", stale.num_seconds()))
             .execute(pool)
             .await?
             .rows_affected();
-            let claimed: Vec<Uuid> = db::query_scalar(
+            let claimed: Vec<Uuid> = sqlx::query_scalar!(
                 "UPDATE scheduled_notifications SET status = 'sending'
                  WHERE id IN (SELECT id FROM scheduled_notifications
                               WHERE status = 'pending' AND scheduled_at <= $1
                               ORDER BY scheduled_at FOR UPDATE SKIP LOCKED)
                  RETURNING id",
+                now,
             )
-            .bind(now)
             .fetch_all(pool)
             .await?;
             // Claimed now, or claimed by a run that died before expanding.
-            let to_expand: Vec<Uuid> = db::query_scalar(
+            let to_expand: Vec<Uuid> = sqlx::query_scalar!(
                 "SELECT id FROM scheduled_notifications WHERE status = 'sending' AND recipient_count IS NULL
                  ORDER BY scheduled_at",
             )
@@ -196,7 +195,7 @@ impl Job for ScheduledNotifications {
                     expanded.insert(id.to_string(), json!(recipients));
                 }
             }
-            let completed: Vec<(Uuid, i32, i32)> = db::query_as(
+            let completed = sqlx::query!(
                 "WITH done AS (
                      SELECT s.id,
                             count(*) FILTER (WHERE o.status = 'sent') AS delivered,
@@ -209,23 +208,24 @@ impl Job for ScheduledNotifications {
                  SET status = 'sent', sent_at = $1, success_count = done.delivered, failure_count = done.failed
                  FROM done WHERE s.id = done.id AND s.status = 'sending'
                  RETURNING s.id, s.success_count, s.failure_count",
+                now,
             )
-            .bind(now)
             .fetch_all(pool)
             .await?;
-            let failed: Vec<(Uuid, Option<String>)> =
-                db::query_as("SELECT id, error FROM scheduled_notifications WHERE status = 'failed' AND id = ANY($1)")
-                    .bind(&claimed)
-                    .fetch_all(pool)
-                    .await?;
+            let failed = sqlx::query!(
+                "SELECT id, error FROM scheduled_notifications WHERE status = 'failed' AND id = ANY($1)",
+                &claimed
+            )
+            .fetch_all(pool)
+            .await?;
             Ok(JobReport {
                 items: expanded.len() as i64,
                 details: json!({
                     "claimed": claimed.len(),
                     "expanded": expanded,
-                    "failed": failed.into_iter().map(|(id, error)| json!({ "campaign": id, "error": error })).collect::<Vec<_>>(),
+                    "failed": failed.into_iter().map(|row| json!({ "campaign": row.id, "error": row.error })).collect::<Vec<_>>(),
                     "stale_failed": stale_failed,
-                    "completed": completed.into_iter().map(|(id, ok, failed)| json!({ "campaign": id, "delivered": ok, "failed": failed })).collect::<Vec<_>>(),
+                    "completed": completed.into_iter().map(|row| json!({ "campaign": row.id, "delivered": row.success_count, "failed": row.failure_count })).collect::<Vec<_>>(),
                     "cancelled_pushes": cancelled_rows,
                 }),
             })

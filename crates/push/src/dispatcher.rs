@@ -325,7 +325,8 @@ impl RowEnds {
     /// Writes the ends. The claim count fences the write: a row another dispatcher re-claimed after this one's
     /// lease ran out is left to it.
     async fn write(&self, tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        db::query(
+        // `as _`: statuses are `&str` and errors optional, which the macro's check refuses; both bind as text[].
+        sqlx::query!(
             "UPDATE push_outbox o
              SET status = v.status, not_before = v.not_before,
                  tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,
@@ -334,16 +335,16 @@ impl RowEnds {
              FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::text[])
                   AS v(id, attempts, status, not_before, sent, failed, error)
              WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
+            &self.ids,
+            &self.attempts,
+            &self.status as _,
+            &self.not_before,
+            &self.sent,
+            &self.failed,
+            &self.error as _,
+            now,
         )
-        .bind(&self.ids)
-        .bind(&self.attempts)
-        .bind(&self.status)
-        .bind(&self.not_before)
-        .bind(&self.sent)
-        .bind(&self.failed)
-        .bind(&self.error)
-        .bind(now)
-        .execute(tx)
+        .execute(db::unnamed(tx))
         .await?;
         Ok(())
     }
@@ -382,20 +383,21 @@ impl Deliveries {
         if self.ids.is_empty() {
             return Ok(());
         }
-        db::query(
+        // `as _`: statuses are `&str` and errors optional, which the macro's check refuses; both bind as text[].
+        sqlx::query!(
             "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
              SELECT * , $6::timestamptz FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
              ON CONFLICT (outbox_id, token) DO UPDATE
              SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at,
                  attempts = hattrick_push_deliveries.attempts + 1",
+            &self.ids,
+            &self.tokens,
+            &self.platforms,
+            &self.status as _,
+            &self.errors as _,
+            now,
         )
-        .bind(&self.ids)
-        .bind(&self.tokens)
-        .bind(&self.platforms)
-        .bind(&self.status)
-        .bind(&self.errors)
-        .bind(now)
-        .execute(tx)
+        .execute(db::unnamed(tx))
         .await?;
         Ok(())
     }
@@ -582,25 +584,26 @@ impl Dispatcher {
         let sending: Vec<usize> = (0..rows.len()).filter(|&i| decisions[i] == Decision::Send).collect();
         let users: Vec<uuid::Uuid> = sending.iter().map(|&i| rows[i].customer_user_id).collect();
         let ids: Vec<i64> = sending.iter().map(|&i| rows[i].id).collect();
-        let tokens: Vec<(uuid::Uuid, String, String)> = db::query_as(
+        let tokens = sqlx::query!(
             "SELECT DISTINCT ON (customer_user_id, token) customer_user_id, token, platform
              FROM customer_push_tokens WHERE customer_user_id = ANY($1) AND is_active IS NOT FALSE
              ORDER BY customer_user_id, token, updated_at DESC",
+            &users,
         )
-        .bind(&users)
         .fetch_all(&self.pool)
         .await?;
-        let done: Vec<(i64, String, String)> = db::query_as(
+        let done = sqlx::query!(
             "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
+            &ids,
         )
-        .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
         let mut by_user: HashMap<uuid::Uuid, Vec<(String, String)>> = HashMap::new();
-        for (user, token, platform) in tokens {
-            by_user.entry(user).or_default().push((token, platform));
+        for row in tokens {
+            by_user.entry(row.customer_user_id).or_default().push((row.token, row.platform));
         }
-        let before = Served::from(done);
+        let before =
+            Served::from(done.into_iter().map(|row| (row.outbox_id, row.token, row.status)).collect::<Vec<_>>());
 
         let mut targets = Vec::new();
         let mut held_by_breaker: HashMap<usize, DateTime<Utc>> = HashMap::new();
@@ -689,13 +692,13 @@ impl Dispatcher {
         let mut tx = self.pool.begin().await?;
         deliveries.write(&mut tx, now).await?;
         if !tally.dead.is_empty() {
-            let n = db::query(
+            let n = sqlx::query!(
                 "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
                  WHERE token = ANY($1) AND is_active IS NOT FALSE",
+                &tally.dead,
+                now,
             )
-            .bind(&tally.dead)
-            .bind(now)
-            .execute(&mut *tx)
+            .execute(db::unnamed(&mut tx))
             .await?
             .rows_affected();
             self.stats.deactivated.fetch_add(n, Ordering::Relaxed);

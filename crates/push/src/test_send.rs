@@ -148,21 +148,12 @@ pub async fn deliver(
     now: DateTime<Utc>,
 ) -> Result<Vec<TestResult>, TestPushError> {
     dispatcher.round_only(now, ids).await?;
-    let rows: Vec<(Uuid, String, i32, i32, Option<String>)> = db::query_as(
-        "SELECT customer_user_id, status, tokens_sent, tokens_failed, last_error FROM push_outbox
-         WHERE id = ANY($1) ORDER BY id",
+    Ok(sqlx::query_as!(
+        TestResult,
+        r#"SELECT customer_user_id AS "user", status, tokens_sent, tokens_failed, last_error FROM push_outbox
+           WHERE id = ANY($1) ORDER BY id"#,
+        ids,
     )
-    .bind(ids)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user, status, tokens_sent, tokens_failed, last_error)| TestResult {
-            user,
-            status,
-            tokens_sent,
-            tokens_failed,
-            last_error,
-        })
-        .collect())
+    .await?)
 }

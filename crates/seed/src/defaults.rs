@@ -268,29 +268,29 @@ pub async fn install_default_badges(conn: &mut PgConnection, now: DateTime<Utc>)
     let mut inserted = 0;
     for (order, badge) in default_badges().iter().enumerate() {
         let id = Uuid::from_bytes(rng::uuid(0, BADGE_TAG, order as u64, 0));
-        inserted += db::query(
+        inserted += sqlx::query!(
             "INSERT INTO badges (id, slug, name_tr, name_en, description_tr, description_en, icon_url, category,
                                  rarity, unlock_condition, reward_xp, reward_credits, reward_vip_days, is_active,
                                  display_order, total_unlocks, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, true, $14, 0, $15, $15)
              ON CONFLICT (slug) DO NOTHING",
+            id,
+            badge.slug,
+            badge.name_tr,
+            badge.name_en,
+            &badge.description_tr,
+            &badge.description_en,
+            badge.icon_url(),
+            badge.category,
+            badge.rarity,
+            &badge.unlock_condition,
+            badge.reward_xp,
+            badge.reward_credits,
+            badge.reward_vip_days,
+            order as i32 + 1,
+            now,
         )
-        .bind(id)
-        .bind(badge.slug)
-        .bind(badge.name_tr)
-        .bind(badge.name_en)
-        .bind(&badge.description_tr)
-        .bind(&badge.description_en)
-        .bind(badge.icon_url())
-        .bind(badge.category)
-        .bind(badge.rarity)
-        .bind(&badge.unlock_condition)
-        .bind(badge.reward_xp)
-        .bind(badge.reward_credits)
-        .bind(badge.reward_vip_days)
-        .bind(order as i32 + 1)
-        .bind(now)
-        .execute(&mut *conn)
+        .execute(db::unnamed(&mut *conn))
         .await
         .with_context(|| format!("inserting badge {}", badge.slug))?
         .rows_affected();
@@ -327,17 +327,17 @@ pub(crate) fn plans() -> Vec<Plan> {
 pub(crate) async fn install_plans(conn: &mut PgConnection) -> anyhow::Result<u64> {
     let mut inserted = 0;
     for plan in plans() {
-        inserted += db::query(
+        inserted += sqlx::query!(
             "INSERT INTO subscription_plans (id, name, platform, price, duration_in_days, is_active)
              VALUES ($1, $2, $3, $4::bigint::numeric / 100, $5, true)
              ON CONFLICT (id) DO NOTHING",
+            Uuid::from_bytes(plan.id),
+            plan.name,
+            plan.platform,
+            plan.price_cents,
+            plan.days as i32,
         )
-        .bind(Uuid::from_bytes(plan.id))
-        .bind(plan.name)
-        .bind(plan.platform)
-        .bind(plan.price_cents)
-        .bind(plan.days as i32)
-        .execute(&mut *conn)
+        .execute(db::unnamed(&mut *conn))
         .await
         .with_context(|| format!("inserting subscription plan {} ({})", plan.name, plan.platform))?
         .rows_affected();
@@ -470,29 +470,29 @@ pub(crate) async fn install_campaigns(
         let failure = recipients.map_or(0, |r| r - r * 96 / 100);
         let sent_at = (status == "sent").then(|| scheduled + Duration::minutes(4));
         let error = (status == "failed").then_some("segment_filter.xp_lvl: unknown field");
-        inserted += db::query(
+        inserted += sqlx::query!(
             "INSERT INTO scheduled_notifications (id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
                                                   target_audience, segment_filter, scheduled_at, sent_at, status,
                                                   recipient_count, success_count, failure_count, error, created_at)
              VALUES ($1, $2, $3, $4, $5, 'goalgpt://home', NULL, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (id) DO NOTHING",
+            Uuid::from_bytes(rng::uuid(seed, CAMPAIGN_TAG, k as u64, 0)),
+            title_tr,
+            title_en,
+            body_tr,
+            body_en,
+            audience,
+            filter,
+            scheduled,
+            sent_at,
+            status,
+            recipients.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+            i32::try_from(success).unwrap_or(i32::MAX),
+            i32::try_from(failure).unwrap_or(i32::MAX),
+            error,
+            scheduled.min(now) - Duration::days(1),
         )
-        .bind(Uuid::from_bytes(rng::uuid(seed, CAMPAIGN_TAG, k as u64, 0)))
-        .bind(title_tr)
-        .bind(title_en)
-        .bind(body_tr)
-        .bind(body_en)
-        .bind(audience)
-        .bind(filter)
-        .bind(scheduled)
-        .bind(sent_at)
-        .bind(status)
-        .bind(recipients.map(|r| i32::try_from(r).unwrap_or(i32::MAX)))
-        .bind(i32::try_from(success).unwrap_or(i32::MAX))
-        .bind(i32::try_from(failure).unwrap_or(i32::MAX))
-        .bind(error)
-        .bind(scheduled.min(now) - Duration::days(1))
-        .execute(&mut *conn)
+        .execute(db::unnamed(&mut *conn))
         .await
         .with_context(|| format!("inserting campaign {title_en:?}"))?
         .rows_affected();

@@ -42,8 +42,9 @@ pub(crate) async fn drop_for_load(
     unique: bool,
 ) -> anyhow::Result<Vec<Dropped>> {
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
-    let constraints: Vec<(String, String, String, String)> = db::query_as(
-        "SELECT c.contype::text, quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid)
+    let constraints = sqlx::query!(
+        r#"SELECT c.contype::text AS "kind!", quote_ident(t.relname) AS "table!", quote_ident(c.conname) AS "name!",
+                  pg_get_constraintdef(c.oid) AS "definition!"
          FROM pg_constraint c
          JOIN pg_class t ON t.oid = c.conrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -51,15 +52,16 @@ pub(crate) async fn drop_for_load(
            AND (c.contype = 'f'
                 OR (c.contype = 'u' AND $2
                     AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid)))
-         ORDER BY t.relname, c.conname",
+         ORDER BY t.relname, c.conname"#,
+        &tables,
+        unique,
     )
-    .bind(&tables)
-    .bind(unique)
-    .fetch_all(&mut *conn)
+    .fetch_all(db::unnamed(&mut *conn))
     .await
     .context("reading the constraints of the tables to load")?;
-    let indexes: Vec<(String, String, String)> = db::query_as(
-        "SELECT quote_ident(t.relname), quote_ident(i.relname), pg_get_indexdef(x.indexrelid)
+    let indexes = sqlx::query!(
+        r#"SELECT quote_ident(t.relname) AS "table!", quote_ident(i.relname) AS "name!",
+                  pg_get_indexdef(x.indexrelid) AS "definition!"
          FROM pg_index x
          JOIN pg_class i ON i.oid = x.indexrelid
          JOIN pg_class t ON t.oid = x.indrelid
@@ -67,35 +69,35 @@ pub(crate) async fn drop_for_load(
          WHERE n.nspname = current_schema() AND t.relname = ANY($1) AND x.indisvalid AND NOT x.indisprimary
            AND ($2 OR NOT x.indisunique)
            AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)
-         ORDER BY t.relname, i.relname",
+         ORDER BY t.relname, i.relname"#,
+        &tables,
+        unique,
     )
-    .bind(&tables)
-    .bind(unique)
-    .fetch_all(&mut *conn)
+    .fetch_all(db::unnamed(&mut *conn))
     .await
     .context("reading the indexes of the tables to load")?;
 
     let mut dropped: Vec<Dropped> = constraints
         .into_iter()
-        .map(|(kind, table, name, definition)| Dropped {
-            kind: if kind == "f" { Kind::ForeignKey } else { Kind::Unique },
-            table,
-            name,
-            definition,
+        .map(|c| Dropped {
+            kind: if c.kind == "f" { Kind::ForeignKey } else { Kind::Unique },
+            table: c.table,
+            name: c.name,
+            definition: c.definition,
         })
         .collect();
-    dropped.extend(indexes.into_iter().map(|(table, name, definition)| Dropped {
+    dropped.extend(indexes.into_iter().map(|i| Dropped {
         kind: Kind::Index,
-        table,
-        name,
-        definition,
+        table: i.table,
+        name: i.name,
+        definition: i.definition,
     }));
     // Foreign keys first: a unique constraint cannot go while a key still depends on it.
     dropped.sort_by_key(|d| d.kind != Kind::ForeignKey);
 
     let mut tx = sqlx::Connection::begin(&mut *conn).await.context("starting to drop indexes")?;
     // The database should be idle; do not queue behind (and in front of) someone else's long transaction.
-    db::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await?;
+    sqlx::query!("SET LOCAL lock_timeout = '10s'").execute(db::unnamed(&mut tx)).await?;
     for item in &dropped {
         let sql = match item.kind {
             Kind::ForeignKey | Kind::Unique => format!("ALTER TABLE {} DROP CONSTRAINT {}", item.table, item.name),

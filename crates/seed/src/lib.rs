@@ -246,13 +246,13 @@ pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<S
 /// Refuses a database that is not migrated, or that holds users (unless forced), or that holds this very
 /// population already.
 async fn check_target(conn: &mut sqlx::PgConnection, world: &World, options: &SeedOptions) -> anyhow::Result<()> {
-    let migrated: bool = db::query_scalar("SELECT to_regclass('customer_users') IS NOT NULL")
-        .fetch_one(&mut *conn)
+    let migrated: bool = sqlx::query_scalar!(r#"SELECT to_regclass('customer_users') IS NOT NULL AS "migrated!""#)
+        .fetch_one(db::unnamed(&mut *conn))
         .await
         .context("looking for customer_users")?;
     anyhow::ensure!(migrated, "the database has no hattrick schema: run `hattrick migrate` first");
-    let has_users: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users)")
-        .fetch_one(&mut *conn)
+    let has_users: bool = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM customer_users) AS "users!""#)
+        .fetch_one(db::unnamed(&mut *conn))
         .await
         .context("counting users")?;
     if has_users && !options.force {
@@ -261,11 +261,13 @@ async fn check_target(conn: &mut sqlx::PgConnection, world: &World, options: &Se
              database, or pass --force to add this population to the existing users"
         );
     }
-    let same_seed: bool = db::query_scalar("SELECT EXISTS (SELECT 1 FROM customer_users WHERE id = $1)")
-        .bind(Uuid::from_bytes(world.user_id(0)))
-        .fetch_one(&mut *conn)
-        .await
-        .context("looking for an earlier population of this seed")?;
+    let same_seed: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM customer_users WHERE id = $1) AS "seeded!""#,
+        Uuid::from_bytes(world.user_id(0)),
+    )
+    .fetch_one(db::unnamed(&mut *conn))
+    .await
+    .context("looking for an earlier population of this seed")?;
     anyhow::ensure!(
         !same_seed,
         "the population of seed {} is already loaded (its ids would collide); use another --seed",

@@ -165,17 +165,20 @@ pub(super) async fn adjust(
     let mut tx = admin.pool().begin().await?;
     // One key is one request, whoever it is for: the same key for another user or amount is a conflict. The lock
     // makes the look-up and the write one step for concurrent requests with this key.
-    db::query("SELECT pg_advisory_xact_lock(hashtextextended('hattrick:admin-key:' || $1, 0))")
-        .bind(&key)
-        .execute(&mut *tx)
-        .await?;
-    let earlier: Option<(String, Option<String>, Option<i64>)> = db::query_as(
-        "SELECT action::text, target, (details ->> 'amount')::bigint FROM hattrick_audit_log
-         WHERE action IN ('credits.adjust', 'xp.adjust') AND details ->> 'key' = $1 ORDER BY id LIMIT 1",
+    sqlx::query!(
+        r#"SELECT 1 AS "locked!" FROM pg_advisory_xact_lock(hashtextextended('hattrick:admin-key:' || $1, 0))"#,
+        &key
     )
-    .bind(&key)
-    .fetch_optional(&mut *tx)
+    .fetch_one(db::unnamed(&mut tx))
     .await?;
+    let earlier = sqlx::query!(
+        r#"SELECT action::text AS "action!", target, (details ->> 'amount')::bigint AS amount FROM hattrick_audit_log
+           WHERE action IN ('credits.adjust', 'xp.adjust') AND details ->> 'key' = $1 ORDER BY id LIMIT 1"#,
+        &key,
+    )
+    .fetch_optional(db::unnamed(&mut tx))
+    .await?
+    .map(|row| (row.action, row.target, row.amount));
     if let Some((earlier_action, target, amount)) = earlier
         && (earlier_action != action
             || target.as_deref() != Some(user.to_string().as_str())

@@ -19,7 +19,7 @@ async fn one_grant_crossing_bronze_to_gold_pays_silver_and_gold_once_each() {
     let id = user(&db).await;
     for attempt in 0..2 {
         let mut tx = db.pool().begin().await.unwrap();
-        ledger::prepare(&mut tx).await.unwrap();
+        domain::scratch::prepare(&mut tx).await.unwrap();
         db::query(
             "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type)
              VALUES ('big:' || $1, $1, 2500, 'admin_grant')",

@@ -255,12 +255,13 @@ async fn simulate(
         tokio::time::sleep(Duration::from_millis(200)).await;
         if clock.now() >= next_report {
             let local = next_report.with_timezone(&engine::schedule::parse_time_zone(&settings.time.business_zone)?);
-            let (runs, pushes): (i64, i64) = db::query_as(
-                "SELECT (SELECT count(*) FROM job_execution_logs WHERE status <> 'skipped'),
-                        (SELECT count(*) FROM push_outbox WHERE status = 'sent')",
+            let so_far = sqlx::query!(
+                r#"SELECT (SELECT count(*) FROM job_execution_logs WHERE status <> 'skipped') AS "runs!",
+                          (SELECT count(*) FROM push_outbox WHERE status = 'sent') AS "pushes!""#,
             )
             .fetch_one(&pool)
             .await?;
+            let (runs, pushes) = (so_far.runs, so_far.pushes);
             outln!("  {}  {runs:>5} runs so far, {pushes:>5} pushes delivered", local.format("%H:%M"));
             next_report += chrono::Duration::hours(3);
         }
@@ -282,15 +283,15 @@ async fn simulate(
 
 /// The evening campaign: a segment of Android users with XP, at 19:00 local.
 async fn campaign(pool: &Pool, begin: DateTime<Utc>) -> anyhow::Result<()> {
-    db::query(
-        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
+    sqlx::query!(
+        r#"INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
              segment_filter, scheduled_at, status, created_at)
          VALUES ('Derbi bu akşam!', 'Derby tonight!', 'Tahminini yap, kredileri kap.', 'Make your pick, win credits.',
-                 'goalgpt://matches/derby', 'segment', '{\"platform\": \"android\", \"xp_points\": {\"gte\": 100}}',
-                 $1, 'pending', $2)",
+                 'goalgpt://matches/derby', 'segment', '{"platform": "android", "xp_points": {"gte": 100}}',
+                 $1, 'pending', $2)"#,
+        begin + chrono::Duration::minutes(10) + chrono::Duration::hours(19),
+        begin,
     )
-    .bind(begin + chrono::Duration::minutes(10) + chrono::Duration::hours(19))
-    .bind(begin)
     .execute(pool)
     .await?;
     Ok(())
@@ -310,11 +311,11 @@ pub async fn simulate_app(
         round += 1;
         let now = clock.now();
         // Logins: a few random users, and now and then a referred friend who has not been paid for yet.
-        let logged_in = db::query(
+        let logged_in = sqlx::query!(
             "WITH who AS (
                  (SELECT id FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 3)
                  UNION
-                 (SELECT r.referred_user_id FROM referrals r WHERE r.status = 'pending' AND r.created_at < $1 - interval '15 minutes'
+                 (SELECT r.referred_user_id FROM referrals r WHERE r.status = 'pending' AND r.created_at < $1::timestamptz - interval '15 minutes'
                   AND random() < 0.3 LIMIT 1)),
              logins AS (UPDATE customer_users u SET last_login_at = $1 FROM who WHERE u.id = who.id RETURNING u.id)
              UPDATE customer_xp x SET current_streak_days = x.current_streak_days + 1,
@@ -322,83 +323,85 @@ pub async fn simulate_app(
                     last_activity_date = ($1 AT TIME ZONE 'Europe/Istanbul')::date
              FROM logins WHERE x.customer_user_id = logins.id
                AND x.last_activity_date IS DISTINCT FROM ($1 AT TIME ZONE 'Europe/Istanbul')::date",
+            now,
         )
-        .bind(now)
         .execute(pool)
         .await?;
         activity.logins.fetch_add(logged_in.rows_affected().max(1), Ordering::Relaxed);
-        let comments = db::query(
+        let comments = sqlx::query!(
             "INSERT INTO match_comments (match_id, customer_user_id, content, created_at, updated_at)
-             SELECT 9000 + ($2 % 40), id, 'Bu maç çok iyi! #' || $2, $1, $1
+             SELECT 9000 + ($2::int % 40), id, 'Bu maç çok iyi! #' || $2::int, $1, $1
              FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 2",
+            now,
+            i32::try_from(round).unwrap_or(0),
         )
-        .bind(now)
-        .bind(i64::try_from(round).unwrap_or(0))
         .execute(pool)
         .await?;
         activity.comments.fetch_add(comments.rows_affected(), Ordering::Relaxed);
-        let settled = db::query(
+        let settled = sqlx::query!(
             "UPDATE customer_predictions SET is_correct = random() < 0.5, settled_at = $1
              WHERE id IN (SELECT id FROM customer_predictions WHERE is_correct IS NULL LIMIT 3)",
+            now,
         )
-        .bind(now)
         .execute(pool)
         .await?;
         activity.settled.fetch_add(settled.rows_affected(), Ordering::Relaxed);
         // A daily-reward claim through the ledger function the app calls (docs/ledger.md).
-        let claimed: Option<Uuid> = db::query_scalar(
+        let claimed: Option<Uuid> = sqlx::query_scalar!(
             "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
                  claimed_at)
              SELECT id, ($1 AT TIME ZONE 'Europe/Istanbul')::date, 1, 'credits', 10, $1
              FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 1
              ON CONFLICT (customer_user_id, reward_date) DO NOTHING
              RETURNING customer_user_id",
+            now,
         )
-        .bind(now)
         .fetch_optional(pool)
         .await?;
         if let Some(user) = claimed {
-            db::query("SELECT hattrick_grant_credits($1, 10, 'daily_reward', 'demo-claim:' || $1 || ':' || $2, NULL, '{}', $3)")
-                .bind(user)
-                .bind(now.date_naive().to_string())
-                .bind(now)
-                .execute(pool)
+            sqlx::query!(
+                "SELECT hattrick_grant_credits($1::uuid, 10, 'daily_reward', 'demo-claim:' || $1::uuid || ':' || $2::text, NULL, '{}', $3)",
+                user,
+                now.date_naive().to_string(),
+                now,
+            )
+                .fetch_all(pool)
                 .await?;
             activity.claims.fetch_add(1, Ordering::Relaxed);
         }
         if round.is_multiple_of(12) {
             // A friend signs up with a referral code.
-            let friend: Uuid = db::query_scalar(
-                "INSERT INTO customer_users (email, created_at, timezone) VALUES ('friend' || $2 || '@demo.example', $1,
+            let friend: Uuid = sqlx::query_scalar!(
+                "INSERT INTO customer_users (email, created_at, timezone) VALUES ('friend' || $2::bigint || '@demo.example', $1,
                  'Europe/Istanbul') RETURNING id",
+                now,
+                i64::try_from(round).unwrap_or(0),
             )
-            .bind(now)
-            .bind(i64::try_from(round).unwrap_or(0))
             .fetch_one(pool)
             .await?;
-            db::query(
+            sqlx::query!(
                 "INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
-                 SELECT id, $2, 'DEMO' || ($3 % 1000), $1, $1 + interval '30 days'
+                 SELECT id, $2, 'DEMO' || ($3::bigint % 1000), $1::timestamptz, $1::timestamptz + interval '30 days'
                  FROM customer_users WHERE deleted_at IS NULL AND id <> $2 ORDER BY random() LIMIT 1",
+                now,
+                friend,
+                i64::try_from(round).unwrap_or(0),
             )
-            .bind(now)
-            .bind(friend)
-            .bind(i64::try_from(round).unwrap_or(0))
             .execute(pool)
             .await?;
             activity.referrals.fetch_add(1, Ordering::Relaxed);
         }
         if round.is_multiple_of(15) {
             // A subscription: preferably a friend whose referral was paid at tier 2 (that pays tier 3).
-            let sold = db::query(
+            let sold = sqlx::query!(
                 "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at,
                      expired_at, auto_renew_enabled, created_at, updated_at)
-                 SELECT who, 'active', 'ios', 99.90, 'TRY', $1, $1 + interval '30 days', true, $1, $1
+                 SELECT who, 'active', 'ios', 99.90, 'TRY', $1::timestamptz, $1::timestamptz + interval '30 days', true, $1, $1
                  FROM (SELECT coalesce(
                      (SELECT referred_user_id FROM referrals WHERE status = 'completed' AND tier = 2 ORDER BY random() LIMIT 1),
                      (SELECT id FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 1)) AS who) w",
+                now,
             )
-            .bind(now)
             .execute(pool)
             .await?;
             activity.subscriptions.fetch_add(sold.rows_affected(), Ordering::Relaxed);
@@ -427,17 +430,17 @@ async fn summary(
     );
 
     outln!("\nJobs (runs during the day; items as each job counts them; runs going at midnight were let finish):");
-    let jobs: Vec<(String, i64, i64, i64, i64, i64, i64)> = db::query_as(
-        "SELECT job_name,
-                count(*) FILTER (WHERE status = 'success' AND trigger <> 'event'),
-                count(*) FILTER (WHERE status = 'success' AND trigger = 'event'),
-                count(*) FILTER (WHERE status = 'skipped'),
-                count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE status = 'interrupted'),
-                coalesce(sum(items_processed), 0)
-         FROM job_execution_logs WHERE started_at >= $1 GROUP BY job_name ORDER BY job_name",
+    let jobs = sqlx::query!(
+        r#"SELECT job_name,
+                  count(*) FILTER (WHERE status = 'success' AND trigger <> 'event') AS "scheduled!",
+                  count(*) FILTER (WHERE status = 'success' AND trigger = 'event') AS "events!",
+                  count(*) FILTER (WHERE status = 'skipped') AS "skipped!",
+                  count(*) FILTER (WHERE status = 'failed') AS "failed!",
+                  count(*) FILTER (WHERE status = 'interrupted') AS "interrupted!",
+                  coalesce(sum(items_processed), 0)::bigint AS "items!"
+           FROM job_execution_logs WHERE started_at >= $1 GROUP BY job_name ORDER BY job_name"#,
+        begin,
     )
-    .bind(begin)
     .fetch_all(pool)
     .await?;
     outln!(
@@ -450,42 +453,47 @@ async fn summary(
         "interrupted",
         "items"
     );
-    for (job, scheduled, events, skipped, failed, interrupted, items) in &jobs {
+    for row in &jobs {
+        let (job, scheduled, events, skipped, failed) =
+            (&row.job_name, row.scheduled, row.events, row.skipped, row.failed);
+        let (interrupted, items) = (row.interrupted, row.items);
         outln!("  {job:<28} {scheduled:>9} {events:>7} {skipped:>8} {failed:>7} {interrupted:>11} {items:>9}");
     }
 
-    let (unlocks, by_event): (i64, i64) = db::query_as(
-        "SELECT coalesce(sum(items_processed), 0), coalesce(sum(items_processed) FILTER (WHERE trigger = 'event'), 0)
-         FROM job_execution_logs WHERE job_name = 'badge-auto-unlock' AND status = 'success' AND started_at >= $1",
+    let badges = sqlx::query!(
+        r#"SELECT coalesce(sum(items_processed), 0)::bigint AS "unlocks!",
+                  coalesce(sum(items_processed) FILTER (WHERE trigger = 'event'), 0)::bigint AS "by_event!"
+           FROM job_execution_logs WHERE job_name = 'badge-auto-unlock' AND status = 'success' AND started_at >= $1"#,
+        begin,
     )
-    .bind(begin)
     .fetch_one(pool)
     .await?;
-    let top: Vec<(String, i64)> = db::query_as(
-        "SELECT b.name_en, count(*) FROM customer_badges cb JOIN badges b ON b.id = cb.badge_id
-         WHERE cb.unlocked_at >= $1 GROUP BY b.name_en ORDER BY 2 DESC, 1 LIMIT 4",
+    let (unlocks, by_event) = (badges.unlocks, badges.by_event);
+    let top = sqlx::query!(
+        r#"SELECT b.name_en, count(*) AS "unlocks!" FROM customer_badges cb JOIN badges b ON b.id = cb.badge_id
+           WHERE cb.unlocked_at >= $1 GROUP BY b.name_en ORDER BY 2 DESC, 1 LIMIT 4"#,
+        begin,
     )
-    .bind(begin)
     .fetch_all(pool)
     .await?;
-    let top: Vec<String> = top.into_iter().map(|(name, n)| format!("{name} {n}")).collect();
+    let top: Vec<String> = top.into_iter().map(|row| format!("{} {}", row.name_en, row.unlocks)).collect();
     outln!(
         "\nBadges: {unlocks} unlocked ({by_event} by event runs within seconds of the app's write); most: {}",
         top.join(", ")
     );
 
-    let (tier2, tier3): (i64, i64) = db::query_as(
-        "SELECT count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier2:referrer'),
-                count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier3:credits')
-         FROM customer_credit_transactions WHERE created_at >= $1",
+    let referrals = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier2:referrer') AS "tier2!",
+                  count(*) FILTER (WHERE idempotency_key LIKE 'referral:%:tier3:credits') AS "tier3!"
+           FROM customer_credit_transactions WHERE created_at >= $1"#,
+        begin,
     )
-    .bind(begin)
     .fetch_one(pool)
     .await?;
+    let (tier2, tier3) = (referrals.tier2, referrals.tier3);
     outln!("Referrals paid: tier 2 (first login) {tier2}, tier 3 (subscription) {tier3}");
 
     outln!("\nPushes written during the day, by kind (the dispatcher's outcome for each):");
-    #[derive(sqlx::FromRow)]
     struct Kind {
         kind: String,
         sent: i64,
@@ -496,19 +504,21 @@ async fn summary(
         expired: i64,
         quiet: i64,
     }
-    let pushes: Vec<Kind> = db::query_as(
-        "SELECT split_part(dedupe_key, ':', 1) AS kind,
-                count(*) FILTER (WHERE status = 'sent') AS sent,
-                count(*) FILTER (WHERE status IN ('pending', 'sending') AND last_error = 'quiet_hours') AS held,
-                count(*) FILTER (WHERE status = 'cancelled' AND last_error = 'daily_cap') AS capped,
-                count(*) FILTER (WHERE status = 'opted_out') AS opted_out,
-                count(*) FILTER (WHERE status = 'no_tokens') AS no_device,
-                count(*) FILTER (WHERE status = 'cancelled' AND last_error IS DISTINCT FROM 'daily_cap') AS expired,
-                count(*) FILTER (WHERE last_error = 'quiet_hours') AS quiet
-         FROM push_outbox WHERE created_at >= $1 AND created_at < $2 GROUP BY 1 ORDER BY 2 DESC, 1",
+    let pushes: Vec<Kind> = sqlx::query_as!(
+        Kind,
+        r#"SELECT split_part(dedupe_key, ':', 1) AS "kind!",
+                  count(*) FILTER (WHERE status = 'sent') AS "sent!",
+                  count(*) FILTER (WHERE status IN ('pending', 'sending') AND last_error = 'quiet_hours') AS "held!",
+                  count(*) FILTER (WHERE status = 'cancelled' AND last_error = 'daily_cap') AS "capped!",
+                  count(*) FILTER (WHERE status = 'opted_out') AS "opted_out!",
+                  count(*) FILTER (WHERE status = 'no_tokens') AS "no_device!",
+                  count(*) FILTER (WHERE status = 'cancelled' AND last_error IS DISTINCT FROM 'daily_cap')
+                      AS "expired!",
+                  count(*) FILTER (WHERE last_error = 'quiet_hours') AS "quiet!"
+           FROM push_outbox WHERE created_at >= $1 AND created_at < $2 GROUP BY 1 ORDER BY 2 DESC, 1"#,
+        begin,
+        end,
     )
-    .bind(begin)
-    .bind(end)
     .fetch_all(pool)
     .await?;
     outln!(
@@ -525,24 +535,28 @@ async fn summary(
     for Kind { kind, sent, held, capped, opted_out, no_device, expired, quiet } in &pushes {
         outln!("  {kind:<22} {sent:>8} {held:>12} {capped:>10} {opted_out:>10} {no_device:>10} {expired:>9}   {quiet}");
     }
-    let local: Vec<(String, String, i64)> =
-        db::query_as("SELECT job_name, outcome, count(*) FROM hattrick_local_sends GROUP BY 1, 2 ORDER BY 1, 2")
-            .fetch_all(pool)
-            .await?;
-    let local: Vec<String> = local.into_iter().map(|(job, outcome, n)| format!("{job} {outcome} {n}")).collect();
+    let local = sqlx::query!(
+        r#"SELECT job_name, outcome, count(*) AS "users!" FROM hattrick_local_sends GROUP BY 1, 2 ORDER BY 1, 2"#
+    )
+    .fetch_all(pool)
+    .await?;
+    let local: Vec<String> =
+        local.into_iter().map(|row| format!("{} {} {}", row.job_name, row.outcome, row.users)).collect();
     outln!("Local-time jobs decided per user: {}", local.join(", "));
     outln!("The fake FCM accepted {fcm_accepted} messages (2 % of sends were answered 503 and retried).");
 
-    let campaign: Option<(String, Option<i32>, i64, i64, i64)> = db::query_as(
-        "SELECT c.status, c.recipient_count,
-                (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status = 'sent'),
-                (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status IN ('pending', 'sending')),
-                (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id
-                 AND o.status NOT IN ('sent', 'pending', 'sending'))
-         FROM scheduled_notifications c WHERE c.title_en = 'Derby tonight!'",
+    let campaign = sqlx::query!(
+        r#"SELECT c.status AS "status!", c.recipient_count,
+                  (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status = 'sent') AS "sent!",
+                  (SELECT count(*) FROM push_outbox o
+                   WHERE o.campaign_id = c.id AND o.status IN ('pending', 'sending')) AS "waiting!",
+                  (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id
+                   AND o.status NOT IN ('sent', 'pending', 'sending')) AS "other!"
+           FROM scheduled_notifications c WHERE c.title_en = 'Derby tonight!'"#,
     )
     .fetch_optional(pool)
-    .await?;
+    .await?
+    .map(|c| (c.status, c.recipient_count, c.sent, c.waiting, c.other));
     if let Some((status, recipients, sent, waiting, other)) = campaign {
         outln!(
             "Campaign \"Derby tonight!\" (19:00, Android users with 100+ XP): {status}, {} recipients: {sent} delivered, \
@@ -551,32 +565,33 @@ async fn summary(
         );
     }
 
-    let partners: (i64, i64, i64, f64, f64) = db::query_as(
-        "SELECT count(*), coalesce(sum(active_subscribers), 0), coalesce(sum(new_signups), 0),
-                coalesce(sum(revenue), 0)::float8, coalesce(sum(commission), 0)::float8
-         FROM partner_analytics WHERE date = '2026-10-31'",
+    let partners = sqlx::query!(
+        r#"SELECT count(*) AS "partners!", coalesce(sum(active_subscribers), 0)::bigint AS "subscribers!",
+                  coalesce(sum(new_signups), 0)::bigint AS "signups!", coalesce(sum(revenue), 0)::float8 AS "revenue!",
+                  coalesce(sum(commission), 0)::float8 AS "commission!"
+           FROM partner_analytics WHERE date = '2026-10-31'"#,
     )
     .fetch_one(pool)
     .await?;
     outln!(
         "Partner analytics for Saturday 31 October (written at 00:05): {} partners, {} active subscribers, {} signups, \
          revenue {:.2} TRY, commission {:.2} TRY",
-        partners.0,
-        partners.1,
-        partners.2,
-        partners.3,
-        partners.4
+        partners.partners,
+        partners.subscribers,
+        partners.signups,
+        partners.revenue,
+        partners.commission
     );
-    let cleanup: Vec<(String, serde_json::Value)> = db::query_as(
+    let cleanup = sqlx::query!(
         "SELECT job_name, details FROM job_execution_logs
          WHERE job_name IN ('dead-token-cleanup', 'old-logs-cleanup') AND status = 'success' AND started_at >= $1
          ORDER BY started_at",
+        begin,
     )
-    .bind(begin)
     .fetch_all(pool)
     .await?;
-    for (job, details) in cleanup {
-        outln!("Cleanup {job}: {}", compact(&details));
+    for row in cleanup {
+        outln!("Cleanup {}: {}", row.job_name, compact(&row.details.unwrap_or_default()));
     }
     Ok(())
 }
