@@ -12,7 +12,7 @@ use crate::api::campaigns::{AudienceQuery, AudienceSize};
 use crate::api::jobs::{RunQuery, RunStarted};
 use crate::audit::{self, Entry};
 use crate::auth::Actor;
-use crate::data::{self, Campaign};
+use crate::data::Campaign;
 use crate::error::ApiError;
 
 /// Who asks: the operator and the request's id, as the audit log records them.
@@ -168,24 +168,25 @@ async fn insert_campaign(
     draft: &CampaignDraft,
     now: DateTime<Utc>,
 ) -> Result<Campaign, sqlx::Error> {
-    db::query_as(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as!(
+        Campaign,
         "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
              target_audience, segment_filter, scheduled_at, status, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
-         RETURNING {}",
-        data::CAMPAIGN_COLUMNS
-    )))
-    .bind(&draft.title_tr)
-    .bind(&draft.title_en)
-    .bind(&draft.body_tr)
-    .bind(&draft.body_en)
-    .bind(&draft.deep_link_url)
-    .bind(&draft.image_url)
-    .bind(&draft.target_audience)
-    .bind(&draft.segment_filter)
-    .bind(draft.scheduled_at.unwrap_or(now))
-    .bind(now)
-    .fetch_one(tx)
+         RETURNING id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                   scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at",
+        &draft.title_tr,
+        draft.title_en.as_deref(),
+        &draft.body_tr,
+        draft.body_en.as_deref(),
+        draft.deep_link_url.as_deref(),
+        draft.image_url.as_deref(),
+        &draft.target_audience,
+        draft.segment_filter.as_ref(),
+        draft.scheduled_at.unwrap_or(now),
+        now,
+    )
+    .fetch_one(db::unnamed(tx))
     .await
 }
 

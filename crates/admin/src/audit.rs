@@ -39,7 +39,7 @@ pub async fn record(conn: &mut sqlx::PgConnection, entry: &Entry<'_>, at: DateTi
 }
 
 /// A recorded write.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditRecord {
     /// Sequence number.
     pub id: i64,

@@ -49,7 +49,7 @@ pub struct JobSummary {
 }
 
 /// One run-log row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunSummary {
     /// The run's id.
     pub id: Uuid,
@@ -89,18 +89,19 @@ pub struct RunDetail {
     pub details: Option<serde_json::Value>,
 }
 
-const RUN_COLUMNS: &str = "id, job_name, status, trigger, reason, scheduled_for, started_at, completed_at, \
-                           duration_ms, items_processed, error_message, instance, attempt";
-
 /// Every job this binary runs, as stored (every instance follows the stored definition).
 pub async fn jobs(engine: &Engine, pool: &Pool, now: DateTime<Utc>) -> Result<Vec<JobSummary>, sqlx::Error> {
     let stored: Vec<store::StoredJob> =
         store::load_jobs(pool).await?.into_iter().filter(|s| engine.registry().contains(&s.definition.name)).collect();
-    let last_runs: Vec<RunSummary> = db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM hattrick_jobs j
-         CROSS JOIN LATERAL (SELECT * FROM job_execution_logs l WHERE l.job_name = j.name AND l.status <> 'skipped'
-                             ORDER BY l.started_at DESC LIMIT 1) l"
-    )))
+    let last_runs = sqlx::query_as!(
+        RunSummary,
+        r#"SELECT l.id AS "id!", l.job_name AS "job_name!", l.status AS "status!", l.trigger, l.reason,
+                  l.scheduled_for, l.started_at AS "started_at!", l.completed_at, l.duration_ms, l.items_processed,
+                  l.error_message, l.instance, l.attempt
+           FROM hattrick_jobs j
+           CROSS JOIN LATERAL (SELECT * FROM job_execution_logs l WHERE l.job_name = j.name AND l.status <> 'skipped'
+                               ORDER BY l.started_at DESC LIMIT 1) l"#,
+    )
     .fetch_all(pool)
     .await?;
     let mut last_runs: HashMap<String, RunSummary> = last_runs.into_iter().map(|r| (r.job_name.clone(), r)).collect();
@@ -172,37 +173,45 @@ pub async fn runs(
     limit: i64,
     before: Option<DateTime<Utc>>,
 ) -> Result<Vec<RunSummary>, sqlx::Error> {
-    db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM job_execution_logs
+    sqlx::query_as!(
+        RunSummary,
+        "SELECT id, job_name, status, trigger, reason, scheduled_for, started_at, completed_at, duration_ms,
+                  items_processed, error_message, instance, attempt
+         FROM job_execution_logs
          WHERE job_name = $1 AND ($3::timestamptz IS NULL OR started_at < $3)
-         ORDER BY started_at DESC LIMIT $2"
-    )))
-    .bind(job)
-    .bind(limit)
-    .bind(before)
+         ORDER BY started_at DESC LIMIT $2",
+        job,
+        limit,
+        before,
+    )
     .fetch_all(pool)
     .await
 }
 
 /// One run with its report.
 pub async fn run(pool: &Pool, id: Uuid) -> Result<Option<RunDetail>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        run: RunSummary,
-        details: Option<serde_json::Value>,
-    }
-    let row: Option<Row> = db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS}, details FROM job_execution_logs WHERE id = $1"
-    )))
-    .bind(id)
+    let Some(run) = sqlx::query_as!(
+        RunSummary,
+        "SELECT id, job_name, status, trigger, reason, scheduled_for, started_at, completed_at, duration_ms,
+                  items_processed, error_message, instance, attempt
+         FROM job_execution_logs WHERE id = $1",
+        id,
+    )
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|row| RunDetail { run: row.run, details: row.details }))
+    .await?
+    else {
+        return Ok(None);
+    };
+    // The report on its own, so the summary keeps the one shape every list of runs shares.
+    let details = sqlx::query_scalar!("SELECT details FROM job_execution_logs WHERE id = $1", id)
+        .fetch_optional(pool)
+        .await?
+        .flatten();
+    Ok(Some(RunDetail { run, details }))
 }
 
 /// A campaign and how far its delivery got.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Campaign {
     /// The campaign's id.
     pub id: Uuid,
@@ -254,26 +263,28 @@ pub struct CampaignDelivery {
     pub tokens_failed: i64,
 }
 
-pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, \
-                                segment_filter, scheduled_at, sent_at, status, recipient_count, success_count, \
-                                failure_count, error, created_at";
-
 /// The latest campaigns by schedule, newest first.
 pub async fn campaigns(pool: &Pool, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
-    db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1"
-    )))
-    .bind(limit)
+    sqlx::query_as!(
+        Campaign,
+        "SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at
+         FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1",
+        limit,
+    )
     .fetch_all(pool)
     .await
 }
 
 /// One campaign with its delivery.
 pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>, sqlx::Error> {
-    let campaign: Option<Campaign> = db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM scheduled_notifications WHERE id = $1"
-    )))
-    .bind(id)
+    let campaign = sqlx::query_as!(
+        Campaign,
+        "SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at
+         FROM scheduled_notifications WHERE id = $1",
+        id,
+    )
     .fetch_optional(pool)
     .await?;
     let Some(campaign) = campaign else { return Ok(None) };
@@ -295,7 +306,7 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
 }
 
 /// One partner's figures for one day.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PartnerDay {
     /// The partner.
     pub partner_id: Uuid,
@@ -361,7 +372,7 @@ pub struct OutboxHealth {
 }
 
 /// A failed push.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OutboxFailure {
     /// Outbox row id.
     pub id: i64,

@@ -61,7 +61,7 @@ impl Texts<'_> {
 // document), the page's form, and the row `scheduled-notifications` reads back to expand; `problems` is the one
 // validation all of them go through.
 /// A new campaign, as an operator writes it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NewCampaign))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignDraft {

@@ -218,12 +218,15 @@ pub async fn run(
             }
             ctx.check_cancelled()?;
             if !dry {
-                mark_day(
-                    pool,
+                sqlx::query!(
                     "INSERT INTO hattrick_local_days (job_name, zone, local_date, opened_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT DO NOTHING",
-                    (&ctx.job, zone_name, day.date, now),
+                    &ctx.job,
+                    zone_name,
+                    day.date,
+                    now,
                 )
+                .execute(pool)
                 .await?;
             }
             let mut counts = Counts::default();
@@ -234,12 +237,15 @@ pub async fn run(
             }
             if !serve && !dry {
                 // Every user of the zone is decided for this day: later ticks pass it by.
-                mark_day(
-                    pool,
+                sqlx::query!(
                     "UPDATE hattrick_local_days SET closed_at = $4
                      WHERE job_name = $1 AND zone = $2 AND local_date = $3 AND closed_at IS NULL",
-                    (&ctx.job, zone_name, day.date, now),
+                    &ctx.job,
+                    zone_name,
+                    day.date,
+                    now,
                 )
+                .execute(pool)
                 .await?;
             }
             total += counts;
@@ -435,17 +441,6 @@ async fn decide_slice(
         .await?;
     tx.commit().await?;
     Ok(Counts { served, skipped, no_token, pushes })
-}
-
-/// Opens or closes a (job, zone, date) in `hattrick_local_days`: `sql` takes them as `$1` to `$3` and the time as
-/// `$4`.
-async fn mark_day(
-    pool: &db::Pool,
-    sql: &'static str,
-    (job, zone, date, at): (&str, &str, NaiveDate, DateTime<Utc>),
-) -> Result<(), sqlx::Error> {
-    db::query(sql).bind(job).bind(zone).bind(date).bind(at).execute(pool).await?;
-    Ok(())
 }
 
 /// Deletes this job's outcome rows dated before `before`, in short batches.

@@ -32,7 +32,6 @@ pub struct StoredJob {
     pub cursor: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
 struct JobRow {
     name: String,
     schedule: String,
@@ -71,9 +70,6 @@ impl JobRow {
         })
     }
 }
-
-const JOB_COLUMNS: &str =
-    "name, schedule, timezone, misfire, timeout_ms, retries, retry_backoff_ms, enabled, paused, cursor";
 
 /// A change made to a stored definition at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +123,13 @@ pub async fn sync_definitions(
             changes.push(DefinitionChange { job: definition.name.clone(), change: "registered".to_owned() });
             continue;
         }
-        let existing: Option<JobRow> = db::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE"
-        )))
-        .bind(&definition.name)
-        .fetch_optional(&mut *tx)
+        let existing = sqlx::query_as!(
+            JobRow,
+            "SELECT name, schedule, timezone, misfire, timeout_ms, retries, retry_backoff_ms, enabled, paused, cursor
+             FROM hattrick_jobs WHERE name = $1 FOR UPDATE",
+            &definition.name,
+        )
+        .fetch_optional(db::unnamed(&mut tx))
         .await?;
         match existing {
             None => {}
@@ -184,10 +182,13 @@ pub async fn sync_definitions(
 
 /// Every stored job definition (rows that no longer parse are left out and logged).
 pub async fn load_jobs(pool: &Pool) -> Result<Vec<StoredJob>, sqlx::Error> {
-    let rows: Vec<JobRow> =
-        db::query_as(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM hattrick_jobs ORDER BY name")))
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query_as!(
+        JobRow,
+        "SELECT name, schedule, timezone, misfire, timeout_ms, retries, retry_backoff_ms, enabled, paused, cursor
+         FROM hattrick_jobs ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
         .filter_map(|row| {
@@ -210,15 +211,29 @@ pub async fn set_paused(
     now: DateTime<Utc>,
     who: &str,
 ) -> Result<bool, sqlx::Error> {
-    let sql = if paused {
-        "UPDATE hattrick_jobs SET paused = true, paused_cursor = cursor, updated_at = $2, updated_by = $3
-         WHERE name = $1 AND NOT paused"
+    let done = if paused {
+        sqlx::query!(
+            "UPDATE hattrick_jobs SET paused = true, paused_cursor = cursor, updated_at = $2, updated_by = $3
+             WHERE name = $1 AND NOT paused",
+            job,
+            now,
+            who,
+        )
+        .execute(executor)
+        .await?
     } else {
-        "UPDATE hattrick_jobs SET paused = false, cursor = coalesce(paused_cursor, cursor), paused_cursor = NULL,
-             updated_at = $2, updated_by = $3
-         WHERE name = $1 AND paused"
+        sqlx::query!(
+            "UPDATE hattrick_jobs SET paused = false, cursor = coalesce(paused_cursor, cursor), paused_cursor = NULL,
+                 updated_at = $2, updated_by = $3
+             WHERE name = $1 AND paused",
+            job,
+            now,
+            who,
+        )
+        .execute(executor)
+        .await?
     };
-    Ok(db::query(sql).bind(job).bind(now).bind(who).execute(executor).await?.rows_affected() == 1)
+    Ok(done.rows_affected() == 1)
 }
 
 /// A run this instance owns: its run-log row says `running` and its heartbeat must keep coming.
@@ -256,12 +271,16 @@ pub struct ClaimSettings {
     pub misfire_grace: Duration,
 }
 
-/// Whether job `$1` has a scheduled, retry or manual run going (event runs are a separate lane, docs/engine.md).
-const RUNNING_EXISTS: &str = "EXISTS (SELECT 1 FROM job_execution_logs
-    WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event')";
-
+/// Whether job `job` has a scheduled, retry or manual run going (event runs are a separate lane, docs/engine.md;
+/// [`claim_due`] asks the same in its first statement).
 async fn running_exists(tx: &mut Transaction<'_, Postgres>, job: &str) -> Result<bool, sqlx::Error> {
-    db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {RUNNING_EXISTS}"))).bind(job).fetch_one(&mut **tx).await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                          WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event') AS "running!""#,
+        job,
+    )
+    .fetch_one(db::unnamed(tx))
+    .await
 }
 
 async fn insert_running(
@@ -330,11 +349,13 @@ pub async fn claim_due(
     settings: &ClaimSettings,
 ) -> Result<ClaimOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<JobRow> = db::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED"
-    )))
-    .bind(job)
-    .fetch_optional(&mut *tx)
+    let row = sqlx::query_as!(
+        JobRow,
+        "SELECT name, schedule, timezone, misfire, timeout_ms, retries, retry_backoff_ms, enabled, paused, cursor
+         FROM hattrick_jobs WHERE name = $1 FOR UPDATE SKIP LOCKED",
+        job,
+    )
+    .fetch_optional(db::unnamed(&mut tx))
     .await?;
     let Some(stored) = row.and_then(JobRow::into_stored) else {
         return Ok(ClaimOutcome { busy: true, ..ClaimOutcome::default() });
@@ -359,18 +380,20 @@ pub async fn claim_due(
 
     // One round trip for what the decision needs: whether the job is running, and which due ticks already have
     // a row (recorded `paused` before a resume: not recorded again, their next run is the next attempt).
-    let (running, recorded_ticks, recorded_attempts): (bool, Vec<DateTime<Utc>>, Vec<i32>) =
-        db::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUNNING_EXISTS},
-                coalesce(array_agg(t.scheduled_for), '{{}}'), coalesce(array_agg(t.attempt), '{{}}')
-         FROM (SELECT scheduled_for, max(attempt) AS attempt FROM job_execution_logs
-               WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for) t"
-        )))
-        .bind(job)
-        .bind(window_start)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+    let facts = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM job_execution_logs
+                          WHERE job_name = $1 AND status = 'running' AND trigger IS DISTINCT FROM 'event') AS "running!",
+                  coalesce(array_agg(t.scheduled_for), '{}') AS "ticks!: Vec<DateTime<Utc>>",
+                  coalesce(array_agg(t.attempt), '{}') AS "attempts!: Vec<i32>"
+           FROM (SELECT scheduled_for, max(attempt) AS attempt FROM job_execution_logs
+                 WHERE job_name = $1 AND scheduled_for > $2 AND scheduled_for <= $3 GROUP BY scheduled_for) t"#,
+        job,
+        window_start,
+        now,
+    )
+    .fetch_one(db::unnamed(&mut tx))
+    .await?;
+    let (running, recorded_ticks, recorded_attempts) = (facts.running, facts.ticks, facts.attempts);
     let recorded: Vec<(DateTime<Utc>, i32)> = recorded_ticks.into_iter().zip(recorded_attempts).collect();
     let attempts_of = |tick: DateTime<Utc>| recorded.iter().find(|(t, _)| *t == tick).map(|(_, a)| *a);
     let unrecorded = |ticks: &[DateTime<Utc>]| -> Vec<DateTime<Utc>> {
