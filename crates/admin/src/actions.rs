@@ -83,7 +83,8 @@ pub async fn set_paused(admin: &Admin, by: By<'_>, name: &str, paused: bool) -> 
     }
     let now = admin.engine.clock().now();
     let mut tx = admin.pool().begin().await?;
-    let changed = engine::store::set_paused(&mut *tx, name, paused, now, &format!("admin:{}", by.actor.0)).await?;
+    let changed =
+        engine::store::set_paused(db::unnamed(&mut tx), name, paused, now, &format!("admin:{}", by.actor.0)).await?;
     if changed {
         let entry = Entry {
             actor: &by.actor.0,

@@ -203,7 +203,8 @@ pub async fn load_jobs(pool: &Pool) -> Result<Vec<StoredJob>, sqlx::Error> {
 }
 
 /// Pauses or resumes a job for every instance. Pausing remembers where the cursor stood, and resuming puts it
-/// back, so the ticks recorded `paused` fall under the misfire policy on resume (docs/engine.md).
+/// back, so the ticks recorded `paused` fall under the misfire policy on resume (docs/engine.md). `executor` is
+/// the pool or, inside a transaction, `db::unnamed(&mut tx)`.
 pub async fn set_paused(
     executor: impl sqlx::PgExecutor<'_>,
     job: &str,
