@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::message::{MAX_PAYLOAD_BYTES, PushMessage, Ttl};
+use crate::message::{ANALYTICS_LABEL_CHARS, COLLAPSE_KEY_CHARS, MAX_PAYLOAD_BYTES, PushMessage, Ttl};
 
 /// The deep-link schemes accepted unless configured otherwise (`push.deep_link_schemes`): the app's own and
 /// https (universal links).
@@ -79,6 +79,9 @@ pub fn oversize(title: &str, body: &str, image: Option<&str>, data: &BTreeMap<St
         data: data.clone(),
         // The longest lifetime strings a campaign row can give (the TTL is rendered into the message).
         ttl: Some(Ttl { remaining: Duration::from_secs(9_999_999), expires_at_unix: 9_999_999_999 }),
+        // And the longest collapse key and label every message carries.
+        collapse_key: Some("k".repeat(COLLAPSE_KEY_CHARS)),
+        analytics_label: Some("l".repeat(ANALYTICS_LABEL_CHARS)),
     };
     let size = message.payload_size();
     (size > MAX_PAYLOAD_BYTES).then_some(size)

@@ -24,7 +24,7 @@ use db::Pool;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{PushMessage, Ttl};
+use crate::message::{PushMessage, Ttl, analytics_label, collapse_key};
 use crate::outcome::Outcome;
 use crate::transport::Transport;
 
@@ -147,8 +147,12 @@ pub struct Claimed {
     pub allowed: bool,
     /// The user's zone (their own if valid, else the business zone).
     pub zone: String,
+    /// Its campaign, if it belongs to one.
+    pub campaign_id: Option<uuid::Uuid>,
     /// Its campaign's status, if it belongs to one.
     pub campaign_status: Option<String>,
+    /// The row's dedupe key (its collapse key on the device).
+    pub dedupe_key: String,
     /// Capped pushes already sent to the user since their local midnight.
     pub sent_today: i64,
 }
@@ -506,7 +510,7 @@ fn claim_sql(claim: Claim<'_>) -> String {
              FROM due WHERE o.id = due.id
              RETURNING o.*)
          SELECT c.id, c.attempts, c.customer_user_id, c.category, c.title, c.body, c.image_url, c.deep_link, c.data,
-                c.expires_at, c.created_at, c.platforms,
+                c.expires_at, c.created_at, c.platforms, c.campaign_id, c.dedupe_key,
                 coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
                 coalesce(u.is_push_allowed_mobile, true) AS allowed,
                 coalesce(z.name, $4) AS zone,
@@ -869,11 +873,14 @@ fn to_message(row: &Claimed, token: &str, now: DateTime<Utc>) -> PushMessage {
     let ttl = row
         .expires_at
         .map(|at| Ttl { remaining: (at - now).to_std().unwrap_or_default(), expires_at_unix: at.timestamp() });
+    let kind = row.data.get("type").and_then(serde_json::Value::as_str).unwrap_or(&row.category);
     PushMessage {
         token: token.to_owned(),
         title: row.title.clone(),
         body: row.body.clone(),
         image: row.image_url.clone(),
+        analytics_label: Some(analytics_label(row.campaign_id, kind)),
+        collapse_key: Some(collapse_key(&row.dedupe_key)),
         data,
         ttl,
     }

@@ -6,7 +6,7 @@
 //! this fake and published with hattrick, worthless anywhere else); the token endpoint accepts only JWTs signed by
 //! that key, with the file's `client_email` as issuer and the endpoint as audience.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,6 +86,11 @@ pub struct FakeStats {
     pub accepted: u64,
     /// Accepted messages per token.
     pub per_token: HashMap<String, u64>,
+    /// Notifications a device would show: accepted messages, with the repeats of one (token, collapse key)
+    /// folded into one, as Android's tag, `apns-collapse-id` and web push's `Topic` fold them.
+    pub visible: u64,
+    /// Accepted messages per `fcm_options.analytics_label` (`-` for none), as the Firebase console reports them.
+    pub per_label: BTreeMap<String, u64>,
     /// Refused sends per error code.
     pub errors: BTreeMap<String, u64>,
     /// Access tokens issued.
@@ -100,6 +105,8 @@ struct Shared {
     token_uri: String,
     issued: Mutex<HashMap<String, Instant>>,
     stats: Mutex<FakeStats>,
+    /// (token, collapse key) pairs seen in accepted messages.
+    shown: Mutex<HashSet<(String, String)>>,
     requests: AtomicU64,
 }
 
@@ -129,6 +136,7 @@ impl FakeFcm {
             token_uri: format!("http://{addr}/token"),
             issued: Mutex::new(HashMap::new()),
             stats: Mutex::new(FakeStats::default()),
+            shown: Mutex::new(HashSet::new()),
             requests: AtomicU64::new(0),
         });
         let app = Router::new()
@@ -354,6 +362,9 @@ async fn send(
             "data values must be strings.",
         );
     }
+    if let Err(problem) = check_options(message) {
+        return refuse(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), &problem);
+    }
     let starts = |prefix: &Option<String>| prefix.as_deref().is_some_and(|p| token.starts_with(p));
     if starts(&config.unregistered_prefix) {
         return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found.");
@@ -383,11 +394,50 @@ async fn send(
         return (retry_after, response).into_response();
     }
     {
+        let collapse = collapse_id(message);
+        let first = collapse.is_none_or(|key| lock(&shared.shown).insert((token.to_owned(), key.to_owned())));
+        let label = message["fcm_options"]["analytics_label"].as_str().unwrap_or("-");
         let mut stats = lock(&shared.stats);
         stats.accepted += 1;
+        stats.visible += u64::from(first);
         *stats.per_token.entry(token.to_owned()).or_default() += 1;
+        *stats.per_label.entry(label.to_owned()).or_default() += 1;
     }
     axum::Json(json!({ "name": format!("projects/{project}/messages/{n}") })).into_response()
+}
+
+/// The identifier a device folds this message's repeats by: Android's notification tag, else `apns-collapse-id`,
+/// else web push's `Topic`.
+fn collapse_id(message: &Value) -> Option<&str> {
+    message["android"]["notification"]["tag"]
+        .as_str()
+        .or_else(|| message["apns"]["headers"]["apns-collapse-id"].as_str())
+        .or_else(|| message["webpush"]["headers"]["Topic"].as_str())
+}
+
+/// FCM's rules for the platform options hattrick sets: `apns-collapse-id` at most 64 bytes, web push `Topic` at
+/// most 32 characters of the URL-safe base64 alphabet, `analytics_label` 1 to 50 of `[A-Za-z0-9-_.~%]`.
+fn check_options(message: &Value) -> Result<(), String> {
+    if let Some(id) = message["apns"]["headers"]["apns-collapse-id"].as_str()
+        && id.len() > 64
+    {
+        return Err("apns-collapse-id must not exceed 64 bytes.".into());
+    }
+    if let Some(topic) = message["webpush"]["headers"]["Topic"].as_str()
+        && (topic.len() > 32 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err("Topic must be at most 32 characters from the URL and filename-safe Base64 alphabet.".into());
+    }
+    if let Some(label) = message.get("fcm_options").map(|o| &o["analytics_label"]) {
+        let valid = label.as_str().is_some_and(|l| {
+            (1..=crate::message::ANALYTICS_LABEL_CHARS).contains(&l.chars().count())
+                && l.chars().all(crate::message::valid_label_char)
+        });
+        if !valid {
+            return Err(format!("Invalid analytics_label: {label}"));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /_fake/stats`.

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 /// FCM's limit on a message's payload.
@@ -23,6 +25,43 @@ pub struct PushMessage {
     pub data: BTreeMap<String, String>,
     /// Remaining lifetime: FCM drops the message after it (`android.ttl`, `apns-expiration`).
     pub ttl: Option<Ttl>,
+    /// The same value on every send of one outbox row ([`collapse_key`]): a device shows the row's sends as one
+    /// notification (`android.collapse_key` and `android.notification.tag`, `apns-collapse-id`, web `Topic`).
+    pub collapse_key: Option<String>,
+    /// `fcm_options.analytics_label` ([`analytics_label`]): the Firebase console reports delivery per label.
+    pub analytics_label: Option<String>,
+}
+
+/// The collapse key of the outbox row with dedupe key `dedupe_key`: 32 characters of base64url of its SHA-256,
+/// which fits every platform's rule (APNs: at most 64 bytes; web push `Topic`: at most 32 characters of the
+/// URL-safe base64 alphabet) and names one row only.
+pub fn collapse_key(dedupe_key: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, dedupe_key.as_bytes());
+    let mut key = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    key.truncate(COLLAPSE_KEY_CHARS);
+    key
+}
+
+/// Length of a [`collapse_key`].
+pub const COLLAPSE_KEY_CHARS: usize = 32;
+
+/// The longest analytics label FCM accepts.
+pub const ANALYTICS_LABEL_CHARS: usize = 50;
+
+/// The analytics label of a push: `campaign-{id}` for a campaign's pushes, else its kind (`badge_unlock`,
+/// `streak_warning`, ...). Characters FCM refuses (it allows `[A-Za-z0-9-_.~%]`) become `_`; at most 50.
+pub fn analytics_label(campaign: Option<uuid::Uuid>, kind: &str) -> String {
+    let label = match campaign {
+        Some(id) => format!("campaign-{id}"),
+        None if kind.is_empty() => "push".to_owned(),
+        None => kind.to_owned(),
+    };
+    label.chars().take(ANALYTICS_LABEL_CHARS).map(|c| if valid_label_char(c) { c } else { '_' }).collect()
+}
+
+/// Whether FCM accepts `c` in an analytics label.
+pub fn valid_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '%')
 }
 
 /// A message's lifetime, as FCM wants it on each platform.
@@ -83,20 +122,34 @@ impl PushMessage {
             notification["image"] = json!(image);
         }
         let mut android = json!({ "priority": "HIGH", "notification": { "channel_id": "default" } });
-        let mut apns = json!({ "payload": { "aps": { "sound": "default" } } });
+        let mut apns_headers = serde_json::Map::new();
         if let Some(ttl) = self.ttl {
             android["ttl"] = json!(format!("{}s", ttl.remaining.as_secs()));
-            apns["headers"] = json!({ "apns-expiration": ttl.expires_at_unix.to_string() });
+            apns_headers.insert("apns-expiration".into(), json!(ttl.expires_at_unix.to_string()));
         }
-        json!({
-            "message": {
-                "token": self.token,
-                "notification": notification,
-                "data": self.data,
-                "android": android,
-                "apns": apns,
-            }
-        })
+        let mut message = json!({
+            "token": self.token,
+            "notification": notification,
+            "data": self.data,
+        });
+        if let Some(key) = &self.collapse_key {
+            // Android folds undelivered messages by collapse key and shown ones by tag; APNs and web push fold
+            // both by their header.
+            android["collapse_key"] = json!(key);
+            android["notification"]["tag"] = json!(key);
+            apns_headers.insert("apns-collapse-id".into(), json!(key));
+            message["webpush"] = json!({ "headers": { "Topic": key } });
+        }
+        let mut apns = json!({ "payload": { "aps": { "sound": "default" } } });
+        if !apns_headers.is_empty() {
+            apns["headers"] = Value::Object(apns_headers);
+        }
+        message["android"] = android;
+        message["apns"] = apns;
+        if let Some(label) = &self.analytics_label {
+            message["fcm_options"] = json!({ "analytics_label": label });
+        }
+        json!({ "message": message })
     }
 }
 
@@ -112,7 +165,51 @@ mod tests {
             image: None,
             data: BTreeMap::from([("deepLink".into(), "goalgpt://badges".into())]),
             ttl: None,
+            collapse_key: None,
+            analytics_label: None,
         }
+    }
+
+    #[test]
+    fn a_collapse_key_and_a_label_reach_every_platform() {
+        let mut m = message();
+        assert!(m.to_fcm_json()["message"].get("webpush").is_none());
+        assert!(m.to_fcm_json()["message"].get("fcm_options").is_none());
+        let key = collapse_key("badge:0193a3c2-6a57-7c41-9b1e-5d6a1f0e2b11:0193a3c2-6a57-7c41-9b1e-5d6a1f0e2b12");
+        m.collapse_key = Some(key.clone());
+        m.analytics_label = Some(analytics_label(None, "badge_unlock"));
+        m.ttl = Some(Ttl { remaining: Duration::from_secs(60), expires_at_unix: 1_800_000_000 });
+        let json = m.to_fcm_json();
+        let message = &json["message"];
+        assert_eq!(message["android"]["collapse_key"], key.as_str());
+        assert_eq!(message["android"]["notification"]["tag"], key.as_str());
+        assert_eq!(message["android"]["notification"]["channel_id"], "default");
+        assert_eq!(message["apns"]["headers"]["apns-collapse-id"], key.as_str());
+        assert_eq!(message["apns"]["headers"]["apns-expiration"], "1800000000");
+        assert_eq!(message["webpush"]["headers"]["Topic"], key.as_str());
+        assert_eq!(message["fcm_options"]["analytics_label"], "badge_unlock");
+    }
+
+    #[test]
+    fn collapse_keys_fit_every_platform_and_name_one_row() {
+        let a = collapse_key("streak:u1:2026-12-05");
+        let b = collapse_key("streak:u1:2026-12-06");
+        assert_ne!(a, b);
+        assert_eq!(a, collapse_key("streak:u1:2026-12-05"));
+        for key in [&a, &b, &collapse_key(&"x".repeat(500))] {
+            assert_eq!(key.len(), COLLAPSE_KEY_CHARS);
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{key}");
+        }
+    }
+
+    #[test]
+    fn analytics_labels_keep_to_fcms_alphabet_and_length() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(analytics_label(Some(id), "campaign"), format!("campaign-{id}"));
+        assert_eq!(analytics_label(None, "level_up"), "level_up");
+        assert_eq!(analytics_label(None, ""), "push");
+        assert_eq!(analytics_label(None, "a b/ç"), "a_b__");
+        assert_eq!(analytics_label(None, &"k".repeat(80)).len(), ANALYTICS_LABEL_CHARS);
     }
 
     #[test]

@@ -306,6 +306,10 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     let delivered: u64 = stats.per_token.values().sum();
     let duplicates = delivered.saturating_sub(recorded);
     assert!(delivered >= recorded, "the fake accepted {delivered}, fewer than the {recorded} recorded");
+    // What a user sees: every send of a row carries the row's collapse key, so a repeat replaces the notification
+    // already shown instead of adding one (docs/push.md "Collapse keys").
+    let visible_duplicates = stats.visible.saturating_sub(recorded);
+    assert_eq!(visible_duplicates, 0, "{visible_duplicates} repeats a device would show ({duplicates} delivered)");
     let abandoned = scalar(&app, "SELECT count(*) FROM job_execution_logs WHERE reason = 'abandoned'").await;
     let runs = scalar(&app, "SELECT count(*) FROM job_execution_logs WHERE status <> 'skipped'").await;
     let event_runs = scalar(&app, "SELECT count(*) FROM job_execution_logs WHERE trigger = 'event'").await;
@@ -321,7 +325,8 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
          app: {} logins, {} comments, {} claims, {} friends, {} subscriptions\n\
          referrals paid: tier 2 {paid_tier2}, tier 3 {paid_tier3}; badges unlocked {}\n\
          outbox {outbox:?}\n\
-         FCM: {delivered} messages accepted, errors {:?}; duplicate deliveries beyond the record: {duplicates}",
+         FCM: {delivered} messages accepted, errors {:?}; duplicate deliveries beyond the record: {duplicates}, \
+         of which a device would show {visible_duplicates}",
         drain.as_secs_f64(),
         activity.logins.load(std::sync::atomic::Ordering::Relaxed),
         activity.comments.load(std::sync::atomic::Ordering::Relaxed),

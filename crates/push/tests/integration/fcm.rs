@@ -15,6 +15,8 @@ fn message(token: &str) -> PushMessage {
         image: None,
         data: BTreeMap::from([("deepLink".to_owned(), "goalgpt://badges".to_owned())]),
         ttl: None,
+        collapse_key: None,
+        analytics_label: None,
     }
 }
 
@@ -42,6 +44,35 @@ async fn oauth_works_end_to_end_and_the_token_is_cached_then_refreshed() {
     assert_eq!(stats.accepted, 3);
     assert_eq!(stats.tokens_issued, 2);
     assert_eq!(stats.grants_refused, 0);
+}
+
+#[tokio::test]
+async fn repeats_with_one_collapse_key_show_once_and_labels_are_counted() {
+    let fake = fake(FakeConfig::default()).await;
+    let fcm = transport(&fake, &fake.service_account_json());
+    let row = |token: &str, dedupe: &str| PushMessage {
+        collapse_key: Some(push::message::collapse_key(dedupe)),
+        analytics_label: Some(push::message::analytics_label(None, "badge_unlock")),
+        ..message(token)
+    };
+    // One row sent twice to a device (a crash between the send and its record), another row, another device.
+    for m in [row("a", "badge:1:u1"), row("a", "badge:1:u1"), row("a", "badge:2:u1"), row("b", "badge:1:u1")] {
+        assert_eq!(fcm.send(&m).await, Outcome::Delivered);
+    }
+    assert_eq!(fcm.send(&message("c")).await, Outcome::Delivered, "no collapse key: shown on its own");
+    let stats = fake.stats();
+    assert_eq!(stats.accepted, 5);
+    assert_eq!(stats.visible, 4, "the repeat folds into the notification already shown");
+    assert_eq!(stats.per_label.get("badge_unlock"), Some(&4));
+    assert_eq!(stats.per_label.get("-"), Some(&1));
+
+    // Options FCM would refuse are refused as FCM refuses them, and not counted.
+    let long_topic = PushMessage { collapse_key: Some("k".repeat(33)), ..message("a") };
+    let bad_label = PushMessage { analytics_label: Some("a label".into()), ..message("a") };
+    for m in [long_topic, bad_label] {
+        assert!(matches!(fcm.send(&m).await, Outcome::Failed { code } if code == "INVALID_ARGUMENT"));
+    }
+    assert_eq!(fake.stats().accepted, 5);
 }
 
 #[tokio::test]
