@@ -76,6 +76,55 @@ LANGUAGE sql AS $$
     ON CONFLICT (dedupe_key) DO NOTHING
 $$;
 
+-- Push categories and priorities (docs/push.md "Preferences" and "Daily cap") ---------------------------------
+
+-- The preference category of an outbox row, from its category and its `data.type`: what a user can turn off.
+CREATE OR REPLACE FUNCTION hattrick_push_preference_category(p_category text, p_kind text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN p_category = 'campaign' THEN 'campaigns'
+        WHEN p_category = 'test' THEN NULL
+        WHEN p_kind = 'streak_warning' THEN 'streaks'
+        WHEN p_kind = 'subscription_expiry' THEN 'subscription'
+        WHEN p_category = 'engagement' THEN 'reminders'
+        ELSE 'rewards'
+    END
+$$;
+
+-- The priority of a capped push (engagement and campaign rows) under the daily cap: a push counts toward its cap
+-- only the pushes of the same or a higher priority sent that day, so a lower-priority push sent earlier never
+-- takes a higher-priority push's place. 3: the user is about to lose something (a streak, a subscription);
+-- 2: reminders; 1: campaigns.
+CREATE OR REPLACE FUNCTION hattrick_push_priority(p_category text, p_kind text) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN p_category = 'campaign' THEN 1
+        WHEN p_kind IN ('streak_warning', 'subscription_expiry') THEN 3
+        ELSE 2
+    END
+$$;
+
+-- For the app: turns one push category on or off for a user (`rewards`, `streaks`, `reminders`, `subscription`
+-- or `campaigns`). Pushes of a category turned off end `opted_out` with the category in `last_error`, and campaign
+-- audiences leave out users who turned campaigns off. An unknown category is an error (SQLSTATE 22023).
+CREATE OR REPLACE FUNCTION hattrick_set_push_preference(
+    p_user uuid, p_category text, p_enabled boolean, p_at timestamptz DEFAULT now()
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_user IS NULL OR p_enabled IS NULL THEN
+        RAISE EXCEPTION 'hattrick_set_push_preference: a user and enabled are required'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_category IS NULL OR p_category NOT IN ('rewards', 'streaks', 'reminders', 'subscription', 'campaigns') THEN
+        RAISE EXCEPTION 'hattrick_set_push_preference: unknown push category "%"', p_category
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'One of rewards, streaks, reminders, subscription, campaigns.';
+    END IF;
+    INSERT INTO hattrick_push_preferences (customer_user_id, category, enabled, updated_at)
+    VALUES (p_user, p_category, p_enabled, p_at)
+    ON CONFLICT (customer_user_id, category) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at;
+END $$;
+
 -- Ledger functions for the app ----------------------------------------------------------------------------------
 --
 -- Idempotency keys follow Stripe's rules (docs/ledger.md):

@@ -180,9 +180,11 @@ pub fn audience_sql(
     zones: &DayZones,
     first_param: usize,
 ) -> Result<(String, Vec<Param>), Vec<String>> {
-    // Opted-out users are never targeted (docs/jobs/scheduled-notifications.md, docs/push.md); deleted and inactive
-    // users neither.
-    let base = "u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE";
+    // Opted-out users, and users who turned campaigns off, are never targeted (docs/jobs/scheduled-notifications.md,
+    // docs/push.md); deleted and inactive users neither.
+    let base = "u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
+                AND NOT EXISTS (SELECT 1 FROM hattrick_push_preferences p
+                                WHERE p.customer_user_id = u.id AND p.category = 'campaigns' AND NOT p.enabled)";
     let vip = "EXISTS (SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = u.id AND s.status = 'active'
                        AND s.expired_at > $1 AND s.deleted_at IS NULL)";
     match audience {

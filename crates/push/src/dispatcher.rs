@@ -145,6 +145,13 @@ pub struct Claimed {
     pub live: bool,
     /// The user allows pushes.
     pub allowed: bool,
+    /// The row's preference category (`rewards`, `streaks`, `reminders`, `subscription`, `campaigns`; none for
+    /// test sends).
+    pub preference: Option<String>,
+    /// The user has not turned that category off.
+    pub preferred: bool,
+    /// Its priority under the daily cap (3 highest).
+    pub priority: i32,
     /// The user's zone (their own if valid, else the business zone).
     pub zone: String,
     /// Its campaign, if it belongs to one.
@@ -153,7 +160,7 @@ pub struct Claimed {
     pub campaign_status: Option<String>,
     /// The row's dedupe key (its collapse key on the device).
     pub dedupe_key: String,
-    /// Capped pushes already sent to the user since their local midnight.
+    /// Capped pushes of this row's priority or higher already sent to the user since their local midnight.
     pub sent_today: i64,
 }
 
@@ -162,21 +169,21 @@ pub struct Claimed {
 pub enum Decision {
     /// Send it.
     Send,
-    /// The user opted out: final `opted_out`.
-    OptedOut,
+    /// The user opted out of every push (None) or of the row's category: final `opted_out`.
+    OptedOut(Option<String>),
     /// Final `cancelled` with this reason.
     Cancel(&'static str),
     /// Back to `pending` until then (quiet hours).
     Hold(DateTime<Utc>),
 }
 
-/// Decides a row's fate at `now`; `capped_today` counts the user's capped pushes sent today plus those this round
-/// already let through, and is raised when this one goes.
+/// Decides a row's fate at `now`; `capped_today` holds, per user, the priorities of the capped pushes this round
+/// already let through (the row's `sent_today` counts those sent before), and gains this one's when it goes.
 pub fn triage(
     row: &Claimed,
     now: DateTime<Utc>,
     settings: &DispatcherSettings,
-    capped_today: &mut HashMap<uuid::Uuid, i64>,
+    capped_today: &mut HashMap<uuid::Uuid, Vec<i32>>,
 ) -> Decision {
     if !row.live {
         return Decision::Cancel("user_inactive");
@@ -191,7 +198,10 @@ pub fn triage(
         return Decision::Send;
     }
     if !row.allowed {
-        return Decision::OptedOut;
+        return Decision::OptedOut(None);
+    }
+    if !row.preferred {
+        return Decision::OptedOut(row.preference.clone());
     }
     if let Some(quiet) = settings.quiet_hours {
         let zone: Tz = row.zone.parse().unwrap_or(settings.business_zone);
@@ -206,11 +216,14 @@ pub fn triage(
         }
     }
     if matches!(row.category.as_str(), "engagement" | "campaign") {
-        let sent = capped_today.entry(row.customer_user_id).or_insert(row.sent_today);
-        if *sent >= settings.daily_cap {
+        // Only pushes of this priority or higher count (docs/push.md "Daily cap"): those sent before this round,
+        // and those this round already let through.
+        let round = capped_today.entry(row.customer_user_id).or_default();
+        let sent = row.sent_today + round.iter().filter(|&&p| p >= row.priority).count() as i64;
+        if sent >= settings.daily_cap {
             return Decision::Cancel("daily_cap");
         }
-        *sent += 1;
+        round.push(row.priority);
     }
     Decision::Send
 }
@@ -513,6 +526,12 @@ fn claim_sql(claim: Claim<'_>) -> String {
                 c.expires_at, c.created_at, c.platforms, c.campaign_id, c.dedupe_key,
                 coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
                 coalesce(u.is_push_allowed_mobile, true) AS allowed,
+                hattrick_push_preference_category(c.category, c.data ->> 'type') AS preference,
+                coalesce((SELECT p.enabled FROM hattrick_push_preferences p
+                          WHERE p.customer_user_id = c.customer_user_id
+                            AND p.category = hattrick_push_preference_category(c.category, c.data ->> 'type')),
+                         true) AS preferred,
+                hattrick_push_priority(c.category, c.data ->> 'type') AS priority,
                 coalesce(z.name, $4) AS zone,
                 s.status AS campaign_status,
                 CASE WHEN c.category IN ('engagement', 'campaign') THEN (
@@ -520,7 +539,9 @@ fn claim_sql(claim: Claim<'_>) -> String {
                     WHERE p.customer_user_id = c.customer_user_id AND p.status = 'sent'
                       AND p.category IN ('engagement', 'campaign')
                       AND p.sent_at >= (date_trunc('day', $1 AT TIME ZONE coalesce(z.name, $4))
-                                        AT TIME ZONE coalesce(z.name, $4)))
+                                        AT TIME ZONE coalesce(z.name, $4))
+                      AND hattrick_push_priority(p.category, p.data ->> 'type')
+                          >= hattrick_push_priority(c.category, c.data ->> 'type'))
                 ELSE 0 END AS sent_today
          FROM claimed c
          LEFT JOIN customer_users u ON u.id = c.customer_user_id
@@ -770,7 +791,7 @@ impl Dispatcher {
         let young = now - row.created_at < chrono::Duration::from_std(self.settings.retry_window).unwrap_or_default();
         let end = |status, not_before, error| RowEnd { status, not_before, sent: 0, failed: 0, error };
         match &batch.decisions[i] {
-            Decision::OptedOut => end("opted_out", now, None),
+            Decision::OptedOut(category) => end("opted_out", now, category.clone()),
             Decision::Cancel(reason) => end("cancelled", now, Some((*reason).to_owned())),
             Decision::Hold(until) => end("pending", *until, Some("quiet_hours".to_owned())),
             Decision::Send => {

@@ -111,6 +111,47 @@ fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
 }
 
 #[tokio::test]
+async fn users_who_turned_campaigns_off_are_left_out_before_counting() {
+    let db = TestDb::new().await;
+    let keeps = user(&db, U { allowed: true, ..U::default() }).await;
+    let off = user(&db, U { allowed: true, ..U::default() }).await;
+    let rewards_off = user(&db, U { allowed: true, ..U::default() }).await;
+    // Through the function the app calls; turning campaigns off twice and back on is the last word that counts.
+    for (who, category, enabled) in [
+        (off, "campaigns", false),
+        (rewards_off, "rewards", false),
+        (keeps, "campaigns", false),
+        (keeps, "campaigns", true),
+    ] {
+        db::query("SELECT hattrick_set_push_preference($1, $2, $3)")
+            .bind(who)
+            .bind(category)
+            .bind(enabled)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    let id = campaign(&db, "all", None, NOW).await;
+    run(&db, NOW).await;
+    let got: Vec<Uuid> = recipients(&db, id).await.into_iter().map(|(user, ..)| user).collect();
+    assert_eq!(got, sorted(vec![keeps, rewards_off]));
+    assert_eq!(state(&db, id).await.1, Some(2), "the recipient count leaves them out too");
+
+    // An unknown category is refused with a clear error, and nothing is written.
+    let error = db::query("SELECT hattrick_set_push_preference($1, 'marketing', false)")
+        .bind(keeps)
+        .execute(db.pool())
+        .await
+        .unwrap_err();
+    let error = error.as_database_error().unwrap();
+    assert_eq!(error.code().as_deref(), Some("22023"));
+    assert!(error.message().contains("unknown push category \"marketing\""), "{}", error.message());
+    let rows: i64 =
+        db::query_scalar("SELECT count(*) FROM hattrick_push_preferences").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(rows, 3);
+}
+
+#[tokio::test]
 async fn a_campaign_reaches_live_consenting_users_once_in_their_language() {
     let db = TestDb::new().await;
     let tr = user(&db, U { allowed: true, ..U::default() }).await;

@@ -78,6 +78,18 @@ async fn push(db: &TestDb, user: Uuid, category: &str, key: &str, at: DateTime<U
     .unwrap()
 }
 
+/// A push of `kind` (`data.type`), which decides its preference category and priority.
+async fn push_of(db: &TestDb, user: Uuid, category: &str, kind: &str, key: &str, at: DateTime<Utc>) -> i64 {
+    let id = push(db, user, category, key, at).await;
+    db::query("UPDATE push_outbox SET data = jsonb_build_object('type', $2::text) WHERE id = $1")
+        .bind(id)
+        .bind(kind)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    id
+}
+
 async fn row(db: &TestDb, id: i64) -> (String, DateTime<Utc>, i32, i32, Option<String>) {
     db::query_as("SELECT status, not_before, tokens_sent, tokens_failed, last_error FROM push_outbox WHERE id = $1")
         .bind(id)
@@ -201,6 +213,64 @@ async fn the_daily_cap_cancels_engagement_beyond_it_but_not_rewards_and_opted_ou
     let next = push(&s.db, u, "engagement", "next-day", tomorrow).await;
     s.dispatcher.drain(tomorrow).await.unwrap();
     assert_eq!(row(&s.db, next).await.0, "sent");
+}
+
+#[tokio::test]
+async fn a_category_turned_off_ends_its_pushes_opted_out_and_keeps_the_others() {
+    let s = setup(FakeConfig::default(), settings()).await;
+    let now = istanbul(12, 0);
+    let u = user(&s.db, true, &[("tok", "android")]).await;
+    db::query("SELECT hattrick_set_push_preference($1, 'campaigns', false), hattrick_set_push_preference($1, 'reminders', false)")
+        .bind(u)
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    let campaign = push_of(&s.db, u, "campaign", "campaign", "c", now).await;
+    let reminder = push_of(&s.db, u, "engagement", "daily_reward_reminder", "d", now).await;
+    let streak = push_of(&s.db, u, "engagement", "streak_warning", "s", now).await;
+    let badge = push_of(&s.db, u, "reward", "badge_unlock", "b", now).await;
+    s.dispatcher.drain(now).await.unwrap();
+    let (status, .., error) = row(&s.db, campaign).await;
+    assert_eq!((status.as_str(), error.as_deref()), ("opted_out", Some("campaigns")));
+    let (status, .., error) = row(&s.db, reminder).await;
+    assert_eq!((status.as_str(), error.as_deref()), ("opted_out", Some("reminders")));
+    assert_eq!(row(&s.db, streak).await.0, "sent");
+    assert_eq!(row(&s.db, badge).await.0, "sent");
+    assert_eq!(s.fake.stats().accepted, 2);
+}
+
+#[tokio::test]
+async fn the_cap_never_cancels_a_higher_priority_push_for_lower_ones_sent_earlier() {
+    let s = setup(FakeConfig::default(), settings()).await;
+    let morning = istanbul(10, 0);
+    let u = user(&s.db, true, &[("tok", "android")]).await;
+    // Three campaigns in the morning fill the cap for campaigns.
+    for n in 0..3 {
+        push_of(&s.db, u, "campaign", "campaign", &format!("c{n}"), morning).await;
+    }
+    s.dispatcher.drain(morning).await.unwrap();
+    assert_eq!(s.fake.stats().accepted, 3);
+    // In the evening a fourth campaign is capped, but the reminder and the streak warning still go.
+    let evening = istanbul(21, 0);
+    let late_campaign = push_of(&s.db, u, "campaign", "campaign", "c3", evening).await;
+    let reminder = push_of(&s.db, u, "engagement", "daily_reward_reminder", "d", evening).await;
+    let streak = push_of(&s.db, u, "engagement", "streak_warning", "s", evening).await;
+    s.dispatcher.drain(evening).await.unwrap();
+    let (status, .., error) = row(&s.db, late_campaign).await;
+    assert_eq!((status.as_str(), error.as_deref()), ("cancelled", Some("daily_cap")));
+    assert_eq!(row(&s.db, reminder).await.0, "sent");
+    assert_eq!(row(&s.db, streak).await.0, "sent");
+    // The cap still holds within a priority: three more streak-level pushes, and the third one over is capped.
+    let mut high = Vec::new();
+    for n in 0..3 {
+        high.push(push_of(&s.db, u, "engagement", "subscription_expiry", &format!("x{n}"), evening).await);
+    }
+    s.dispatcher.drain(evening).await.unwrap();
+    let mut statuses = Vec::new();
+    for id in high {
+        statuses.push(row(&s.db, id).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| *s == "sent").count(), 2, "{statuses:?}");
 }
 
 #[tokio::test]
