@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::campaign::{AudienceError, CampaignDraft};
+use domain::redrive::{FailedRun, PushRedrive, PushesRedriven, RunRedrive};
 use engine::RunArgs;
 use engine::runner::ManualError;
 use uuid::Uuid;
@@ -73,6 +74,87 @@ pub async fn start_run(admin: &Admin, by: By<'_>, name: &str, query: RunQuery) -
         let _ = handle.await;
     });
     Ok(RunStarted { job: name.to_owned(), run_id, dry_run: false, outcome: None, report: None, error: None })
+}
+
+/// Sends the failed pushes `filter` selects again and records it; shared by the API and the page.
+pub async fn redrive_pushes(admin: &Admin, by: By<'_>, filter: &PushRedrive) -> Result<PushesRedriven, ApiError> {
+    let problems = filter.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let now = admin.engine.clock().now();
+    let mut tx = admin.pool().begin().await?;
+    let done = domain::redrive::redrive_pushes(&mut tx, filter, now).await?;
+    let entry = Entry {
+        actor: &by.actor.0,
+        action: "push.redrive",
+        target: filter.campaign_id.map(|c| format!("campaign {c}")).unwrap_or_else(|| "outbox".to_owned()),
+        details: serde_json::json!({ "filter": filter, "result": done }),
+        request_id: by.request_id,
+    };
+    audit::record(&mut tx, &entry, now).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// What a run redrive did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RunsRedriven {
+    /// The latest failed run of each job the filter selected.
+    pub failed: Vec<FailedRun>,
+    /// The runs started, one per job.
+    pub started: Vec<RunStarted>,
+    /// Jobs not started, with why (already running, or not a job of this binary).
+    pub skipped: Vec<SkippedJob>,
+}
+
+/// A job a redrive did not start.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SkippedJob {
+    /// The job.
+    pub job: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Runs again, once each, the jobs whose failed runs `filter` selects, and records it; shared by the API and the
+/// page. Each run started is recorded as `job.run` with its claim, the whole as `run.redrive`.
+pub async fn redrive_runs(admin: &Admin, by: By<'_>, filter: &RunRedrive) -> Result<RunsRedriven, ApiError> {
+    let problems = filter.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let failed = domain::redrive::failed_runs(admin.pool(), filter).await?;
+    let (mut started, mut skipped) = (Vec::new(), Vec::new());
+    for run in &failed {
+        if !admin.engine.registry().contains(&run.job) {
+            skipped.push(SkippedJob { job: run.job.clone(), reason: "not a job of this binary".to_owned() });
+            continue;
+        }
+        match start_run(admin, by, &run.job, RunQuery::default()).await {
+            Ok(run) => started.push(run),
+            Err(error) if error.status == axum::http::StatusCode::CONFLICT => {
+                skipped.push(SkippedJob { job: run.job.clone(), reason: "already running".to_owned() });
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let now = admin.engine.clock().now();
+    let entry = Entry {
+        actor: &by.actor.0,
+        action: "run.redrive",
+        target: failed.iter().map(|r| r.job.as_str()).collect::<Vec<_>>().join(","),
+        details: serde_json::json!({
+            "filter": filter,
+            "failed_runs": failed.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+            "started": started.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+        }),
+        request_id: by.request_id,
+    };
+    let mut tx = admin.pool().begin().await?;
+    audit::record(&mut tx, &entry, now).await?;
+    tx.commit().await?;
+    Ok(RunsRedriven { failed, started, skipped })
 }
 
 /// Pauses or resumes a job for every instance and records it; shared by the API and the page. Returns whether

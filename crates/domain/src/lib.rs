@@ -9,6 +9,7 @@
 //! - [`campaign`] is a campaign as operators write it and its audience, over [`segment`] filters;
 //! - [`conditions`] parses badge unlock conditions; [`unlocks`] pays badges just given;
 //! - [`operator`] holds the operator's audited actions (grant or revoke a badge, adjust a balance);
+//! - [`redrive`] sends failed pushes again and finds the failed runs to run again;
 //! - [`budget`] holds the per-run limits on grants and pushes;
 //! - [`scratch`] creates the per-transaction tables a batch is staged in.
 
@@ -21,6 +22,7 @@ pub mod ledger;
 pub mod messages;
 pub mod operator;
 pub mod outbox;
+pub mod redrive;
 pub mod scratch;
 pub mod segment;
 pub mod unlocks;

@@ -1,4 +1,4 @@
-//! `/admin/jobs` and `/admin/runs`: jobs, their runs, run now, pause and resume.
+//! `/admin/jobs` and `/admin/runs`: jobs, their runs, run now, pause and resume, and running failed runs again.
 
 use std::sync::Arc;
 
@@ -12,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{ApiPath, ApiQuery, limit};
-use crate::actions::{self, By};
+use crate::actions::{self, By, RunsRedriven};
 use crate::auth::Actor;
 use crate::data::{self, JobSummary, RunDetail, RunSummary};
+use crate::error::Body;
 use crate::error::{ApiError, ErrorBody};
 use crate::{Admin, request_id};
 
@@ -131,6 +132,21 @@ pub(super) async fn run_job(
     let status = if started.dry_run { StatusCode::OK } else { StatusCode::ACCEPTED };
     let location = format!("/admin/runs/{}", started.run_id);
     Ok((status, [(header::LOCATION, location)], Json(started)).into_response())
+}
+
+/// Runs again, once each, the jobs whose failed runs the filter selects (the latest failed run per job): each
+/// gets a manual run, started now and going on in the background (`started` has their ids); a job already
+/// running is skipped.
+#[utoipa::path(post, path = "/admin/runs/redrive", tag = "jobs", request_body = domain::redrive::RunRedrive,
+    responses((status = 200, body = RunsRedriven, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token"),
+              (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
+pub(super) async fn redrive_runs(
+    State(admin): State<Arc<Admin>>,
+    actor: Actor,
+    headers: HeaderMap,
+    Body(filter): Body<domain::redrive::RunRedrive>,
+) -> Result<Json<RunsRedriven>, ApiError> {
+    Ok(Json(actions::redrive_runs(&admin, By { actor: &actor, request_id: request_id(&headers) }, &filter).await?))
 }
 
 /// Pauses a job: its ticks are recorded `paused` until it is resumed (then its misfire policy applies).

@@ -35,10 +35,10 @@ use domain::operator::{self};
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
-        (name = "jobs", description = "Jobs, their runs, run now, pause and resume"),
+        (name = "jobs", description = "Jobs, their runs, run now, pause and resume, retry failed runs"),
         (name = "campaigns", description = "Push campaigns"),
         (name = "partners", description = "Partner analytics"),
-        (name = "push", description = "The outbox and test pushes"),
+        (name = "push", description = "The outbox, test pushes and retrying failed pushes"),
         (name = "users", description = "Operator actions on a user, through the ledger"),
         (name = "audit", description = "Who changed what"),
         (name = "meta", description = "This API's own description"),
@@ -68,6 +68,7 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
         .routes(routes!(jobs::pause_job))
         .routes(routes!(jobs::resume_job))
         .routes(routes!(jobs::get_run))
+        .routes(routes!(jobs::redrive_runs))
         .routes(routes!(campaigns::list_campaigns, campaigns::create_campaign))
         .routes(routes!(campaigns::get_campaign))
         .routes(routes!(campaigns::cancel_campaign))
@@ -75,6 +76,7 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
         .routes(routes!(partners::partner_analytics))
         .routes(routes!(push::get_outbox))
         .routes(routes!(push::test_push))
+        .routes(routes!(push::redrive_pushes))
         .routes(routes!(users::grant_badge))
         .routes(routes!(users::revoke_badge))
         .routes(routes!(users::adjust_credits))

@@ -1,4 +1,4 @@
-//! `/admin/outbox` and `/admin/push/test`.
+//! `/admin/outbox`, `/admin/push/test` and `/admin/push/redrive`.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::actions::{self, By};
 use crate::audit::{self, Entry};
 use crate::auth::Actor;
 use crate::data::{self, OutboxHealth};
@@ -20,6 +21,21 @@ use crate::{Admin, request_id};
     responses((status = 200, body = OutboxHealth, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token")))]
 pub(super) async fn get_outbox(State(admin): State<Arc<Admin>>) -> Result<Json<OutboxHealth>, ApiError> {
     Ok(Json(data::outbox(admin.pool(), admin.engine.clock().now(), 20).await?))
+}
+
+/// Sends failed pushes again: every `failed` outbox row matching all the criteria given goes back to `pending`,
+/// due now, and is sent to each of the user's live devices that has not had it. Rows whose every device died, and
+/// rows past their lifetime, stay failed and are counted.
+#[utoipa::path(post, path = "/admin/push/redrive", tag = "push", request_body = domain::redrive::PushRedrive,
+    responses((status = 200, body = domain::redrive::PushesRedriven, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token"),
+              (status = 422, body = ErrorBody, description = "Invalid; `errors` lists each problem with its path")))]
+pub(super) async fn redrive_pushes(
+    State(admin): State<Arc<Admin>>,
+    actor: Actor,
+    headers: HeaderMap,
+    Body(filter): Body<domain::redrive::PushRedrive>,
+) -> Result<Json<domain::redrive::PushesRedriven>, ApiError> {
+    Ok(Json(actions::redrive_pushes(&admin, By { actor: &actor, request_id: request_id(&headers) }, &filter).await?))
 }
 
 /// A test push to operators' own devices.

@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CsrfForm, Notice, Page, Session, UiError, back_to, when};
+use super::{CsrfForm, Notice, Page, Session, UiError, back_to, form_time, when};
 use crate::actions::{self, By};
 use crate::api::campaigns::AudienceQuery;
 use crate::data::{self, Campaign, CampaignDelivery};
@@ -137,20 +137,9 @@ fn audience_of(form: &ComposeForm) -> Result<AudienceQuery, Vec<String>> {
     Ok(AudienceQuery { target_audience, segment_filter })
 }
 
-/// `datetime-local` input (UTC) or RFC 3339.
+/// The composer's `scheduled_at`: now when empty.
 fn scheduled_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(now);
-    }
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .map(|naive| naive.and_utc())
-        .ok_or_else(|| format!("scheduled_at: {text:?} is not a date and time (YYYY-MM-DDTHH:MM, UTC)"))
+    Ok(form_time("scheduled_at", text)?.unwrap_or(now))
 }
 
 async fn compose(
@@ -282,8 +271,6 @@ async fn cancel(
     let pushes = actions::cancel(&admin, By { actor: &session.actor(), request_id: request_id(&headers) }, id).await?;
     Ok(back_to(&format!("/admin/ui/campaigns/{id}"), &format!("Cancelled; {pushes} pushes not sent")).into_response())
 }
-
-// ---- partners ----
 
 #[cfg(test)]
 mod tests {

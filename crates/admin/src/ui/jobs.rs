@@ -18,6 +18,7 @@ use crate::api::jobs::RunQuery;
 use crate::data::{self, JobSummary, RunSummary};
 use crate::error::ApiError;
 use crate::{Admin, request_id};
+use domain::redrive::RunRedrive;
 
 /// This resource's pages.
 pub(super) fn routes(router: Router<Arc<Admin>>) -> Router<Arc<Admin>> {
@@ -27,6 +28,7 @@ pub(super) fn routes(router: Router<Arc<Admin>>) -> Router<Arc<Admin>> {
         .route("/admin/ui/jobs/{name}/run", post(run_now))
         .route("/admin/ui/jobs/{name}/{action}", post(pause_or_resume))
         .route("/admin/ui/runs/{id}", get(run_page))
+        .route("/admin/ui/runs/{id}/redrive", post(redrive_run))
 }
 
 /// A job row of the jobs table.
@@ -226,7 +228,12 @@ struct RunPage {
     details: String,
 }
 
-async fn run_page(State(admin): State<Arc<Admin>>, session: Session, Path(id): Path<String>) -> Page<RunPage> {
+async fn run_page(
+    State(admin): State<Arc<Admin>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Page<RunPage> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("no run {id}")))?;
     let run = data::run(admin.pool(), id).await?.ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
     Ok(RunPage {
@@ -239,11 +246,30 @@ async fn run_page(State(admin): State<Arc<Admin>>, session: Session, Path(id): P
         run: run.run.into(),
         actor: session.token.name.clone(),
         csrf: session.csrf,
-        notice: None,
+        notice: notice.msg,
     })
 }
 
-// ---- campaigns ----
+/// `POST /admin/ui/runs/{id}/redrive`: runs a failed run's job again.
+async fn redrive_run(
+    State(admin): State<Arc<Admin>>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Page<Response> {
+    session.check(&form.csrf)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("no run {id}")))?;
+    let filter = RunRedrive { ids: vec![id], ..RunRedrive::default() };
+    let done = actions::redrive_runs(&admin, By { actor: &session.actor(), request_id: request_id(&headers) }, &filter)
+        .await?;
+    let message = match (done.started.first(), done.skipped.first()) {
+        (Some(run), _) => format!("Started {} again (run {})", run.job, run.run_id),
+        (None, Some(skipped)) => format!("{} was not started: {}", skipped.job, skipped.reason),
+        (None, None) => "That run has not failed: nothing to run again".to_owned(),
+    };
+    Ok(back_to(&format!("/admin/ui/runs/{id}"), &message).into_response())
+}
 
 #[cfg(test)]
 mod tests {

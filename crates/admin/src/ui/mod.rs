@@ -154,6 +154,22 @@ fn back_to(path: &str, message: &str) -> Redirect {
     Redirect::to(&format!("{path}?msg={message}"))
 }
 
+/// A form's time field: a `datetime-local` input (UTC) or RFC 3339; None when empty.
+fn form_time(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(at.with_timezone(&Utc)));
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|naive| Some(naive.and_utc()))
+        .ok_or_else(|| format!("{field}: {text:?} is not a date and time (YYYY-MM-DDTHH:MM, UTC)"))
+}
+
 fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -291,5 +307,3 @@ async fn composer_js() -> Response {
     )
         .into_response()
 }
-
-// ---- jobs ----

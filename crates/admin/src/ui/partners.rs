@@ -139,5 +139,3 @@ async fn partners_page(
         days,
     })
 }
-
-// ---- outbox and audit ----

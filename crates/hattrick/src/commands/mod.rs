@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod migrate;
 pub mod push;
+pub mod redrive;
 pub mod run;
 pub mod seed;
 pub mod serve;

@@ -42,7 +42,7 @@ pub struct RunCommandArgs {
     pub to: Option<NaiveDate>,
 }
 
-fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+pub(super) fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{e}: expected an RFC 3339 instant such as 2026-03-10T22:00:00+03:00"))

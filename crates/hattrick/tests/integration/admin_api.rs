@@ -372,6 +372,118 @@ async fn partner_analytics_outbox_and_test_push() {
     server.stop().await;
 }
 
+/// A failed outbox row of `user` written at `at`, with its last error and a failed delivery to the user's token.
+async fn failed_push(server: &AdminServer, user: Uuid, key: &str, error: &str, expires: Option<&str>) -> i64 {
+    let id: i64 = db::query_scalar(
+        "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, data, not_before, created_at,
+                                  status, attempts, tokens_failed, last_error, expires_at)
+         VALUES ($1, 'reward', $2, 'Rozet', 'Kazandın', '{\"type\": \"badge_unlock\"}', now(), now(), 'failed', 3, 1,
+                 $3, $4::timestamptz)
+         RETURNING id",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(error)
+    .bind(expires)
+    .fetch_one(server.db.pool())
+    .await
+    .unwrap();
+    db::query(
+        "INSERT INTO hattrick_push_deliveries (outbox_id, token, platform, status, error, updated_at)
+         VALUES ($1, 'token-' || $2, 'android', 'failed', $3, now())",
+    )
+    .bind(id)
+    .bind(user.to_string())
+    .bind(error)
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn failed_pushes_and_runs_are_redriven_by_filter_and_audited() {
+    let server = AdminServer::start().await;
+    let live = user_with_token(&server.db, "android").await;
+    let dead = user_with_token(&server.db, "ios").await;
+    db::query("UPDATE customer_push_tokens SET is_active = false WHERE customer_user_id = $1")
+        .bind(dead)
+        .execute(server.db.pool())
+        .await
+        .unwrap();
+    let retried = failed_push(&server, live, "a", "UNAVAILABLE", None).await;
+    let other_error = failed_push(&server, live, "b", "INVALID_ARGUMENT", None).await;
+    let no_device = failed_push(&server, dead, "c", "UNAVAILABLE", None).await;
+    let expired = failed_push(&server, live, "d", "UNAVAILABLE", Some("2020-01-01T00:00:00Z")).await;
+
+    // A redrive needs a criterion; a backwards window and unknown fields are refused with their paths.
+    let (status, body) = server.post("/admin/push/redrive", json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) =
+        server.post("/admin/push/redrive", json!({"from": "2026-12-05T10:00:00Z", "to": "2026-12-05T09:00:00Z"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("to")), "{body}");
+    assert_eq!(server.post("/admin/push/redrive", json!({"error": "X", "code": 1})).await.0, 422);
+
+    let (status, done) = server.post("/admin/push/redrive", json!({"error": "UNAVAILABLE"})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done, json!({"redriven": 1, "no_live_device": 1, "expired": 1, "campaigns_reopened": 0}));
+    let statuses: Vec<(i64, String)> =
+        db::query_as("SELECT id, status FROM push_outbox ORDER BY id").fetch_all(server.db.pool()).await.unwrap();
+    assert_eq!(
+        statuses,
+        [
+            (retried, "pending".to_owned()),
+            (other_error, "failed".to_owned()),
+            (no_device, "failed".to_owned()),
+            (expired, "failed".to_owned())
+        ]
+    );
+    // The failed delivery is forgotten, so the device is tried again, and the push reaches it.
+    let deliveries: i64 = db::query_scalar("SELECT count(*) FROM hattrick_push_deliveries WHERE outbox_id = $1")
+        .bind(retried)
+        .fetch_one(server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(deliveries, 0);
+    server.admin.test_sender.drain(chrono::Utc::now()).await.unwrap();
+    let (status, sent): (String, i32) = db::query_as("SELECT status, tokens_sent FROM push_outbox WHERE id = $1")
+        .bind(retried)
+        .fetch_one(server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), sent), ("sent", 1));
+    assert_eq!(server.fake.stats().per_token.get(&format!("token-{live}")), Some(&1));
+    // Singly, by id: a second redrive of the same row finds nothing failed.
+    let (_, again) = server.post("/admin/push/redrive", json!({"ids": [retried, other_error]})).await;
+    assert_eq!(again["redriven"], 1, "{again}");
+
+    // A failed run's job is run again, once, and both redrives are in the audit log.
+    db::query(
+        "INSERT INTO job_execution_logs (id, job_name, status, trigger, started_at, completed_at, error_message)
+         VALUES ($1, 'dead-token-cleanup', 'failed', 'schedule', now() - interval '1 hour', now(), 'boom'),
+                ($2, 'dead-token-cleanup', 'failed', 'schedule', now() - interval '2 hours', now(), 'boom')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(Uuid::new_v4())
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(server.post("/admin/runs/redrive", json!({})).await.0, 422);
+    let (status, runs) = server.post("/admin/runs/redrive", json!({"job": "dead-token-cleanup"})).await;
+    assert_eq!(status, 200, "{runs}");
+    assert_eq!(runs["failed"].as_array().unwrap().len(), 1, "the latest failed run of the job: {runs}");
+    assert_eq!(runs["started"][0]["job"], "dead-token-cleanup", "{runs}");
+    let (status, nothing) = server.post("/admin/runs/redrive", json!({"job": "no-such-job"})).await;
+    assert_eq!((status, nothing["started"].as_array().map(Vec::len)), (200, Some(0)), "{nothing}");
+    let actions: Vec<String> =
+        db::query_scalar("SELECT action FROM hattrick_audit_log WHERE action LIKE '%redrive' ORDER BY id")
+            .fetch_all(server.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(actions, ["push.redrive", "push.redrive", "run.redrive", "run.redrive"]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn operator_actions_go_through_the_ledger_once() {
     let server = AdminServer::start().await;
@@ -667,6 +779,32 @@ async fn the_page_needs_a_session_and_a_csrf_token() {
     assert_eq!(server.get("/admin/jobs/streak-reset").await.1["state"], "paused");
     let (_, audit) = server.get("/admin/audit").await;
     assert_eq!((audit[0]["actor"].as_str(), audit[0]["action"].as_str()), (Some("ops"), Some("job.pause")));
+
+    // A failed push is retried from the outbox page, by the button beside it; a bad filter is named.
+    let user = user_with_token(&server.db, "android").await;
+    let failed = failed_push(&server, user, "page", "INTERNAL", None).await;
+    let outbox = server.http.get(server.url("/admin/ui/outbox")).header("cookie", &session).send().await.unwrap();
+    let html = outbox.text().await.unwrap();
+    assert!(html.contains(&format!("name=\"id\" value=\"{failed}\"")), "a Retry button per failure");
+    let retry = |fields: Vec<(&'static str, String)>| {
+        let mut pairs = vec![("csrf", csrf.clone())];
+        pairs.extend(fields);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        server
+            .http
+            .post(server.url("/admin/ui/outbox/redrive"))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&pairs))
+            .send()
+    };
+    let bad = retry(vec![("campaign_id", "nope".to_owned())]).await.unwrap();
+    assert!(bad.headers()["location"].to_str().unwrap().contains("campaign_id"), "{:?}", bad.headers());
+    let done = retry(vec![("id", failed.to_string())]).await.unwrap();
+    assert_eq!(done.status(), 303);
+    assert!(done.headers()["location"].to_str().unwrap().contains("Sending+1+failed"), "{:?}", done.headers());
+    let (_, audit) = server.get("/admin/audit").await;
+    assert_eq!(audit[0]["action"], "push.redrive");
 
     // Signing out revokes the session: a copy of the cookie kept elsewhere stops working too.
     let out = server

@@ -38,6 +38,8 @@ fn every_subcommand_has_help() {
         vec!["ledger", "check", "--help"],
         vec!["ledger", "open", "--help"],
         vec!["push", "test", "--help"],
+        vec!["redrive", "pushes", "--help"],
+        vec!["redrive", "runs", "--help"],
         vec!["fake-fcm", "--help"],
     ] {
         let output = hattrick(&args, None);
@@ -218,6 +220,51 @@ async fn serve_stops_gracefully_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "serve exits 0 on SIGTERM");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn redrive_sends_failed_pushes_again_and_runs_failed_jobs_again_with_an_audit_record() {
+    let db = migrated().await;
+    sqlx::raw_sql(
+        "INSERT INTO customer_users (id, email) VALUES ('00000000-0000-4000-8000-00000000000b', 'b@example.com');
+         INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id)
+         VALUES ('00000000-0000-4000-8000-00000000000b', 'tok-b', 'android', 'd-b');
+         INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, created_at, status,
+                                  last_error)
+         VALUES ('00000000-0000-4000-8000-00000000000b', 'reward', 'k1', 'T', 'B', now(), now(), 'failed', 'INTERNAL'),
+                ('00000000-0000-4000-8000-00000000000b', 'reward', 'k2', 'T', 'B', now(), now(), 'failed', 'UNAVAILABLE');
+         INSERT INTO job_execution_logs (id, job_name, status, trigger, started_at, error_message)
+         VALUES (gen_random_uuid(), 'dead-token-cleanup', 'failed', 'schedule', now() - interval '1 hour', 'boom');",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let bare = hattrick(&["redrive", "pushes"], Some(db.url()));
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("give at least one of"), "{bare:?}");
+    let backwards = hattrick(
+        &["redrive", "runs", "--from", "2026-12-05T10:00:00Z", "--to", "2026-12-05T09:00:00Z"],
+        Some(db.url()),
+    );
+    assert_eq!(backwards.status.code(), Some(2));
+
+    let pushes = hattrick_with(&["redrive", "pushes", "--error", "INTERNAL"], Some(db.url()), &[("USER", "deniz")]);
+    assert!(pushes.status.success(), "{}", String::from_utf8_lossy(&pushes.stderr));
+    assert!(stdout(&pushes).starts_with("1 failed push(es) queued again"), "{}", stdout(&pushes));
+    let pending: Vec<String> = db::query_scalar("SELECT dedupe_key FROM push_outbox WHERE status = 'pending'")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, ["k1"]);
+
+    let runs = hattrick(&["redrive", "runs", "--job", "dead-token-cleanup"], Some(db.url()));
+    assert!(runs.status.success(), "{}{}", stdout(&runs), String::from_utf8_lossy(&runs.stderr));
+    assert!(stdout(&runs).contains("dead-token-cleanup (failed run "), "{}", stdout(&runs));
+    assert!(stdout(&runs).contains(": success"), "{}", stdout(&runs));
+    let audit: Vec<(String, String)> =
+        db::query_as("SELECT actor, action FROM hattrick_audit_log ORDER BY id").fetch_all(db.pool()).await.unwrap();
+    assert_eq!(audit[0], ("cli:deniz".to_owned(), "push.redrive".to_owned()));
+    assert_eq!(audit[1].1, "run.redrive");
 }
 
 #[tokio::test]
