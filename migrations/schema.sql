@@ -401,12 +401,44 @@ CREATE TABLE scheduled_notifications (
     error text,
     created_by uuid,
     created_at timestamptz DEFAULT now(),
+    -- Local-time delivery (docs/jobs/scheduled-notifications.md): this wall-clock time in each user's zone;
+    -- `if_passed` says what happens to users whose time had passed when the campaign went out.
+    local_time timestamp,
+    if_passed varchar(10),
+    missed_count integer,
+    -- An experiment: 2 to 5 variants (a JSON array of texts, links, images and weights) and a holdout; the
+    -- conversion read-out counts `conversion_event` within `conversion_window_hours` of each user's send.
+    variants jsonb,
+    holdout_percent integer,
+    conversion_event varchar(20),
+    conversion_window_hours integer,
     CONSTRAINT scheduled_notifications_pkey PRIMARY KEY (id),
     CONSTRAINT scheduled_notifications_status_check
         CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')),
-    CONSTRAINT scheduled_notifications_audience_check CHECK (target_audience IN ('all', 'vip', 'free', 'segment'))
+    CONSTRAINT scheduled_notifications_audience_check CHECK (target_audience IN ('all', 'vip', 'free', 'segment')),
+    CONSTRAINT scheduled_notifications_if_passed_check CHECK (if_passed IN ('next_day', 'skip')),
+    CONSTRAINT scheduled_notifications_holdout_check CHECK (holdout_percent BETWEEN 0 AND 50),
+    CONSTRAINT scheduled_notifications_conversion_check
+        CHECK (conversion_event IN ('daily_reward', 'comment', 'subscription')),
+    CONSTRAINT scheduled_notifications_window_check CHECK (conversion_window_hours BETWEEN 1 AND 720)
 );
 CREATE INDEX scheduled_notifications_status_scheduled_idx ON scheduled_notifications (status, scheduled_at);
+
+-- An experiment's assignment of each user of the audience (docs/jobs/scheduled-notifications.md): variant 0 is the
+-- holdout, who gets nothing; `send_at` is when the user's push goes (or, for the holdout, would have gone) out,
+-- from which the conversion window runs. Deterministic per (campaign, user), written once at expansion.
+CREATE TABLE hattrick_campaign_assignments (
+    campaign_id uuid NOT NULL,
+    customer_user_id uuid NOT NULL,
+    variant smallint NOT NULL,
+    send_at timestamptz NOT NULL,
+    CONSTRAINT hattrick_campaign_assignments_pkey PRIMARY KEY (campaign_id, customer_user_id),
+    CONSTRAINT hattrick_campaign_assignments_campaign_fkey
+        FOREIGN KEY (campaign_id) REFERENCES scheduled_notifications (id) ON DELETE CASCADE,
+    CONSTRAINT hattrick_campaign_assignments_user_fkey
+        FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE,
+    CONSTRAINT hattrick_campaign_assignments_variant_check CHECK (variant BETWEEN 0 AND 5)
+);
 
 -- A user's choice per push category (docs/push.md "Preferences"): no row means on. The app writes it through
 -- hattrick_set_push_preference(); `is_push_allowed_mobile` stays the switch for every push.

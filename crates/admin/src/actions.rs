@@ -2,7 +2,7 @@
 //! database and records an audit row in one transaction (a manual run's record is committed with its claim).
 
 use chrono::{DateTime, Utc};
-use domain::campaign::{AudienceError, CampaignDraft};
+use domain::campaign::{AudienceError, CampaignDraft, Variants};
 use domain::redrive::{FailedRun, PushRedrive, PushesRedriven, RunRedrive};
 use engine::RunArgs;
 use engine::runner::ManualError;
@@ -198,6 +198,7 @@ pub async fn create(admin: &Admin, by: By<'_>, draft: CampaignDraft) -> Result<C
         details: serde_json::json!({
             "title_tr": draft.title_tr, "target_audience": draft.target_audience,
             "segment_filter": draft.segment_filter, "scheduled_at": draft.scheduled_at,
+            "local_time": draft.local_time, "variants": draft.variants.0.len(), "holdout_percent": draft.holdout_percent,
         }),
         request_id: by.request_id,
     };
@@ -253,11 +254,14 @@ async fn insert_campaign(
 ) -> Result<Campaign, sqlx::Error> {
     sqlx::query_as!(
         Campaign,
-        "INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
-             target_audience, segment_filter, scheduled_at, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
+        r#"INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, image_url,
+             target_audience, segment_filter, scheduled_at, status, created_at, local_time, if_passed, variants,
+             holdout_percent, conversion_event, conversion_window_hours)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14, $15, $16)
          RETURNING id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
-                   scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at",
+                   scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at,
+                   local_time, if_passed, missed_count, coalesce(variants, '[]') AS "variants!: Variants",
+                   holdout_percent, conversion_event, conversion_window_hours"#,
         &draft.title_tr,
         draft.title_en.as_deref(),
         &draft.body_tr,
@@ -268,6 +272,12 @@ async fn insert_campaign(
         draft.segment_filter.as_ref(),
         draft.scheduled_at.unwrap_or(now),
         now,
+        draft.local_time,
+        draft.if_passed.as_deref(),
+        draft.variants.to_column(),
+        draft.holdout_percent,
+        draft.conversion_event.as_deref(),
+        draft.conversion_window_hours,
     )
     .fetch_one(db::unnamed(tx))
     .await

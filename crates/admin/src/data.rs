@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
+use chrono_tz::Tz;
 use db::Pool;
+use domain::campaign::Variants;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -247,6 +249,21 @@ pub struct Campaign {
     pub error: Option<String>,
     /// When it was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// Sent at this wall-clock time in each user's zone.
+    pub local_time: Option<NaiveDateTime>,
+    /// For a local-time campaign, users whose time had passed: `next_day` or `skip`.
+    pub if_passed: Option<String>,
+    /// Users skipped because their local time had passed.
+    pub missed_count: Option<i32>,
+    /// An experiment's variants (empty otherwise).
+    #[schema(value_type = Vec<domain::campaign::Variant>)]
+    pub variants: Variants,
+    /// An experiment's holdout, in percent of the audience.
+    pub holdout_percent: Option<i32>,
+    /// What counts as a conversion.
+    pub conversion_event: Option<String>,
+    /// Hours after the send a conversion counts.
+    pub conversion_window_hours: Option<i32>,
 }
 
 /// A campaign with its outbox rows counted by status.
@@ -261,15 +278,19 @@ pub struct CampaignDelivery {
     pub tokens_sent: i64,
     /// Device sends that failed.
     pub tokens_failed: i64,
+    /// For a local-time campaign, when it goes out in each zone in use, earliest first.
+    pub zones: Vec<ZoneSend>,
 }
 
 /// The latest campaigns by schedule, newest first.
 pub async fn campaigns(pool: &Pool, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
     sqlx::query_as!(
         Campaign,
-        "SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
-                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at
-         FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1",
+        r#"SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at,
+                local_time, if_passed, missed_count, coalesce(variants, '[]') AS "variants!: Variants",
+                holdout_percent, conversion_event, conversion_window_hours
+         FROM scheduled_notifications ORDER BY scheduled_at DESC, id LIMIT $1"#,
         limit,
     )
     .fetch_all(pool)
@@ -277,12 +298,14 @@ pub async fn campaigns(pool: &Pool, limit: i64) -> Result<Vec<Campaign>, sqlx::E
 }
 
 /// One campaign with its delivery.
-pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>, sqlx::Error> {
+pub async fn campaign(pool: &Pool, id: Uuid, business: Tz) -> Result<Option<CampaignDelivery>, sqlx::Error> {
     let campaign = sqlx::query_as!(
         Campaign,
-        "SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
-                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at
-         FROM scheduled_notifications WHERE id = $1",
+        r#"SELECT id, title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                scheduled_at, sent_at, status, recipient_count, success_count, failure_count, error, created_at,
+                local_time, if_passed, missed_count, coalesce(variants, '[]') AS "variants!: Variants",
+                holdout_percent, conversion_event, conversion_window_hours
+         FROM scheduled_notifications WHERE id = $1"#,
         id,
     )
     .fetch_optional(pool)
@@ -297,12 +320,165 @@ pub async fn campaign(pool: &Pool, id: Uuid) -> Result<Option<CampaignDelivery>,
     .fetch_all(pool)
     .await?;
     let (tokens_sent, tokens_failed) = rows.iter().fold((0, 0), |(s, f), row| (s + row.sent, f + row.failed));
+    let zones = match campaign.local_time {
+        Some(local) => zone_sends(pool, local, business).await?,
+        None => Vec::new(),
+    };
     Ok(Some(CampaignDelivery {
+        zones,
         campaign,
         outbox: rows.into_iter().map(|row| (row.status, row.rows)).collect(),
         tokens_sent,
         tokens_failed,
     }))
+}
+
+/// An experiment's read-out: per group (the holdout, each variant), users, deliveries and conversions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignResults {
+    /// The campaign.
+    pub campaign_id: Uuid,
+    /// Whether it is an experiment (variants or a holdout); a plain campaign has no groups.
+    pub experiment: bool,
+    /// What counts as a conversion (`daily_reward`, `comment`, `subscription`).
+    pub conversion_event: String,
+    /// Hours after each user's send in which a conversion counts.
+    pub conversion_window_hours: i32,
+    /// Every user's window has ended: the figures are final.
+    pub final_figures: bool,
+    /// The holdout (variant 0) and each variant.
+    pub groups: Vec<GroupResult>,
+}
+
+/// One group of an experiment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupResult {
+    /// 0 for the holdout, else the variant's number (from 1).
+    pub variant: i16,
+    /// `holdout` or `variant N`.
+    pub name: String,
+    /// Users assigned to it.
+    pub users: i64,
+    /// Users whose push was delivered (none for the holdout).
+    pub delivered: i64,
+    /// Users who converted within their window.
+    pub converted: i64,
+    /// `converted / users` with its 95 % interval.
+    pub conversion: domain::experiment::Rate,
+    /// The conversion rate minus the holdout's, with its 95 % interval (none for the holdout, or without one).
+    pub lift: Option<domain::experiment::Lift>,
+}
+
+/// An experiment's read-out at `now`, or None when the campaign is unknown.
+pub async fn campaign_results(
+    pool: &Pool,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<CampaignResults>, sqlx::Error> {
+    let Some(campaign) = sqlx::query!(
+        r#"SELECT coalesce(conversion_event, 'daily_reward') AS "event!",
+                  coalesce(conversion_window_hours, 24) AS "hours!",
+                  coalesce(holdout_percent > 0 OR jsonb_array_length(coalesce(variants, '[]')) > 0, false)
+                      AS "experiment!"
+           FROM scheduled_notifications WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    // A conversion is the campaign's event by the user in [send_at, send_at + window); the holdout's send_at is
+    // when its push would have gone out.
+    let rows = sqlx::query!(
+        r#"SELECT a.variant AS "variant!", count(*) AS "users!",
+                  count(o.id) FILTER (WHERE o.status = 'sent') AS "delivered!",
+                  count(*) FILTER (WHERE CASE $2::text
+                      WHEN 'comment' THEN EXISTS (
+                          SELECT 1 FROM match_comments m WHERE m.customer_user_id = a.customer_user_id
+                            AND m.created_at >= a.send_at AND m.created_at < a.send_at + w.span)
+                      WHEN 'subscription' THEN EXISTS (
+                          SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = a.customer_user_id
+                            AND s.started_at >= a.send_at AND s.started_at < a.send_at + w.span
+                            AND coalesce(s.platform, '') <> 'promo' AND s.deleted_at IS NULL)
+                      ELSE EXISTS (
+                          SELECT 1 FROM customer_daily_rewards d WHERE d.customer_user_id = a.customer_user_id
+                            AND d.claimed_at >= a.send_at AND d.claimed_at < a.send_at + w.span)
+                      END) AS "converted!",
+                  max(a.send_at + w.span) AS "window_ends"
+           FROM hattrick_campaign_assignments a
+           CROSS JOIN LATERAL (SELECT make_interval(hours => $3) AS span) w
+           LEFT JOIN push_outbox o ON o.dedupe_key = 'campaign:' || a.campaign_id || ':' || a.customer_user_id
+           WHERE a.campaign_id = $1
+           GROUP BY a.variant ORDER BY a.variant"#,
+        id,
+        campaign.event,
+        campaign.hours,
+    )
+    .fetch_all(pool)
+    .await?;
+    let holdout = rows.iter().find(|r| r.variant == 0).map(|r| (r.converted, r.users));
+    let final_figures = !rows.is_empty() && rows.iter().all(|r| r.window_ends.is_some_and(|end| end <= now));
+    let groups = rows
+        .iter()
+        .map(|r| GroupResult {
+            variant: r.variant,
+            name: if r.variant == 0 { "holdout".to_owned() } else { format!("variant {}", r.variant) },
+            users: r.users,
+            delivered: r.delivered,
+            converted: r.converted,
+            conversion: domain::experiment::rate(r.converted, r.users),
+            lift: (r.variant != 0)
+                .then(|| holdout.and_then(|h| domain::experiment::lift((r.converted, r.users), h)))
+                .flatten(),
+        })
+        .collect();
+    Ok(Some(CampaignResults {
+        campaign_id: id,
+        experiment: campaign.experiment,
+        conversion_event: campaign.event,
+        conversion_window_hours: campaign.hours,
+        final_figures,
+        groups,
+    }))
+}
+
+/// When a local-time campaign goes out in one zone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ZoneSend {
+    /// The zone (users without a known zone are in the business zone).
+    pub zone: String,
+    /// Live users in it.
+    pub users: i64,
+    /// The campaign's local time there, as an instant.
+    pub at: DateTime<Utc>,
+}
+
+/// Per zone in use, when local time `local` comes, earliest first.
+pub async fn zone_sends(pool: &Pool, local: NaiveDateTime, business: Tz) -> Result<Vec<ZoneSend>, sqlx::Error> {
+    let zones = sqlx::query!(
+        r#"SELECT coalesce(z.name, $1) AS "zone!", count(*) AS "users!"
+           FROM customer_users u LEFT JOIN hattrick_time_zones z ON z.name = u.timezone
+           WHERE u.deleted_at IS NULL GROUP BY 1"#,
+        business.name(),
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut sends: Vec<ZoneSend> = zones
+        .into_iter()
+        .map(|z| {
+            let zone: Tz = z.zone.parse().unwrap_or(business);
+            // A time skipped by a clock change comes an hour later, as PostgreSQL reads it.
+            let at = zone
+                .from_local_datetime(&local)
+                .earliest()
+                .or_else(|| zone.from_local_datetime(&(local + TimeDelta::hours(1))).earliest())
+                .map_or_else(|| local.and_utc(), |at| at.with_timezone(&Utc));
+            ZoneSend { zone: z.zone, users: z.users, at }
+        })
+        .collect();
+    sends.sort_by(|a, b| (a.at, &a.zone).cmp(&(b.at, &b.zone)));
+    Ok(sends)
 }
 
 /// One partner's figures for one day.

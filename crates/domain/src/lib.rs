@@ -7,6 +7,7 @@
 //! - [`delivery`] delivers a selection of users at a [`delivery::DeliveryWindow`] of each user's own clock, in
 //!   the zones of [`days`];
 //! - [`campaign`] is a campaign as operators write it and its audience, over [`segment`] filters;
+//!   [`experiment`] computes an experiment's read-out;
 //! - [`conditions`] parses badge unlock conditions; [`unlocks`] pays badges just given;
 //! - [`operator`] holds the operator's audited actions (grant or revoke a badge, adjust a balance);
 //! - [`redrive`] sends failed pushes again and finds the failed runs to run again;
@@ -18,6 +19,7 @@ pub mod campaign;
 pub mod conditions;
 pub mod days;
 pub mod delivery;
+pub mod experiment;
 pub mod ledger;
 pub mod messages;
 pub mod operator;

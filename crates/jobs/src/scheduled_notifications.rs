@@ -22,7 +22,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use domain::DayZones;
-use domain::campaign::{CampaignDraft, audience_sql, bind_params};
+use domain::campaign::{CampaignDraft, Variants, audience_sql, bind_params};
 use domain::segment::{self};
 
 /// The `scheduled-notifications` job.
@@ -59,11 +59,12 @@ impl ScheduledNotifications {
         let mut tx = ctx.begin().await?;
         let campaign: Option<CampaignDraft> = sqlx::query_as!(
             CampaignDraft,
-            "SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
-                    scheduled_at
-             FROM scheduled_notifications
-             WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
-             FOR UPDATE",
+            r#"SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
+                      scheduled_at, local_time, if_passed, coalesce(variants, '[]') AS "variants!: Variants",
+                      holdout_percent, conversion_event, conversion_window_hours
+               FROM scheduled_notifications
+               WHERE id = $1 AND status = 'sending' AND recipient_count IS NULL
+               FOR UPDATE"#,
             id,
         )
         .fetch_optional(db::unnamed(&mut tx))
@@ -72,18 +73,14 @@ impl ScheduledNotifications {
             tx.commit().await?;
             return Ok(None);
         };
-        let problem = campaign.texts().oversize().map(|(_, problem)| problem).or_else(|| {
-            let image = campaign.image_url.as_deref().and_then(|url| self.content.image_problem(url));
-            let link = campaign.deep_link_url.as_deref().and_then(|link| self.content.deep_link_problem(link));
-            image.map(|p| format!("image_url: {p}")).or(link.map(|p| format!("deep_link_url: {p}")))
-        });
-        if let Some(problem) = problem {
-            Self::fail(&mut tx, id, &problem).await?;
+        let problems = campaign.content_problems(&self.content);
+        if !problems.is_empty() {
+            Self::fail(&mut tx, id, &problems.join("; ")).await?;
             tx.commit().await?;
             return Ok(None);
         }
         let (condition, params) =
-            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 5) {
+            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 10) {
                 Ok(compiled) => compiled,
                 Err(errors) => {
                     Self::fail(&mut tx, id, &errors.join("; ")).await?;
@@ -91,29 +88,87 @@ impl ScheduledNotifications {
                     return Ok(None);
                 }
             };
-        let lifetime = chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::hours(24));
+        // Each user's time (docs/jobs/scheduled-notifications.md): now, or the campaign's local time in the
+        // user's zone (the next day's, or none, if it has passed). Each user's variant: 0 (the holdout) for a
+        // `holdout_percent` share of users, else drawn by weight; both from a hash of (campaign, user), so a
+        // repeated expansion draws the same.
         let sql = format!(
-            "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
-                                      campaign_id, not_before, expires_at, created_at, platforms)
-             SELECT u.id, 'campaign', 'campaign:' || $2::text || ':' || u.id,
-                    CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.title_en, c.title_tr) ELSE c.title_tr END,
-                    CASE WHEN u.locale_preference ILIKE 'en%' THEN coalesce(c.body_en, c.body_tr) ELSE c.body_tr END,
-                    c.image_url, c.deep_link_url,
-                    jsonb_strip_nulls(jsonb_build_object('type', 'campaign', 'campaignId', $2::text,
-                                                         'deepLink', c.deep_link_url)),
-                    $2, $1, $3, $1, $4
-             FROM customer_users u CROSS JOIN (SELECT * FROM scheduled_notifications WHERE id = $2) c
-             WHERE {condition}
-             ON CONFLICT (dedupe_key) DO NOTHING"
+            "WITH c AS (SELECT * FROM scheduled_notifications WHERE id = $2),
+             audience AS MATERIALIZED (
+                 SELECT u.id, u.locale_preference ILIKE 'en%' AS en,
+                        CASE WHEN c.local_time IS NULL THEN $1
+                             WHEN c.local_time AT TIME ZONE tz.zone >= $1 THEN c.local_time AT TIME ZONE tz.zone
+                             WHEN coalesce(c.if_passed, 'next_day') = 'next_day'
+                             THEN (c.local_time + interval '1 day') AT TIME ZONE tz.zone
+                        END AS send_at,
+                        CASE WHEN abs(hashtextextended(c.id::text || ':' || u.id::text, 0)) % 10000
+                                  < coalesce(c.holdout_percent, 0) * 100 THEN 0
+                             WHEN cardinality($5::int[]) = 0 THEN 1
+                             ELSE (SELECT w.variant FROM unnest($5::int[], $6::int[]) AS w(variant, upto)
+                                   WHERE w.upto > abs(hashtextextended(c.id::text || ':' || u.id::text, 1)) % $7
+                                   ORDER BY w.upto LIMIT 1)
+                        END AS variant
+                 FROM customer_users u CROSS JOIN c
+                 CROSS JOIN LATERAL (SELECT coalesce((SELECT z.name FROM hattrick_time_zones z
+                                                      WHERE z.name = u.timezone), $8) AS zone) tz
+                 WHERE {condition}
+             ),
+             assigned AS (
+                 INSERT INTO hattrick_campaign_assignments (campaign_id, customer_user_id, variant, send_at)
+                 SELECT $2, a.id, a.variant, a.send_at FROM audience a WHERE $9 AND a.send_at IS NOT NULL
+                 ON CONFLICT (campaign_id, customer_user_id) DO NOTHING
+                 RETURNING 1
+             ),
+             inserted AS (
+                 INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link,
+                                          data, campaign_id, not_before, expires_at, created_at, platforms)
+                 SELECT a.id, 'campaign', 'campaign:' || $2::text || ':' || a.id,
+                        CASE WHEN a.en THEN coalesce(v.texts ->> 'title_en', v.texts ->> 'title_tr')
+                             ELSE v.texts ->> 'title_tr' END,
+                        CASE WHEN a.en THEN coalesce(v.texts ->> 'body_en', v.texts ->> 'body_tr')
+                             ELSE v.texts ->> 'body_tr' END,
+                        coalesce(v.texts ->> 'image_url', c.image_url),
+                        coalesce(v.texts ->> 'deep_link_url', c.deep_link_url),
+                        jsonb_strip_nulls(jsonb_build_object(
+                            'type', 'campaign', 'campaignId', $2::text,
+                            'deepLink', coalesce(v.texts ->> 'deep_link_url', c.deep_link_url),
+                            'variant', CASE WHEN cardinality($5::int[]) > 0 THEN a.variant END)),
+                        $2, a.send_at, a.send_at + make_interval(secs => $3), $1, $4
+                 FROM audience a CROSS JOIN c
+                 CROSS JOIN LATERAL (
+                     SELECT CASE WHEN cardinality($5::int[]) > 0 THEN c.variants -> (a.variant - 1)
+                                 ELSE jsonb_build_object('title_tr', c.title_tr, 'title_en', c.title_en,
+                                                         'body_tr', c.body_tr, 'body_en', c.body_en)
+                            END AS texts) v
+                 WHERE a.send_at IS NOT NULL AND a.variant <> 0
+                 ON CONFLICT (dedupe_key) DO NOTHING
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM audience WHERE send_at IS NULL),
+                    (SELECT count(*) FROM assigned)"
         );
         // A segment that plainly requires some platforms sends only to the tokens on them (docs/push.md).
         let platforms = (campaign.target_audience == "segment")
             .then(|| campaign.segment_filter.as_ref().and_then(segment::required_platforms))
             .flatten();
-        let query = db::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(id).bind(now + lifetime).bind(platforms);
+        let (variants, running_weights, total_weight) = campaign.variants.draw_table();
+        let query = db::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(id)
+            .bind(self.lifetime.as_secs_f64())
+            .bind(platforms)
+            .bind(variants)
+            .bind(running_weights)
+            .bind(total_weight)
+            .bind(self.zones.business.name())
+            .bind(campaign.is_experiment());
         let query = bind_params(query, &params);
-        let written = match query.execute(&mut *tx).await {
-            Ok(done) => done.rows_affected(),
+        let counts = query.fetch_one(&mut *tx).await.and_then(|row| {
+            use sqlx::Row as _;
+            Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?))
+        });
+        let (written, missed, assigned) = match counts {
+            Ok(counts) => counts,
             Err(error) => {
                 drop(tx);
                 tracing::warn!(%error, campaign = %id, "campaign expansion failed");
@@ -123,6 +178,13 @@ impl ScheduledNotifications {
                 return Ok(None);
             }
         };
+        sqlx::query!(
+            "UPDATE scheduled_notifications SET missed_count = $2 WHERE id = $1 AND local_time IS NOT NULL",
+            id,
+            i32::try_from(missed).unwrap_or(i32::MAX),
+        )
+        .execute(db::unnamed(&mut tx))
+        .await?;
         let recipients: i64 = sqlx::query_scalar!(
             r#"WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
              UPDATE scheduled_notifications SET recipient_count = (SELECT n FROM counted), error = NULL
@@ -132,7 +194,7 @@ impl ScheduledNotifications {
         .fetch_one(db::unnamed(&mut tx))
         .await?;
         tx.commit().await?;
-        tracing::info!(campaign = %id, recipients, written, "campaign expanded into the outbox");
+        tracing::info!(campaign = %id, recipients, written, missed, assigned, "campaign expanded into the outbox");
         Ok(Some(recipients))
     }
 }
@@ -164,7 +226,11 @@ impl Job for ScheduledNotifications {
             let stale_failed = sqlx::query!(
                 r#"UPDATE scheduled_notifications SET status = 'failed',
                      error = 'not sent: first picked up ' || to_char($1::timestamptz - scheduled_at, 'FMDD "days" HH24:MI') || ' late'
-                 WHERE status = 'pending' AND scheduled_at < $1::timestamptz - $2::text::interval"#,
+                 WHERE status = 'pending'
+                   -- A local-time campaign is late once its time has passed in the last zone (UTC-12), 26 h
+                   -- after the first (UTC+14), which its scheduled_at is.
+                   AND scheduled_at + CASE WHEN local_time IS NULL THEN interval '0' ELSE interval '26 hours' END
+                       < $1::timestamptz - $2::text::interval"#,
                 now,
                 format!("{} seconds", stale.num_seconds()),
             )

@@ -900,7 +900,11 @@ fn to_message(row: &Claimed, token: &str, now: DateTime<Utc>) -> PushMessage {
         title: row.title.clone(),
         body: row.body.clone(),
         image: row.image_url.clone(),
-        analytics_label: Some(analytics_label(row.campaign_id, kind)),
+        analytics_label: Some(analytics_label(
+            row.campaign_id,
+            row.data.get("variant").and_then(serde_json::Value::as_u64),
+            kind,
+        )),
         collapse_key: Some(collapse_key(&row.dedupe_key)),
         data,
         ttl,

@@ -48,13 +48,15 @@ pub const COLLAPSE_KEY_CHARS: usize = 32;
 /// The longest analytics label FCM accepts.
 pub const ANALYTICS_LABEL_CHARS: usize = 50;
 
-/// The analytics label of a push: `campaign-{id}` for a campaign's pushes, else its kind (`badge_unlock`,
-/// `streak_warning`, ...). Characters FCM refuses (it allows `[A-Za-z0-9-_.~%]`) become `_`; at most 50.
-pub fn analytics_label(campaign: Option<uuid::Uuid>, kind: &str) -> String {
-    let label = match campaign {
-        Some(id) => format!("campaign-{id}"),
-        None if kind.is_empty() => "push".to_owned(),
-        None => kind.to_owned(),
+/// The analytics label of a push: `campaign-{id}` for a campaign's pushes (`campaign-{id}-v{n}` for an
+/// experiment's variant `n`), else its kind (`badge_unlock`, `streak_warning`, ...). Characters FCM refuses (it
+/// allows `[A-Za-z0-9-_.~%]`) become `_`; at most 50.
+pub fn analytics_label(campaign: Option<uuid::Uuid>, variant: Option<u64>, kind: &str) -> String {
+    let label = match (campaign, variant) {
+        (Some(id), Some(n)) => format!("campaign-{id}-v{n}"),
+        (Some(id), None) => format!("campaign-{id}"),
+        (None, _) if kind.is_empty() => "push".to_owned(),
+        (None, _) => kind.to_owned(),
     };
     label.chars().take(ANALYTICS_LABEL_CHARS).map(|c| if valid_label_char(c) { c } else { '_' }).collect()
 }
@@ -177,7 +179,7 @@ mod tests {
         assert!(m.to_fcm_json()["message"].get("fcm_options").is_none());
         let key = collapse_key("badge:0193a3c2-6a57-7c41-9b1e-5d6a1f0e2b11:0193a3c2-6a57-7c41-9b1e-5d6a1f0e2b12");
         m.collapse_key = Some(key.clone());
-        m.analytics_label = Some(analytics_label(None, "badge_unlock"));
+        m.analytics_label = Some(analytics_label(None, None, "badge_unlock"));
         m.ttl = Some(Ttl { remaining: Duration::from_secs(60), expires_at_unix: 1_800_000_000 });
         let json = m.to_fcm_json();
         let message = &json["message"];
@@ -205,11 +207,13 @@ mod tests {
     #[test]
     fn analytics_labels_keep_to_fcms_alphabet_and_length() {
         let id = uuid::Uuid::nil();
-        assert_eq!(analytics_label(Some(id), "campaign"), format!("campaign-{id}"));
-        assert_eq!(analytics_label(None, "level_up"), "level_up");
-        assert_eq!(analytics_label(None, ""), "push");
-        assert_eq!(analytics_label(None, "a b/ç"), "a_b__");
-        assert_eq!(analytics_label(None, &"k".repeat(80)).len(), ANALYTICS_LABEL_CHARS);
+        assert_eq!(analytics_label(Some(id), None, "campaign"), format!("campaign-{id}"));
+        assert_eq!(analytics_label(Some(id), Some(5), "campaign"), format!("campaign-{id}-v5"));
+        assert!(analytics_label(Some(id), Some(5), "campaign").len() <= ANALYTICS_LABEL_CHARS);
+        assert_eq!(analytics_label(None, None, "level_up"), "level_up");
+        assert_eq!(analytics_label(None, None, ""), "push");
+        assert_eq!(analytics_label(None, None, "a b/ç"), "a_b__");
+        assert_eq!(analytics_label(None, None, &"k".repeat(80)).len(), ANALYTICS_LABEL_CHARS);
     }
 
     #[test]

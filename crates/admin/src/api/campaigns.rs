@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{ApiPath, ApiQuery, Page, limit};
 use crate::actions::{self, By};
 use crate::auth::Actor;
-use crate::data::{self, Campaign, CampaignDelivery};
+use crate::data::{self, Campaign, CampaignDelivery, CampaignResults};
 use crate::error::{ApiError, Body, ErrorBody};
 use crate::{Admin, request_id};
 use domain::campaign::CampaignDraft;
@@ -50,7 +50,26 @@ pub(super) async fn get_campaign(
     State(admin): State<Arc<Admin>>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CampaignDelivery>, ApiError> {
-    data::campaign(admin.pool(), id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))
+    data::campaign(admin.pool(), id, admin.settings.zones.business)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))
+}
+
+/// An experiment's read-out: per group (the holdout and each variant) users, deliveries, conversions within
+/// the window with a 95 % interval, and each variant's lift over the holdout with its 95 % interval. A campaign
+/// that is not an experiment has no groups.
+#[utoipa::path(get, path = "/admin/campaigns/{id}/results", tag = "campaigns",
+    params(("id" = Uuid, Path, description = "The campaign's id")),
+    responses((status = 200, body = CampaignResults, description = "OK"), (status = 401, body = ErrorBody, description = "No valid bearer token"), (status = 404, body = ErrorBody, description = "Not found")))]
+pub(super) async fn campaign_results(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CampaignResults>, ApiError> {
+    data::campaign_results(admin.pool(), id, admin.engine.clock().now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))
 }
 
 /// Cancels a campaign that has not finished, with its pushes not sent yet.
@@ -65,7 +84,10 @@ pub(super) async fn cancel_campaign(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CampaignDelivery>, ApiError> {
     actions::cancel(&admin, By { actor: &actor, request_id: request_id(&headers) }, id).await?;
-    data::campaign(admin.pool(), id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))
+    data::campaign(admin.pool(), id, admin.settings.zones.business)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))
 }
 
 /// An audience to count.

@@ -71,6 +71,7 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
         .routes(routes!(jobs::redrive_runs))
         .routes(routes!(campaigns::list_campaigns, campaigns::create_campaign))
         .routes(routes!(campaigns::get_campaign))
+        .routes(routes!(campaigns::campaign_results))
         .routes(routes!(campaigns::cancel_campaign))
         .routes(routes!(campaigns::preview_audience))
         .routes(routes!(partners::partner_analytics))

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -54,6 +53,67 @@ struct ComposeForm {
     segment_filter: String,
     #[serde(default)]
     scheduled_at: String,
+    #[serde(default)]
+    local_time: String,
+    #[serde(default)]
+    if_passed: String,
+    #[serde(default)]
+    variants: String,
+    #[serde(default)]
+    holdout_percent: String,
+    #[serde(default)]
+    conversion_event: String,
+    #[serde(default)]
+    conversion_window_hours: String,
+}
+
+impl ComposeForm {
+    /// The draft the form describes, or the problems reading its fields (the draft's own rules are checked
+    /// when it is created).
+    fn draft(&self, audience: AudienceQuery) -> Result<domain::CampaignDraft, Vec<String>> {
+        let mut problems = Vec::new();
+        let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+        let scheduled_at = form_time("scheduled_at", &self.scheduled_at).map_err(|p| problems.push(p)).ok().flatten();
+        let local_time = form_time("local_time", &self.local_time)
+            .map_err(|p| problems.push(p))
+            .ok()
+            .flatten()
+            .map(|at| at.naive_utc());
+        let variants = match optional(&self.variants) {
+            None => domain::campaign::Variants::default(),
+            Some(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                problems.push(format!("variants: not a JSON array of variants ({e})"));
+                domain::campaign::Variants::default()
+            }),
+        };
+        let mut number = |field: &str, text: &str| {
+            optional(text).and_then(|t| {
+                t.parse::<i32>().map_err(|_| problems.push(format!("{field}: {t:?} is not a number"))).ok()
+            })
+        };
+        let holdout_percent = number("holdout_percent", &self.holdout_percent).filter(|&h| h != 0);
+        let conversion_window_hours = number("conversion_window_hours", &self.conversion_window_hours);
+        // The conversion fields always post a value: they count only for an experiment.
+        let experiment = !variants.0.is_empty() || holdout_percent.is_some();
+        let draft = domain::CampaignDraft {
+            title_tr: self.title_tr.clone(),
+            title_en: optional(&self.title_en),
+            body_tr: self.body_tr.clone(),
+            body_en: optional(&self.body_en),
+            deep_link_url: optional(&self.deep_link_url),
+            image_url: optional(&self.image_url),
+            target_audience: audience.target_audience,
+            segment_filter: audience.segment_filter,
+            scheduled_at,
+            local_time,
+            if_passed: local_time.and(optional(&self.if_passed)),
+            variants,
+            holdout_percent,
+            conversion_event: optional(&self.conversion_event).filter(|_| experiment),
+            conversion_window_hours: conversion_window_hours.filter(|_| experiment),
+        };
+        if problems.is_empty() { Ok(draft) } else { Err(problems) }
+    }
 }
 
 struct CampaignRow {
@@ -137,11 +197,6 @@ fn audience_of(form: &ComposeForm) -> Result<AudienceQuery, Vec<String>> {
     Ok(AudienceQuery { target_audience, segment_filter })
 }
 
-/// The composer's `scheduled_at`: now when empty.
-fn scheduled_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    Ok(form_time("scheduled_at", text)?.unwrap_or(now))
-}
-
 async fn compose(
     State(admin): State<Arc<Admin>>,
     session: Session,
@@ -166,23 +221,11 @@ async fn compose(
         .into_response());
     }
     let now = admin.engine.clock().now();
-    let at = match scheduled_at(&form.scheduled_at, now) {
-        Ok(at) => at,
-        Err(problem) => {
-            return Ok(render_campaigns(&admin, session, None, form, vec![problem], None).await?.into_response());
+    let new = match form.draft(query) {
+        Ok(draft) => draft,
+        Err(problems) => {
+            return Ok(render_campaigns(&admin, session, None, form, problems, None).await?.into_response());
         }
-    };
-    let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-    let new = domain::CampaignDraft {
-        title_tr: form.title_tr.clone(),
-        title_en: optional(&form.title_en),
-        body_tr: form.body_tr.clone(),
-        body_en: optional(&form.body_en),
-        deep_link_url: optional(&form.deep_link_url),
-        image_url: optional(&form.image_url),
-        target_audience: query.target_audience,
-        segment_filter: query.segment_filter,
-        scheduled_at: Some(at),
     };
     match actions::create(&admin, By { actor: &session.actor(), request_id: request_id(&headers) }, new.normalized(now))
         .await
@@ -232,6 +275,12 @@ struct CampaignPage {
     tokens_failed: i64,
     filter: String,
     cancellable: bool,
+    /// For a local-time campaign: (zone, when, users), earliest first.
+    zones: Vec<(String, String, i64)>,
+    /// For an experiment: (group, users, delivered, converted, rate with interval, lift with interval).
+    results: Vec<[String; 6]>,
+    /// The experiment's conversion, and whether the figures are final.
+    conversion: String,
 }
 
 async fn campaign_page(
@@ -241,8 +290,13 @@ async fn campaign_page(
     Query(notice): Query<Notice>,
 ) -> Page<CampaignPage> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("no campaign {id}")))?;
-    let CampaignDelivery { campaign, outbox, tokens_sent, tokens_failed } =
-        data::campaign(admin.pool(), id).await?.ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))?;
+    let CampaignDelivery { campaign, outbox, tokens_sent, tokens_failed, zones } =
+        data::campaign(admin.pool(), id, admin.settings.zones.business)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no campaign {id}")))?;
+    let results = data::campaign_results(admin.pool(), id, admin.engine.clock().now()).await?;
+    let percent = |x: f64| format!("{:.1} %", 100.0 * x);
+    let points = |x: f64| format!("{:+.1}", 100.0 * x);
     Ok(CampaignPage {
         cancellable: matches!(campaign.status.as_str(), "pending" | "sending"),
         filter: campaign
@@ -250,6 +304,38 @@ async fn campaign_page(
             .as_ref()
             .map(|f| serde_json::to_string_pretty(f).unwrap_or_default())
             .unwrap_or_default(),
+        zones: zones.into_iter().map(|z| (z.zone, when(z.at), z.users)).collect(),
+        conversion: results.as_ref().map_or_else(String::new, |r| {
+            format!(
+                "{} within {} h of the send{}",
+                r.conversion_event,
+                r.conversion_window_hours,
+                if r.final_figures { "" } else { " (windows still open: not final)" }
+            )
+        }),
+        results: results
+            .map(|r| r.groups)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| {
+                [
+                    g.name,
+                    g.users.to_string(),
+                    g.delivered.to_string(),
+                    g.converted.to_string(),
+                    format!(
+                        "{} ({} to {})",
+                        percent(g.conversion.value),
+                        percent(g.conversion.low),
+                        percent(g.conversion.high)
+                    ),
+                    g.lift.map_or_else(
+                        || "—".to_owned(),
+                        |l| format!("{} pts ({} to {})", points(l.value), points(l.low), points(l.high)),
+                    ),
+                ]
+            })
+            .collect(),
         row: campaign.into(),
         outbox: outbox.into_iter().collect(),
         tokens_sent,
@@ -292,10 +378,29 @@ mod tests {
     }
 
     #[test]
-    fn schedule_times_read_as_utc() {
-        let now = DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(scheduled_at("", now).unwrap(), now);
-        assert_eq!(scheduled_at("2026-12-01T18:30", now).unwrap().to_rfc3339(), "2026-12-01T18:30:00+00:00");
-        assert!(scheduled_at("tomorrow", now).unwrap_err().starts_with("scheduled_at:"));
+    fn form_times_read_as_utc_and_the_form_reads_an_experiment() {
+        assert_eq!(form_time("scheduled_at", "").unwrap(), None);
+        let at = form_time("scheduled_at", "2026-12-01T18:30").unwrap().unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T18:30:00+00:00");
+        assert!(form_time("scheduled_at", "tomorrow").unwrap_err().starts_with("scheduled_at:"));
+
+        let audience = || AudienceQuery { target_audience: "all".into(), segment_filter: None };
+        let form = ComposeForm {
+            title_tr: "Derbi".into(),
+            body_tr: "Bu akşam".into(),
+            local_time: "2026-12-12T19:00".into(),
+            if_passed: "skip".into(),
+            variants: r#"[{"title_tr": "A", "body_tr": "a"}, {"title_tr": "B", "body_tr": "b", "weight": 3}]"#.into(),
+            holdout_percent: "10".into(),
+            ..ComposeForm::default()
+        };
+        let draft = form.draft(audience()).unwrap();
+        assert_eq!(draft.local_time.unwrap().to_string(), "2026-12-12 19:00:00");
+        assert_eq!((draft.if_passed.as_deref(), draft.holdout_percent), (Some("skip"), Some(10)));
+        assert_eq!(draft.variants.0[1].weight, 3);
+        let broken = ComposeForm { variants: "[{".into(), holdout_percent: "ten".into(), ..form };
+        let problems = broken.draft(audience()).unwrap_err();
+        assert!(problems[0].starts_with("variants: not a JSON array"), "{problems:?}");
+        assert!(problems[1].starts_with("holdout_percent:"), "{problems:?}");
     }
 }

@@ -7,6 +7,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chrono::Timelike as _;
 use common::{AdminServer, OTHER_TOKEN, TOKEN, form_body, send, user_with_token};
 use hattrick::config::{HumanDuration, Secret};
 use reqwest::Method;
@@ -481,6 +482,92 @@ async fn failed_pushes_and_runs_are_redriven_by_filter_and_audited() {
             .await
             .unwrap();
     assert_eq!(actions, ["push.redrive", "push.redrive", "run.redrive", "run.redrive"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_experiment_at_local_time_is_validated_sent_and_read_out_with_intervals() {
+    let server = AdminServer::start().await;
+    db::query(
+        "INSERT INTO customer_users (email, timezone)
+         SELECT 'e' || n || '@example.com', CASE WHEN n % 3 = 0 THEN 'America/New_York' ELSE 'Europe/Istanbul' END
+         FROM generate_series(1, 400) n",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    let variant = |title: &str| json!({"title_tr": title, "body_tr": "Bu akşam derbi var"});
+    // One variant is not an experiment; a holdout over 50 % or an unknown event neither.
+    let (status, body) = server
+        .post(
+            "/admin/campaigns",
+            json!({"title_tr": "Derbi", "body_tr": "b", "variants": [variant("A")], "holdout_percent": 60,
+                   "conversion_event": "purchase"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["variants", "holdout_percent", "conversion_event"], "{body}");
+    let (status, body) =
+        server.post("/admin/campaigns", json!({"title_tr": "Derbi", "body_tr": "b", "if_passed": "skip"})).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("if_passed")), "{body}");
+
+    // A local time 13 h past in Istanbul and 5 h past in New York: every user gets it the next day.
+    let local = (chrono::Utc::now() - chrono::Duration::hours(10)).naive_utc().with_nanosecond(0).unwrap();
+    let (status, campaign) = server
+        .post(
+            "/admin/campaigns",
+            json!({"title_tr": "Derbi", "body_tr": "b", "local_time": local, "holdout_percent": 20,
+                   "variants": [variant("A"), variant("B")], "conversion_event": "daily_reward",
+                   "conversion_window_hours": 48}),
+        )
+        .await;
+    assert_eq!(status, 201, "{campaign}");
+    assert_eq!(campaign["if_passed"], "next_day");
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    let (_, detail) = server.get(&format!("/admin/campaigns/{id}")).await;
+    let zones: Vec<&str> = detail["zones"].as_array().unwrap().iter().map(|z| z["zone"].as_str().unwrap()).collect();
+    assert_eq!(zones, ["Europe/Istanbul", "America/New_York"], "Istanbul's 19:00 comes first: {detail}");
+
+    let (status, started) = server.post("/admin/jobs/scheduled-notifications/run", json!(null)).await;
+    assert_eq!(status, 202, "{started}");
+    for _ in 0..100 {
+        if server.get(&format!("/admin/campaigns/{id}")).await.1["recipient_count"].is_number() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Every user of variant 2 claims a daily reward right after the send; nobody else does.
+    db::query(
+        "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
+                                             claimed_at)
+         SELECT customer_user_id, current_date, 1, 'credits', 10, send_at + interval '1 hour'
+         FROM hattrick_campaign_assignments WHERE variant = 2",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    let (status, results) = server.get(&format!("/admin/campaigns/{id}/results")).await;
+    assert_eq!(status, 200, "{results}");
+    let groups = results["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["holdout", "variant 1", "variant 2"]);
+    let users: i64 = groups.iter().map(|g| g["users"].as_i64().unwrap()).sum();
+    assert_eq!(users, 400);
+    assert_eq!(groups[0]["delivered"], 0);
+    assert_eq!((groups[2]["conversion"]["value"].as_f64(), groups[1]["converted"].as_i64()), (Some(1.0), Some(0)));
+    assert!(groups[2]["lift"]["low"].as_f64().unwrap() > 0.9, "{results}");
+    assert!(groups[1]["lift"]["low"].as_f64().unwrap() < 0.0, "no difference: its interval spans 0: {results}");
+    assert!(groups[0]["lift"].is_null());
+    assert_eq!(results["final_figures"], false, "the windows are still open: {results}");
+    // A campaign that is not an experiment has no groups; an unknown one is 404.
+    let (_, plain) = server.post("/admin/campaigns", json!({"title_tr": "T", "body_tr": "B"})).await;
+    let (status, read_out) = server.get(&format!("/admin/campaigns/{}/results", plain["id"].as_str().unwrap())).await;
+    assert_eq!(
+        (status, read_out["experiment"].as_bool(), read_out["groups"].as_array().map(Vec::len)),
+        (200, Some(false), Some(0))
+    );
+    assert_eq!(server.get(&format!("/admin/campaigns/{}/results", Uuid::new_v4())).await.0, 404);
     server.stop().await;
 }
 

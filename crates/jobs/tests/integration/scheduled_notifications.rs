@@ -351,3 +351,155 @@ async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
             .unwrap();
     assert_eq!(unrestricted, vec![None, None]);
 }
+
+/// A campaign at 19:00 on 10 June 2026 in each user's zone, inserted as the admin API stores one.
+async fn local_campaign(db: &TestDb, if_passed: &str) -> Uuid {
+    db::query_scalar(
+        "INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at, local_time, if_passed)
+         VALUES ('Derbi', 'Bu akşam', 'all', '2026-06-10T05:00:00Z', '2026-06-10 19:00', $1)
+         RETURNING id",
+    )
+    .bind(if_passed)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_local_time_campaign_reaches_each_user_at_that_time_in_their_zone() {
+    let db = TestDb::new().await;
+    let istanbul = NewUser::new().timezone("Europe/Istanbul").insert(db.pool()).await;
+    let new_york = NewUser::new().timezone("America/New_York").insert(db.pool()).await;
+    let tokyo = NewUser::new().timezone("Asia/Tokyo").insert(db.pool()).await;
+    let unknown = NewUser::new().timezone("Mars/Olympus_Mons").insert(db.pool()).await;
+    let next_day = local_campaign(&db, "next_day").await;
+    let skip = local_campaign(&db, "skip").await;
+    // At 12:00 UTC, 19:00 has passed in Tokyo (10:00 UTC) and is still to come in Istanbul and New York.
+    run(&db, "2026-06-10T12:00:00Z").await;
+    let pool = db.pool().clone();
+    let times = |campaign: Uuid| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> =
+                db::query_as("SELECT customer_user_id, not_before, expires_at FROM push_outbox WHERE campaign_id = $1")
+                    .bind(campaign)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            rows
+        }
+    };
+    let at = |rows: &[(Uuid, DateTime<Utc>, DateTime<Utc>)], user: Uuid| {
+        rows.iter().find(|r| r.0 == user).map(|r| (r.1, r.2 - r.1))
+    };
+    let day = chrono::Duration::hours(24);
+    let rows = times(next_day).await;
+    assert_eq!(at(&rows, istanbul), Some((utc("2026-06-10T16:00:00Z"), day)));
+    assert_eq!(at(&rows, new_york), Some((utc("2026-06-10T23:00:00Z"), day)));
+    assert_eq!(at(&rows, tokyo), Some((utc("2026-06-11T10:00:00Z"), day)), "passed: the same time the next day");
+    assert_eq!(at(&rows, unknown), Some((utc("2026-06-10T16:00:00Z"), day)), "an unknown zone is the business zone's");
+    let rows = times(skip).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(at(&rows, tokyo), None, "passed and skipped");
+    let (missed, recipients): (Option<i32>, Option<i32>) =
+        db::query_as("SELECT missed_count, recipient_count FROM scheduled_notifications WHERE id = $1")
+            .bind(skip)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!((missed, recipients), (Some(1), Some(3)));
+}
+
+#[tokio::test]
+async fn an_experiment_assigns_each_user_once_by_weight_with_a_holdout_and_the_same_way_twice() {
+    let db = TestDb::new().await;
+    db::query(
+        "INSERT INTO customer_users (email, locale_preference)
+         SELECT 'x' || n || '@example.com', CASE WHEN n % 2 = 0 THEN 'en' ELSE 'tr' END FROM generate_series(1, 2000) n",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let id: Uuid = db::query_scalar(
+        r#"INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at, holdout_percent,
+                                                conversion_event, conversion_window_hours, variants)
+           VALUES ('Derbi', 'Bu akşam', 'all', $1, 10, 'daily_reward', 24,
+                   '[{"title_tr": "A", "body_tr": "a", "title_en": "A en", "weight": 1},
+                     {"title_tr": "B", "body_tr": "b", "weight": 3, "deep_link_url": "goalgpt://b"}]')
+           RETURNING id"#,
+    )
+    .bind(utc(NOW))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    run(&db, NOW).await;
+    let groups = || async {
+        let groups: Vec<(i16, i64)> = db::query_as(
+            "SELECT variant, count(*) FROM hattrick_campaign_assignments WHERE campaign_id = $1 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(id)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        groups
+    };
+    let first = groups().await;
+    let count = |v: i16| first.iter().find(|g| g.0 == v).map_or(0, |g| g.1);
+    assert_eq!(first.iter().map(|g| g.1).sum::<i64>(), 2000, "every user is assigned once: {first:?}");
+    // 10 % held out, the rest 1:3 (binomial spread at 2,000 users is a few percent).
+    assert!((150..=250).contains(&count(0)), "{first:?}");
+    assert!((380..=520).contains(&count(1)), "{first:?}");
+    assert!((1250..=1450).contains(&count(2)), "{first:?}");
+    // The holdout gets nothing; each variant's users get its texts, in their language, with its link.
+    // (variant, title, deep link, data.variant, pushes)
+    type Pushes = Vec<(i16, Option<String>, Option<String>, Option<String>, i64)>;
+    let pushes: Pushes = db::query_as(
+        "SELECT a.variant, o.title, o.deep_link, o.data ->> 'variant', count(*) FROM hattrick_campaign_assignments a
+         LEFT JOIN push_outbox o ON o.campaign_id = a.campaign_id AND o.customer_user_id = a.customer_user_id
+         WHERE a.campaign_id = $1 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let has = |variant: i16, title: &str, link: Option<&str>| {
+        pushes.iter().any(|p| p.0 == variant && p.1.as_deref() == Some(title) && p.2.as_deref() == link)
+    };
+    assert!(has(1, "A en", None) && has(1, "A", None), "{pushes:?}");
+    assert!(has(2, "B", Some("goalgpt://b")), "{pushes:?}");
+    assert!(pushes.iter().filter(|p| p.0 > 0).all(|p| p.3 == Some(p.0.to_string())), "data.variant: {pushes:?}");
+    let holdout_pushes: i64 = db::query_scalar(
+        "SELECT count(*) FROM push_outbox o JOIN hattrick_campaign_assignments a
+           ON a.campaign_id = o.campaign_id AND a.customer_user_id = o.customer_user_id AND a.variant = 0",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(holdout_pushes, 0);
+    assert_eq!(state(&db, id).await.1, Some(i32::try_from(2000 - count(0)).unwrap()));
+
+    // Expanding again from scratch draws every user the same way.
+    let before: Vec<(Uuid, i16)> = db::query_as(
+        "SELECT customer_user_id, variant FROM hattrick_campaign_assignments WHERE campaign_id = $1 ORDER BY 1",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM push_outbox; DELETE FROM hattrick_campaign_assignments;
+         UPDATE scheduled_notifications SET status = 'sending', recipient_count = NULL;",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    run(&db, NOW).await;
+    let after: Vec<(Uuid, i16)> = db::query_as(
+        "SELECT customer_user_id, variant FROM hattrick_campaign_assignments WHERE campaign_id = $1 ORDER BY 1",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(before, after);
+}

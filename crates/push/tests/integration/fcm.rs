@@ -52,7 +52,7 @@ async fn repeats_with_one_collapse_key_show_once_and_labels_are_counted() {
     let fcm = transport(&fake, &fake.service_account_json());
     let row = |token: &str, dedupe: &str| PushMessage {
         collapse_key: Some(push::message::collapse_key(dedupe)),
-        analytics_label: Some(push::message::analytics_label(None, "badge_unlock")),
+        analytics_label: Some(push::message::analytics_label(None, None, "badge_unlock")),
         ..message(token)
     };
     // One row sent twice to a device (a crash between the send and its record), another row, another device.
