@@ -406,6 +406,7 @@ CREATE TABLE scheduled_notifications (
     local_time timestamp,
     if_passed varchar(10),
     missed_count integer,
+    expanded_until timestamptz,
     -- An experiment: 2 to 5 variants (a JSON array of texts, links, images and weights) and a holdout; the
     -- conversion read-out counts `conversion_event` within `conversion_window_hours` of each user's send.
     variants jsonb,

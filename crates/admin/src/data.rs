@@ -344,7 +344,7 @@ pub struct CampaignResults {
     pub conversion_event: String,
     /// Hours after each user's send in which a conversion counts.
     pub conversion_window_hours: i32,
-    /// Every user's window has ended: the figures are final.
+    /// Every user is assigned and every user's window has ended: the figures are final.
     pub final_figures: bool,
     /// The holdout (variant 0) and each variant.
     pub groups: Vec<GroupResult>,
@@ -379,7 +379,8 @@ pub async fn campaign_results(
         r#"SELECT coalesce(conversion_event, 'daily_reward') AS "event!",
                   coalesce(conversion_window_hours, 24) AS "hours!",
                   coalesce(holdout_percent > 0 OR jsonb_array_length(coalesce(variants, '[]')) > 0, false)
-                      AS "experiment!"
+                      AS "experiment!",
+                  recipient_count IS NOT NULL AS "expanded!"
            FROM scheduled_notifications WHERE id = $1"#,
         id,
     )
@@ -400,7 +401,8 @@ pub async fn campaign_results(
                       WHEN 'subscription' THEN EXISTS (
                           SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = a.customer_user_id
                             AND s.started_at >= a.send_at AND s.started_at < a.send_at + w.span
-                            AND coalesce(s.platform, '') <> 'promo' AND s.deleted_at IS NULL)
+                            AND coalesce(s.platform, '') <> 'promo' AND s.deleted_at IS NULL
+                            AND coalesce(s.status, '') NOT IN ('trial', 'trialing'))
                       ELSE EXISTS (
                           SELECT 1 FROM customer_daily_rewards d WHERE d.customer_user_id = a.customer_user_id
                             AND d.claimed_at >= a.send_at AND d.claimed_at < a.send_at + w.span)
@@ -418,7 +420,9 @@ pub async fn campaign_results(
     .fetch_all(pool)
     .await?;
     let holdout = rows.iter().find(|r| r.variant == 0).map(|r| (r.converted, r.users));
-    let final_figures = !rows.is_empty() && rows.iter().all(|r| r.window_ends.is_some_and(|end| end <= now));
+    // Final once every user is assigned (a local-time campaign is assigned zone by zone) and every window ended.
+    let final_figures =
+        campaign.expanded && !rows.is_empty() && rows.iter().all(|r| r.window_ends.is_some_and(|end| end <= now));
     let groups = rows
         .iter()
         .map(|r| GroupResult {

@@ -6,7 +6,9 @@
 //! 3. expands each claimed campaign whose audience is not in the outbox yet (`recipient_count` null): one
 //!    set-based `INSERT ... SELECT` over the users, in one transaction with the count, under the campaign row's
 //!    lock (a cancel waits for it, and a cancelled campaign is never expanded). A crash before the commit leaves
-//!    nothing; the next run expands again, and the `campaign:{id}:{user}` dedupe keys make a repeat harmless;
+//!    nothing; the next run expands again, and the `campaign:{id}:{user}` dedupe keys make a repeat harmless.
+//!    A campaign at local time is expanded zone by zone: each run writes the users whose time comes within the
+//!    next few minutes (`expanded_until` records how far it got), until the last zone's time has come;
 //! 4. completes campaigns whose outbox rows are all final: `sent`, with `success_count` / `failure_count` in
 //!    users (docs/push.md) and `sent_at` the completion time.
 //!
@@ -39,6 +41,12 @@ pub struct ScheduledNotifications {
     pub content: push::ContentRules,
 }
 
+/// How far apart the first and the last zone's local time are: UTC+14 to UTC-12.
+const LOCAL_TIME_SPREAD: chrono::TimeDelta = chrono::TimeDelta::hours(26);
+
+/// How long before a zone's local time its users' pushes are written (the dispatcher holds them until then).
+const LOCAL_TIME_LEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 impl ScheduledNotifications {
     /// Its name and default schedule (docs/jobs/scheduled-notifications.md).
     pub const DEFAULTS: JobDefaults =
@@ -53,8 +61,8 @@ impl ScheduledNotifications {
         Ok(())
     }
 
-    /// Expands one campaign under its row lock; returns the outbox rows written, or None if it was not (any
-    /// more) a campaign to expand.
+    /// Expands one campaign under its row lock; returns its recipients once it is fully expanded, or None if it
+    /// was not (any more) a campaign to expand or, at local time, has zones still to come.
     async fn expand(&self, ctx: &JobContext, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
         let mut tx = ctx.begin().await?;
         let campaign: Option<CampaignDraft> = sqlx::query_as!(
@@ -80,7 +88,7 @@ impl ScheduledNotifications {
             return Ok(None);
         }
         let (condition, params) =
-            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 10) {
+            match audience_sql(&campaign.target_audience, campaign.segment_filter.as_ref(), &self.zones, 11) {
                 Ok(compiled) => compiled,
                 Err(errors) => {
                     Self::fail(&mut tx, id, &errors.join("; ")).await?;
@@ -89,15 +97,30 @@ impl ScheduledNotifications {
                 }
             };
         // Each user's time (docs/jobs/scheduled-notifications.md): now, or the campaign's local time in the
-        // user's zone (the next day's, or none, if it has passed). Each user's variant: 0 (the holdout) for a
-        // `holdout_percent` share of users, else drawn by weight; both from a hash of (campaign, user), so a
-        // repeated expansion draws the same.
+        // user's zone (the next day's, or none, if it had passed when the campaign was created). A local-time
+        // campaign is expanded zone by zone, each run taking the users whose time comes before `until` and after
+        // the previous run's, so each zone's audience is the one at its own time. Each user's variant: 0 (the
+        // holdout) for a `holdout_percent` share of users, else drawn by weight; both from a hash of (campaign,
+        // user), so a repeated expansion draws the same.
+        let (until, complete) = match campaign.local_time {
+            None => (now, true),
+            Some(_) => {
+                let first = campaign.scheduled_at.unwrap_or(now);
+                let next_day = campaign.if_passed.as_deref() != Some("skip");
+                let last = first
+                    + LOCAL_TIME_SPREAD
+                    + if next_day { chrono::Duration::days(1) } else { chrono::Duration::zero() };
+                let until = now + LOCAL_TIME_LEAD;
+                (until, until >= last)
+            }
+        };
         let sql = format!(
             "WITH c AS (SELECT * FROM scheduled_notifications WHERE id = $2),
              audience AS MATERIALIZED (
                  SELECT u.id, u.locale_preference ILIKE 'en%' AS en,
                         CASE WHEN c.local_time IS NULL THEN $1
-                             WHEN c.local_time AT TIME ZONE tz.zone >= $1 THEN c.local_time AT TIME ZONE tz.zone
+                             WHEN c.local_time AT TIME ZONE tz.zone >= coalesce(c.created_at, $1)
+                             THEN c.local_time AT TIME ZONE tz.zone
                              WHEN coalesce(c.if_passed, 'next_day') = 'next_day'
                              THEN (c.local_time + interval '1 day') AT TIME ZONE tz.zone
                         END AS send_at,
@@ -113,9 +136,13 @@ impl ScheduledNotifications {
                                                       WHERE z.name = u.timezone), $8) AS zone) tz
                  WHERE {condition}
              ),
+             due AS (
+                 SELECT a.* FROM audience a, c
+                 WHERE a.send_at <= $10 AND a.send_at > coalesce(c.expanded_until, '-infinity')
+             ),
              assigned AS (
                  INSERT INTO hattrick_campaign_assignments (campaign_id, customer_user_id, variant, send_at)
-                 SELECT $2, a.id, a.variant, a.send_at FROM audience a WHERE $9 AND a.send_at IS NOT NULL
+                 SELECT $2, a.id, a.variant, a.send_at FROM due a WHERE $9
                  ON CONFLICT (campaign_id, customer_user_id) DO NOTHING
                  RETURNING 1
              ),
@@ -134,13 +161,13 @@ impl ScheduledNotifications {
                             'deepLink', coalesce(v.texts ->> 'deep_link_url', c.deep_link_url),
                             'variant', CASE WHEN cardinality($5::int[]) > 0 THEN a.variant END)),
                         $2, a.send_at, a.send_at + make_interval(secs => $3), $1, $4
-                 FROM audience a CROSS JOIN c
+                 FROM due a CROSS JOIN c
                  CROSS JOIN LATERAL (
                      SELECT CASE WHEN cardinality($5::int[]) > 0 THEN c.variants -> (a.variant - 1)
                                  ELSE jsonb_build_object('title_tr', c.title_tr, 'title_en', c.title_en,
                                                          'body_tr', c.body_tr, 'body_en', c.body_en)
                             END AS texts) v
-                 WHERE a.send_at IS NOT NULL AND a.variant <> 0
+                 WHERE a.variant <> 0
                  ON CONFLICT (dedupe_key) DO NOTHING
                  RETURNING 1
              )
@@ -161,7 +188,8 @@ impl ScheduledNotifications {
             .bind(running_weights)
             .bind(total_weight)
             .bind(self.zones.business.name())
-            .bind(campaign.is_experiment());
+            .bind(campaign.is_experiment())
+            .bind(until);
         let query = bind_params(query, &params);
         let counts = query.fetch_one(&mut *tx).await.and_then(|row| {
             use sqlx::Row as _;
@@ -178,13 +206,21 @@ impl ScheduledNotifications {
                 return Ok(None);
             }
         };
-        sqlx::query!(
-            "UPDATE scheduled_notifications SET missed_count = $2 WHERE id = $1 AND local_time IS NOT NULL",
-            id,
-            i32::try_from(missed).unwrap_or(i32::MAX),
-        )
-        .execute(db::unnamed(&mut tx))
-        .await?;
+        if campaign.local_time.is_some() {
+            sqlx::query!(
+                "UPDATE scheduled_notifications SET expanded_until = $2, missed_count = $3 WHERE id = $1",
+                id,
+                until,
+                i32::try_from(missed).unwrap_or(i32::MAX),
+            )
+            .execute(db::unnamed(&mut tx))
+            .await?;
+        }
+        if !complete {
+            tx.commit().await?;
+            tracing::debug!(campaign = %id, written, assigned, "local-time campaign: the zones due so far expanded");
+            return Ok(None);
+        }
         let recipients: i64 = sqlx::query_scalar!(
             r#"WITH counted AS (SELECT count(*) AS n FROM push_outbox WHERE campaign_id = $1)
              UPDATE scheduled_notifications SET recipient_count = (SELECT n FROM counted), error = NULL

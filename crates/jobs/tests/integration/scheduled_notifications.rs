@@ -352,11 +352,13 @@ async fn a_platform_segment_sends_only_to_tokens_on_that_platform() {
     assert_eq!(unrestricted, vec![None, None]);
 }
 
-/// A campaign at 19:00 on 10 June 2026 in each user's zone, inserted as the admin API stores one.
+/// A campaign at 19:00 on 10 June 2026 in each user's zone, created at 11:00 UTC, stored as the admin API stores
+/// one (due when 19:00 comes first anywhere, at UTC+14).
 async fn local_campaign(db: &TestDb, if_passed: &str) -> Uuid {
     db::query_scalar(
-        "INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at, local_time, if_passed)
-         VALUES ('Derbi', 'Bu akşam', 'all', '2026-06-10T05:00:00Z', '2026-06-10 19:00', $1)
+        "INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at, local_time, if_passed,
+                                              created_at)
+         VALUES ('Derbi', 'Bu akşam', 'all', '2026-06-10T05:00:00Z', '2026-06-10 19:00', $1, '2026-06-10T11:00:00Z')
          RETURNING id",
     )
     .bind(if_passed)
@@ -366,16 +368,13 @@ async fn local_campaign(db: &TestDb, if_passed: &str) -> Uuid {
 }
 
 #[tokio::test]
-async fn a_local_time_campaign_reaches_each_user_at_that_time_in_their_zone() {
+async fn a_local_time_campaign_goes_out_zone_by_zone_at_that_time_in_each_users_zone() {
     let db = TestDb::new().await;
     let istanbul = NewUser::new().timezone("Europe/Istanbul").insert(db.pool()).await;
     let new_york = NewUser::new().timezone("America/New_York").insert(db.pool()).await;
     let tokyo = NewUser::new().timezone("Asia/Tokyo").insert(db.pool()).await;
-    let unknown = NewUser::new().timezone("Mars/Olympus_Mons").insert(db.pool()).await;
     let next_day = local_campaign(&db, "next_day").await;
     let skip = local_campaign(&db, "skip").await;
-    // At 12:00 UTC, 19:00 has passed in Tokyo (10:00 UTC) and is still to come in Istanbul and New York.
-    run(&db, "2026-06-10T12:00:00Z").await;
     let pool = db.pool().clone();
     let times = |campaign: Uuid| {
         let pool = pool.clone();
@@ -393,14 +392,27 @@ async fn a_local_time_campaign_reaches_each_user_at_that_time_in_their_zone() {
         rows.iter().find(|r| r.0 == user).map(|r| (r.1, r.2 - r.1))
     };
     let day = chrono::Duration::hours(24);
+
+    // Noon UTC: 19:00 comes in Istanbul at 16:00 UTC and in New York at 23:00; it came in Tokyo at 10:00, before
+    // the campaign was created. Nobody is due yet.
+    run(&db, "2026-06-10T12:00:00Z").await;
+    assert!(times(next_day).await.is_empty());
+    // A user who signs up in Istanbul in the afternoon is in that zone's audience: it is taken at its own time.
+    let unknown = NewUser::new().timezone("Mars/Olympus_Mons").insert(db.pool()).await;
+    run(&db, "2026-06-10T15:57:00Z").await;
     let rows = times(next_day).await;
     assert_eq!(at(&rows, istanbul), Some((utc("2026-06-10T16:00:00Z"), day)));
-    assert_eq!(at(&rows, new_york), Some((utc("2026-06-10T23:00:00Z"), day)));
-    assert_eq!(at(&rows, tokyo), Some((utc("2026-06-11T10:00:00Z"), day)), "passed: the same time the next day");
     assert_eq!(at(&rows, unknown), Some((utc("2026-06-10T16:00:00Z"), day)), "an unknown zone is the business zone's");
-    let rows = times(skip).await;
-    assert_eq!(rows.len(), 3);
-    assert_eq!(at(&rows, tokyo), None, "passed and skipped");
+    assert_eq!(at(&rows, new_york), None, "not New York's time yet");
+    run(&db, "2026-06-10T22:58:00Z").await;
+    assert_eq!(at(&times(next_day).await, new_york), Some((utc("2026-06-10T23:00:00Z"), day)));
+    assert_eq!(state(&db, next_day).await.1, None, "still expanding: Tokyo's next day is to come");
+    // Skipped users are counted once every zone's time has come; passed users of `next_day` get it a day later.
+    run(&db, "2026-06-11T09:57:00Z").await;
+    let rows = times(next_day).await;
+    assert_eq!(at(&rows, tokyo), Some((utc("2026-06-11T10:00:00Z"), day)), "passed: the same time the next day");
+    let skipped = times(skip).await;
+    assert_eq!((skipped.len(), at(&skipped, tokyo)), (3, None), "passed and skipped");
     let (missed, recipients): (Option<i32>, Option<i32>) =
         db::query_as("SELECT missed_count, recipient_count FROM scheduled_notifications WHERE id = $1")
             .bind(skip)
@@ -408,6 +420,8 @@ async fn a_local_time_campaign_reaches_each_user_at_that_time_in_their_zone() {
             .await
             .unwrap();
     assert_eq!((missed, recipients), (Some(1), Some(3)));
+    run(&db, "2026-06-12T07:00:00Z").await;
+    assert_eq!(state(&db, next_day).await.1, Some(4), "every zone's time has come: expanded");
 }
 
 #[tokio::test]
