@@ -281,16 +281,73 @@ async fn simulate(
     Ok(())
 }
 
-/// The evening campaign: a segment of Android users with XP, at 19:00 local.
+/// 19:00 on the simulated business day (`begin` is a few minutes before its midnight).
+fn evening(begin: DateTime<Utc>) -> chrono::NaiveDateTime {
+    let day = (begin + chrono::Duration::hours(1)).with_timezone(&chrono_tz::Europe::Istanbul).date_naive();
+    day.and_hms_opt(19, 0, 0).unwrap_or_default()
+}
+
+/// The evening campaign, an experiment: a segment of Android users with XP, at 19:00 in each user's zone, two
+/// variants and a 20 % holdout, read out as daily-reward claims within 4 hours.
 async fn campaign(pool: &Pool, begin: DateTime<Utc>) -> anyhow::Result<()> {
+    let local = evening(begin);
+    let draft = domain::CampaignDraft {
+        title_tr: "Derbi bu akşam!".into(),
+        title_en: Some("Derby tonight!".into()),
+        body_tr: "Tahminini yap, kredileri kap.".into(),
+        body_en: Some("Make your pick, win credits.".into()),
+        deep_link_url: Some("goalgpt://matches/derby".into()),
+        image_url: None,
+        target_audience: "segment".into(),
+        segment_filter: Some(serde_json::json!({"platform": "android", "xp_points": {"gte": 100}})),
+        scheduled_at: None,
+        local_time: Some(local),
+        if_passed: Some("skip".into()),
+        variants: domain::campaign::Variants(vec![
+            domain::campaign::Variant {
+                weight: 1,
+                title_tr: "Derbi bu akşam!".into(),
+                title_en: Some("Derby tonight!".into()),
+                body_tr: "Tahminini yap, kredileri kap.".into(),
+                body_en: Some("Make your pick, win credits.".into()),
+                deep_link_url: None,
+                image_url: None,
+            },
+            domain::campaign::Variant {
+                weight: 1,
+                title_tr: "Derbi 19:00'da ⚽".into(),
+                title_en: Some("Derby at 19:00 ⚽".into()),
+                body_tr: "Son şans: tahminini yap, günlük ödülünü al.".into(),
+                body_en: Some("Last call: make your pick, claim your daily reward.".into()),
+                deep_link_url: Some("goalgpt://daily-rewards".into()),
+                image_url: None,
+            },
+        ]),
+        holdout_percent: Some(20),
+        conversion_event: Some("daily_reward".into()),
+        conversion_window_hours: Some(4),
+    }
+    .normalized(begin);
     sqlx::query!(
         r#"INSERT INTO scheduled_notifications (title_tr, title_en, body_tr, body_en, deep_link_url, target_audience,
-             segment_filter, scheduled_at, status, created_at)
-         VALUES ('Derbi bu akşam!', 'Derby tonight!', 'Tahminini yap, kredileri kap.', 'Make your pick, win credits.',
-                 'goalgpt://matches/derby', 'segment', '{"platform": "android", "xp_points": {"gte": 100}}',
-                 $1, 'pending', $2)"#,
-        begin + chrono::Duration::minutes(10) + chrono::Duration::hours(19),
+             segment_filter, scheduled_at, status, created_at, local_time, if_passed, variants, holdout_percent,
+             conversion_event, conversion_window_hours)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13, $14, $15)"#,
+        draft.title_tr,
+        draft.title_en,
+        draft.body_tr,
+        draft.body_en,
+        draft.deep_link_url,
+        draft.target_audience,
+        draft.segment_filter,
+        draft.scheduled_at,
         begin,
+        draft.local_time,
+        draft.if_passed,
+        draft.variants.to_column(),
+        draft.holdout_percent,
+        draft.conversion_event,
+        draft.conversion_window_hours,
     )
     .execute(pool)
     .await?;
@@ -346,27 +403,33 @@ pub async fn simulate_app(
         .execute(pool)
         .await?;
         activity.settled.fetch_add(settled.rows_affected(), Ordering::Relaxed);
-        // A daily-reward claim through the ledger function the app calls (docs/ledger.md).
-        let claimed: Option<Uuid> = sqlx::query_scalar!(
-            "INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
-                 claimed_at)
-             SELECT id, ($1 AT TIME ZONE 'Europe/Istanbul')::date, 1, 'credits', 10, $1
-             FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 1
-             ON CONFLICT (customer_user_id, reward_date) DO NOTHING
-             RETURNING customer_user_id",
+        // Daily-reward claims through the ledger function the app calls (docs/ledger.md): a random user, and now and
+        // then a user whom a campaign push brought back within two hours of it (what the experiment's read-out
+        // counts; the holdout gets no push, so only its own random claims).
+        let claimed: Vec<Uuid> = sqlx::query_scalar!(
+            r#"INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount,
+                   claimed_at)
+               SELECT w.who, ($1::timestamptz AT TIME ZONE 'Europe/Istanbul')::date, 1, 'credits', 10, $1
+               FROM ((SELECT id AS who FROM customer_users WHERE deleted_at IS NULL ORDER BY random() LIMIT 1)
+                     UNION
+                     SELECT o.customer_user_id FROM push_outbox o
+                     WHERE o.campaign_id IS NOT NULL AND o.status = 'sent'
+                       AND o.sent_at > $1::timestamptz - interval '2 hours' AND random() < 0.004) w
+               ON CONFLICT (customer_user_id, reward_date) DO NOTHING
+               RETURNING customer_user_id"#,
             now,
         )
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await?;
-        if let Some(user) = claimed {
+        for user in claimed {
             sqlx::query!(
                 "SELECT hattrick_grant_credits($1::uuid, 10, 'daily_reward', 'demo-claim:' || $1::uuid || ':' || $2::text, NULL, '{}', $3)",
                 user,
                 now.date_naive().to_string(),
                 now,
             )
-                .fetch_all(pool)
-                .await?;
+            .fetch_all(pool)
+            .await?;
             activity.claims.fetch_add(1, Ordering::Relaxed);
         }
         if round.is_multiple_of(12) {
@@ -546,7 +609,9 @@ async fn summary(
     outln!("The fake FCM accepted {fcm_accepted} messages (2 % of sends were answered 503 and retried).");
 
     let campaign = sqlx::query!(
-        r#"SELECT c.status AS "status!", c.recipient_count,
+        r#"SELECT c.id, c.status AS "status!",
+                  coalesce(c.recipient_count, (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id)::int)
+                      AS "recipients!",
                   (SELECT count(*) FROM push_outbox o WHERE o.campaign_id = c.id AND o.status = 'sent') AS "sent!",
                   (SELECT count(*) FROM push_outbox o
                    WHERE o.campaign_id = c.id AND o.status IN ('pending', 'sending')) AS "waiting!",
@@ -556,13 +621,15 @@ async fn summary(
     )
     .fetch_optional(pool)
     .await?
-    .map(|c| (c.status, c.recipient_count, c.sent, c.waiting, c.other));
-    if let Some((status, recipients, sent, waiting, other)) = campaign {
+    .map(|c| (c.id, c.status, c.recipients, c.sent, c.waiting, c.other));
+    if let Some((id, status, recipients, sent, waiting, other)) = campaign {
+        let status = if status == "sending" { "zones still to come at midnight".to_owned() } else { status };
         outln!(
-            "Campaign \"Derby tonight!\" (19:00, Android users with 100+ XP): {status}, {} recipients: {sent} delivered, \
-             {waiting} held for the recipients' quiet hours, {other} not sent (no device, cap)",
-            recipients.unwrap_or(0)
+            "\nCampaign \"Derby tonight!\" (Android users with 100+ XP, 19:00 in each user's zone): {status}; \
+             {recipients} recipients so far: {sent} delivered, {waiting} waiting for their time or quiet hours, \
+             {other} not sent (no device, cap, preference)"
         );
+        experiment(pool, id, begin, end).await?;
     }
 
     let partners = sqlx::query!(
@@ -592,6 +659,47 @@ async fn summary(
     .await?;
     for row in cleanup {
         outln!("Cleanup {}: {}", row.job_name, compact(&row.details.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+/// The evening experiment's read-out: when it went out per zone, and per group users, deliveries and
+/// conversions with their 95 % intervals (docs/jobs/scheduled-notifications.md "Experiments").
+async fn experiment(pool: &Pool, id: Uuid, begin: DateTime<Utc>, end: DateTime<Utc>) -> anyhow::Result<()> {
+    let zones = admin::data::zone_sends(pool, evening(begin), chrono_tz::Europe::Istanbul).await?;
+    let zones: Vec<String> =
+        zones.iter().map(|z| format!("{} {} UTC ({} users)", z.zone, z.at.format("%H:%M"), z.users)).collect();
+    outln!("  out at 19:00 local: {}", zones.join(", "));
+    let Some(results) = admin::data::campaign_results(pool, id, end).await? else { return Ok(()) };
+    outln!(
+        "  experiment: 2 variants and a 20 % holdout; conversion = {} within {} h of the send{}",
+        results.conversion_event,
+        results.conversion_window_hours,
+        if results.final_figures { "" } else { " (some windows still open at midnight)" }
+    );
+    outln!(
+        "  {:<10} {:>6} {:>10} {:>10}   {:<24} {}",
+        "group",
+        "users",
+        "delivered",
+        "converted",
+        "rate (95 % CI)",
+        "lift over holdout (95 % CI)"
+    );
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    for g in results.groups {
+        let lift = g.lift.map_or_else(
+            || "—".to_owned(),
+            |l| format!("{:+.1} pts ({:+.1} to {:+.1})", 100.0 * l.value, 100.0 * l.low, 100.0 * l.high),
+        );
+        outln!(
+            "  {:<10} {:>6} {:>10} {:>10}   {:<24} {lift}",
+            g.name,
+            g.users,
+            g.delivered,
+            g.converted,
+            format!("{} ({} to {})", pct(g.conversion.value), pct(g.conversion.low), pct(g.conversion.high))
+        );
     }
     Ok(())
 }

@@ -44,6 +44,11 @@ async fn the_demo_runs_a_day_through_every_job_and_cleans_up() {
     assert!(stdout.contains("Badges: "), "{stdout}");
     assert!(stdout.contains("by event runs"), "{stdout}");
     assert!(stdout.contains("Campaign \"Derby tonight!\""), "{stdout}");
+    // The evening campaign is an experiment at local time: its read-out has the holdout and both variants.
+    assert!(stdout.contains("out at 19:00 local: ") && stdout.contains("Europe/Istanbul 16:00 UTC"), "{stdout}");
+    for group in ["holdout", "variant 1", "variant 2"] {
+        assert!(stdout.lines().any(|l| l.trim_start().starts_with(group) && l.contains("% to ")), "{group}: {stdout}");
+    }
     assert!(stdout.contains("the demo database is gone"), "{stdout}");
 
     // Nothing left behind on the server.
