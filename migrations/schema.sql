@@ -421,7 +421,8 @@ CREATE TABLE scheduled_notifications (
     CONSTRAINT scheduled_notifications_holdout_check CHECK (holdout_percent BETWEEN 0 AND 50),
     CONSTRAINT scheduled_notifications_conversion_check
         CHECK (conversion_event IN ('daily_reward', 'comment', 'subscription')),
-    CONSTRAINT scheduled_notifications_window_check CHECK (conversion_window_hours BETWEEN 1 AND 720)
+    CONSTRAINT scheduled_notifications_window_check CHECK (conversion_window_hours BETWEEN 1 AND 720),
+    CONSTRAINT scheduled_notifications_variants_check CHECK (jsonb_typeof(variants) = 'array')
 );
 CREATE INDEX scheduled_notifications_status_scheduled_idx ON scheduled_notifications (status, scheduled_at);
 

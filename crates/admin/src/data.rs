@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use db::Pool;
 use domain::campaign::Variants;
@@ -471,13 +471,7 @@ pub async fn zone_sends(pool: &Pool, local: NaiveDateTime, business: Tz) -> Resu
     let mut sends: Vec<ZoneSend> = zones
         .into_iter()
         .map(|z| {
-            let zone: Tz = z.zone.parse().unwrap_or(business);
-            // A time skipped by a clock change comes an hour later, as PostgreSQL reads it.
-            let at = zone
-                .from_local_datetime(&local)
-                .earliest()
-                .or_else(|| zone.from_local_datetime(&(local + TimeDelta::hours(1))).earliest())
-                .map_or_else(|| local.and_utc(), |at| at.with_timezone(&Utc));
+            let at = domain::campaign::local_instant(local, z.zone.parse().unwrap_or(business));
             ZoneSend { zone: z.zone, users: z.users, at }
         })
         .collect();

@@ -27,6 +27,8 @@ pub struct Texts<'a> {
     pub image: Option<&'a str>,
     /// Deep link.
     pub deep_link: Option<&'a str>,
+    /// An experiment's variant: its rows also carry `data.variant`.
+    pub variant: bool,
 }
 
 impl Texts<'_> {
@@ -39,6 +41,9 @@ impl Texts<'_> {
         ]);
         if let Some(link) = self.deep_link {
             data.insert("deepLink".to_owned(), link.to_owned());
+        }
+        if self.variant {
+            data.insert("variant".to_owned(), "5".to_owned());
         }
         let english = (self.title_en.unwrap_or(self.title_tr), self.body_en.unwrap_or(self.body_tr));
         [("body_tr", (self.title_tr, self.body_tr)), ("body_en", english)].into_iter().find_map(
@@ -89,8 +94,8 @@ pub struct CampaignDraft {
     /// Send at this wall-clock time in each user's own zone instead of at one instant (e.g.
     /// `2026-12-12T19:00:00`): the user's `timezone` when PostgreSQL knows it, else the business zone.
     pub local_time: Option<NaiveDateTime>,
-    /// With `local_time`, for users whose time had passed when the campaign went out: `next_day` (default: the
-    /// same time the next day) or `skip` (counted in `missed_count`).
+    /// With `local_time`, for users whose time had passed when the campaign was created: `next_day` (default:
+    /// the same time the next day) or `skip` (counted in `missed_count`).
     pub if_passed: Option<String>,
     /// An experiment: 2 to 5 variants, each with its own texts (and, if given, its deep link and image), drawn by
     /// weight. Each user's variant is a deterministic function of (campaign, user) and is recorded.
@@ -192,6 +197,17 @@ const EARLIEST_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
 /// The smallest UTC offset of any zone (UTC-12): a local time comes last there.
 const LATEST_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(12);
 
+/// The instant wall-clock time `local` comes in `zone`, as PostgreSQL reads `local AT TIME ZONE zone`: a time that
+/// occurs twice (clocks going back) is the later instant, a time that does not occur (clocks going forward) an
+/// hour later.
+pub fn local_instant(local: NaiveDateTime, zone: chrono_tz::Tz) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    zone.from_local_datetime(&local)
+        .latest()
+        .or_else(|| zone.from_local_datetime(&(local + chrono::TimeDelta::hours(1))).latest())
+        .map_or_else(|| local.and_utc(), |at| at.with_timezone(&Utc))
+}
+
 /// The audience of a campaign that names none: every user.
 pub fn default_audience() -> String {
     "all".to_owned()
@@ -261,6 +277,7 @@ impl CampaignDraft {
             body_en: self.body_en.as_deref(),
             image: self.image_url.as_deref(),
             deep_link: self.deep_link_url.as_deref(),
+            variant: false,
         }
     }
 
@@ -371,6 +388,7 @@ impl CampaignDraft {
                 body_en: variant.body_en.as_deref(),
                 image,
                 deep_link: link,
+                variant: true,
             };
             if let Some((field, problem)) = texts.oversize() {
                 problems.push(format!("{}: {problem}", at(field)));

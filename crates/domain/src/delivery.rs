@@ -278,6 +278,12 @@ pub async fn run(
     })
 }
 
+/// The zones users are in (users without a known zone are in `business`), from the loose scan of
+/// [`zones_in_use`].
+pub async fn zones_in_use_names(pool: &db::Pool, business: Tz) -> Result<Vec<Tz>, sqlx::Error> {
+    Ok(zones_in_use(pool, business).await?.keys().map(|name| name.parse().unwrap_or(business)).collect())
+}
+
 /// The zones users are served in, each with the `timezone` values that map to it: a value PostgreSQL knows is its
 /// own zone; no value, or one unknown to PostgreSQL or to this binary, is the business zone. The distinct values
 /// come from a loose scan of the `(timezone, id)` index: a few probes per zone, whatever the number of users.

@@ -92,18 +92,18 @@ pub async fn redrive_pushes(
                  AND ($3::text IS NULL OR o.last_error = $3)
                  AND ($4::timestamptz IS NULL OR o.created_at >= $4)
                  AND ($5::timestamptz IS NULL OR o.created_at < $5)
-               ORDER BY o.id
-               LIMIT $7
                FOR UPDATE OF o SKIP LOCKED
            ),
+           -- The limit counts only rows that go back: rows left failed never use it up.
+           chosen AS (SELECT id FROM picked WHERE verdict = 'redrive' ORDER BY id LIMIT $7),
            cleared AS (
-               DELETE FROM hattrick_push_deliveries d USING picked p
-               WHERE p.verdict = 'redrive' AND d.outbox_id = p.id AND d.status <> 'sent'
+               DELETE FROM hattrick_push_deliveries d USING chosen p
+               WHERE d.outbox_id = p.id AND d.status <> 'sent'
                RETURNING 1
            ),
            moved AS (
                UPDATE push_outbox o SET status = 'pending', not_before = $6, last_error = NULL
-               FROM picked p WHERE p.verdict = 'redrive' AND o.id = p.id
+               FROM chosen p WHERE o.id = p.id
                RETURNING o.campaign_id
            ),
            reopened AS (

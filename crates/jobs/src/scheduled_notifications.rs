@@ -61,11 +61,35 @@ impl ScheduledNotifications {
         Ok(())
     }
 
+    /// Whether the time of a local-time campaign comes in some zone in use within `(after, until]`, from the
+    /// zones' names alone (a loose index scan), so that the runs between two zones' times read no user. An hour
+    /// of slack on both sides covers any difference in reading a clock change.
+    async fn zone_due(
+        &self,
+        ctx: &JobContext,
+        local: chrono::NaiveDateTime,
+        campaign: &CampaignDraft,
+        (after, until): (Option<DateTime<Utc>>, DateTime<Utc>),
+        created: Option<DateTime<Utc>>,
+    ) -> Result<bool, sqlx::Error> {
+        let slack = chrono::Duration::hours(1);
+        let after = after.map_or(DateTime::<Utc>::MIN_UTC, |at| at - slack);
+        let next_day = campaign.if_passed.as_deref() != Some("skip");
+        let zones = domain::delivery::zones_in_use_names(&ctx.pool, self.zones.business).await?;
+        Ok(zones.into_iter().any(|zone| {
+            let today = domain::campaign::local_instant(local, zone);
+            let tomorrow = domain::campaign::local_instant(local + chrono::Duration::days(1), zone);
+            // Users whose time had come when the campaign was created get the next day's (with `next_day`).
+            let today = created.is_none_or(|created| today + slack >= created).then_some(today);
+            [today, next_day.then_some(tomorrow)].into_iter().flatten().any(|at| at > after && at <= until + slack)
+        }))
+    }
+
     /// Expands one campaign under its row lock; returns its recipients once it is fully expanded, or None if it
     /// was not (any more) a campaign to expand or, at local time, has zones still to come.
     async fn expand(&self, ctx: &JobContext, id: Uuid, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
         let mut tx = ctx.begin().await?;
-        let campaign: Option<CampaignDraft> = sqlx::query_as!(
+        let campaign = sqlx::query_as!(
             CampaignDraft,
             r#"SELECT title_tr, title_en, body_tr, body_en, deep_link_url, image_url, target_audience, segment_filter,
                       scheduled_at, local_time, if_passed, coalesce(variants, '[]') AS "variants!: Variants",
@@ -76,7 +100,17 @@ impl ScheduledNotifications {
             id,
         )
         .fetch_optional(db::unnamed(&mut tx))
-        .await?;
+        .await;
+        let campaign = match campaign {
+            // A row the app wrote itself with variants that are not a list of variants (the one column decoded
+            // from JSON; the others have the schema's types) fails alone.
+            Err(sqlx::Error::ColumnDecode { source, .. }) => {
+                Self::fail(&mut tx, id, &format!("variants: {source}")).await?;
+                tx.commit().await?;
+                return Ok(None);
+            }
+            other => other?,
+        };
         let Some(campaign) = campaign else {
             tx.commit().await?;
             return Ok(None);
@@ -102,6 +136,11 @@ impl ScheduledNotifications {
         // the previous run's, so each zone's audience is the one at its own time. Each user's variant: 0 (the
         // holdout) for a `holdout_percent` share of users, else drawn by weight; both from a hash of (campaign,
         // user), so a repeated expansion draws the same.
+        let progress =
+            sqlx::query!("SELECT expanded_until, created_at FROM scheduled_notifications WHERE id = $1", id,)
+                .fetch_one(db::unnamed(&mut tx))
+                .await?;
+        let expanded_before = progress.expanded_until.is_some();
         let (until, complete) = match campaign.local_time {
             None => (now, true),
             Some(_) => {
@@ -114,6 +153,17 @@ impl ScheduledNotifications {
                 (until, until >= last)
             }
         };
+        if let Some(local) = campaign.local_time
+            && !complete
+            && !self.zone_due(ctx, local, &campaign, (progress.expanded_until, until), progress.created_at).await?
+        {
+            // No zone's time comes in this window: the audience is not read at all.
+            sqlx::query!("UPDATE scheduled_notifications SET expanded_until = $2 WHERE id = $1", id, until)
+                .execute(db::unnamed(&mut tx))
+                .await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
         let sql = format!(
             "WITH c AS (SELECT * FROM scheduled_notifications WHERE id = $2),
              audience AS MATERIALIZED (
@@ -197,6 +247,11 @@ impl ScheduledNotifications {
         });
         let (written, missed, assigned) = match counts {
             Ok(counts) => counts,
+            // A local-time campaign part sent keeps going: the next run takes the zones from where it stopped.
+            Err(error) if campaign.local_time.is_some() && expanded_before => {
+                tracing::warn!(%error, campaign = %id, "local-time campaign expansion failed; the next run retries");
+                return Ok(None);
+            }
             Err(error) => {
                 drop(tx);
                 tracing::warn!(%error, campaign = %id, "campaign expansion failed");

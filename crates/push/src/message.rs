@@ -26,7 +26,7 @@ pub struct PushMessage {
     /// Remaining lifetime: FCM drops the message after it (`android.ttl`, `apns-expiration`).
     pub ttl: Option<Ttl>,
     /// The same value on every send of one outbox row ([`collapse_key`]): a device shows the row's sends as one
-    /// notification (`android.collapse_key` and `android.notification.tag`, `apns-collapse-id`, web `Topic`).
+    /// notification (`android.notification.tag`, `apns-collapse-id`, web `Topic`).
     pub collapse_key: Option<String>,
     /// `fcm_options.analytics_label` ([`analytics_label`]): the Firebase console reports delivery per label.
     pub analytics_label: Option<String>,
@@ -135,9 +135,9 @@ impl PushMessage {
             "data": self.data,
         });
         if let Some(key) = &self.collapse_key {
-            // Android folds undelivered messages by collapse key and shown ones by tag; APNs and web push fold
-            // both by their header.
-            android["collapse_key"] = json!(key);
+            // Android folds shown notifications by tag; APNs and web push fold by their header. Not Android's
+            // `collapse_key`: FCM keeps at most four collapse keys per offline device, and a key per row would
+            // lose a phone's pushes beyond four overnight.
             android["notification"]["tag"] = json!(key);
             apns_headers.insert("apns-collapse-id".into(), json!(key));
             message["webpush"] = json!({ "headers": { "Topic": key } });
@@ -183,7 +183,7 @@ mod tests {
         m.ttl = Some(Ttl { remaining: Duration::from_secs(60), expires_at_unix: 1_800_000_000 });
         let json = m.to_fcm_json();
         let message = &json["message"];
-        assert_eq!(message["android"]["collapse_key"], key.as_str());
+        assert!(message["android"].get("collapse_key").is_none(), "a key per row would cap offline devices at 4");
         assert_eq!(message["android"]["notification"]["tag"], key.as_str());
         assert_eq!(message["android"]["notification"]["channel_id"], "default");
         assert_eq!(message["apns"]["headers"]["apns-collapse-id"], key.as_str());

@@ -517,3 +517,23 @@ async fn an_experiment_assigns_each_user_once_by_weight_with_a_holdout_and_the_s
     .unwrap();
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn a_campaign_the_app_wrote_with_unreadable_variants_fails_alone() {
+    let db = TestDb::new().await;
+    user(&db, U { allowed: true, ..U::default() }).await;
+    let bad: Uuid = db::query_scalar(
+        r#"INSERT INTO scheduled_notifications (title_tr, body_tr, target_audience, scheduled_at, variants)
+           VALUES ('Bozuk', 'b', 'all', $1, '[{"name": "A"}, {"name": "B"}]') RETURNING id"#,
+    )
+    .bind(utc(NOW))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let good = campaign(&db, "all", None, NOW).await;
+    run(&db, NOW).await;
+    let (status, _, _, _, error) = state(&db, bad).await;
+    assert_eq!(status, "failed");
+    assert!(error.as_deref().unwrap_or_default().starts_with("variants: "), "{error:?}");
+    assert_eq!(state(&db, good).await.1, Some(1), "the campaign after it is sent");
+}
