@@ -83,14 +83,26 @@ pub async fn redrive_pushes(admin: &Admin, by: By<'_>, filter: &PushRedrive) -> 
         return Err(ApiError::validation(problems));
     }
     let now = admin.engine.clock().now();
-    let mut tx = admin.pool().begin().await?;
+    Ok(audited_push_redrive(admin.pool(), &by.actor.0, by.request_id, filter, now).await?)
+}
+
+/// Sends the failed pushes `filter` selects again and records it as `actor`, in one transaction (the API, the page
+/// and `hattrick redrive pushes`). `filter` is valid (`PushRedrive::problems` is empty).
+pub async fn audited_push_redrive(
+    pool: &db::Pool,
+    actor: &str,
+    request_id: Option<&str>,
+    filter: &PushRedrive,
+    now: DateTime<Utc>,
+) -> Result<PushesRedriven, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let done = domain::redrive::redrive_pushes(&mut tx, filter, now).await?;
     let entry = Entry {
-        actor: &by.actor.0,
+        actor,
         action: "push.redrive",
         target: filter.campaign_id.map(|c| format!("campaign {c}")).unwrap_or_else(|| "outbox".to_owned()),
         details: serde_json::json!({ "filter": filter, "result": done }),
-        request_id: by.request_id,
+        request_id,
     };
     audit::record(&mut tx, &entry, now).await?;
     tx.commit().await?;

@@ -526,12 +526,11 @@ fn claim_sql(claim: Claim<'_>) -> String {
                 c.expires_at, c.created_at, c.platforms, c.campaign_id, c.dedupe_key,
                 coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
                 coalesce(u.is_push_allowed_mobile, true) AS allowed,
-                hattrick_push_preference_category(c.category, c.data ->> 'type') AS preference,
+                k.preference,
                 coalesce((SELECT p.enabled FROM hattrick_push_preferences p
-                          WHERE p.customer_user_id = c.customer_user_id
-                            AND p.category = hattrick_push_preference_category(c.category, c.data ->> 'type')),
+                          WHERE p.customer_user_id = c.customer_user_id AND p.category = k.preference),
                          true) AS preferred,
-                hattrick_push_priority(c.category, c.data ->> 'type') AS priority,
+                k.priority,
                 coalesce(z.name, $4) AS zone,
                 s.status AS campaign_status,
                 CASE WHEN c.category IN ('engagement', 'campaign') THEN (
@@ -540,10 +539,12 @@ fn claim_sql(claim: Claim<'_>) -> String {
                       AND p.category IN ('engagement', 'campaign')
                       AND p.sent_at >= (date_trunc('day', $1 AT TIME ZONE coalesce(z.name, $4))
                                         AT TIME ZONE coalesce(z.name, $4))
-                      AND hattrick_push_priority(p.category, p.data ->> 'type')
-                          >= hattrick_push_priority(c.category, c.data ->> 'type'))
+                      AND hattrick_push_priority(p.category, p.data ->> 'type') >= k.priority)
                 ELSE 0 END AS sent_today
          FROM claimed c
+         CROSS JOIN LATERAL (
+             SELECT hattrick_push_preference_category(c.category, c.data ->> 'type') AS preference,
+                    hattrick_push_priority(c.category, c.data ->> 'type') AS priority) k
          LEFT JOIN customer_users u ON u.id = c.customer_user_id
          LEFT JOIN hattrick_time_zones z ON z.name = u.timezone
          LEFT JOIN scheduled_notifications s ON s.id = c.campaign_id

@@ -96,18 +96,7 @@ async fn pushes(settings: &Settings, args: PushesArgs) -> anyhow::Result<ExitCod
     let pool = startup::pool(settings).await?;
     startup::require_schema(&pool).await?;
     let now = startup::clock_from_env()?.now();
-    let mut tx = pool.begin().await?;
-    let done = domain::redrive::redrive_pushes(&mut tx, &filter, now).await?;
-    let actor = actor();
-    let entry = admin::audit::Entry {
-        actor: &actor,
-        action: "push.redrive",
-        target: filter.campaign_id.map(|c| format!("campaign {c}")).unwrap_or_else(|| "outbox".to_owned()),
-        details: serde_json::json!({ "filter": filter, "result": done }),
-        request_id: None,
-    };
-    admin::audit::record(&mut tx, &entry, now).await?;
-    tx.commit().await?;
+    let done = admin::actions::audited_push_redrive(&pool, &actor(), None, &filter, now).await?;
     crate::outln!(
         "{} failed push(es) queued again; left failed: {} without a live device, {} past their lifetime{}",
         done.redriven,
