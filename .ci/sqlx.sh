@@ -16,7 +16,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
-for file in migrations/schema.sql migrations/routines.sql; do
+for file in migrations/schema.sql migrations/routines.sql migrations/messages.sql; do
   psql -q -v ON_ERROR_STOP=1 "$server/$database" -f "$file" >/dev/null 2>&1 \
     || { echo "loading $file failed" >&2; exit 1; }
 done

@@ -58,6 +58,53 @@ LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
         52, 1), 53, 1), 'hex')::uuid
 $$;
 
+-- Languages (docs/push.md "Messages and languages") ---------------------------------------------------------------
+
+-- A user's locale as the catalogue writes locales: lower case, `_` read as `-`, none meaning Turkish (the app's
+-- default).
+CREATE OR REPLACE FUNCTION hattrick_locale(p_preference text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(replace(coalesce(nullif(btrim(p_preference), ''), 'tr'), '_', '-'))
+$$;
+
+-- The language of a user's locale (`pt-br` -> `pt`).
+CREATE OR REPLACE FUNCTION hattrick_language(p_preference text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT split_part(hattrick_locale(p_preference), '-', 1)
+$$;
+
+-- The locales whose texts a user can get, best first: their locale, its language, English, Turkish.
+CREATE OR REPLACE FUNCTION hattrick_locale_chain(p_preference text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ARRAY[hattrick_locale(p_preference), hattrick_language(p_preference), 'en', 'tr']
+$$;
+
+-- The catalogue's text of one push kind for a user's locale (the first locale of the chain that has one; a
+-- deployment's text before the built-in one of the same locale), with the locale it is written in.
+CREATE OR REPLACE FUNCTION hattrick_message(p_kind text, p_preference text)
+RETURNS TABLE (locale text, title text, body text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT m.locale::text, m.title, m.body
+    FROM hattrick_messages m
+    WHERE m.kind = p_kind AND m.locale = ANY (hattrick_locale_chain(p_preference))
+    ORDER BY array_position(hattrick_locale_chain(p_preference), m.locale::text), m.builtin
+    LIMIT 1
+$$;
+
+-- Fills a text's `{name}` placeholders from a JSON object of values; a placeholder without one stays as written.
+-- (Jobs render their batches with one `replace` per placeholder of their kind instead: domain::messages.)
+CREATE OR REPLACE FUNCTION hattrick_fill(p_text text, p_vars jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v_var record;
+    v_out text := p_text;
+BEGIN
+    FOR v_var IN SELECT key, value FROM jsonb_each_text(coalesce(p_vars, '{}'::jsonb)) WHERE value IS NOT NULL LOOP
+        v_out := replace(v_out, '{' || v_var.key || '}', v_var.value);
+    END LOOP;
+    RETURN v_out;
+END $$;
+
 -- Enqueues the level-up push of docs/ledger.md for `level` (once per user and level: the dedupe key), in the user's
 -- language. Deleted and inactive users get no push; opted-out users' rows are written and stopped at send time.
 CREATE OR REPLACE FUNCTION hattrick_enqueue_level_up(p_user uuid, p_level text, p_at timestamptz) RETURNS void
@@ -65,13 +112,14 @@ LANGUAGE sql AS $$
     INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data, not_before,
                              created_at)
     SELECT u.id, 'reward', 'level-up:' || u.id || ':' || l.level,
-           CASE WHEN u.locale_preference ILIKE 'en%' THEN 'Level up! ⬆️' ELSE 'Seviye Atladın! ⬆️' END,
-           CASE WHEN u.locale_preference ILIKE 'en%' THEN 'You reached ' || l.name_en || '! 🎉'
-                ELSE l.name_tr || ' seviyesine ulaştın! 🎉' END,
+           replace(replace(t.title, '{name_tr}', l.name_tr), '{name_en}', l.name_en),
+           replace(replace(t.body, '{name_tr}', l.name_tr), '{name_en}', l.name_en),
            'goalgpt://profile',
            jsonb_build_object('type', 'level_up', 'level', l.level, 'deepLink', 'goalgpt://profile'),
            p_at, p_at
-    FROM customer_users u JOIN hattrick_levels() l ON l.level = p_level
+    FROM customer_users u
+    JOIN hattrick_levels() l ON l.level = p_level
+    CROSS JOIN LATERAL hattrick_message('level_up', u.locale_preference) t
     WHERE u.id = p_user AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
     ON CONFLICT (dedupe_key) DO NOTHING
 $$;

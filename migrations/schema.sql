@@ -444,6 +444,22 @@ CREATE TABLE hattrick_campaign_assignments (
 
 -- A user's choice per push category (docs/push.md "Preferences"): no row means on. The app writes it through
 -- hattrick_set_push_preference(); `is_push_allowed_mobile` stays the switch for every push.
+-- The push texts (docs/push.md "Messages and languages"): hattrick's own Turkish and English texts (`builtin`,
+-- rewritten by every migration that changes them, migrations/messages.sql) and a deployment's texts, which add
+-- locales or replace a built-in text of the same locale. A user gets the text of their locale, else of its language,
+-- else English, else Turkish (hattrick_message()).
+CREATE TABLE hattrick_messages (
+    kind varchar(40) NOT NULL,
+    locale varchar(35) NOT NULL,
+    builtin boolean NOT NULL DEFAULT false,
+    title text NOT NULL,
+    body text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT hattrick_messages_pkey PRIMARY KEY (kind, locale, builtin),
+    CONSTRAINT hattrick_messages_locale_check CHECK (locale ~ '^[a-z]{2,3}(-[a-z0-9]{1,8})*$'),
+    CONSTRAINT hattrick_messages_text_check CHECK (title <> '' AND body <> '')
+);
+
 CREATE TABLE hattrick_push_preferences (
     customer_user_id uuid NOT NULL,
     category varchar(20) NOT NULL,

@@ -334,3 +334,57 @@ async fn cancel_campaign(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Cancel
     .rows_affected();
     Ok(Cancelled::Done { pushes })
 }
+
+/// Writes a deployment's push texts (each checked by `NewText::checked` first), in one transaction with their
+/// audit entry: a whole locale file lands or nothing does. Returns how many replaced a text.
+pub async fn audited_message_put(
+    pool: &db::Pool,
+    actor: &str,
+    request_id: Option<&str>,
+    texts: &[domain::messages::NewText],
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut replaced = 0;
+    for text in texts {
+        replaced += usize::from(domain::messages::put(&mut tx, text, now).await?);
+    }
+    let mut targets: Vec<String> = texts.iter().map(|t| format!("{}/{}", t.kind, t.locale)).collect();
+    targets.truncate(20);
+    let entry = Entry {
+        actor,
+        action: "message.put",
+        target: targets.join(","),
+        details: serde_json::json!({ "texts": texts, "replaced": replaced }),
+        request_id,
+    };
+    audit::record(&mut tx, &entry, now).await?;
+    tx.commit().await?;
+    Ok(replaced)
+}
+
+/// Removes a deployment's texts in `locale` (of one kind, or all), with their audit entry; the built-in text of
+/// the locale, if any, applies again. Returns how many were removed (nothing is audited when none was).
+pub async fn audited_message_remove(
+    pool: &db::Pool,
+    actor: &str,
+    request_id: Option<&str>,
+    kind: Option<&str>,
+    locale: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let removed = domain::messages::remove(&mut tx, kind, locale).await?;
+    if removed > 0 {
+        let entry = Entry {
+            actor,
+            action: "message.remove",
+            target: format!("{}/{locale}", kind.unwrap_or("*")),
+            details: serde_json::json!({ "removed": removed }),
+            request_id,
+        };
+        audit::record(&mut tx, &entry, now).await?;
+    }
+    tx.commit().await?;
+    Ok(removed)
+}

@@ -22,8 +22,7 @@ use chrono_tz::Tz;
 use engine::{JobContext, JobError, JobReport};
 
 use crate::DayZones;
-use crate::messages::Message;
-use crate::outbox::render_sql;
+use crate::messages::{Message, render_sql};
 
 /// Days a user's outcome row is kept after its local date (the counts stay in the run log).
 const KEEP_OUTCOMES: u64 = 7;
@@ -72,10 +71,10 @@ pub struct Engagement<'a> {
     pub message: &'static Message,
     /// Dedupe keys are `{prefix}:{user}:{local date}`.
     pub dedupe_prefix: &'static str,
-    /// SQL selecting `customer_user_id, en, vars, data` from `users u` (the zone's active, push-allowed users of
-    /// the slice, with `en` their language). Parameters: `$1` now, `$4` the target instant, `$5` the user's today
-    /// (a date), `$6` the end of that day (the next midnight), `$18` and `$19` the slice's first and last user id
-    /// (to narrow the scans of the job's own tables).
+    /// SQL selecting `customer_user_id, preference, vars, data` from `users u` (the zone's active, push-allowed
+    /// users of the slice, with `preference` their locale). Parameters: `$1` now, `$4` the target instant, `$5` the
+    /// user's today (a date), `$6` the end of that day (the next midnight), `$14` and `$15` the slice's first and
+    /// last user id (to narrow the scans of the job's own tables).
     pub eligible: &'a str,
     /// When the push expires.
     pub lifetime: Lifetime,
@@ -314,25 +313,25 @@ async fn zones_in_use(pool: &db::Pool, business: Tz) -> Result<BTreeMap<String, 
 }
 
 /// The statement deciding a zone's users for a day (see [`decide`] for its parameters): `[users without a zone,
-/// users with the zone name $17]`. It is set-based on purpose: the eligible users of a zone come from hash joins
+/// users with the zone name $13]`. It is set-based on purpose: the eligible users of a zone come from hash joins
 /// over the job's tables (one pass each), not from a lookup per user, which at a million users cost more than the
 /// whole statement does now. Only eligible users are then probed (`LIMIT 1` keeps the probe a keyed index lookup)
 /// for an outcome recorded earlier: as an anti-join, the planner could not see how many outcomes a date already
 /// has (they are written during the day) and once scanned them all for every user.
 fn statement(spec: &Engagement<'_>) -> [String; 2] {
-    let title = render_sql("CASE WHEN b.en THEN $11 ELSE $10 END", spec.message);
-    let body = render_sql("CASE WHEN b.en THEN $13 ELSE $12 END", spec.message);
+    let title = render_sql("t.title", spec.message);
+    let body = render_sql("t.body", spec.message);
     let eligible = spec.eligible;
-    ["u.timezone IS NULL", "u.timezone = $17"].map(|zone_filter| {
+    ["u.timezone IS NULL", "u.timezone = $13"].map(|zone_filter| {
         format!(
             "WITH users AS MATERIALIZED (
-                 SELECT u.id, u.locale_preference ILIKE 'en%' AS en FROM customer_users u
-                 WHERE {zone_filter} AND u.id BETWEEN $18 AND $19
+                 SELECT u.id, coalesce(u.locale_preference, '') AS preference FROM customer_users u
+                 WHERE {zone_filter} AND u.id BETWEEN $14 AND $15
                    AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
              ),
              eligible AS ({eligible}),
              decided AS (
-                 SELECT e.customer_user_id, e.en, e.vars, e.data,
+                 SELECT e.customer_user_id, e.preference, e.vars, e.data,
                         CASE WHEN NOT $7 THEN 'skipped'
                              WHEN EXISTS (SELECT 1 FROM customer_push_tokens t
                                           WHERE t.customer_user_id = e.customer_user_id AND t.is_active IS NOT FALSE)
@@ -351,13 +350,19 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
                  ON CONFLICT DO NOTHING
                  RETURNING customer_user_id, outcome
              ),
+             texts AS (
+                 SELECT p.preference, m.title, m.body
+                 FROM (SELECT DISTINCT preference FROM decided) p
+                 CROSS JOIN LATERAL hattrick_message($11, p.preference) m
+             ),
              pushed AS (
                  INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data,
                                           not_before, expires_at, created_at)
-                 SELECT b.customer_user_id, 'engagement', $16 || ':' || b.customer_user_id || ':' || $3::text,
-                        {title}, {body}, $14, jsonb_build_object('type', $15::text, 'deepLink', $14::text) || b.data,
+                 SELECT b.customer_user_id, 'engagement', $12 || ':' || b.customer_user_id || ':' || $3::text,
+                        {title}, {body}, $10, jsonb_build_object('type', $11::text, 'deepLink', $10::text) || b.data,
                         $1, $9, $1
                  FROM recorded r JOIN decided b ON b.customer_user_id = r.customer_user_id
+                 JOIN texts t ON t.preference = b.preference
                  WHERE r.outcome = 'served'
                  ON CONFLICT (dedupe_key) DO NOTHING
                  RETURNING 1
@@ -433,10 +438,6 @@ async fn decide_slice(
         .bind(serve)
         .bind(ctx.args.dry_run)
         .bind(day.expires_at)
-        .bind(message.title_tr)
-        .bind(message.title_en)
-        .bind(message.body_tr)
-        .bind(message.body_en)
         .bind(message.deep_link)
         .bind(message.kind)
         .bind(spec.dedupe_prefix)

@@ -1,12 +1,12 @@
 //! Writing pushes to the outbox (docs/push.md) in the job's transaction: a job fills the session's scratch table
 //! `hattrick_push_batch` with one row per user (dedupe key, placeholders, extra data), then [`flush`] renders
-//! the texts in the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat
+//! the catalogue's texts in the user's language and inserts into `push_outbox`, where the unique dedupe key makes a repeat
 //! impossible.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::messages::Message;
+use crate::messages::{Message, render_sql};
 
 /// Category of a push, as stored (`push_outbox.category`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,30 +47,36 @@ pub async fn flush(
     write: bool,
 ) -> Result<i64, sqlx::Error> {
     let inserted = if write {
-        let title = render_sql("CASE WHEN u.en THEN $3 ELSE $2 END", message);
-        let body = render_sql("CASE WHEN u.en THEN $5 ELSE $4 END", message);
+        let title = render_sql("t.title", message);
+        let body = render_sql("t.body", message);
         // The user is looked up row by row (LIMIT keeps the subquery a parameterised index scan): the planner
-        // cannot see how few rows the scratch table holds and would otherwise hash the whole users table.
+        // cannot see how few rows the scratch table holds and would otherwise hash the whole users table. The
+        // catalogue is read once per distinct locale, not once per user.
         let sql = format!(
-            "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
+            "WITH users AS MATERIALIZED (
+                 SELECT b.*, u.preference
+                 FROM hattrick_push_batch b
+                 CROSS JOIN LATERAL (
+                     SELECT coalesce(u.locale_preference, '') AS preference FROM customer_users u
+                     WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
+                     LIMIT 1) u
+             ),
+             texts AS (
+                 SELECT p.preference, m.title, m.body
+                 FROM (SELECT DISTINCT preference FROM users) p
+                 CROSS JOIN LATERAL hattrick_message($2, p.preference) m
+             )
+             INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                       not_before, created_at)
-             SELECT b.customer_user_id, $1, b.dedupe_key, {title}, {body}, b.image_url, $6,
-                    jsonb_build_object('type', $7::text, 'deepLink', $6::text) || b.data, $8, $8
-             FROM hattrick_push_batch b
-             CROSS JOIN LATERAL (
-                 SELECT u.locale_preference ILIKE 'en%' AS en FROM customer_users u
-                 WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
-                 LIMIT 1) u
+             SELECT b.customer_user_id, $1, b.dedupe_key, {title}, {body}, b.image_url, $3,
+                    jsonb_build_object('type', $2::text, 'deepLink', $3::text) || b.data, $4, $4
+             FROM users b JOIN texts t ON t.preference = b.preference
              ON CONFLICT (dedupe_key) DO NOTHING"
         );
         db::query(sqlx::AssertSqlSafe(sql))
             .bind(category.as_str())
-            .bind(message.title_tr)
-            .bind(message.title_en)
-            .bind(message.body_tr)
-            .bind(message.body_en)
-            .bind(message.deep_link)
             .bind(message.kind)
+            .bind(message.deep_link)
             .bind(at)
             .execute(&mut *conn)
             .await?
@@ -80,12 +86,4 @@ pub async fn flush(
     };
     sqlx::query!("DELETE FROM hattrick_push_batch").execute(db::unnamed(conn)).await?;
     Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
-}
-
-/// The SQL expression that fills the `{name}` placeholders of `message`'s texts in `template` (an expression
-/// choosing one of them) from the `vars` of the row aliased `b`; a placeholder without a value stays as written.
-pub(crate) fn render_sql(template: &str, message: &Message) -> String {
-    message.placeholders().into_iter().fold(template.to_owned(), |sql, name| {
-        format!("replace({sql}, '{{{name}}}', coalesce(b.vars ->> '{name}', '{{{name}}}'))")
-    })
 }

@@ -90,7 +90,7 @@ const FIELDS: [(&str, Kind, &str); 13] = [
         Kind::Bool,
         "EXISTS (SELECT 1 FROM customer_subscriptions s WHERE s.customer_user_id = u.id AND s.status = 'active' AND s.expired_at > {now} AND s.deleted_at IS NULL)",
     ),
-    ("locale", Kind::Text, "CASE WHEN u.locale_preference ILIKE 'en%' THEN 'en' ELSE 'tr' END"),
+    ("locale", Kind::Text, "hattrick_language(u.locale_preference)"),
     (
         "platform",
         Kind::Membership,

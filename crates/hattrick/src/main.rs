@@ -50,6 +50,9 @@ enum Command {
     /// Send failed pushes again, or run failed runs' jobs again, by id or by filter (recorded in the audit log).
     #[command(subcommand)]
     Redrive(commands::redrive::RedriveCommand),
+    /// See and extend the push texts: list them, import a locale file, export one for translators, remove one.
+    #[command(subcommand)]
+    Messages(commands::messages::MessagesCommand),
     /// Serve a fake FCM (OAuth token endpoint and messages:send, HTTP/1.1 and h2c) for tests, demos and staging.
     ///
     /// Prints KEY=VALUE lines that point hattrick at it.
@@ -130,6 +133,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Seed(args) => commands::seed::run(&settings, args).await,
         Command::Push(command) => commands::push::push(&settings, command).await,
         Command::Redrive(command) => commands::redrive::redrive(&settings, command).await,
+        Command::Messages(command) => commands::messages::messages(&settings, command).await,
         Command::FakeFcm(args) => commands::fake_fcm::fake_fcm(args).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Config => {

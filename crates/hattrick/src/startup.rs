@@ -55,6 +55,24 @@ pub async fn require_schema(pool: &Pool) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses to start on a push catalogue with a text that could not be rendered (a placeholder its kind does not
+/// carry, a kind hattrick does not send) or without the built-in texts (docs/push.md "Messages and languages").
+/// `hattrick messages` does not check it, so that a bad text can be fixed.
+pub async fn require_catalogue(pool: &Pool) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    let texts = domain::messages::load(&mut conn).await.context("reading the push catalogue (hattrick_messages)")?;
+    let problems = domain::messages::catalogue_problems(&texts);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the push catalogue (hattrick_messages) has {} problem(s); fix them with `hattrick messages` or the admin \
+         page:\n  - {}",
+        problems.len(),
+        problems.join("\n  - ")
+    )
+}
+
 /// The zones users' days are computed in.
 pub fn day_zones(settings: &Settings) -> anyhow::Result<DayZones> {
     Ok(DayZones {
@@ -166,6 +184,7 @@ pub async fn engine_with(
 ) -> anyhow::Result<Arc<Engine>> {
     let pool = pool(settings).await?;
     require_schema(&pool).await?;
+    require_catalogue(&pool).await?;
     let engine = Engine::new(pool, clock, crate::registry::registry(settings)?, engine_settings);
     if definitions == Definitions::Sync {
         engine.sync_definitions().await.context("writing job definitions")?;

@@ -34,13 +34,13 @@ impl DailyRewardReminders {
         let credits = self.credits.map(|c| c.to_string()).join(", ");
         // The next cycle day: the day after the last claim's when that claim was yesterday (7 wraps to 1), else 1.
         format!(
-            "SELECT u.id AS customer_user_id, u.en,
+            "SELECT u.id AS customer_user_id, u.preference,
                     jsonb_build_object('credits', n.credits) AS vars,
                     jsonb_build_object('day', n.day::text, 'credits', n.credits::text) AS data
              FROM users u
              JOIN (SELECT DISTINCT ON (r.customer_user_id) r.customer_user_id, r.reward_date, r.day_number
                    FROM customer_daily_rewards r
-                   WHERE r.reward_date >= $5::date - 7 AND r.customer_user_id BETWEEN $18 AND $19
+                   WHERE r.reward_date >= $5::date - 7 AND r.customer_user_id BETWEEN $14 AND $15
                    ORDER BY r.customer_user_id, r.reward_date DESC) last ON last.customer_user_id = u.id
              CROSS JOIN LATERAL (
                  SELECT d.day, (ARRAY[{credits}])[d.day] AS credits

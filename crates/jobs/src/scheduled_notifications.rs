@@ -167,7 +167,7 @@ impl ScheduledNotifications {
         let sql = format!(
             "WITH c AS (SELECT * FROM scheduled_notifications WHERE id = $2),
              audience AS MATERIALIZED (
-                 SELECT u.id, u.locale_preference ILIKE 'en%' AS en,
+                 SELECT u.id, hattrick_language(u.locale_preference) <> 'tr' AS en,
                         CASE WHEN c.local_time IS NULL THEN $1
                              WHEN c.local_time AT TIME ZONE tz.zone >= coalesce(c.created_at, $1)
                              THEN c.local_time AT TIME ZONE tz.zone

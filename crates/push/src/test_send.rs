@@ -19,6 +19,21 @@ pub struct TestPush {
     pub body: Option<String>,
     /// Send this campaign's texts, in each user's language.
     pub campaign: Option<Uuid>,
+    /// Send a catalogue message instead, rendered as its push would be.
+    pub message: Option<TestMessage>,
+}
+
+/// A catalogue message to send as a test (docs/push.md "Messages and languages").
+#[derive(Debug, Clone)]
+pub struct TestMessage {
+    /// The push kind (its catalogue key).
+    pub kind: String,
+    /// The kind's deep link.
+    pub deep_link: String,
+    /// A value for each placeholder, as a JSON object of strings.
+    pub vars: serde_json::Value,
+    /// Render in this locale (as the catalogue writes it) instead of each user's own.
+    pub locale: Option<String>,
 }
 
 /// What happened to one recipient's test push.
@@ -55,15 +70,19 @@ impl TestPush {
         if self.users.is_empty() || self.users.len() > MAX_RECIPIENTS {
             problems.push(format!("users: 1 to {MAX_RECIPIENTS} recipients (got {})", self.users.len()));
         }
-        if self.campaign.is_some() {
+        if self.campaign.is_some() && self.message.is_some() {
+            problems.push("message: give a campaign or a message, not both".to_owned());
+        }
+        if self.campaign.is_some() || self.message.is_some() {
             if self.title.is_some() || self.body.is_some() {
-                problems.push("campaign_id: title and body come from the campaign; do not give them too".to_owned());
+                let from = if self.campaign.is_some() { "campaign_id" } else { "message" };
+                problems.push(format!("{from}: title and body come from the {from}; do not give them too"));
             }
             return problems;
         }
         for (path, value) in [("title", &self.title), ("body", &self.body)] {
             match value.as_deref() {
-                None => problems.push(format!("{path}: required unless campaign_id is given")),
+                None => problems.push(format!("{path}: required unless campaign_id or message is given")),
                 Some(text) if text.trim().is_empty() => problems.push(format!("{path}: must not be empty")),
                 Some(text) if path == "title" && text.chars().count() > 255 => {
                     problems.push(format!("{path}: at most 255 characters"));
@@ -112,29 +131,42 @@ pub async fn enqueue(
         "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                   campaign_id, not_before, created_at)
          SELECT u.id, 'test', 'test:' || $1::text || ':' || u.id,
-                coalesce(CASE WHEN u.locale_preference ILIKE 'en%' THEN c.title_en END, c.title_tr, $3),
-                coalesce(CASE WHEN u.locale_preference ILIKE 'en%' THEN c.body_en END, c.body_tr, $4),
-                c.image_url, c.deep_link_url,
+                coalesce(hattrick_fill(m.title, $9), CASE WHEN hattrick_language(u.locale_preference) <> 'tr'
+                                                          THEN c.title_en END, c.title_tr, $3),
+                coalesce(hattrick_fill(m.body, $9), CASE WHEN hattrick_language(u.locale_preference) <> 'tr'
+                                                        THEN c.body_en END, c.body_tr, $4),
+                c.image_url, coalesce(c.deep_link_url, $8),
                 jsonb_strip_nulls(jsonb_build_object('type', 'test', 'campaignId', c.id::text,
-                                                     'deepLink', c.deep_link_url)),
+                                                     'deepLink', coalesce(c.deep_link_url, $8))),
                 NULL, $6, $6
          FROM (SELECT DISTINCT id FROM customer_users WHERE id = ANY($2)) d
          JOIN customer_users u ON u.id = d.id
          LEFT JOIN scheduled_notifications c ON c.id = $5
-         WHERE ($5::uuid IS NULL OR c.id IS NOT NULL)
+         LEFT JOIN LATERAL hattrick_message($7, coalesce($10, u.locale_preference)) m ON $7::text IS NOT NULL
+         WHERE ($5::uuid IS NULL OR c.id IS NOT NULL) AND ($7::text IS NULL OR m.title IS NOT NULL)
          RETURNING id",
         run.to_string(),
         &push.users,
         push.title.as_deref(),
         push.body.as_deref(),
         push.campaign,
-        now
+        now,
+        push.message.as_ref().map(|m| m.kind.as_str()),
+        push.message.as_ref().map(|m| m.deep_link.as_str()),
+        push.message.as_ref().map(|m| &m.vars),
+        push.message.as_ref().and_then(|m| m.locale.as_deref()),
     )
     .fetch_all(db::unnamed(tx))
     .await?;
     let distinct = push.users.iter().collect::<std::collections::HashSet<_>>().len();
     if ids.len() != distinct {
-        let missing = if push.campaign.is_some() { "unknown campaign or user" } else { "unknown user" };
+        let missing = if push.campaign.is_some() {
+            "unknown campaign or user"
+        } else if push.message.is_some() {
+            "no text for the message, or unknown user"
+        } else {
+            "unknown user"
+        };
         return Err(TestPushError::NotFound(format!("{missing}: {} of {distinct} recipients found", ids.len())));
     }
     Ok(ids)

@@ -5,6 +5,7 @@
 pub mod audit_log;
 pub mod campaigns;
 pub mod jobs;
+pub mod messages;
 pub mod partners;
 pub mod push;
 pub mod users;
@@ -38,7 +39,7 @@ use domain::operator::{self};
         (name = "jobs", description = "Jobs, their runs, run now, pause and resume, retry failed runs"),
         (name = "campaigns", description = "Push campaigns"),
         (name = "partners", description = "Partner analytics"),
-        (name = "push", description = "The outbox, test pushes and retrying failed pushes"),
+        (name = "push", description = "The outbox, test pushes, retrying failed pushes, and the push texts"),
         (name = "users", description = "Operator actions on a user, through the ledger"),
         (name = "audit", description = "Who changed what"),
         (name = "meta", description = "This API's own description"),
@@ -78,6 +79,9 @@ pub fn routes() -> OpenApiRouter<Arc<Admin>> {
         .routes(routes!(push::get_outbox))
         .routes(routes!(push::test_push))
         .routes(routes!(push::redrive_pushes))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::put_message, messages::remove_message))
+        .routes(routes!(messages::render_message))
         .routes(routes!(users::grant_badge))
         .routes(routes!(users::revoke_badge))
         .routes(routes!(users::adjust_credits))
@@ -123,6 +127,11 @@ fn exact(document: &mut serde_json::Value) {
                     parameter["schema"]["minimum"] = json!(1);
                     parameter["schema"]["maximum"] = json!(500);
                 }
+                // The push kinds (an unknown one is 404).
+                for parameter in parameters.iter_mut().filter(|p| p["name"] == "kind" && p["in"] == "path") {
+                    let kinds: Vec<&str> = domain::messages::KINDS.iter().map(|m| m.kind).collect();
+                    parameter["schema"]["enum"] = json!(kinds);
+                }
             }
             if let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) {
                 let extra = if has_body { &with_body[..] } else { &[][..] };
@@ -145,6 +154,9 @@ fn exact(document: &mut serde_json::Value) {
     }
     for field in ["title_tr", "title_en"] {
         schemas["NewCampaign"]["properties"][field]["maxLength"] = json!(255);
+    }
+    for field in ["title", "body"] {
+        schemas["MessageText"]["properties"][field]["pattern"] = something.clone();
     }
     let users = &mut schemas["TestPushRequest"]["properties"]["users"];
     users["minItems"] = json!(1);

@@ -50,6 +50,11 @@ pub struct TestPushRequest {
     pub body: Option<String>,
     /// Send this campaign's texts, in each user's language.
     pub campaign_id: Option<Uuid>,
+    /// Send this catalogue message (a push kind such as `streak_warning`) with example values, in each user's
+    /// language or in `locale`.
+    pub message: Option<String>,
+    /// With `message`: render it in this locale (through the same fallbacks as a real push).
+    pub locale: Option<String>,
 }
 
 /// What happened to each recipient.
@@ -77,13 +82,27 @@ pub(super) async fn test_push(
     headers: HeaderMap,
     Body(request): Body<TestPushRequest>,
 ) -> Result<Json<Vec<TestPushResult>>, ApiError> {
+    let mut problems = Vec::new();
+    let message = match (&request.message, &request.locale) {
+        (Some(kind), locale) => {
+            domain::messages::test_message(kind, locale.as_deref()).map_err(|p| problems.extend(p)).ok()
+        }
+        (None, Some(_)) => {
+            problems.push("locale: only with message".to_owned());
+            None
+        }
+        (None, None) => None,
+    };
     let push = ::push::test_send::TestPush {
         users: request.users,
         title: request.title,
         body: request.body,
         campaign: request.campaign_id,
+        message,
     };
-    let problems = push.problems();
+    if problems.is_empty() {
+        problems = push.problems();
+    }
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
@@ -99,7 +118,8 @@ pub(super) async fn test_push(
         actor: &actor.0,
         action: "push.test",
         target: push.users.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
-        details: serde_json::json!({"title": push.title, "campaign_id": push.campaign, "pushes": ids.len()}),
+        details: serde_json::json!({"title": push.title, "campaign_id": push.campaign, "message": request.message,
+                                    "locale": request.locale, "pushes": ids.len()}),
         request_id: request_id(&headers),
     };
     audit::record(&mut tx, &entry, now).await?;

@@ -28,6 +28,7 @@ use crate::error::ApiError;
 mod audit_log;
 mod campaigns;
 mod jobs;
+mod messages;
 mod outbox;
 mod partners;
 
@@ -37,7 +38,7 @@ pub fn router() -> Router<Arc<Admin>> {
         .route("/admin/ui/login", get(login_page).post(login))
         .route("/admin/ui/logout", post(logout))
         .route("/admin/ui/composer.js", get(composer_js));
-    [jobs::routes, campaigns::routes, partners::routes, outbox::routes, audit_log::routes]
+    [jobs::routes, campaigns::routes, partners::routes, outbox::routes, messages::routes, audit_log::routes]
         .into_iter()
         .fold(sign_in, |router, add| add(router))
 }

@@ -44,10 +44,14 @@ const STRICT_TABLES: &[&str] = &["customer_predictions"];
 /// hattrick's SQL functions, embedded in the binary: applied as a whole whenever they change.
 pub const ROUTINES_SQL: &str = include_str!("../../../../migrations/routines.sql");
 
+/// hattrick's built-in push texts (Turkish and English), embedded in the binary: written into `hattrick_messages`
+/// with the functions, replacing the previous built-in rows and leaving a deployment's own texts alone.
+pub const MESSAGES_SQL: &str = include_str!("../../../../migrations/messages.sql");
+
 /// The checksum of the embedded schema and functions, stored after a successful migration so `serve` and
 /// `/readyz` can tell whether this binary's schema is applied.
 pub fn schema_checksum() -> String {
-    let digest = Sha256::digest([SCHEMA_SQL.as_bytes(), ROUTINES_SQL.as_bytes()].concat());
+    let digest = Sha256::digest([SCHEMA_SQL.as_bytes(), ROUTINES_SQL.as_bytes(), MESSAGES_SQL.as_bytes()].concat());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -79,7 +83,7 @@ fn events_state(on: bool) -> String {
 }
 
 fn routines_checksum() -> String {
-    let digest = Sha256::digest(ROUTINES_SQL.as_bytes());
+    let digest = Sha256::digest([ROUTINES_SQL.as_bytes(), MESSAGES_SQL.as_bytes()].concat());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -135,7 +139,8 @@ pub enum Action {
     },
     /// A data or trigger change for a legacy database.
     Fixup(Fixup),
-    /// (Re)create hattrick's SQL functions (`migrations/routines.sql`), which changed.
+    /// (Re)create hattrick's SQL functions (`migrations/routines.sql`) and built-in push texts
+    /// (`migrations/messages.sql`), which changed.
     Routines,
     /// Install (true) or remove (false) the change-capture triggers (`migrations/events.sql`).
     Events(bool),
@@ -158,7 +163,11 @@ impl fmt::Display for Action {
                 write!(f, "create index {name}{how}: {sql}")
             }
             Action::Fixup(fixup) => write!(f, "{fixup}"),
-            Action::Routines => write!(f, "create or replace hattrick's SQL functions (migrations/routines.sql)"),
+            Action::Routines => write!(
+                f,
+                "create or replace hattrick's SQL functions and built-in push texts (migrations/routines.sql, \
+                 migrations/messages.sql)"
+            ),
             Action::Events(true) => {
                 write!(f, "install the change-capture triggers on the app's tables (migrations/events.sql)")
             }
@@ -511,6 +520,10 @@ impl Migrator {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| Error::Migration(format!("routines.sql: {e}")))?;
+                    sqlx::raw_sql(MESSAGES_SQL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| Error::Migration(format!("messages.sql: {e}")))?;
                     crate::query(
                         "INSERT INTO hattrick_schema_state (key, value, updated_at) VALUES ('routines_checksum', $1, now())
                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",

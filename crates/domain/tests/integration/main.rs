@@ -4,4 +4,5 @@
 
 mod ledger_bulk;
 mod ledger_functions;
+mod messages;
 mod segments;

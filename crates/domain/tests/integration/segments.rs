@@ -89,7 +89,8 @@ impl Person {
             "days_since_signup" => Field::Int(Some(self.signup_days)),
             "referral_count" => Field::Int(Some(self.referrals)),
             "is_vip" => Field::Bool(self.vip),
-            "locale" => Field::Text(Some(if self.locale.starts_with("en") { "en" } else { "tr" }.to_owned())),
+            // The user's language: `en-GB` is `en`.
+            "locale" => Field::Text(self.locale.split(['-', '_']).next().map(str::to_lowercase)),
             "partner_code" => Field::Text(self.partner.map(str::to_owned)),
             "platform" => Field::Set(self.platforms.iter().map(|s| (*s).to_owned()).collect()),
             "has_badge" => Field::Set(self.badges.iter().map(|s| (*s).to_owned()).collect()),
@@ -193,7 +194,7 @@ fn condition(rng: &mut Rng) -> (String, Value) {
             "days_since_last_activity" => json!(rng.int(0, 10)),
             "referral_count" => json!(rng.int(0, 3)),
             "is_vip" => json!(rng.chance(50)),
-            "locale" => json!(rng.pick(&["en", "tr"])),
+            "locale" => json!(rng.pick(&["en", "tr", "de"])),
             "partner_code" => json!(rng.pick(&CODES)),
             "platform" => json!(rng.pick(&PLATFORMS)),
             "has_badge" => json!(rng.pick(&BADGES)),

@@ -28,6 +28,9 @@ use crate::outln;
 use crate::startup::{self, Definitions};
 use engine::Clock;
 
+/// The German texts the demo adds to the catalogue.
+const GERMAN: &str = include_str!("../../../../examples/messages/de.toml");
+
 /// Options of `hattrick demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -223,6 +226,13 @@ async fn simulate(
     let application = Application::build(&settings, options).await?;
     let pool = application.engine().pool().clone();
     campaign(&pool, begin).await?;
+    // A language the deployment added: the German texts of examples/messages/de.toml, for one user in twenty.
+    let german = super::messages::parse_locale_file(GERMAN, "de")
+        .map_err(|problems| anyhow::anyhow!("examples/messages/de.toml: {}", problems.join("; ")))?;
+    admin::actions::audited_message_put(&pool, "demo", None, &german, begin).await?;
+    sqlx::query!("UPDATE customer_users SET locale_preference = 'de' WHERE abs(hashtext(id::text)) % 20 = 0")
+        .execute(&pool)
+        .await?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -606,6 +616,21 @@ async fn summary(
     let local: Vec<String> =
         local.into_iter().map(|row| format!("{} {} {}", row.job_name, row.outcome, row.users)).collect();
     outln!("Local-time jobs decided per user: {}", local.join(", "));
+    let languages = sqlx::query!(
+        r#"SELECT hattrick_language(u.locale_preference) AS "language!", count(*) AS "pushes!"
+           FROM push_outbox o JOIN customer_users u ON u.id = o.customer_user_id
+           WHERE o.created_at >= $1 AND o.created_at < $2 AND o.category IN ('reward', 'engagement')
+           GROUP BY 1 ORDER BY 2 DESC"#,
+        begin,
+        end,
+    )
+    .fetch_all(pool)
+    .await?;
+    let languages: Vec<String> = languages.into_iter().map(|row| format!("{} {}", row.language, row.pushes)).collect();
+    outln!(
+        "Job pushes by the reader's language (German added from examples/messages/de.toml): {}",
+        languages.join(", ")
+    );
     outln!("The fake FCM accepted {fcm_accepted} messages (2 % of sends were answered 503 and retried).");
 
     let campaign = sqlx::query!(

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod fake_fcm;
 pub mod jobs;
 pub mod ledger;
+pub mod messages;
 pub mod migrate;
 pub mod push;
 pub mod redrive;
@@ -15,6 +16,19 @@ pub mod serve;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `hattrick run` when the job is already running.
 pub const EXIT_RUNNING: u8 = 3;
+
+/// Prints each problem as an error and returns the usage exit code.
+pub fn usage(problems: &[String]) -> std::process::ExitCode {
+    for problem in problems {
+        eprintln!("error: {problem}");
+    }
+    std::process::ExitCode::from(EXIT_USAGE)
+}
+
+/// The audit log's actor for the CLI: `cli:` and the operating-system user.
+pub fn actor() -> String {
+    format!("cli:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
+}
 
 /// Waits for SIGTERM or SIGINT.
 pub async fn wait_for_signal() {

@@ -10,7 +10,7 @@ use engine::metrics::Outcome;
 use engine::runner::ManualError;
 use uuid::Uuid;
 
-use super::EXIT_USAGE;
+use super::{actor, usage};
 use crate::config::Settings;
 use crate::startup;
 
@@ -72,18 +72,6 @@ pub async fn redrive(settings: &Settings, command: RedriveCommand) -> anyhow::Re
         RedriveCommand::Pushes(args) => pushes(settings, args).await,
         RedriveCommand::Runs(args) => runs(settings, args).await,
     }
-}
-
-/// The audit log's actor for the CLI: `cli:` and the operating-system user.
-fn actor() -> String {
-    format!("cli:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
-}
-
-fn usage(problems: &[String]) -> ExitCode {
-    for problem in problems {
-        eprintln!("error: {problem}");
-    }
-    ExitCode::from(EXIT_USAGE)
 }
 
 async fn pushes(settings: &Settings, args: PushesArgs) -> anyhow::Result<ExitCode> {

@@ -579,6 +579,104 @@ async fn an_experiment_at_local_time_is_validated_sent_and_read_out_with_interva
 }
 
 #[tokio::test]
+async fn the_push_texts_are_listed_extended_rendered_and_removed_from_the_api_and_the_page() {
+    let server = AdminServer::start().await;
+    let (status, catalogue) = server.get("/admin/messages").await;
+    assert_eq!(status, 200, "{catalogue}");
+    assert_eq!(catalogue["locales"], json!(["en", "tr"]));
+    assert_eq!(catalogue["problems"], json!([]));
+    let streak = catalogue["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "streak_warning").unwrap();
+    assert_eq!(streak["placeholders"], json!({"hours": "2", "streak": "7"}));
+
+    let put = |path: &str, body: Value| server.request(Method::PUT, path).json(&body);
+    let german = json!({"title": "Serien-Alarm 🔥", "body": "{streak} Tage, noch {hours} Stunden"});
+    let (status, written) = send(put("/admin/messages/streak_warning/de_AT", german.clone())).await;
+    assert_eq!((status, written), (200, json!({"kind": "streak_warning", "locale": "de-at", "replaced": false})));
+    let (_, again) = send(put("/admin/messages/streak_warning/de-AT", german)).await;
+    assert_eq!(again["replaced"], true);
+    // Each problem with its path; an unknown kind is not found.
+    let (status, body) =
+        send(put("/admin/messages/streak_warning/deutsch", json!({"title": " ", "body": "{tage}"}))).await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["locale", "title", "body"], "{body}");
+    assert_eq!(send(put("/admin/messages/streak/de", json!({"title": "a", "body": "b"}))).await.0, 404);
+
+    // Rendered through the fallbacks: the region's own text, else English.
+    let (status, rendered) = server.get("/admin/messages/streak_warning/render?locale=de_AT").await;
+    assert_eq!(status, 200, "{rendered}");
+    assert_eq!(
+        rendered,
+        json!({"locale": "de-at", "text_locale": "de-at", "title": "Serien-Alarm 🔥", "body": "7 Tage, noch 2 Stunden"})
+    );
+    let (_, swiss) = server.get("/admin/messages/streak_warning/render?locale=de-CH").await;
+    assert_eq!(swiss["text_locale"], "en", "de-ch has no text and de neither: English");
+    assert_eq!(server.get("/admin/messages/streak_warning/render?locale=x").await.0, 422);
+
+    // A test push of the message in a locale reaches the device with the rendered text.
+    let user = user_with_token(&server.db, "android").await;
+    let (status, results) =
+        server.post("/admin/push/test", json!({"users": [user], "message": "streak_warning", "locale": "de-AT"})).await;
+    assert_eq!((status, results[0]["status"].as_str()), (200, Some("sent")), "{results}");
+    let body: String = db::query_scalar("SELECT body FROM push_outbox WHERE category = 'test'")
+        .fetch_one(server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(body, "7 Tage, noch 2 Stunden");
+    let (status, refused) =
+        server.post("/admin/push/test", json!({"users": [user], "message": "nope", "locale": "??"})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["errors"].as_array().unwrap().len(), 2, "{refused}");
+
+    // The page lists the texts and removes the deployment's; the built-in ones have no button.
+    let session = sign_in(&server).await;
+    let html = server.http.get(server.url("/admin/ui/messages")).header("cookie", &session).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains("Serien-Alarm 🔥"), "the deployment's text is listed");
+    assert_eq!(html.matches("action=\"/admin/ui/messages/remove\"").count(), 1, "only the deployment's text");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let post = |path: &str, pairs: Vec<(&'static str, &str)>| {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(pairs);
+        server
+            .http
+            .post(server.url(path))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&all))
+            .send()
+    };
+    let bad = post(
+        "/admin/ui/messages/save",
+        vec![("kind", "welcome_vip"), ("locale", "it"), ("title", "Benvenuto"), ("body", "{credits}")],
+    )
+    .await
+    .unwrap();
+    assert!(bad.headers()["location"].to_str().unwrap().contains("placeholder"), "{:?}", bad.headers());
+    let saved = post(
+        "/admin/ui/messages/save",
+        vec![("kind", "welcome_vip"), ("locale", "it"), ("title", "Benvenuto VIP! 👑"), ("body", "Buone previsioni!")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), 303);
+    let removed =
+        post("/admin/ui/messages/remove", vec![("kind", "streak_warning"), ("locale", "de-at")]).await.unwrap();
+    assert!(removed.headers()["location"].to_str().unwrap().contains("Removed"), "{:?}", removed.headers());
+    let (status, _) = send(server.request(Method::DELETE, "/admin/messages/streak_warning/de-at")).await;
+    assert_eq!(status, 404, "removed already");
+    let (status, _) = send(server.request(Method::DELETE, "/admin/messages/welcome_vip/it")).await;
+    assert_eq!(status, 200);
+    let (_, audit) = server.get("/admin/audit").await;
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions[..6],
+        ["message.remove", "message.remove", "message.put", "push.test", "message.put", "message.put"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn operator_actions_go_through_the_ledger_once() {
     let server = AdminServer::start().await;
     let user = server.db.user().await;

@@ -40,6 +40,8 @@ fn every_subcommand_has_help() {
         vec!["push", "test", "--help"],
         vec!["redrive", "pushes", "--help"],
         vec!["redrive", "runs", "--help"],
+        vec!["messages", "import", "--help"],
+        vec!["messages", "export", "--help"],
         vec!["fake-fcm", "--help"],
     ] {
         let output = hattrick(&args, None);
@@ -265,6 +267,90 @@ async fn redrive_sends_failed_pushes_again_and_runs_failed_jobs_again_with_an_au
         db::query_as("SELECT actor, action FROM hattrick_audit_log ORDER BY id").fetch_all(db.pool()).await.unwrap();
     assert_eq!(audit[0], ("cli:deniz".to_owned(), "push.redrive".to_owned()));
     assert_eq!(audit[1].1, "run.redrive");
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_locale_file_is_imported_rendered_exported_and_a_bad_text_stops_start_up_until_removed() {
+    let db = migrated().await;
+    let url = Some(db.url());
+    let german = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/de.toml");
+    let imported = hattrick_with(&["messages", "import", german], url, &[("USER", "deniz")]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(stdout(&imported), "9 text(s) stored (9 new, 0 replaced)\n");
+    let again = hattrick(&["messages", "import", german], url);
+    assert_eq!(stdout(&again), "9 text(s) stored (0 new, 9 replaced)\n");
+
+    // A file with a mistake writes nothing, and says where.
+    let dir = std::env::temp_dir().join(format!("hattrick-cli-messages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("it.toml");
+    std::fs::write(&bad, "[welcome_vip]\ntitle = \"Benvenuto\"\nbody = \"ok\"\n[streak_warning]\ntitle = \"Serie\"\nbody = \"{giorni}\"\n").unwrap();
+    let refused = hattrick(&["messages", "import", bad.to_str().unwrap()], url);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("it.toml: streak_warning.body: {giorni} is not a placeholder"),
+        "{}",
+        stderr(&refused)
+    );
+    let italian: i64 = db::query_scalar("SELECT count(*) FROM hattrick_messages WHERE locale = 'it'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(italian, 0, "nothing of the file was written");
+
+    let listed = hattrick(&["messages", "list", "--locale", "de"], url);
+    assert!(listed.status.success());
+    assert_eq!(stdout(&listed).lines().count(), 9);
+    assert!(stdout(&listed).contains("streak_warning/de: Serien-Alarm 🔥 | "), "{}", stdout(&listed));
+
+    // Rendered for an Austrian user through the fallbacks, without sending anything.
+    let rendered = hattrick(&["push", "test", "--message", "streak_warning", "--locale", "de_AT"], url);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    assert_eq!(
+        stdout(&rendered),
+        "streak_warning in de-at (the de text): Serien-Alarm 🔥 | Verliere deine 7-Tage-Serie nicht! Noch 2 Stunden \
+         bis Mitternacht.\n"
+    );
+    let unknown = hattrick(&["push", "test", "--message", "streak", "--locale", "de"], url);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("\"streak\" is not a push kind"), "{}", stderr(&unknown));
+
+    // The export for a language nobody translated yet is the English text, marked, and reads back in.
+    let exported = hattrick(&["messages", "export", "--locale", "pt-BR"], url);
+    assert!(stdout(&exported).contains("# not translated yet: the en text\n[streak_warning]"), "{}", stdout(&exported));
+    let template = dir.join("template.toml");
+    std::fs::write(&template, stdout(&exported)).unwrap();
+    let back = hattrick(&["messages", "import", template.to_str().unwrap()], url);
+    assert!(back.status.success(), "{}", stderr(&back));
+
+    // A text written around hattrick, with a placeholder its kind does not carry, stops start-up with the reason;
+    // `hattrick messages remove` mends it.
+    db::query("INSERT INTO hattrick_messages (kind, locale, title, body) VALUES ('streak_warning', 'it', 'Serie', '{giorni}')")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let stopped = hattrick(&["run", "dead-token-cleanup"], url);
+    assert!(!stopped.status.success());
+    assert!(
+        stderr(&stopped).contains("streak_warning/it: body: {giorni} is not a placeholder"),
+        "{}",
+        stderr(&stopped)
+    );
+    let removed = hattrick(&["messages", "remove", "--locale", "it"], url);
+    assert_eq!(stdout(&removed), "1 text(s) removed\n");
+    let ran = hattrick(&["run", "dead-token-cleanup"], url);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+
+    let audit: Vec<(String, String)> =
+        db::query_as("SELECT actor, action FROM hattrick_audit_log ORDER BY id").fetch_all(db.pool()).await.unwrap();
+    assert_eq!(audit[0], ("cli:deniz".to_owned(), "message.put".to_owned()));
+    assert_eq!(audit.iter().filter(|a| a.1 == "message.put").count(), 3);
+    assert_eq!(audit.last().map(|a| a.1.as_str()), Some("message.remove"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
