@@ -542,7 +542,8 @@ async fn event_runs(engine: &engine::Engine, job: &str) -> i64 {
     }
 }
 
-/// Sweeps until a sweep unlocks nothing (a sweep leaves cascades to the next one); returns the unlocks.
+/// Sweeps until a sweep unlocks nothing (each sweep settles its own cascades, so the second finds nothing unless the
+/// app wrote meanwhile); returns the unlocks.
 async fn sweep_to_fixpoint(engine: &engine::Engine) -> i64 {
     let mut total = 0;
     for _ in 0..10 {

@@ -229,6 +229,39 @@ async fn an_unlock_pays_its_rewards_and_vip_days_once_even_swept_twice_concurren
 }
 
 #[tokio::test]
+async fn one_sweep_settles_cascades_so_the_next_finds_nothing() {
+    let db = TestDb::new().await;
+    // A comment pays 600 XP (silver); silver pays 300 credits; 300 credits earned pay 1,500 XP (gold); gold pays a
+    // badge of its own: three rounds after the first pass.
+    badge(&db, "commenter", json!({"type": "comments", "count": 1}), 600, 0, 0).await;
+    badge(&db, "silver", json!({"type": "xp_level", "level": "silver"}), 0, 300, 0).await;
+    badge(&db, "rich", json!({"type": "credits_earned", "amount": 300}), 1500, 0, 0).await;
+    badge(&db, "gold", json!({"type": "xp_level", "level": "gold"}), 0, 0, 0).await;
+    let alice = user(&db, "alice").await;
+    user(&db, "bob").await;
+    exec(&db, &format!("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (3, '{alice}', 'what a save')"))
+        .await;
+
+    let first = sweep(&db).await;
+    assert_eq!(first.items, 4, "{first:?}");
+    assert_eq!(first.details["cascade_rounds"], 3, "{first:?}");
+    for slug in ["commenter", "silver", "rich", "gold"] {
+        assert_eq!(owners(&db, slug).await, ["alice"], "{slug}");
+    }
+    let level: String = db::query_scalar("SELECT level FROM customer_xp WHERE customer_user_id = $1")
+        .bind(alice)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(level, "gold");
+    let second = sweep(&db).await;
+    assert_eq!((second.items, &second.details["cascade_rounds"]), (0, &json!(0)), "{second:?}");
+    let subjects: i64 = db::query_scalar("SELECT count(*) FROM hattrick_run_subjects").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(subjects, 0, "the rounds' subjects are cleared");
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
 async fn a_malformed_condition_is_reported_and_the_other_badges_proceed() {
     let db = TestDb::new().await;
     badge(&db, "broken", json!({"type":"comments","count":"many"}), 0, 0, 0).await;
