@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue benchmarks of the rewards jobs on a seeded database (see BENCHMARKS.md):
-#   (a) the first full badge sweep, (b) a steady-state sweep and its floor (bench/badge-floor.sql in psql),
+#   (a) the first full badge sweep and the sweeps it takes to reach the fixed point, (b) a steady-state sweep and its floor (bench/badge-floor.sql in psql),
 #   (c) referral tier 2 and tier 3 with about 100,000 eligible referrals each, and their floor
 #       (bench/referral-floor.sql on a copy of the database).
 # Usage: bench/rewards.sh [USERS]   (default 1000000; needs a release build and PostgreSQL on 127.0.0.1:5432)
@@ -28,15 +28,18 @@ $bin migrate > /dev/null
 echo "== seed $users users"
 timed $bin seed --users "$users" --seed 1 | tail -n 3
 
-echo "== (a) first full badge sweep"
+echo "== (a) first full badge sweep (it settles its own cascades: cascade_rounds)"
 timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
-echo "== settling: sweeps until one finds nothing (a badge's XP or credits can unlock another on the next sweep)"
+echo "== sweeps to the fixed point: each further sweep, until one finds nothing"
+sweeps=1
 for _ in 1 2 3 4 5; do
     out=$($bin run badge-auto-unlock --json | tr -s ' \n' ' ')
     items=$(sed -E 's/.*"items": ([0-9]+).*/\1/' <<<"$out")
-    echo "    settled $items more unlocks"
+    echo "    sweep $((sweeps + 1)) unlocked $items"
     [ "$items" = 0 ] && break
+    sweeps=$((sweeps + 1))
 done
+echo "    sweeps to the fixed point: $sweeps"
 echo "== (b) steady-state sweep (nothing new to unlock)"
 timed $bin run badge-auto-unlock --json | tr -s ' \n' ' '; echo
 echo "== (b) floor: the same aggregates alone in psql"

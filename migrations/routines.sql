@@ -79,15 +79,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT ARRAY[hattrick_locale(p_preference), hattrick_language(p_preference), 'en', 'tr']
 $$;
 
--- The catalogue's text of one push kind for a user's locale (the first locale of the chain that has one; a
--- deployment's text before the built-in one of the same locale), with the locale it is written in.
+-- The catalogue's texts of one push kind, one per locale: a deployment's text before the built-in one.
+CREATE OR REPLACE FUNCTION hattrick_message_texts(p_kind text) RETURNS TABLE (locale text, title text, body text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT DISTINCT ON (m.locale) m.locale::text, m.title, m.body
+    FROM hattrick_messages m WHERE m.kind = p_kind
+    ORDER BY m.locale, m.builtin
+$$;
+
+-- The catalogue's text of one push kind for a user's locale (the first locale of the chain that has one), with
+-- the locale it is written in. Batches pick the same text by joining hattrick_message_texts() on the user's locale
+-- and language, with English, else Turkish, behind (domain::messages::TextJoin): no lookup per user.
 CREATE OR REPLACE FUNCTION hattrick_message(p_kind text, p_preference text)
 RETURNS TABLE (locale text, title text, body text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT m.locale::text, m.title, m.body
-    FROM hattrick_messages m
-    WHERE m.kind = p_kind AND m.locale = ANY (hattrick_locale_chain(p_preference))
-    ORDER BY array_position(hattrick_locale_chain(p_preference), m.locale::text), m.builtin
+    SELECT t.locale, t.title, t.body
+    FROM hattrick_message_texts(p_kind) t
+    WHERE t.locale = ANY (hattrick_locale_chain(p_preference))
+    ORDER BY array_position(hattrick_locale_chain(p_preference), t.locale)
     LIMIT 1
 $$;
 

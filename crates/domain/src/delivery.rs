@@ -22,7 +22,7 @@ use chrono_tz::Tz;
 use engine::{JobContext, JobError, JobReport};
 
 use crate::DayZones;
-use crate::messages::{Message, render_sql};
+use crate::messages::{Message, TextJoin, render_sql};
 
 /// Days a user's outcome row is kept after its local date (the counts stay in the run log).
 const KEEP_OUTCOMES: u64 = 7;
@@ -71,8 +71,8 @@ pub struct Engagement<'a> {
     pub message: &'static Message,
     /// Dedupe keys are `{prefix}:{user}:{local date}`.
     pub dedupe_prefix: &'static str,
-    /// SQL selecting `customer_user_id, preference, vars, data` from `users u` (the zone's active, push-allowed
-    /// users of the slice, with `preference` their locale). Parameters: `$1` now, `$4` the target instant, `$5` the
+    /// SQL selecting `customer_user_id, locale, vars, data` from `users u` (the zone's active, push-allowed users
+    /// of the slice, with `locale` theirs as `hattrick_locale()` writes it). Parameters: `$1` now, `$4` the target instant, `$5` the
     /// user's today (a date), `$6` the end of that day (the next midnight), `$14` and `$15` the slice's first and
     /// last user id (to narrow the scans of the job's own tables).
     pub eligible: &'a str,
@@ -319,19 +319,21 @@ async fn zones_in_use(pool: &db::Pool, business: Tz) -> Result<BTreeMap<String, 
 /// for an outcome recorded earlier: as an anti-join, the planner could not see how many outcomes a date already
 /// has (they are written during the day) and once scanned them all for every user.
 fn statement(spec: &Engagement<'_>) -> [String; 2] {
-    let title = render_sql("t.title", spec.message);
-    let body = render_sql("t.body", spec.message);
+    let texts = TextJoin::new("$11", "b.locale");
+    let title = render_sql(&texts.title, spec.message);
+    let body = render_sql(&texts.body, spec.message);
+    let (texts_cte, texts_joins) = (&texts.cte, &texts.joins);
     let eligible = spec.eligible;
     ["u.timezone IS NULL", "u.timezone = $13"].map(|zone_filter| {
         format!(
             "WITH users AS MATERIALIZED (
-                 SELECT u.id, coalesce(u.locale_preference, '') AS preference FROM customer_users u
+                 SELECT u.id, hattrick_locale(u.locale_preference) AS locale FROM customer_users u
                  WHERE {zone_filter} AND u.id BETWEEN $14 AND $15
                    AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE AND u.is_push_allowed_mobile IS NOT FALSE
              ),
              eligible AS ({eligible}),
              decided AS (
-                 SELECT e.customer_user_id, e.preference, e.vars, e.data,
+                 SELECT e.customer_user_id, e.locale, e.vars, e.data,
                         CASE WHEN NOT $7 THEN 'skipped'
                              WHEN EXISTS (SELECT 1 FROM customer_push_tokens t
                                           WHERE t.customer_user_id = e.customer_user_id AND t.is_active IS NOT FALSE)
@@ -350,11 +352,7 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
                  ON CONFLICT DO NOTHING
                  RETURNING customer_user_id, outcome
              ),
-             texts AS (
-                 SELECT p.preference, m.title, m.body
-                 FROM (SELECT DISTINCT preference FROM decided) p
-                 CROSS JOIN LATERAL hattrick_message($11, p.preference) m
-             ),
+             {texts_cte},
              pushed AS (
                  INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, deep_link, data,
                                           not_before, expires_at, created_at)
@@ -362,7 +360,7 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
                         {title}, {body}, $10, jsonb_build_object('type', $11::text, 'deepLink', $10::text) || b.data,
                         $1, $9, $1
                  FROM recorded r JOIN decided b ON b.customer_user_id = r.customer_user_id
-                 JOIN texts t ON t.preference = b.preference
+                 {texts_joins}
                  WHERE r.outcome = 'served'
                  ON CONFLICT (dedupe_key) DO NOTHING
                  RETURNING 1

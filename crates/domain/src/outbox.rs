@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::messages::{Message, render_sql};
+use crate::messages::{Message, TextJoin, render_sql};
 
 /// Category of a push, as stored (`push_outbox.category`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,30 +47,24 @@ pub async fn flush(
     write: bool,
 ) -> Result<i64, sqlx::Error> {
     let inserted = if write {
-        let title = render_sql("t.title", message);
-        let body = render_sql("t.body", message);
+        let texts = TextJoin::new("$2", "u.locale");
+        let title = render_sql(&texts.title, message);
+        let body = render_sql(&texts.body, message);
+        let (cte, joins) = (&texts.cte, &texts.joins);
         // The user is looked up row by row (LIMIT keeps the subquery a parameterised index scan): the planner
-        // cannot see how few rows the scratch table holds and would otherwise hash the whole users table. The
-        // catalogue is read once per distinct locale, not once per user.
+        // cannot see how few rows the scratch table holds and would otherwise hash the whole users table.
         let sql = format!(
-            "WITH users AS MATERIALIZED (
-                 SELECT b.*, u.preference
-                 FROM hattrick_push_batch b
-                 CROSS JOIN LATERAL (
-                     SELECT coalesce(u.locale_preference, '') AS preference FROM customer_users u
-                     WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
-                     LIMIT 1) u
-             ),
-             texts AS (
-                 SELECT p.preference, m.title, m.body
-                 FROM (SELECT DISTINCT preference FROM users) p
-                 CROSS JOIN LATERAL hattrick_message($2, p.preference) m
-             )
+            "WITH {cte}
              INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                       not_before, created_at)
              SELECT b.customer_user_id, $1, b.dedupe_key, {title}, {body}, b.image_url, $3,
                     jsonb_build_object('type', $2::text, 'deepLink', $3::text) || b.data, $4, $4
-             FROM users b JOIN texts t ON t.preference = b.preference
+             FROM hattrick_push_batch b
+             CROSS JOIN LATERAL (
+                 SELECT hattrick_locale(u.locale_preference) AS locale FROM customer_users u
+                 WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE
+                 LIMIT 1) u
+             {joins}
              ON CONFLICT (dedupe_key) DO NOTHING"
         );
         db::query(sqlx::AssertSqlSafe(sql))

@@ -34,7 +34,7 @@ impl DailyRewardReminders {
         let credits = self.credits.map(|c| c.to_string()).join(", ");
         // The next cycle day: the day after the last claim's when that claim was yesterday (7 wraps to 1), else 1.
         format!(
-            "SELECT u.id AS customer_user_id, u.preference,
+            "SELECT u.id AS customer_user_id, u.locale,
                     jsonb_build_object('credits', n.credits) AS vars,
                     jsonb_build_object('day', n.day::text, 'credits', n.credits::text) AS data
              FROM users u

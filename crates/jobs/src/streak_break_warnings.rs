@@ -34,7 +34,7 @@ impl StreakBreakWarnings {
         let min_streak = self.min_streak;
         // Hours left: from the serving tick to the user's midnight, rounded up.
         format!(
-            "SELECT u.id AS customer_user_id, u.preference,
+            "SELECT u.id AS customer_user_id, u.locale,
                     jsonb_build_object('streak', x.current_streak_days, 'hours', h.hours) AS vars,
                     jsonb_build_object('currentStreak', x.current_streak_days::text,
                                        'hoursRemaining', h.hours::text) AS data

@@ -38,7 +38,7 @@ impl SubscriptionExpiryAlerts {
         let from = (self.days.max(1) - 1) * 24;
         let to = self.days.max(1) * 24;
         format!(
-            "SELECT u.id AS customer_user_id, u.preference,
+            "SELECT u.id AS customer_user_id, u.locale,
                     jsonb_build_object('days', s.days) AS vars,
                     jsonb_build_object('daysRemaining', s.days::text,
                                        'expiredAt', to_char(s.expired_at::timestamptz AT TIME ZONE 'UTC',

@@ -69,7 +69,8 @@ async fn the_built_in_catalogue_is_complete_and_every_text_uses_only_its_kinds_p
 async fn each_user_reads_the_locale_then_the_language_then_english_then_turkish() {
     let db = TestDb::new().await;
     let mut users = Vec::new();
-    for locale in ["tr", "TR", "en-GB", "de", "de-AT", "pt_BR", "pt-PT", "fr"] {
+    let locales = ["tr", "TR", "en-GB", "de", "de-AT", "pt_BR", "pt-PT", "fr"];
+    for locale in locales {
         users.push(NewUser::new().locale(locale).insert(db.pool()).await);
     }
     put(&db, "streak_warning", "de", "Serien-Alarm 🔥", "{streak} Tage, noch {hours} Stunden").await;
@@ -80,8 +81,16 @@ async fn each_user_reads_the_locale_then_the_language_then_english_then_turkish(
     let german = ("Serien-Alarm 🔥".to_owned(), "9 Tage, noch 2 Stunden".to_owned());
     let brazilian = ("Sequência 🔥".to_owned(), "9 dias, faltam 2 horas".to_owned());
     let english = ("Streak! 🔥".to_owned(), "9 days, 2 hours left".to_owned());
+    let written = streak_warnings(&db, &users, "first").await;
+    // A batch picks by joins, a single render by hattrick_message(): the same text for every locale.
+    let mut conn = db.pool().acquire().await.unwrap();
+    let vars = [("streak", "9"), ("hours", "2")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+    for (locale, text) in locales.iter().zip(&written) {
+        let rendered = messages::render(&mut conn, &STREAK_WARNING, locale, &vars).await.unwrap().unwrap();
+        assert_eq!((&rendered.title, &rendered.body), (&text.0, &text.1), "{locale}");
+    }
     assert_eq!(
-        streak_warnings(&db, &users, "first").await,
+        written,
         [
             turkish.clone(),
             turkish.clone(),
@@ -96,7 +105,6 @@ async fn each_user_reads_the_locale_then_the_language_then_english_then_turkish(
     );
 
     // Removing the deployment's English brings the built-in one back.
-    let mut conn = db.pool().acquire().await.unwrap();
     assert_eq!(messages::remove(&mut conn, Some("streak_warning"), "en").await.unwrap(), 1);
     let french = streak_warnings(&db, &users[7..], "second").await;
     assert_eq!(french[0].0, "Streak alert 🔥");

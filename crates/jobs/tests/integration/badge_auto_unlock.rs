@@ -239,8 +239,13 @@ async fn one_sweep_settles_cascades_so_the_next_finds_nothing() {
     badge(&db, "gold", json!({"type": "xp_level", "level": "gold"}), 0, 0, 0).await;
     let alice = user(&db, "alice").await;
     user(&db, "bob").await;
-    exec(&db, &format!("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (3, '{alice}', 'what a save')"))
-        .await;
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (3, '{alice}', 'what a save')"
+        ),
+    )
+    .await;
 
     let first = sweep(&db).await;
     assert_eq!(first.items, 4, "{first:?}");
@@ -256,7 +261,8 @@ async fn one_sweep_settles_cascades_so_the_next_finds_nothing() {
     assert_eq!(level, "gold");
     let second = sweep(&db).await;
     assert_eq!((second.items, &second.details["cascade_rounds"]), (0, &json!(0)), "{second:?}");
-    let subjects: i64 = db::query_scalar("SELECT count(*) FROM hattrick_run_subjects").fetch_one(db.pool()).await.unwrap();
+    let subjects: i64 =
+        db::query_scalar("SELECT count(*) FROM hattrick_run_subjects").fetch_one(db.pool()).await.unwrap();
     assert_eq!(subjects, 0, "the rounds' subjects are cleared");
     assert_ledger_invariants(db.pool()).await;
 }
