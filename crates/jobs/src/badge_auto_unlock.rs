@@ -352,20 +352,18 @@ impl Job for BadgeAutoUnlock {
                 .await?;
                 let paid = unlocks::pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
                 pushes += paid.pushes;
-                if write {
-                    // The users paid XP or credits, the only rewards another condition reads (a silent run pays
-                    // none: nothing can cascade from it).
-                    sqlx::query!(
-                        "INSERT INTO hattrick_run_cascade (run_id, subject)
-                         SELECT DISTINCT $1::uuid, u.customer_user_id
-                         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id
-                         WHERE coalesce(b.reward_xp, 0) > 0 OR coalesce(b.reward_credits, 0) > 0
-                         ON CONFLICT DO NOTHING",
-                        run,
-                    )
-                    .execute(db::unnamed(&mut tx))
-                    .await?;
-                }
+                // The users paid XP or credits, the only rewards another condition reads (a silent run pays them
+                // too, without the pushes).
+                sqlx::query!(
+                    "INSERT INTO hattrick_run_cascade (run_id, subject)
+                     SELECT DISTINCT $1::uuid, u.customer_user_id
+                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id
+                     WHERE coalesce(b.reward_xp, 0) > 0 OR coalesce(b.reward_credits, 0) > 0
+                     ON CONFLICT DO NOTHING",
+                    run,
+                )
+                .execute(db::unnamed(&mut tx))
+                .await?;
                 let counts = sqlx::query!(
                     r#"SELECT b.slug, count(*) AS "unlocks!"
                        FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug"#,

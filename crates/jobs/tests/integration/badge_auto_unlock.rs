@@ -264,6 +264,18 @@ async fn one_sweep_settles_cascades_so_the_next_finds_nothing() {
     let subjects: i64 =
         db::query_scalar("SELECT count(*) FROM hattrick_run_subjects").fetch_one(db.pool()).await.unwrap();
     assert_eq!(subjects, 0, "the rounds' subjects are cleared");
+
+    // A silent back-fill pays the rewards without the pushes, so it settles its cascades too.
+    let carol = user(&db, "carol").await;
+    exec(
+        &db,
+        &format!("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (3, '{carol}', 'offside')"),
+    )
+    .await;
+    let silent =
+        BadgeAutoUnlock::default().run(&context(&db, RunArgs { silent: true, ..RunArgs::default() })).await.unwrap();
+    assert_eq!((silent.items, &silent.details["pushes"]), (4, &json!(0)), "{silent:?}");
+    assert_eq!(owners(&db, "gold").await, ["alice", "carol"]);
     assert_ledger_invariants(db.pool()).await;
 }
 
