@@ -231,12 +231,12 @@ impl Text {
 }
 
 /// The whole catalogue, by kind, locale and origin.
-pub async fn load(conn: &mut PgConnection) -> Result<Vec<Text>, sqlx::Error> {
+pub async fn load(pool: &db::Pool) -> Result<Vec<Text>, sqlx::Error> {
     sqlx::query_as!(
         Text,
         "SELECT kind, locale, builtin, title, body, updated_at FROM hattrick_messages ORDER BY kind, locale, builtin"
     )
-    .fetch_all(db::unnamed(conn))
+    .fetch_all(pool)
     .await
 }
 
@@ -278,7 +278,7 @@ pub struct Rendered {
 /// Renders `message` for a user of locale `preference` through the same fallbacks as a real push, with `vars`
 /// (a placeholder without one keeps its kind's example value). None when the catalogue has no text for it.
 pub async fn render(
-    conn: &mut PgConnection,
+    pool: &db::Pool,
     message: &Message,
     preference: &str,
     vars: &BTreeMap<String, String>,
@@ -295,7 +295,7 @@ pub async fn render(
         preference,
         values,
     )
-    .fetch_optional(db::unnamed(conn))
+    .fetch_optional(pool)
     .await
 }
 
@@ -324,7 +324,8 @@ impl NewText {
     }
 }
 
-/// Writes a deployment's text (checked by [`NewText::checked`] first); true when it replaced one.
+/// Writes a deployment's text (checked by [`NewText::checked`] first), in the caller's transaction; true when it
+/// replaced one.
 pub async fn put(conn: &mut PgConnection, text: &NewText, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     let replaced = sqlx::query_scalar!(
         r#"INSERT INTO hattrick_messages (kind, locale, builtin, title, body, updated_at)
@@ -343,8 +344,8 @@ pub async fn put(conn: &mut PgConnection, text: &NewText, at: DateTime<Utc>) -> 
     Ok(replaced)
 }
 
-/// Removes the deployment's texts in `locale` (of one kind, or all): the built-in text of the locale, if any,
-/// applies again. Returns how many were removed.
+/// Removes the deployment's texts in `locale` (of one kind, or all), in the caller's transaction: the built-in text
+/// of the locale, if any, applies again. Returns how many were removed.
 pub async fn remove(conn: &mut PgConnection, kind: Option<&str>, locale: &str) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query!(
         "DELETE FROM hattrick_messages WHERE NOT builtin AND locale = $2 AND ($1::text IS NULL OR kind = $1)",

@@ -59,8 +59,7 @@ pub async fn require_schema(pool: &Pool) -> anyhow::Result<()> {
 /// carry, a kind hattrick does not send) or without the built-in texts (docs/push.md "Messages and languages").
 /// `hattrick messages` does not check it, so that a bad text can be fixed.
 pub async fn require_catalogue(pool: &Pool) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
-    let texts = domain::messages::load(&mut conn).await.context("reading the push catalogue (hattrick_messages)")?;
+    let texts = domain::messages::load(pool).await.context("reading the push catalogue (hattrick_messages)")?;
     let problems = domain::messages::catalogue_problems(&texts);
     if problems.is_empty() {
         return Ok(());

@@ -288,7 +288,8 @@ impl Job for BadgeAutoUnlock {
             let mut rounds = 0;
             // Per pass (the first, then each cascade round): users evaluated (None: everyone), unlocks, time.
             let mut passes: Vec<serde_json::Value> = Vec::new();
-            let (mut pass_started, mut pass_subjects, mut pass_unlocks) = (std::time::Instant::now(), None, 0i64);
+            let mut pass_subjects = changed.and_then(|users| u64::try_from(users).ok());
+            let (mut pass_started, mut pass_unlocks) = (std::time::Instant::now(), 0i64);
             loop {
                 ctx.check_cancelled()?;
                 let mut tx = ctx.begin().await?;

@@ -43,7 +43,7 @@ pub struct Catalogue {
 
 /// The catalogue as the API and the admin page show it.
 pub(crate) async fn catalogue(pool: &db::Pool) -> Result<Catalogue, sqlx::Error> {
-    let texts = messages::load(&mut *pool.acquire().await?).await?;
+    let texts = messages::load(pool).await?;
     let problems = messages::catalogue_problems(&texts);
     let mut locales: Vec<String> = texts.iter().map(|t| t.locale.clone()).collect();
     locales.sort();
@@ -172,8 +172,7 @@ pub(super) async fn render_message(
         Some(raw) => messages::locale(raw).map_err(|e| ApiError::validation([format!("locale: {e}")]))?,
         None => "tr".to_owned(),
     };
-    let mut conn = admin.pool().acquire().await?;
-    messages::render(&mut conn, message, &locale, &BTreeMap::new())
+    messages::render(admin.pool(), message, &locale, &BTreeMap::new())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("{kind} has no text (run `hattrick migrate`)")))

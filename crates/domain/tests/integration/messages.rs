@@ -11,8 +11,11 @@ async fn put(db: &TestDb, kind: &str, locale: &str, title: &str, body: &str) {
     let text = NewText { kind: kind.into(), locale: locale.into(), title: title.into(), body: body.into() }
         .checked()
         .expect("a valid text");
-    let mut conn = db.pool().acquire().await.unwrap();
-    messages::put(&mut conn, &text, Utc::now()).await.unwrap();
+    // In a transaction, as hattrick writes it (an unnamed statement on a pooled connection outside one would not
+    // survive a transaction pooler).
+    let mut tx = db.pool().begin().await.unwrap();
+    messages::put(&mut tx, &text, Utc::now()).await.unwrap();
+    tx.commit().await.unwrap();
 }
 
 /// Writes a streak warning for each user through the outbox, as the job does, and returns each one's title and body.
@@ -50,7 +53,7 @@ async fn streak_warnings(db: &TestDb, users: &[Uuid], key: &str) -> Vec<(String,
 #[tokio::test]
 async fn the_built_in_catalogue_is_complete_and_every_text_uses_only_its_kinds_placeholders() {
     let db = TestDb::new().await;
-    let texts = messages::load(&mut db.pool().acquire().await.unwrap()).await.unwrap();
+    let texts = messages::load(db.pool()).await.unwrap();
     assert_eq!(texts.len(), messages::KINDS.len() * 2, "Turkish and English for every kind");
     assert_eq!(messages::catalogue_problems(&texts), Vec::<String>::new());
     // Every placeholder a kind carries is used by its built-in texts: none is declared for nothing.
@@ -83,10 +86,9 @@ async fn each_user_reads_the_locale_then_the_language_then_english_then_turkish(
     let english = ("Streak! 🔥".to_owned(), "9 days, 2 hours left".to_owned());
     let written = streak_warnings(&db, &users, "first").await;
     // A batch picks by joins, a single render by hattrick_message(): the same text for every locale.
-    let mut conn = db.pool().acquire().await.unwrap();
     let vars = [("streak", "9"), ("hours", "2")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
     for (locale, text) in locales.iter().zip(&written) {
-        let rendered = messages::render(&mut conn, &STREAK_WARNING, locale, &vars).await.unwrap().unwrap();
+        let rendered = messages::render(db.pool(), &STREAK_WARNING, locale, &vars).await.unwrap().unwrap();
         assert_eq!((&rendered.title, &rendered.body), (&text.0, &text.1), "{locale}");
     }
     assert_eq!(
@@ -105,7 +107,9 @@ async fn each_user_reads_the_locale_then_the_language_then_english_then_turkish(
     );
 
     // Removing the deployment's English brings the built-in one back.
-    assert_eq!(messages::remove(&mut conn, Some("streak_warning"), "en").await.unwrap(), 1);
+    let mut tx = db.pool().begin().await.unwrap();
+    assert_eq!(messages::remove(&mut tx, Some("streak_warning"), "en").await.unwrap(), 1);
+    tx.commit().await.unwrap();
     let french = streak_warnings(&db, &users[7..], "second").await;
     assert_eq!(french[0].0, "Streak alert 🔥");
     assert_eq!(french[0].1, "Don't lose your 9-day streak! 2 hours left until midnight.");
@@ -138,8 +142,7 @@ async fn a_text_written_around_hattrick_is_caught_by_the_start_up_check_and_rend
         .execute(db.pool())
         .await
         .unwrap();
-    let mut conn = db.pool().acquire().await.unwrap();
-    let texts = messages::load(&mut conn).await.unwrap();
+    let texts = messages::load(db.pool()).await.unwrap();
     assert_eq!(
         messages::catalogue_problems(&texts),
         ["streak_warning/it: body: {giorni} is not a placeholder of streak_warning (it has {streak}, {hours})"]
@@ -153,7 +156,7 @@ async fn a_text_written_around_hattrick_is_caught_by_the_start_up_check_and_rend
     assert!(bad.to_string().contains("hattrick_messages_locale_check"), "{bad}");
 
     let vars = Default::default();
-    let rendered = messages::render(&mut conn, &STREAK_WARNING, "pt_BR", &vars).await.unwrap().unwrap();
+    let rendered = messages::render(db.pool(), &STREAK_WARNING, "pt_BR", &vars).await.unwrap().unwrap();
     assert_eq!((rendered.locale.as_str(), rendered.text_locale.as_str()), ("pt-br", "en"));
     assert_eq!(rendered.body, "Don't lose your 7-day streak! 2 hours left until midnight.", "the kind's examples");
 }

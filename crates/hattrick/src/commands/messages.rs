@@ -95,7 +95,7 @@ pub async fn messages(settings: &Settings, command: MessagesCommand) -> anyhow::
                 Err(problem) => return Ok(usage(&[format!("--locale: {problem}")])),
             };
             let pool = connect(settings).await?;
-            let texts = messages::load(&mut *pool.acquire().await?).await?;
+            let texts = messages::load(&pool).await?;
             for text in texts.iter().filter(|t| locale.as_ref().is_none_or(|l| &t.locale == l)) {
                 crate::outln!("{}: {} | {}", text.label(), text.title, text.body);
             }
@@ -111,11 +111,10 @@ pub async fn messages(settings: &Settings, command: MessagesCommand) -> anyhow::
                 Err(problem) => return Ok(usage(&[format!("--locale: {problem}")])),
             };
             let pool = connect(settings).await?;
-            let mut conn = pool.acquire().await?;
             crate::outln!("# hattrick push texts for {locale}; placeholders must stay as written.");
             crate::outln!("locale = {}", toml_string(&locale));
             for kind in messages::KINDS {
-                let Some(text) = raw_text(&mut conn, kind.kind, &locale).await? else { continue };
+                let Some(text) = raw_text(&pool, kind.kind, &locale).await? else { continue };
                 crate::outln!();
                 crate::outln!("# {}; placeholders: {}", kind.about, placeholder_list(kind));
                 if text.0 != locale {
@@ -153,17 +152,13 @@ async fn connect(settings: &Settings) -> anyhow::Result<db::Pool> {
 }
 
 /// The unrendered text (locale it is written in, title, body) a user of `locale` gets for `kind`.
-async fn raw_text(
-    conn: &mut sqlx::PgConnection,
-    kind: &str,
-    locale: &str,
-) -> Result<Option<(String, String, String)>, sqlx::Error> {
+async fn raw_text(pool: &db::Pool, kind: &str, locale: &str) -> Result<Option<(String, String, String)>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT locale AS "locale!", title AS "title!", body AS "body!" FROM hattrick_message($1, $2)"#,
         kind,
         locale
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(pool)
     .await?;
     Ok(row.map(|r| (r.locale, r.title, r.body)))
 }

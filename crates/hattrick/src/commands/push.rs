@@ -60,7 +60,6 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
     let now = startup::clock_from_env()?.now();
     if let Some(message) = &message {
         let kind = domain::messages::kind(&message.kind).expect("checked by test_message");
-        let mut conn = pool.acquire().await?;
         let locales = match &message.locale {
             Some(locale) => vec![locale.clone()],
             None => {
@@ -69,12 +68,12 @@ pub async fn push(settings: &Settings, command: PushCommand) -> anyhow::Result<E
                    WHERE id = ANY($1) ORDER BY 1"#,
                     &args.users,
                 )
-                .fetch_all(&mut *conn)
+                .fetch_all(&pool)
                 .await?
             }
         };
         for locale in locales {
-            let rendered = domain::messages::render(&mut conn, kind, &locale, &Default::default()).await?;
+            let rendered = domain::messages::render(&pool, kind, &locale, &Default::default()).await?;
             let Some(rendered) = rendered else { anyhow::bail!("{} has no text: run `hattrick migrate`", kind.kind) };
             crate::outln!(
                 "{} in {} (the {} text): {} | {}",
