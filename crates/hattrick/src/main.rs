@@ -8,6 +8,11 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use hattrick::commands;
 use hattrick::config::{Settings, Sources};
 
+/// jemalloc instead of the system allocator: the dispatcher allocates for every message it sends, and with glibc's
+/// allocator a quarter of its time went to malloc and free (BENCHMARKS.md, "Push delivery").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// hattrick runs GoalGPT's gamification jobs (badges, referral rewards, push campaigns, reminders, partner
 /// analytics, cleanup) on the app's PostgreSQL database.
 #[derive(Debug, Parser)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// FCM's limit on a message's payload.
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
@@ -95,11 +95,7 @@ impl PushMessage {
     /// serialised). This is what is held to FCM's 4 KB, so a message that passes here is never refused for its
     /// size.
     pub fn payload_size(&self) -> usize {
-        let mut wire = self.to_fcm_json();
-        if let Some(message) = wire.get_mut("message").and_then(Value::as_object_mut) {
-            message.remove("token");
-        }
-        serde_json::to_vec(&wire).map_or(usize::MAX, |bytes| bytes.len())
+        serde_json::to_vec(&self.wire(false)).map_or(usize::MAX, |bytes| bytes.len())
     }
 
     /// Checks the message before it goes out.
@@ -107,6 +103,12 @@ impl PushMessage {
         if self.token.is_empty() {
             return Err(InvalidMessage::NoToken);
         }
+        self.validate_content()
+    }
+
+    /// Checks what every token of a push is sent alike (texts and size), so a push to several devices is checked
+    /// once.
+    pub fn validate_content(&self) -> Result<(), InvalidMessage> {
         if self.title.is_empty() || self.body.is_empty() {
             return Err(InvalidMessage::Empty);
         }
@@ -118,41 +120,123 @@ impl PushMessage {
     }
 
     /// The `messages:send` request body: Android priority high on channel `default`, APNs sound `default`.
-    pub fn to_fcm_json(&self) -> Value {
-        let mut notification = json!({ "title": self.title, "body": self.body });
-        if let Some(image) = &self.image {
-            notification["image"] = json!(image);
+    /// Serialised straight from the message's fields (a sender writes one for every device).
+    pub fn wire(&self, with_token: bool) -> Wire<'_> {
+        let collapse_key = self.collapse_key.as_deref();
+        // Android folds shown notifications by tag; APNs and web push fold by their header. Not Android's
+        // `collapse_key`: FCM keeps at most four collapse keys per offline device, and a key per row would lose a
+        // phone's pushes beyond four overnight.
+        let apns_headers =
+            ApnsHeaders { expiration: self.ttl.map(|ttl| ttl.expires_at_unix.to_string()), collapse_id: collapse_key };
+        Wire {
+            message: WireMessage {
+                token: with_token.then_some(self.token.as_str()),
+                notification: Notification { title: &self.title, body: &self.body, image: self.image.as_deref() },
+                data: &self.data,
+                android: Android {
+                    priority: "HIGH",
+                    ttl: self.ttl.map(|ttl| format!("{}s", ttl.remaining.as_secs())),
+                    notification: AndroidNotification { channel_id: "default", tag: collapse_key },
+                },
+                apns: Apns {
+                    headers: (apns_headers.expiration.is_some() || apns_headers.collapse_id.is_some())
+                        .then_some(apns_headers),
+                    payload: ApnsPayload { aps: Aps { sound: "default" } },
+                },
+                webpush: collapse_key.map(|topic| WebPush { headers: WebPushHeaders { topic } }),
+                fcm_options: self.analytics_label.as_deref().map(|label| FcmOptions { analytics_label: label }),
+            },
         }
-        let mut android = json!({ "priority": "HIGH", "notification": { "channel_id": "default" } });
-        let mut apns_headers = serde_json::Map::new();
-        if let Some(ttl) = self.ttl {
-            android["ttl"] = json!(format!("{}s", ttl.remaining.as_secs()));
-            apns_headers.insert("apns-expiration".into(), json!(ttl.expires_at_unix.to_string()));
-        }
-        let mut message = json!({
-            "token": self.token,
-            "notification": notification,
-            "data": self.data,
-        });
-        if let Some(key) = &self.collapse_key {
-            // Android folds shown notifications by tag; APNs and web push fold by their header. Not Android's
-            // `collapse_key`: FCM keeps at most four collapse keys per offline device, and a key per row would
-            // lose a phone's pushes beyond four overnight.
-            android["notification"]["tag"] = json!(key);
-            apns_headers.insert("apns-collapse-id".into(), json!(key));
-            message["webpush"] = json!({ "headers": { "Topic": key } });
-        }
-        let mut apns = json!({ "payload": { "aps": { "sound": "default" } } });
-        if !apns_headers.is_empty() {
-            apns["headers"] = Value::Object(apns_headers);
-        }
-        message["android"] = android;
-        message["apns"] = apns;
-        if let Some(label) = &self.analytics_label {
-            message["fcm_options"] = json!({ "analytics_label": label });
-        }
-        json!({ "message": message })
     }
+
+    /// [`PushMessage::wire`] as a JSON value.
+    pub fn to_fcm_json(&self) -> Value {
+        serde_json::to_value(self.wire(true)).unwrap_or(Value::Null)
+    }
+}
+
+/// The body of an FCM `messages:send` request ([`PushMessage::wire`]).
+#[derive(Debug, serde::Serialize)]
+pub struct Wire<'a> {
+    message: WireMessage<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    notification: Notification<'a>,
+    data: &'a BTreeMap<String, String>,
+    android: Android<'a>,
+    apns: Apns<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webpush: Option<WebPush<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fcm_options: Option<FcmOptions<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Notification<'a> {
+    title: &'a str,
+    body: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Android<'a> {
+    priority: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<String>,
+    notification: AndroidNotification<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct AndroidNotification<'a> {
+    channel_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Apns<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<ApnsHeaders<'a>>,
+    payload: ApnsPayload,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ApnsHeaders<'a> {
+    #[serde(rename = "apns-expiration", skip_serializing_if = "Option::is_none")]
+    expiration: Option<String>,
+    #[serde(rename = "apns-collapse-id", skip_serializing_if = "Option::is_none")]
+    collapse_id: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ApnsPayload {
+    aps: Aps,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Aps {
+    sound: &'static str,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WebPush<'a> {
+    headers: WebPushHeaders<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WebPushHeaders<'a> {
+    #[serde(rename = "Topic")]
+    topic: &'a str,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct FcmOptions<'a> {
+    analytics_label: &'a str,
 }
 
 #[cfg(test)]

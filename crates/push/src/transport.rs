@@ -85,7 +85,7 @@ impl FcmTransport {
             }
         };
         let http = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
-        let response = http.post(&self.url).bearer_auth(&*token).json(&message.to_fcm_json()).send().await;
+        let response = http.post(&self.url).bearer_auth(&*token).json(&message.wire(true)).send().await;
         let response = match response {
             Ok(response) => response,
             Err(error) => {
