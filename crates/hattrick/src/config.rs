@@ -472,7 +472,8 @@ pub struct PushSettings {
     pub workers: usize,
     /// Messages per minute per instance (default 80 % of FCM's default project quota, docs/push.md).
     pub rate_per_minute: u32,
-    /// How long a claim holds its rows before another instance may take them.
+    /// The longest a dispatcher round may wait idle while it holds its rows; the database then ends the round
+    /// and the rows are due again.
     pub lease: HumanDuration,
     /// Start of quiet hours in the user's local time (`HH:MM`), or `off`.
     pub quiet_hours_start: String,
@@ -941,10 +942,17 @@ impl Settings {
         problems
     }
 
-    /// The pool, and the engine's lease and heartbeat.
+    /// The pool (and the dispatcher workers' share of it), and the engine's lease and heartbeat.
     fn database_and_engine_problems(&self, problems: &mut Vec<String>) {
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".to_owned());
+        }
+        if self.push.dispatcher && self.push.workers >= self.database.max_connections as usize {
+            problems.push(format!(
+                "push.workers: must be less than database.max_connections ({}): each dispatcher worker holds a \
+                 connection for its round, and the jobs need the rest",
+                self.database.max_connections
+            ));
         }
         if self.engine.heartbeat.0 * 2 > self.engine.lease.0 {
             problems.push(format!(

@@ -1,17 +1,17 @@
 //! The outbox dispatcher (docs/push.md "Dispatcher", docs/push.md).
 //!
-//! One round:
-//! 1. **claim** due `pending` rows (`FOR UPDATE SKIP LOCKED`), mark them `sending` with a lease (`not_before` =
-//!    now + lease; a dispatcher that dies holding them loses them to the next one when the lease runs out) and
-//!    count the claim in `attempts`, which also fences the final write;
+//! A round is one transaction, and each outbox row it takes is written once, at its end:
+//! 1. **claim** due `pending` rows (`FOR NO KEY UPDATE SKIP LOCKED`) and hold their locks for the round: no other
+//!    dispatcher takes them, and a dispatcher that dies releases them with its connection (the server also ends a
+//!    round idle longer than `lease`);
 //! 2. **triage** each row in Rust ([`triage`]): gone users and expired or cancelled campaigns end `cancelled`,
 //!    opted-out users `opted_out`, quiet hours hold the row to the window's end, the daily cap cancels;
 //! 3. **send** one message per active token value of the user (a retried row skips the tokens already final in
 //!    `hattrick_push_deliveries`), concurrently up to a bound and paced by the rate limit; a platform whose
 //!    authentication failed is skipped while its circuit breaker is open;
-//! 4. **record**, in one transaction of batched statements: per-token outcomes, dead tokens deactivated (every
-//!    row holding the value), each row final (`sent` if a token delivered, else `failed`; `no_tokens`) or back to
-//!    `pending` with a backoff when something transient is left and the row is younger than the retry window.
+//! 4. **record**, with batched statements, and commit: per-token outcomes, dead tokens deactivated, each row final
+//!    (`sent` if a token delivered, else `failed`; `no_tokens`) or back to `pending` with a backoff when something
+//!    transient is left and the row is younger than the retry window; `attempts` counts the round.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -74,7 +74,8 @@ pub struct DispatcherSettings {
     pub workers: usize,
     /// Messages per minute at most, per dispatcher (default 80 % of FCM's 600,000 per minute, docs/push.md).
     pub rate_per_minute: u32,
-    /// How long a claim holds its rows.
+    /// The longest a round may wait idle while it holds its rows (the server then ends its transaction, and the
+    /// rows are due again); also how long a row an earlier release left `sending` waits before it returns.
     pub lease: Duration,
     /// Wait between rounds when nothing was due.
     pub idle_poll: Duration,
@@ -119,7 +120,7 @@ impl Default for DispatcherSettings {
 pub struct Claimed {
     /// Outbox id.
     pub id: i64,
-    /// Claim count (fences the final write).
+    /// Rounds that took the row, this one included.
     pub attempts: i32,
     /// Recipient.
     pub customer_user_id: uuid::Uuid,
@@ -339,19 +340,18 @@ impl RowEnds {
         self.error.push(end.error);
     }
 
-    /// Writes the ends. The claim count fences the write: a row another dispatcher re-claimed after this one's
-    /// lease ran out is left to it.
+    /// Writes the ends, in the round's transaction that holds the rows' locks.
     async fn write(&self, tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
         // `as _`: statuses are `&str` and errors optional, which the macro's check refuses; both bind as text[].
         sqlx::query!(
             "UPDATE push_outbox o
-             SET status = v.status, not_before = v.not_before,
+             SET status = v.status, not_before = v.not_before, attempts = v.attempts,
                  tokens_sent = o.tokens_sent + v.sent, tokens_failed = o.tokens_failed + v.failed,
                  last_error = coalesce(v.error, o.last_error),
                  sent_at = CASE WHEN v.status = 'sent' THEN $8 ELSE o.sent_at END
              FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::text[])
                   AS v(id, attempts, status, not_before, sent, failed, error)
-             WHERE o.id = v.id AND o.status = 'sending' AND o.attempts = v.attempts",
+             WHERE o.id = v.id",
             &self.ids,
             &self.attempts,
             &self.status as _,
@@ -505,25 +505,22 @@ enum Claim<'a> {
     Only(&'a [i64]),
 }
 
-/// The claim statement (`$5` holds the rows of [`Claim::Only`]).
+/// The claim statement (`$4` holds the rows of [`Claim::Only`]). It takes the rows' locks and writes nothing: the
+/// round's transaction holds them until the round records its ends.
 fn claim_sql(claim: Claim<'_>) -> String {
     let restrict = match claim {
         Claim::Due => "",
-        Claim::Only(_) => "AND id = ANY($5)",
+        Claim::Only(_) => "AND id = ANY($4)",
     };
     format!(
-        "WITH due AS (
-             SELECT id FROM push_outbox
+        "WITH c AS (
+             SELECT * FROM push_outbox
              WHERE status = 'pending' AND not_before <= $1 {restrict}
              ORDER BY not_before -- the index order: a second key would sort every due row
              LIMIT $2
-             FOR UPDATE SKIP LOCKED),
-         claimed AS (
-             UPDATE push_outbox o SET status = 'sending', attempts = o.attempts + 1, not_before = $1 + $3::interval
-             FROM due WHERE o.id = due.id
-             RETURNING o.*)
-         SELECT c.id, c.attempts, c.customer_user_id, c.category, c.title, c.body, c.image_url, c.deep_link, c.data,
-                c.expires_at, c.created_at, c.platforms, c.campaign_id, c.dedupe_key,
+             FOR NO KEY UPDATE SKIP LOCKED)
+         SELECT c.id, c.attempts + 1 AS attempts, c.customer_user_id, c.category, c.title, c.body, c.image_url,
+                c.deep_link, c.data, c.expires_at, c.created_at, c.platforms, c.campaign_id, c.dedupe_key,
                 coalesce(u.deleted_at IS NULL AND u.is_active IS NOT FALSE, false) AS live,
                 coalesce(u.is_push_allowed_mobile, true) AS allowed,
                 k.preference,
@@ -531,17 +528,17 @@ fn claim_sql(claim: Claim<'_>) -> String {
                           WHERE p.customer_user_id = c.customer_user_id AND p.category = k.preference),
                          true) AS preferred,
                 k.priority,
-                coalesce(z.name, $4) AS zone,
+                coalesce(z.name, $3) AS zone,
                 s.status AS campaign_status,
                 CASE WHEN c.category IN ('engagement', 'campaign') THEN (
                     SELECT count(*) FROM push_outbox p
                     WHERE p.customer_user_id = c.customer_user_id AND p.status = 'sent'
                       AND p.category IN ('engagement', 'campaign')
-                      AND p.sent_at >= (date_trunc('day', $1 AT TIME ZONE coalesce(z.name, $4))
-                                        AT TIME ZONE coalesce(z.name, $4))
+                      AND p.sent_at >= (date_trunc('day', $1 AT TIME ZONE coalesce(z.name, $3))
+                                        AT TIME ZONE coalesce(z.name, $3))
                       AND hattrick_push_priority(p.category, p.data ->> 'type') >= k.priority)
                 ELSE 0 END AS sent_today
-         FROM claimed c
+         FROM c
          CROSS JOIN LATERAL (
              SELECT hattrick_push_preference_category(c.category, c.data ->> 'type') AS preference,
                     hattrick_push_priority(c.category, c.data ->> 'type') AS priority) k
@@ -568,7 +565,8 @@ impl Dispatcher {
         }
     }
 
-    /// Returns rows whose lease ran out (their dispatcher died) to `pending`; returns how many.
+    /// Returns rows an earlier release left `sending` (it marked its claims) to `pending` once their lease ran
+    /// out; returns how many.
     pub async fn reclaim_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         Ok(sqlx::query!("UPDATE push_outbox SET status = 'pending' WHERE status = 'sending' AND not_before <= $1", now)
             .execute(&self.pool)
@@ -587,20 +585,32 @@ impl Dispatcher {
     }
 
     async fn round_of(&self, now: DateTime<Utc>, claim: Claim<'_>) -> Result<Round, sqlx::Error> {
-        let lease = format!("{} milliseconds", self.settings.lease.as_millis());
-        let sql = claim_sql(claim);
-        let mut query = db::query_as::<Claimed>(sqlx::AssertSqlSafe(sql))
+        let started = std::time::Instant::now();
+        let mut tx = self.pool.begin().await?;
+        // A round that stalls while it holds its rows (a hung process, a lost network) is ended by the server
+        // after the lease, and its rows are due again. The claim reads the due index in order: with statistics
+        // taken before a campaign or a sweep wrote its pushes, the planner would rather fetch every due row and
+        // sort them (on disk, with JIT compilation) for each round of a thousand (BENCHMARKS.md, "Push delivery").
+        db::query(
+            "SELECT set_config('idle_in_transaction_session_timeout', $1, true),
+                    set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)",
+        )
+        .bind(self.settings.lease.as_millis().to_string())
+        .execute(&mut *tx)
+        .await?;
+        let mut query = db::query_as::<Claimed>(sqlx::AssertSqlSafe(claim_sql(claim)))
             .bind(now)
             .bind(self.settings.batch)
-            .bind(&lease)
             .bind(self.settings.business_zone.name());
         if let Claim::Only(ids) = claim {
             query = query.bind(ids);
         }
-        let started = std::time::Instant::now();
-        let rows: Vec<Claimed> = query.fetch_all(&self.pool).await?;
+        let rows: Vec<Claimed> = query.fetch_all(&mut *tx).await?;
+        // Bitmap scans are what the lookups by user below want.
+        db::query("SELECT set_config('enable_bitmapscan', 'on', true)").execute(&mut *tx).await?;
         let claimed_in = started.elapsed();
         if rows.is_empty() {
+            tx.commit().await?;
             return Ok(Round::default());
         }
         let mut capped = HashMap::new();
@@ -616,13 +626,13 @@ impl Dispatcher {
              ORDER BY customer_user_id, token, updated_at DESC",
             &users,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(db::unnamed(&mut tx))
         .await?;
         let done = sqlx::query!(
             "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
             &ids,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(db::unnamed(&mut tx))
         .await?;
         let mut by_user: HashMap<uuid::Uuid, Vec<(String, String)>> = HashMap::new();
         for row in tokens {
@@ -654,7 +664,8 @@ impl Dispatcher {
         let results = self.send_all(&rows, &targets, now).await;
         let sent_in = started.elapsed();
         let batch = Batch { rows, decisions, targets, held_by_breaker, before };
-        self.record(&batch, &results, now).await?;
+        self.record(&mut tx, &batch, &results, now).await?;
+        tx.commit().await?;
         tracing::debug!(
             rows = batch.rows.len(),
             messages = batch.targets.len(),
@@ -668,14 +679,24 @@ impl Dispatcher {
     }
 
     async fn send_all(&self, rows: &[Claimed], targets: &[Target], now: DateTime<Utc>) -> Vec<Outcome> {
+        // A row's texts and size are the same for each of its tokens: checked once per row.
+        let mut content: HashMap<usize, Option<String>> = HashMap::new();
         let sends = targets.iter().map(|target| {
             let row = &rows[target.row];
             let message = to_message(row, &target.token, now);
+            let invalid = if message.token.is_empty() {
+                Some(crate::message::InvalidMessage::NoToken.to_string())
+            } else {
+                content
+                    .entry(target.row)
+                    .or_insert_with(|| message.validate_content().err().map(|invalid| invalid.to_string()))
+                    .clone()
+            };
             async move {
                 let Ok(_permit) = self.sends.acquire().await else {
                     return Outcome::Retry { code: "SHUTDOWN".into(), after: None };
                 };
-                if let Err(invalid) = message.validate() {
+                if let Some(invalid) = invalid {
                     return Outcome::Failed { code: format!("INVALID_PAYLOAD: {invalid}") };
                 }
                 self.limiter.wait().await;
@@ -688,9 +709,15 @@ impl Dispatcher {
         futures_util::future::join_all(sends).await
     }
 
-    /// Writes what a round did: each row's end (or its return to pending), the per-token outcomes a retry or an
-    /// operator needs, and dead tokens deactivated; all in one transaction.
-    async fn record(&self, batch: &Batch, results: &[Outcome], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    /// Writes what a round did, in its transaction: each row's end (or its return to pending), the per-token
+    /// outcomes a retry or an operator needs, and dead tokens deactivated.
+    async fn record(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        batch: &Batch,
+        results: &[Outcome],
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
         let mut tally = self.tally(batch, results, now);
         let mut retrying = HashSet::new();
         let mut ends = RowEnds::default();
@@ -715,8 +742,7 @@ impl Dispatcher {
                 deliveries.push(&batch.rows[token.target.row], token);
             }
         }
-        let mut tx = self.pool.begin().await?;
-        deliveries.write(&mut tx, now).await?;
+        deliveries.write(tx, now).await?;
         if !tally.dead.is_empty() {
             let n = sqlx::query!(
                 "UPDATE customer_push_tokens SET is_active = false, updated_at = $2
@@ -724,13 +750,12 @@ impl Dispatcher {
                 &tally.dead,
                 now,
             )
-            .execute(db::unnamed(&mut tx))
+            .execute(db::unnamed(tx))
             .await?
             .rows_affected();
             self.stats.deactivated.fetch_add(n, Ordering::Relaxed);
         }
-        ends.write(&mut tx, now).await?;
-        tx.commit().await
+        ends.write(tx, now).await
     }
 
     /// Each send's outcome counted on its row and its token, with the counters, breakers and dead tokens it

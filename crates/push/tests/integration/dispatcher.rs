@@ -1,5 +1,5 @@
 //! The dispatcher against the real PostgreSQL and the fake FCM over a socket: every error class acted on, quiet
-//! hours, the daily cap, opt-out, duplicate tokens, retries and expired leases.
+//! hours, the daily cap, opt-out, duplicate tokens, retries, rounds that hold their rows and rounds that die.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +19,26 @@ struct Setup {
 async fn setup(config: FakeConfig, settings: DispatcherSettings) -> Setup {
     let db = TestDb::new().await;
     let fake = FakeFcm::bind("127.0.0.1:0", config).await.unwrap();
+    let dispatcher = dispatcher(&db, &fake, settings);
+    Setup { db, fake, dispatcher }
+}
+
+/// A dispatcher of its own (its own transport, so it asks the fake for an access token before its first send).
+fn dispatcher(db: &TestDb, fake: &FakeFcm, settings: DispatcherSettings) -> Dispatcher {
     let account = ServiceAccount::from_json(&fake.service_account_json()).unwrap();
     let transport =
         FcmTransport::new(push::Credentials::ServiceAccount(account), &fake.endpoint(), Duration::from_secs(10))
             .unwrap();
-    let dispatcher = Dispatcher::new(db.pool().clone(), Arc::new(transport), settings);
-    Setup { db, fake, dispatcher }
+    Dispatcher::new(db.pool().clone(), Arc::new(transport), settings)
+}
+
+/// Waits until the fake has issued `n` access tokens: a dispatcher asks for one after its claim, before it sends.
+async fn until_tokens_issued(fake: &FakeFcm, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.stats().tokens_issued < n {
+        assert!(std::time::Instant::now() < deadline, "no round reached its send");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn settings() -> DispatcherSettings {
@@ -274,12 +288,60 @@ async fn the_cap_never_cancels_a_higher_priority_push_for_lower_ones_sent_earlie
 }
 
 #[tokio::test]
-async fn a_dead_dispatchers_rows_return_when_the_lease_runs_out_and_tokens_already_served_are_skipped() {
+async fn a_round_holds_its_rows_unwritten_until_it_records_and_a_round_that_dies_lets_them_go_at_once() {
+    let s = setup(FakeConfig { latency: Duration::from_millis(300), ..FakeConfig::default() }, settings()).await;
+    let now = istanbul(12, 0);
+    let u = user(&s.db, true, &[("t1", "android")]).await;
+    let first = push(&s.db, u, "reward", "r1", now).await;
+    let other = dispatcher(&s.db, &s.fake, settings());
+
+    // While a round sends, its row is locked and still as it was: another dispatcher takes nothing.
+    let (round, (taken, during)) = tokio::join!(s.dispatcher.round(now), async {
+        until_tokens_issued(&s.fake, 1).await;
+        let taken = other.round(now).await.unwrap().claimed;
+        let during: (String, i32) = db::query_as("SELECT status, attempts FROM push_outbox WHERE id = $1")
+            .bind(first)
+            .fetch_one(s.db.pool())
+            .await
+            .unwrap();
+        (taken, during)
+    });
+    assert_eq!(round.unwrap().claimed, 1);
+    assert_eq!(taken, 0, "a row in a round in progress is not taken twice");
+    assert_eq!(during, ("pending".to_owned(), 0), "the claim writes nothing");
+    let ended: (String, i32, i32) = db::query_as("SELECT status, attempts, tokens_sent FROM push_outbox WHERE id = $1")
+        .bind(first)
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(ended, ("sent".to_owned(), 1, 1), "one write, at the round's end");
+
+    // A round that dies after its claim (the future dropped mid-send, as a killed process drops its connection)
+    // records nothing, and its row is due again at once, not after the lease.
+    let second = push(&s.db, u, "reward", "r2", now).await;
+    let dying = dispatcher(&s.db, &s.fake, settings());
+    tokio::select! {
+        round = dying.round(now) => panic!("the round ended before it was cut: {round:?}"),
+        () = until_tokens_issued(&s.fake, 2) => {}
+    }
+    drop(dying);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while other.round(now).await.unwrap().claimed == 0 {
+        assert!(std::time::Instant::now() < deadline, "the dead round's row never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, sent, ..) = row(&s.db, second).await;
+    assert_eq!((status.as_str(), sent), ("sent", 1));
+}
+
+#[tokio::test]
+async fn a_row_an_earlier_release_left_sending_returns_when_its_lease_runs_out_and_served_tokens_are_skipped() {
     let s = setup(FakeConfig::default(), settings()).await;
     let now = istanbul(12, 0);
     let u = user(&s.db, true, &[("t1", "android"), ("t2", "ios")]).await;
     let id = push(&s.db, u, "reward", "r", now).await;
-    // A dispatcher claimed the row, delivered to t1, and died before recording the row's end.
+    // An earlier release marked its claims `sending` with a lease; its dispatcher delivered to t1 and died before
+    // recording the row's end.
     db::query("UPDATE push_outbox SET status = 'sending', attempts = 1, not_before = $2 WHERE id = $1")
         .bind(id)
         .bind(now + chrono::Duration::minutes(5))
@@ -301,6 +363,12 @@ async fn a_dead_dispatchers_rows_return_when_the_lease_runs_out_and_tokens_alrea
     s.dispatcher.drain(after).await.unwrap();
     let (status, _, sent, ..) = row(&s.db, id).await;
     assert_eq!((status.as_str(), sent), ("sent", 1));
+    let attempts: i32 = db::query_scalar("SELECT attempts FROM push_outbox WHERE id = $1")
+        .bind(id)
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2);
     let stats = s.fake.stats();
     assert_eq!(stats.per_token.get("t1"), None, "t1 was served before the crash");
     assert_eq!(stats.per_token.get("t2"), Some(&1));
