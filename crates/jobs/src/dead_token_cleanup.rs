@@ -5,7 +5,7 @@ use std::time::Duration;
 use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture};
 use serde_json::json;
 
-use crate::cleanup::{Batching, KeyType, Rule, analyze, purge};
+use crate::cleanup::{Batching, Rule, analyze, purge};
 
 /// `dead-token-cleanup` (docs/jobs/dead-token-cleanup.md): deletes device tokens that are inactive or not updated for
 /// `max_age`.
@@ -30,8 +30,6 @@ impl Default for DeadTokenCleanup {
 
 const DEAD_TOKENS: Rule = Rule {
     table: "customer_push_tokens",
-    key: "id",
-    key_type: KeyType::Uuid,
     condition: "t.is_active IS FALSE OR coalesce(t.updated_at, t.created_at) < $1",
 };
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use engine::{Job, JobContext, JobDefaults, JobError, JobReport, MisfirePolicy, RunFuture};
 use serde_json::json;
 
-use crate::cleanup::{Batching, KeyType, Rule, analyze, purge};
+use crate::cleanup::{Batching, Rule, analyze, purge};
 
 /// How long `old-logs-cleanup` keeps each table's rows (docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,23 +57,23 @@ impl OldLogsCleanup {
     /// The delete rules with their retention.
     fn rules(&self) -> [(Rule, Duration); 5] {
         let r = self.retention;
-        let uuid_rule = |table, condition| Rule { table, key: "id", key_type: KeyType::Uuid, condition };
         [
-            (uuid_rule("customer_ad_views", "t.completed_at < $1"), r.ad_views),
-            (uuid_rule("match_comment_likes", "t.created_at < $1"), r.likes),
+            (Rule { table: "customer_ad_views", condition: "t.completed_at < $1" }, r.ad_views),
+            (Rule { table: "match_comment_likes", condition: "t.created_at < $1" }, r.likes),
             (
-                uuid_rule(
-                    "scheduled_notifications",
-                    "t.status IN ('sent', 'failed', 'cancelled') AND coalesce(t.sent_at, t.scheduled_at) < $1",
-                ),
+                Rule {
+                    table: "scheduled_notifications",
+                    condition: "t.status IN ('sent', 'failed', 'cancelled') AND coalesce(t.sent_at, t.scheduled_at) < $1",
+                },
                 r.campaigns,
             ),
-            (uuid_rule("job_execution_logs", "t.status <> 'running' AND t.started_at < $1"), r.job_logs),
+            (
+                Rule { table: "job_execution_logs", condition: "t.status <> 'running' AND t.started_at < $1" },
+                r.job_logs,
+            ),
             (
                 Rule {
                     table: "push_outbox",
-                    key: "id",
-                    key_type: KeyType::BigInt,
                     condition: "t.status IN ('sent', 'failed', 'no_tokens', 'opted_out', 'cancelled') \
                                 AND t.created_at < $1",
                 },

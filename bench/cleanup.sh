@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Cleanup against its floor (BENCHMARKS.md, "Cleanup near a plain DELETE"). Seeds USERS users (`hattrick seed
+# --seed 1`) plus EXPIRED ad views past their retention, and copies the database. On the first copy it runs
+# `old-logs-cleanup` and `dead-token-cleanup` with `cleanup.rest = 0`; on the second, one plain `DELETE` per table
+# with the same conditions and cut-offs (the floor). Both start after a CHECKPOINT. Ledger compaction (folding,
+# not deleting) has no plain-DELETE floor and is reported apart.
+# Usage: bench/cleanup.sh [USERS] [EXPIRED]   (default 100000 0; a release build, PostgreSQL on 127.0.0.1:5432)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${1:-100000}
+expired=${2:-0}
+bin=${HATTRICK_BIN:-target/release/hattrick}   # another build: HATTRICK_BIN=path
+admin=postgres://postgres@127.0.0.1:5432/postgres
+seeded=hattrick_cleanup_seed
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+url() { echo "postgres://postgres@127.0.0.1:5432/$1"; }
+
+psql "$admin" -c "DROP DATABASE IF EXISTS $seeded WITH (FORCE)" -c "CREATE DATABASE $seeded"
+DATABASE_URL=$(url $seeded) $bin migrate > /dev/null
+echo "== seed $users users, $expired extra expired ad views"
+DATABASE_URL=$(url $seeded) $bin seed --users "$users" --seed 1 | tail -n 1
+psql "$(url $seeded)" <<SQL
+INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
+SELECT u.id, 'admob', 'expired', 'rewarded', 5, now() - interval '200 days' - (g % 300) * interval '1 day'
+FROM generate_series(1, $expired) g
+JOIN (SELECT row_number() OVER () AS n, id FROM customer_users) u ON u.n = g % $users + 1;
+VACUUM ANALYZE;
+SQL
+for copy in job floor; do
+    psql "$admin" -c "DROP DATABASE IF EXISTS hattrick_cleanup_$copy WITH (FORCE)" \
+        -c "CREATE DATABASE hattrick_cleanup_$copy TEMPLATE $seeded"
+done
+
+echo "== the jobs, cleanup.rest = 0"
+export DATABASE_URL=$(url hattrick_cleanup_job)
+psql "$DATABASE_URL" -c CHECKPOINT
+for job in old-logs-cleanup dead-token-cleanup; do
+    start=$(date +%s.%N)
+    HATTRICK_CLEANUP__REST=0 $bin run $job --json > /tmp/hattrick-cleanup-$job.json
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" -v j=$job 'BEGIN { printf "    %s: %.2f s (the whole command)\n", j, e - s }'
+    python3 - /tmp/hattrick-cleanup-$job.json <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+details = report.get("details", report)
+def walk(name, w):
+    if isinstance(w, dict) and "elapsed_ms" in w:
+        print(f"      {name}: {w.get('deleted', 0)} rows in {w['elapsed_ms'] / 1000:.2f} s ({w.get('batches')} batches)")
+def visit(prefix, node):
+    if isinstance(node, dict):
+        walk(prefix, node)
+        for key, value in node.items():
+            visit(key, value)
+visit("total", details)
+print(f"      run duration: {report.get('duration_ms', 0) / 1000:.2f} s")
+PY
+    rm -f /tmp/hattrick-cleanup-$job.json
+done
+
+echo "== the floor: one plain DELETE per table"
+export DATABASE_URL=$(url hattrick_cleanup_floor)
+psql "$DATABASE_URL" -c CHECKPOINT
+command psql -X -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL' | grep -E "^(DELETE|Time)" | paste - - | awk '{printf "    %-8s %9d rows %10.2f s\n", $1, $2, $4 / 1000}'
+\timing on
+DELETE FROM customer_ad_views t WHERE t.completed_at < now() - interval '180 days';
+DELETE FROM match_comment_likes t WHERE t.created_at < now() - interval '365 days';
+DELETE FROM scheduled_notifications t
+WHERE t.status IN ('sent', 'failed', 'cancelled') AND coalesce(t.sent_at, t.scheduled_at) < now() - interval '90 days';
+DELETE FROM job_execution_logs t WHERE t.status <> 'running' AND t.started_at < now() - interval '90 days';
+DELETE FROM push_outbox t
+WHERE t.status IN ('sent', 'failed', 'no_tokens', 'opted_out', 'cancelled') AND t.created_at < now() - interval '30 days';
+DELETE FROM customer_push_tokens t
+WHERE t.is_active IS FALSE OR coalesce(t.updated_at, t.created_at) < now() - interval '90 days';
+SQL
+for db in $seeded hattrick_cleanup_job hattrick_cleanup_floor; do psql "$admin" -c "DROP DATABASE $db WITH (FORCE)"; done
