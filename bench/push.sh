@@ -10,7 +10,7 @@ n=${1:-1000000}
 db=hattrick_push_bench
 admin=postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
-bin=target/release/hattrick
+bin=${HATTRICK_BIN:-target/release/hattrick}   # another build: HATTRICK_BIN=path
 command -v h2load > /dev/null || { echo "bench/push.sh needs h2load: apt-get install nghttp2-client" >&2; exit 1; }
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 open_rows() { psql -At "$DATABASE_URL" -c "SELECT count(*) FROM push_outbox WHERE status IN ('pending', 'sending')"; }
