@@ -539,7 +539,7 @@ pub struct OutboxHealth {
     pub due: i64,
     /// Age of the oldest due row, in seconds (0 when none is due).
     pub oldest_due_seconds: f64,
-    /// Rows claimed by a dispatcher right now.
+    /// Rows an earlier release left claimed (`sending`); a round today holds its rows `pending` and locked.
     pub sending: i64,
     /// The latest failures.
     pub recent_failures: Vec<OutboxFailure>,
