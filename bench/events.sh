@@ -8,6 +8,9 @@
 #       latency from each comment's commit to its badge row.
 # Needs a release build, pgbench (postgresql-contrib) and PostgreSQL on 127.0.0.1:5432.
 # Usage: bench/events.sh [USERS] [RATE] [SECONDS]
+# PIN=1 pins PostgreSQL (every process of the local server) and pgbench to CPU 0 and hattrick to CPU 1 for all
+# three phases (util-linux taskset; run as the server's owner or root): the database gets a core hattrick's own
+# process never takes, as when hattrick runs on another host; its queries still run on the database's core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-1000000}
@@ -16,11 +19,18 @@ secs=${3:-60}
 db=hattrick_events_bench
 admin=postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
-bin=target/release/hattrick
+bin=${HATTRICK_BIN:-target/release/hattrick}   # another build: HATTRICK_BIN=path
+pin_db=() pin_app=()
+if [ "${PIN:-0}" = 1 ]; then
+    for pid in $(pgrep -x postgres); do taskset -pc 0 "$pid" > /dev/null; done
+    pin_db=(taskset -c 0) pin_app=(taskset -c 1)
+    echo "== pinned: PostgreSQL and pgbench on CPU 0, hattrick on CPU 1"
+fi
+unpin() { [ "${PIN:-0}" = 1 ] && for pid in $(pgrep -x postgres); do taskset -pc 0-$(($(nproc) - 1)) "$pid" > /dev/null; done; true; }
 command -v pgbench > /dev/null || { echo "bench/events.sh needs pgbench (apt-get install postgresql-contrib)" >&2; exit 1; }
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"; unpin' EXIT
 
 psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
@@ -40,7 +50,7 @@ cat > "$work/comment.sql" <<SQL
 INSERT INTO match_comments (match_id, customer_user_id, content) SELECT 1, id, 'what a match' FROM bench_users WHERE n = :n;
 SQL
 generate() { # label
-    pgbench -n -c 4 -j 2 -R "$rate" -T "$secs" -f "$work/comment.sql" -l --log-prefix="$work/$1" "$DATABASE_URL" \
+    "${pin_db[@]}" pgbench -n -c 4 -j 2 -R "$rate" -T "$secs" -f "$work/comment.sql" -l --log-prefix="$work/$1" "$DATABASE_URL" \
         > "$work/$1.out" 2>&1
     # Per-transaction log: client, tx, latency (us), ...
     cat "$work/$1".* | awk '{ print $3 / 1000 }' | sort -n > "$work/$1.ms"
@@ -61,7 +71,7 @@ echo "== (2) triggers on, hattrick serve with events; $rate comments/s for $secs
 psql "$DATABASE_URL" -c "TRUNCATE match_comments, hattrick_changes CASCADE" -c "VACUUM ANALYZE match_comments"
 # The 5-minute sweep is moved out of the window, so the figures are the event path's alone.
 HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" HATTRICK_PUSH__QUIET_HOURS_START=off \
-    $bin serve --roles scheduler --listen 127.0.0.1:0 2> "$work/serve.log" &
+    "${pin_app[@]}" $bin serve --roles scheduler --listen 127.0.0.1:0 2> "$work/serve.log" &
 serve=$!
 sleep 3
 generate events
