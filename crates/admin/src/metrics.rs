@@ -312,7 +312,11 @@ async fn read_database_gauges(admin: &Admin) -> Result<String, sqlx::Error> {
     out.sample("hattrick_outbox_pending", &[], outbox.pending as f64);
     out.family("hattrick_outbox_due", "gauge", "Outbox rows due now and not sent yet.");
     out.sample("hattrick_outbox_due", &[], outbox.due as f64);
-    out.family("hattrick_outbox_sending", "gauge", "Outbox rows an earlier release left claimed (sending); rounds today hold their rows pending and locked.");
+    out.family(
+        "hattrick_outbox_sending",
+        "gauge",
+        "Outbox rows an earlier release left claimed (sending); rounds today hold their rows pending and locked.",
+    );
     out.sample("hattrick_outbox_sending", &[], outbox.sending as f64);
     out.family("hattrick_outbox_oldest_due_seconds", "gauge", "Age of the oldest due outbox row.");
     out.sample("hattrick_outbox_oldest_due_seconds", &[], outbox.oldest_due_seconds);
