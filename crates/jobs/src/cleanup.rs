@@ -91,14 +91,11 @@ pub(crate) async fn purge(
     .fetch_one(&ctx.pool)
     .await?;
     let span = ((batching.batch as f64 / density.max(1.0)).floor() as i64).max(1);
+    // Pages $2 up to $3: a TID range scan.
+    let pages_in_range = "t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid";
     let sql = format!(
-        "WITH gone AS (DELETE FROM {table} t
-                       WHERE t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid
-                         AND NOT $4 AND ({condition})
-                       RETURNING 1),
-              would AS (SELECT 1 FROM {table} t
-                        WHERE t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid
-                          AND $4 AND ({condition}))
+        "WITH gone AS (DELETE FROM {table} t WHERE {pages_in_range} AND NOT $4 AND ({condition}) RETURNING 1),
+              would AS (SELECT 1 FROM {table} t WHERE {pages_in_range} AND $4 AND ({condition}))
          SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would)"
     );
     let mut walk = Walk::default();
