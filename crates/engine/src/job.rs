@@ -160,16 +160,18 @@ pub struct JobContext {
 
 impl JobContext {
     /// Starts a transaction for this run, tagged with the run id (`application_name`) and limited by a
-    /// `statement_timeout` of the time left, so a timeout cancels the run's SQL on the server too. Both settings
-    /// are `SET LOCAL`: nothing outlives the transaction, so the server connection a pooler in transaction mode
-    /// hands to another client afterwards carries none of it. A run does all its work in such transactions
-    /// (`docs/pooler.md`).
+    /// `statement_timeout` of the time left, so a timeout cancels the run's SQL on the server too, and with JIT
+    /// compilation off: a job's statements read scratch tables whose sizes the planner guesses, and compiling them
+    /// cost more than it saved (a quarter of an outbox insert's time; BENCHMARKS.md "Unlocks at the cost of their
+    /// rows"). Every setting is `SET LOCAL`: nothing outlives the transaction, so the server connection a pooler in
+    /// transaction mode hands to another client afterwards carries none of it. A run does all its work in such
+    /// transactions (`docs/pooler.md`).
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let left = self.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1);
         sqlx::query!(
             "SELECT set_config('statement_timeout', $1, true) AS timeout,
-                    set_config('application_name', $2, true) AS name",
+                    set_config('application_name', $2, true) AS name, set_config('jit', 'off', true) AS jit",
             format!("{left}ms"),
             self.application_name(),
         )
