@@ -2,9 +2,10 @@
 //!
 //! A job fills two scratch tables ([`crate::scratch`]) with the grants of one batch, by `INSERT ... SELECT` with its own
 //! parameters (never an id list from Rust), then calls [`apply`] inside its transaction. `apply`:
-//! 1. drops grants whose idempotency key was used before (in the ledgers or among compacted keys);
-//! 2. creates missing balance rows and locks every touched balance row in user order (so concurrent grants, and
+//! 1. creates missing balance rows and locks every touched balance row in user order (so concurrent grants, and
 //!    the app's own ledger functions, are serialised per user and never deadlock each other);
+//! 2. under those locks, drops grants whose idempotency key was used before (in the ledgers or among compacted
+//!    keys);
 //! 3. inserts XP rows, moves XP and recomputes levels, and turns every level crossed upwards into a credit grant
 //!    (`level-up:{user}:{level}`, paid once per user ever) plus its push;
 //! 4. inserts credit rows with exact `balance_before/after` (running sums when one user gets several grants in a
@@ -80,8 +81,12 @@ const CREDIT_LEDGER: LedgerTables = LedgerTables {
     new_balance_values: "",
 };
 
-/// Drops grants whose key was used before, creates missing balance rows and locks every touched one in user
-/// order. Returns false when no grant is left to write.
+/// Creates missing balance rows, locks every touched one in user order, then drops grants whose key was used
+/// before. Returns false when the batch has no grant for this ledger.
+///
+/// The used keys are looked up once, under the locks: a key written by a transaction that committed while this
+/// one waited is seen then, and a key written later waits for these locks. (Looking them up before the locks
+/// too, to spare locking users whose grants were all used, cost a second lookup per grant in every batch.)
 async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     let LedgerTables { name, grants, rows, balances, new_balance_columns, new_balance_values } = ledger;
     let drop_used = format!(
@@ -93,7 +98,6 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
                          AND k.ledger = '{name}')
             OR EXISTS (SELECT 1 FROM hattrick_compacted_keys k WHERE k.idempotency_key = g.idempotency_key)"
     );
-    db::query(sqlx::AssertSqlSafe(drop_used.clone())).execute(&mut *conn).await?;
     // Locks row by row in user order: a subquery with FOR UPDATE is never flattened into a join, so this stays
     // one index lookup per user, in the order of the sorted users.
     let lock = format!(
@@ -122,7 +126,6 @@ async fn lock_balances(conn: &mut PgConnection, ledger: &LedgerTables, at: DateT
         .await?;
         db::query(sqlx::AssertSqlSafe(lock)).execute(&mut *conn).await?;
     }
-    // Keys used by a transaction that committed while this one waited for the locks.
     db::query(sqlx::AssertSqlSafe(drop_used)).execute(&mut *conn).await?;
     Ok(true)
 }
