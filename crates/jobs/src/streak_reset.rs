@@ -26,24 +26,28 @@ impl Job for StreakReset {
         Box::pin(async move {
             let zone = self.zones.user_day_zone_sql("z.name");
             // Keyset batches over the user index: each batch is one short statement, and a re-run finds nothing.
+            // The batch's rows are read once, by the index, and each live streak's user is looked up by primary
+            // key (LIMIT keeps the subquery a parameterised index scan), and the broken ones are updated by their
+            // keys as an array (an index scan whatever the estimate): joined as sets, the planner hashed the whole
+            // users table for every batch, a million rows read per 10,000 (BENCHMARKS.md "The curves").
             let update = format!(
                 "WITH batch AS (
-                     SELECT x.customer_user_id FROM customer_xp x
+                     SELECT x.id, x.customer_user_id, x.current_streak_days, x.last_activity_date FROM customer_xp x
                      WHERE x.customer_user_id > $2::uuid
                      ORDER BY x.customer_user_id LIMIT $3
                  ),
                  broken AS (
-                     SELECT x.id FROM batch b
-                     JOIN customer_xp x ON x.customer_user_id = b.customer_user_id
-                     JOIN customer_users u ON u.id = x.customer_user_id
+                     SELECT b.id FROM batch b
+                     CROSS JOIN LATERAL (SELECT u.timezone FROM customer_users u WHERE u.id = b.customer_user_id
+                                         LIMIT 1) u
                      LEFT JOIN hattrick_time_zones z ON z.name = u.timezone
-                     WHERE x.current_streak_days > 0
-                       AND (x.last_activity_date IS NULL
-                            OR x.last_activity_date < ($1::timestamptz AT TIME ZONE {zone})::date - 1)
+                     WHERE b.current_streak_days > 0
+                       AND (b.last_activity_date IS NULL
+                            OR b.last_activity_date < ($1::timestamptz AT TIME ZONE {zone})::date - 1)
                  ),
                  reset AS (
                      UPDATE customer_xp x SET current_streak_days = 0, updated_at = $1
-                     FROM broken WHERE x.id = broken.id AND NOT $4
+                     WHERE x.id = ANY (ARRAY(SELECT id FROM broken)) AND NOT $4
                      RETURNING x.id
                  )
                  SELECT (SELECT customer_user_id::text FROM batch ORDER BY customer_user_id DESC LIMIT 1),
