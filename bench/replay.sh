@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# App traffic against a seeded population at a fixed rate, with and without hattrick (BENCHMARKS.md "The curves"):
+# what hattrick costs a running app and how fast it reacts. pgbench plays the app: RATE transactions per second on
+# 4 connections, each one of the demo simulator's actions for a random user, in its proportions (a login with its
+# streak, a comment, a prediction settled, a daily reward claimed through hattrick_grant_credits, and now and then
+# a friend signing up with a referral code or a subscription sold). Comments come from users who never commented,
+# so each one's first comment in the replay earns the seeded `first_comment` badge: reaction latency is the time
+# from that comment's commit to the badge row.
+# Three phases of MINUTES minutes each, one after the other on the same database:
+#   (1) the app alone: no change-capture triggers, no hattrick;
+#   (2) `hattrick serve` (scheduler and dispatcher, pushes to a fake FCM), events off: the scheduled jobs only;
+#   (3) the same with events on (triggers installed, event runs).
+# Per phase: the app's latency p50/p99, hattrick's CPU (share of one core), the rest of the machine's busy CPU
+# (PostgreSQL, less pgbench's own) and what it adds over phase 1, and the reaction latency p50/p99.
+# Usage: bench/replay.sh [USERS] [MINUTES] [RATE]   (defaults 1000000 60 100)
+# Uses the database bench/curves.sh left for USERS (hattrick_curves_USERS) when there is one, after marking its
+# pending pushes sent; else seeds hattrick_replay_USERS. Needs a release build (or HATTRICK_BIN), pgbench,
+# python3 and PostgreSQL on 127.0.0.1:5432. Run on an otherwise idle machine: CPU is measured machine-wide.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${1:-1000000}
+minutes=${2:-60}
+rate=${3:-100}
+secs=${PHASE_SECONDS:-$((minutes * 60))}   # PHASE_SECONDS: a shorter phase, to try the script
+bin=${HATTRICK_BIN:-target/release/hattrick}
+admin=postgres://postgres@127.0.0.1:5432/postgres
+db=hattrick_curves_$users
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
+if ! psql -tA "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+    db=hattrick_replay_$users
+    psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db $bin seed --users "$users" --seed 1 > /dev/null
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db HATTRICK_JOBS__BADGE_AUTO_UNLOCK__TIMEOUT=4h \
+        $bin run badge-auto-unlock --silent > /dev/null
+fi
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+echo "== $users users ($db), $rate app transactions/s, $secs s per phase"
+HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
+psql "$DATABASE_URL" <<'SQL'
+UPDATE push_outbox SET status = 'sent', sent_at = now() WHERE status IN ('pending', 'sending');
+DROP TABLE IF EXISTS bench_users, bench_new;
+CREATE TABLE bench_users AS SELECT row_number() OVER () AS n, id FROM customer_users
+    WHERE deleted_at IS NULL AND is_active IS NOT FALSE;
+ALTER TABLE bench_users ADD PRIMARY KEY (n);
+CREATE TABLE bench_new AS SELECT row_number() OVER () AS n, id FROM customer_users u
+    WHERE deleted_at IS NULL AND is_active IS NOT FALSE
+      AND NOT EXISTS (SELECT 1 FROM match_comments c WHERE c.customer_user_id = u.id);
+ALTER TABLE bench_new ADD PRIMARY KEY (n);
+VACUUM ANALYZE;
+CHECKPOINT;
+SQL
+all=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_users")
+new=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_new")
+echo "   $all live users, $new of them never commented"
+cat > "$work/app.sql" <<SQL
+\set pick random(1, 1000)
+\set n random(1, $all)
+\if :pick <= 330
+UPDATE customer_users SET last_login_at = now() WHERE id = (SELECT id FROM bench_users WHERE n = :n);
+UPDATE customer_xp SET current_streak_days = current_streak_days + 1,
+    longest_streak_days = greatest(longest_streak_days, current_streak_days + 1), last_activity_date = current_date
+WHERE customer_user_id = (SELECT id FROM bench_users WHERE n = :n) AND last_activity_date IS DISTINCT FROM current_date;
+\elif :pick <= 550
+\set m random(1, $new)
+INSERT INTO match_comments (match_id, customer_user_id, content, created_at, updated_at)
+SELECT 9000 + :m % 40, id, 'Bu maç çok iyi!', now(), now() FROM bench_new WHERE n = :m;
+\elif :pick <= 880
+UPDATE customer_predictions SET is_correct = random() < 0.5, settled_at = now()
+WHERE id = (SELECT id FROM customer_predictions WHERE customer_user_id = (SELECT id FROM bench_users WHERE n = :n) AND is_correct IS NULL LIMIT 1);
+\elif :pick <= 990
+INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount, claimed_at)
+VALUES ((SELECT id FROM bench_users WHERE n = :n), current_date, 1, 'credits', 10, now()) ON CONFLICT (customer_user_id, reward_date) DO NOTHING;
+SELECT hattrick_grant_credits((SELECT id FROM bench_users WHERE n = :n), 10, 'daily_reward', 'replay-claim:' || (SELECT id FROM bench_users WHERE n = :n) || ':' || current_date, NULL, '{}', now());
+\elif :pick <= 995
+WITH friend AS (INSERT INTO customer_users (email, created_at, timezone)
+                VALUES ('friend-' || gen_random_uuid() || '@replay.example', now(), 'Europe/Istanbul') RETURNING id)
+INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
+SELECT (SELECT id FROM bench_users WHERE n = :n), id, 'REPLAY', now(), now() + interval '30 days' FROM friend;
+\else
+INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at, expired_at,
+    auto_renew_enabled, created_at, updated_at)
+VALUES ((SELECT id FROM bench_users WHERE n = :n), 'active', 'ios', 99.90, 'TRY', now(), now() + interval '30 days', true, now(), now());
+\endif
+SQL
+
+$bin fake-fcm --listen 127.0.0.1:0 --write-service-account "$work/key.json" --latency-ms 5 --accept-token bench \
+    > "$work/fake.env" 2> /dev/null &
+while ! grep -q TRANSPORT "$work/fake.env" 2> /dev/null; do sleep 0.1; done
+
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # jiffies, all cores
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+phase() { # number label events(true|false|none)
+    local label=$2 events=$3 serve="" cpu0 cpu1 hat=0 start
+    if [ "$events" != none ]; then
+        HATTRICK_EVENTS__ENABLED=$events $bin migrate > /dev/null
+        (set -a; . "$work/fake.env"; set +a
+         HATTRICK_EVENTS__ENABLED=$events HATTRICK_PUSH__QUIET_HOURS_START=off \
+             exec $bin serve --roles scheduler,dispatcher 2> "$work/serve$1.log") &
+        serve=$!
+        sleep 5
+    fi
+    start=$(psql -tA "$DATABASE_URL" -c "SELECT now()")
+    [ -n "$serve" ] && hat=$(ticks "$serve")
+    cpu0=$(busy)
+    /usr/bin/time -f "%U %S" -o "$work/pgbench.cpu" pgbench -n -c 4 -j 2 -R "$rate" -T "$secs" \
+        -f "$work/app.sql" -l --log-prefix="$work/app$1" "$DATABASE_URL" > "$work/pgbench$1.out" 2>&1
+    cpu1=$(busy)
+    [ -n "$serve" ] && hat=$(($(ticks "$serve") - hat))
+    # Comments of the last minutes still settling: a sweep runs every 5 minutes.
+    [ "$events" = false ] && sleep "${SETTLE_SECONDS:-300}"
+    [ -n "$serve" ] && { kill -TERM "$serve"; wait "$serve" || true; }
+    read -r pu ps < "$work/pgbench.cpu"
+    cat "$work"/app"$1".* | awk '{ print $3 / 1000 }' | sort -n > "$work/app$1.ms"
+    psql -tA -F ' ' "$DATABASE_URL" > "$work/reaction$1" <<SQL
+WITH first AS (SELECT customer_user_id, min(created_at) AS at FROM match_comments
+               WHERE created_at >= '$start' AND content = 'Bu maç çok iyi!' GROUP BY customer_user_id),
+badge AS (SELECT b.customer_user_id,
+                 to_timestamp(('x' || substr(replace(b.id::text, '-', ''), 1, 12))::bit(48)::bigint / 1000.0) AS at
+          FROM customer_badges b JOIN badges d ON d.id = b.badge_id AND d.slug = 'first_comment'
+          WHERE b.unlocked_at >= '$start')
+SELECT count(*), count(b.customer_user_id),
+       coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - f.at))::numeric * 1000), 0),
+       coalesce(round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - f.at))::numeric * 1000), 0)
+FROM first f LEFT JOIN badge b USING (customer_user_id);
+SQL
+    read -r commenters unlocked r50 r99 < "$work/reaction$1"
+    python3 - "$work/app$1.ms" "$label" "$cpu0" "$cpu1" "$hat" "$pu" "$ps" "$hz" "$secs" \
+        "$commenters" "$unlocked" "$r50" "$r99" >> "$work/summary" <<'EOF'
+import sys
+ms = [float(line) for line in open(sys.argv[1])]
+label, cpu0, cpu1, hat, pu, ps, hz, secs = sys.argv[2], *map(float, sys.argv[3:10])
+commenters, unlocked, r50, r99 = sys.argv[10:]
+pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]
+machine = (cpu1 - cpu0) / hz / secs            # cores busy
+hattrick = hat / hz / secs
+app = (pu + ps) / secs
+database = machine - hattrick - app
+print(f"{label}|{len(ms) / secs:.0f}|{pick(0.5):.2f}|{pick(0.99):.2f}|{hattrick * 100:.1f}|{database * 100:.1f}|"
+      f"{commenters}|{unlocked}|{r50}|{r99}")
+EOF
+    tail -n 1 "$work/summary"
+}
+echo "phase|app tx/s|app p50 ms|app p99 ms|hattrick CPU % of a core|database CPU % of a core|first comments|badges|reaction p50 ms|reaction p99 ms"
+phase 1 "app alone" none
+phase 2 "hattrick, events off" false
+phase 3 "hattrick, events on" true
+base=$(awk -F'|' 'NR == 1 { print $6 }' "$work/summary")
+awk -F'|' -v base="$base" 'NR > 1 { printf "   %s: the database works %+.1f %% of a core more than for the app alone; app p99 %.2fx\n", $1, $6 - base, $4 / p99 }
+    NR == 1 { p99 = $4 }' "$work/summary"
