@@ -1,9 +1,9 @@
 //! Housekeeping (docs/jobs/dead-token-cleanup.md, docs/jobs/old-logs-cleanup.md, docs/ledger.md): `dead-token-cleanup`
 //! and `old-logs-cleanup`.
 //!
-//! Every delete walks its table's pages in physical order, a range of about `batch` rows per statement (its own
-//! transaction): a batch holds row locks on at most about `batch` rows for a few milliseconds, and the walk reads
-//! each page once, as a plain `DELETE` would. The money ledgers are never simply deleted: a user's rows older than the cut-off are
+//! Every delete takes the route a plain `DELETE` of the same rows would (see [`purge`]): the table's pages in
+//! physical order, or an index when few rows match; a statement (its own transaction) deletes about `batch` rows,
+//! so a batch holds row locks on at most about `batch` rows for milliseconds. The money ledgers are never simply deleted: a user's rows older than the cut-off are
 //! folded into carry-forward rows dated at the cut-off, in the same statement, so balance = sum of the ledger and
 //! lifetime earned = sum of positive amounts hold at every commit; the folded rows' idempotency keys move to
 //! `hattrick_compacted_user_keys`, so nothing can be paid twice later. The tables touched are `ANALYZE`d afterwards
@@ -28,7 +28,7 @@ pub struct Batching {
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { batch: 2_000, vacuum: None, rest: 1.0 }
+        Self { batch: 10_000, vacuum: None, rest: 1.0 }
     }
 }
 
@@ -51,6 +51,7 @@ pub(crate) struct Rule {
 /// What one table's walk did.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub(crate) struct Walk {
+    pub(crate) route: Route,
     pub(crate) deleted: i64,
     pub(crate) batches: i64,
     pub(crate) longest_batch_ms: u64,
@@ -67,15 +68,63 @@ impl Walk {
     }
 }
 
+/// How a walk finds its rows: the way the planner would serve a plain `DELETE` of them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Route {
+    /// Through the table's pages in physical order (the planner would scan the table).
+    #[default]
+    Pages,
+    /// Through an index on the rule's columns (the planner would use one: few rows match).
+    Index,
+}
+
 /// Deletes the rows of `rule` older than `cutoff` (counts them on a dry run), batch by batch.
 ///
-/// The walk goes through the table's pages in physical order, a range of pages per batch (a TID range scan): each
-/// page is read once, in the order a plain `DELETE` would read it, and no index is walked (a walk of a random
-/// uuid key would read the heap in random order). A range holds about `batch` rows, from the table's density. A
-/// batch commits without waiting for its WAL to reach the disk (`synchronous_commit = off`): a crash can only
-/// undo the last batches' deletes, which the next run makes again. Rows written behind the walk during the run
-/// (new rows, or old rows an update moved) are left to the next run.
+/// The walk takes the route a plain `DELETE` of the same rows would take, asked of the planner before it starts:
+/// - [`Route::Pages`]: through the table's pages in physical order, a range of pages per batch (a TID range scan):
+///   each page is read once, in the order a plain `DELETE` would read it, and no index is walked (a walk of a
+///   random uuid key would read the heap in random order). The first range holds about `batch` rows, from the
+///   table's density; a range that deletes few of its rows is followed by a longer one (up to 64 times the first),
+///   so a table where few rows are old is not walked in thousands of statements.
+/// - [`Route::Index`]: when an index serves the condition (few rows match), each batch deletes up to `batch` of
+///   the matching rows found through it, until a batch finds fewer.
+///
+/// A batch commits without waiting for its WAL to reach the disk (`synchronous_commit = off`): a crash can only
+/// undo the last batches' deletes, which the next run makes again. On the page route, rows written behind the walk
+/// during the run (new rows, or old rows an update moved) are left to the next run.
 pub(crate) async fn purge(
+    ctx: &JobContext,
+    rule: &Rule,
+    cutoff: DateTime<Utc>,
+    batching: Batching,
+) -> Result<Walk, JobError> {
+    let route = route(ctx, rule, cutoff).await?;
+    let mut walk = match route {
+        Route::Pages => purge_pages(ctx, rule, cutoff, batching).await?,
+        Route::Index => purge_by_index(ctx, rule, cutoff, batching).await?,
+    };
+    walk.route = route;
+    Ok(walk)
+}
+
+/// The route the planner takes for the rule's rows (see [`purge`]).
+async fn route(ctx: &JobContext, rule: &Rule, cutoff: DateTime<Utc>) -> Result<Route, JobError> {
+    let Rule { table, condition } = *rule;
+    let plan: serde_json::Value = db::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} t WHERE {condition}"
+    )))
+    .bind(cutoff)
+    .fetch_one(&ctx.pool)
+    .await?;
+    fn scans_table(node: &serde_json::Value) -> bool {
+        node["Node Type"] == "Seq Scan" || node["Plans"].as_array().is_some_and(|plans| plans.iter().any(scans_table))
+    }
+    Ok(if scans_table(&plan[0]["Plan"]) { Route::Pages } else { Route::Index })
+}
+
+/// [`Route::Pages`].
+async fn purge_pages(
     ctx: &JobContext,
     rule: &Rule,
     cutoff: DateTime<Utc>,
@@ -90,13 +139,16 @@ pub(crate) async fn purge(
     )))
     .fetch_one(&ctx.pool)
     .await?;
-    let span = ((batching.batch as f64 / density.max(1.0)).floor() as i64).max(1);
+    let first_span = ((batching.batch as f64 / density.max(1.0)).floor() as i64).max(1);
+    let longest_span = first_span.saturating_mul(64);
+    let mut span = first_span;
     // Pages $2 up to $3: a TID range scan.
     let pages_in_range = "t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid";
     let sql = format!(
         "WITH gone AS (DELETE FROM {table} t WHERE {pages_in_range} AND NOT $4 AND ({condition}) RETURNING 1),
               would AS (SELECT 1 FROM {table} t WHERE {pages_in_range} AND $4 AND ({condition}))
-         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would)"
+         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would)
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
     );
     let mut walk = Walk::default();
     let mut from = 0;
@@ -104,7 +156,6 @@ pub(crate) async fn purge(
         ctx.check_cancelled()?;
         let started = Instant::now();
         let mut tx = ctx.begin().await?;
-        db::query("SELECT set_config('synchronous_commit', 'off', true)").execute(&mut *tx).await?;
         let rows: i64 = db::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(cutoff)
             .bind(from)
@@ -116,8 +167,65 @@ pub(crate) async fn purge(
         walk.batch(started, rows);
         batching.rest_after(started.elapsed()).await;
         from += span;
+        // About `batch` rows deleted per statement: a range that deleted few is followed by a longer one.
+        span = match rows.saturating_mul(2) {
+            twice if twice < batching.batch => span.saturating_mul(2).min(longest_span),
+            _ if rows > batching.batch.saturating_mul(2) => (span / 2).max(first_span),
+            _ => span,
+        };
     }
     Ok(walk)
+}
+
+/// [`Route::Index`]: batches of up to `batch` matching rows found through the index, until one finds fewer. A dry
+/// run counts them in one statement.
+async fn purge_by_index(
+    ctx: &JobContext,
+    rule: &Rule,
+    cutoff: DateTime<Utc>,
+    batching: Batching,
+) -> Result<Walk, JobError> {
+    let Rule { table, condition } = *rule;
+    let mut walk = Walk::default();
+    if ctx.args.dry_run {
+        let started = Instant::now();
+        let rows: i64 =
+            db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} t WHERE {condition}")))
+                .bind(cutoff)
+                .fetch_one(&ctx.pool)
+                .await?;
+        walk.batch(started, rows);
+        return Ok(walk);
+    }
+    // The condition is checked again on the row deleted: a row an update moved or changed meanwhile is left.
+    let sql = format!(
+        "WITH gone AS (
+             DELETE FROM {table} t
+             WHERE t.ctid = ANY(ARRAY(SELECT t.ctid FROM {table} t WHERE {condition} LIMIT $2)) AND ({condition})
+             RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    loop {
+        ctx.check_cancelled()?;
+        let started = Instant::now();
+        let mut tx = ctx.begin().await?;
+        // The index the planner chose for the whole set, also for each batch of it (a scan with a limit may look
+        // cheaper to it, and would read the table from the start again for every batch).
+        db::query("SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows: i64 = db::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(cutoff)
+            .bind(batching.batch)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        walk.batch(started, rows);
+        batching.rest_after(started.elapsed()).await;
+        if rows < batching.batch {
+            return Ok(walk);
+        }
+    }
 }
 
 /// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (docs/jobs/old-logs-cleanup.md).

@@ -54,6 +54,7 @@ impl Job for DeadTokenCleanup {
                 items: walk.deleted,
                 details: json!({
                     "deleted": walk.deleted,
+                    "route": walk.route,
                     "remaining": remaining,
                     "active": active,
                     "batches": walk.batches,

@@ -157,9 +157,9 @@ impl Ledger {
     /// The statement folding one batch of users' rows older than `$1` (see [`compact`] for the parameters).
     fn fold_sql(self) -> String {
         let (table, name) = (self.table(), self.name());
-        let (balances, amount) = match self {
-            Ledger::Credits => ("customer_credits", "amount"),
-            Ledger::Xp => ("customer_xp", "xp_amount"),
+        let amount = match self {
+            Ledger::Credits => "amount",
+            Ledger::Xp => "xp_amount",
         };
         // The credit ledger's rows carry the running balance: the earned row goes from 0 to what was earned, the
         // spent row on from there to the balance at the cut-off, so the chain of balances stays unbroken.
@@ -169,23 +169,18 @@ impl Ledger {
         };
         format!(
             "WITH batch AS (
-                 SELECT customer_user_id FROM {balances} WHERE customer_user_id > $2::uuid
+                 SELECT DISTINCT customer_user_id FROM {table}
+                 WHERE customer_user_id > $2::uuid AND created_at < $1 AND transaction_type <> 'retention_rollup'
                  ORDER BY customer_user_id LIMIT $3
              ),
              folded AS (
                  DELETE FROM {table} t USING batch b
                  WHERE t.customer_user_id = b.customer_user_id AND t.created_at < $1 AND NOT $5
-                   AND EXISTS (SELECT 1 FROM {table} x
-                               WHERE x.customer_user_id = b.customer_user_id AND x.created_at < $1
-                                 AND x.transaction_type <> 'retention_rollup')
                  RETURNING t.customer_user_id, t.{amount} AS amount, t.idempotency_key
              ),
              would AS (
                  SELECT t.customer_user_id FROM {table} t JOIN batch b ON t.customer_user_id = b.customer_user_id
                  WHERE $5 AND t.created_at < $1
-                   AND EXISTS (SELECT 1 FROM {table} x
-                               WHERE x.customer_user_id = b.customer_user_id AND x.created_at < $1
-                                 AND x.transaction_type <> 'retention_rollup')
              ),
              keys AS (
                  INSERT INTO hattrick_compacted_user_keys (customer_user_id, ledger, idempotency_key, compacted_at)
@@ -260,6 +255,12 @@ async fn compact(
         ctx.check_cancelled()?;
         let started = Instant::now();
         let mut tx = ctx.begin().await?;
+        // The users to fold are found in the ledger's (user, created_at) index, in user order from the cursor:
+        // over the whole run one pass of the index that reads the table only for old rows. A scan of the table
+        // per batch would make the run quadratic in its batches.
+        db::query("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+            .execute(&mut *tx)
+            .await?;
         let (last, folded, users, carried, keys): (Option<String>, i64, i64, i64, i64) =
             db::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(cutoff)

@@ -160,6 +160,74 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
     assert_eq!(run(&db, &job, "old-logs-cleanup").await.items, 0, "a re-run finds nothing");
 }
 
+#[tokio::test]
+async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer_ranges() {
+    let db = TestDb::new().await;
+    let user = db.user().await;
+    db::query("INSERT INTO customer_users (email) SELECT 'l' || g || '@example.com' FROM generate_series(1, 20000) g")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    // 20,000 likes, 60 of them older than a year: the planner serves them by `created_at`'s index.
+    db::query(
+        "WITH c AS (INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'great match')
+                    RETURNING id)
+         INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at)
+         SELECT c.id, u.id, CASE WHEN row_number() OVER () % 333 = 0 THEN $2 ELSE $3 END
+         FROM c, customer_users u WHERE u.id <> $1",
+    )
+    .bind(user)
+    .bind(days_ago(400))
+    .bind(days_ago(10))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    // 20,000 ad views of as many users, every 500th past its retention: no index serves `completed_at` alone, the
+    // walk goes by pages.
+    db::query(
+        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
+         SELECT u.id, 'admob', 'u', 'rewarded', 5, CASE WHEN row_number() OVER () % 500 = 0 THEN $2 ELSE $3 END
+         FROM customer_users u WHERE u.id <> $1",
+    )
+    .bind(user)
+    .bind(days_ago(200))
+    .bind(days_ago(10))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db::query("ANALYZE match_comment_likes, customer_ad_views").execute(db.pool()).await.unwrap();
+    let job = OldLogsCleanup { batching: Batching { batch: 25, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+
+    let dry = job.run(&db.context("old-logs-cleanup", now(), RunArgs { dry_run: true, ..RunArgs::default() })).await;
+    let dry = &dry.unwrap().details["tables"];
+    assert_eq!(dry["match_comment_likes"]["deleted"], 60, "{dry}");
+    assert_eq!(dry["match_comment_likes"]["route"], "index", "{dry}");
+    assert_eq!(dry["customer_ad_views"]["deleted"], 40, "{dry}");
+    assert_eq!(count(&db, "SELECT count(*) FROM match_comment_likes").await, 20_000, "a dry run deletes nothing");
+
+    let report = run(&db, &job, "old-logs-cleanup").await;
+    let tables = &report.details["tables"];
+    let likes = &tables["match_comment_likes"];
+    assert_eq!((likes["route"].as_str(), likes["deleted"].as_i64()), (Some("index"), Some(60)), "{tables}");
+    assert_eq!(likes["batches"], 3, "25, 25 and the last 10: {tables}");
+    let views = &tables["customer_ad_views"];
+    assert_eq!((views["route"].as_str(), views["deleted"].as_i64()), (Some("pages"), Some(40)), "{tables}");
+    // A range of 25 rows' pages (one page) deletes at most one old view: ranges double up to 64 times the first,
+    // so the walk needs about ten batches instead of one per page (about 280).
+    let batches = views["batches"].as_i64().unwrap();
+    assert!(batches < 30, "{batches} batches: {tables}");
+    for (table, old) in [("match_comment_likes", "created_at"), ("customer_ad_views", "completed_at")] {
+        let left: i64 = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE {old} < $1")))
+            .bind(days_ago(150))
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM match_comment_likes").await, 19_940);
+    assert_eq!(count(&db, "SELECT count(*) FROM customer_ad_views").await, 19_960);
+}
+
 async fn grant(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc>) {
     db::query("SELECT hattrick_grant_credits($1, $2, 'admin_grant', $3, NULL, '{}', $4)")
         .bind(user)
