@@ -2,7 +2,8 @@
 # Cleanup against its floor (BENCHMARKS.md, "Cleanup near a plain DELETE"). Seeds USERS users (`hattrick seed
 # --seed 1`) plus EXPIRED ad views past their retention, and copies the database. On the first copy it runs
 # `old-logs-cleanup` and `dead-token-cleanup` with `cleanup.rest = 0`; on the second, one plain `DELETE` per table
-# with the same conditions and cut-offs (the floor). Both start after a CHECKPOINT. Ledger compaction (folding,
+# with the same conditions and cut-offs (the floor), then an ANALYZE of each table the jobs analyze (the jobs must,
+# the floor's DELETEs need not: it is reported apart). Both start after a CHECKPOINT. Ledger compaction (folding,
 # not deleting) has no plain-DELETE floor and is reported apart.
 # Usage: bench/cleanup.sh [USERS] [EXPIRED]   (default 100000 0; a release build, PostgreSQL on 127.0.0.1:5432)
 set -euo pipefail
@@ -57,19 +58,28 @@ PY
     rm -f /tmp/hattrick-cleanup-$job.json
 done
 
-echo "== the floor: one plain DELETE per table"
+echo "== the floor: one plain DELETE per table, then ANALYZE of the tables the jobs analyze"
 export DATABASE_URL=$(url hattrick_cleanup_floor)
 psql "$DATABASE_URL" -c CHECKPOINT
-command psql -X -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL' | grep -E "^(DELETE|Time)" | paste - - | awk '{printf "    %-8s %9d rows %10.2f s\n", $1, $2, $4 / 1000}'
-\timing on
-DELETE FROM customer_ad_views t WHERE t.completed_at < now() - interval '180 days';
-DELETE FROM match_comment_likes t WHERE t.created_at < now() - interval '365 days';
-DELETE FROM scheduled_notifications t
-WHERE t.status IN ('sent', 'failed', 'cancelled') AND coalesce(t.sent_at, t.scheduled_at) < now() - interval '90 days';
-DELETE FROM job_execution_logs t WHERE t.status <> 'running' AND t.started_at < now() - interval '90 days';
-DELETE FROM push_outbox t
-WHERE t.status IN ('sent', 'failed', 'no_tokens', 'opted_out', 'cancelled') AND t.created_at < now() - interval '30 days';
-DELETE FROM customer_push_tokens t
-WHERE t.is_active IS FALSE OR coalesce(t.updated_at, t.created_at) < now() - interval '90 days';
-SQL
+floor() {
+    command psql -X -v ON_ERROR_STOP=1 "$DATABASE_URL" -c '\timing on' -c "$1" | grep -E "^(DELETE|ANALYZE|Time)" \
+        | paste - - | awk -v what="$2" '{
+            rows = ($1 == "DELETE") ? $2 " rows" : ""
+            for (i = 1; i < NF; i++) if ($i == "Time:") ms = $(i + 1)
+            printf "    %-32s %14s %8.2f s\n", what, rows, ms / 1000 }'
+}
+floor "DELETE FROM customer_ad_views t WHERE t.completed_at < now() - interval '180 days'" customer_ad_views
+floor "DELETE FROM match_comment_likes t WHERE t.created_at < now() - interval '365 days'" match_comment_likes
+floor "DELETE FROM scheduled_notifications t WHERE t.status IN ('sent', 'failed', 'cancelled')
+       AND coalesce(t.sent_at, t.scheduled_at) < now() - interval '90 days'" scheduled_notifications
+floor "DELETE FROM job_execution_logs t WHERE t.status <> 'running' AND t.started_at < now() - interval '90 days'" \
+    job_execution_logs
+floor "DELETE FROM push_outbox t WHERE t.status IN ('sent', 'failed', 'no_tokens', 'opted_out', 'cancelled')
+       AND t.created_at < now() - interval '30 days'" push_outbox
+floor "DELETE FROM customer_push_tokens t
+       WHERE t.is_active IS FALSE OR coalesce(t.updated_at, t.created_at) < now() - interval '90 days'" \
+    customer_push_tokens
+for table in customer_ad_views match_comment_likes scheduled_notifications customer_push_tokens; do
+    floor "ANALYZE $table" "ANALYZE $table"
+done
 for db in $seeded hattrick_cleanup_job hattrick_cleanup_floor; do psql "$admin" -c "DROP DATABASE $db WITH (FORCE)"; done

@@ -28,7 +28,7 @@ pub struct Batching {
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { batch: 10_000, vacuum: None, rest: 1.0 }
+        Self { batch: 2_000, vacuum: None, rest: 1.0 }
     }
 }
 
@@ -86,7 +86,8 @@ pub(crate) enum Route {
 ///   each page is read once, in the order a plain `DELETE` would read it, and no index is walked (a walk of a
 ///   random uuid key would read the heap in random order). The first range holds about `batch` rows, from the
 ///   table's density; a range that deletes few of its rows is followed by a longer one (up to 64 times the first),
-///   so a table where few rows are old is not walked in thousands of statements.
+///   so a table where few rows are old is not walked in thousands of statements, and no statement deletes more
+///   than `batch` rows (the next one starts where it stopped).
 /// - [`Route::Index`]: when an index serves the condition (few rows match), each batch deletes up to `batch` of
 ///   the matching rows found through it, until a batch finds fewer.
 ///
@@ -142,13 +143,28 @@ async fn purge_pages(
     let first_span = ((batching.batch as f64 / density.max(1.0)).floor() as i64).max(1);
     let longest_span = first_span.saturating_mul(64);
     let mut span = first_span;
-    // Pages $2 up to $3: a TID range scan.
+    // Pages $2 up to $3: a TID range scan. A range of the first span holds about `batch` rows and is deleted
+    // with its condition in one pass. A longer range (few rows matched before it) deletes at most `batch` rows
+    // ($5; none on a dry run, which counts the whole range), taken in page order, the order a TID range scan
+    // returns them in; when it reaches that many, the next batch starts on the page where it stopped.
     let pages_in_range = "t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid";
-    let sql = format!(
+    let async_commit = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+    let whole_range = format!(
         "WITH gone AS (DELETE FROM {table} t WHERE {pages_in_range} AND NOT $4 AND ({condition}) RETURNING 1),
               would AS (SELECT 1 FROM {table} t WHERE {pages_in_range} AND $4 AND ({condition}))
-         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would)
-         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would), (SELECT count(*) FROM gone), NULL::bigint
+         {async_commit}"
+    );
+    let up_to_a_batch = format!(
+        "WITH picked AS MATERIALIZED (
+             SELECT t.ctid FROM {table} t WHERE {pages_in_range} AND ({condition})
+             LIMIT CASE WHEN $4 THEN NULL ELSE $5::bigint END),
+         gone AS (
+             DELETE FROM {table} t WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND NOT $4 AND ({condition})
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone),
+                (SELECT max((ctid::text::point)[0])::bigint FROM picked)
+         {async_commit}"
     );
     let mut walk = Walk::default();
     let mut from = 0;
@@ -156,22 +172,35 @@ async fn purge_pages(
         ctx.check_cancelled()?;
         let started = Instant::now();
         let mut tx = ctx.begin().await?;
-        let rows: i64 = db::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(cutoff)
-            .bind(from)
-            .bind(from + span)
-            .bind(ctx.args.dry_run)
-            .fetch_one(&mut *tx)
-            .await?;
+        let long = span > first_span;
+        let mut query =
+            db::query_as(sqlx::AssertSqlSafe(if long { up_to_a_batch.as_str() } else { whole_range.as_str() }))
+                .bind(cutoff)
+                .bind(from)
+                .bind(from + span)
+                .bind(ctx.args.dry_run);
+        if long {
+            query = query.bind(batching.batch);
+        }
+        let (picked, gone, last_page): (i64, i64, Option<i64>) = query.fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        walk.batch(started, rows);
+        walk.batch(started, if ctx.args.dry_run { picked } else { gone });
         batching.rest_after(started.elapsed()).await;
-        from += span;
-        // About `batch` rows deleted per statement: a range that deleted few is followed by a longer one.
-        span = match rows.saturating_mul(2) {
-            twice if twice < batching.batch => span.saturating_mul(2).min(longest_span),
-            _ if rows > batching.batch.saturating_mul(2) => (span / 2).max(first_span),
-            _ => span,
+        let stopped_early = long && !ctx.args.dry_run && picked >= batching.batch;
+        from = match last_page {
+            // The rest of the page it stopped on is the next batch's; a batch whose rows all changed under it
+            // (none deleted) moves on past them.
+            Some(page) if stopped_early => page + i64::from(gone == 0),
+            _ => from + span,
+        };
+        // About `batch` rows per statement: a range that found few is followed by a longer one, a range that
+        // found more than a batch by a shorter one.
+        span = if picked.saturating_mul(2) < batching.batch {
+            span.saturating_mul(2).min(longest_span)
+        } else if stopped_early {
+            (span / 2).max(first_span)
+        } else {
+            span
         };
     }
     Ok(walk)

@@ -226,6 +226,23 @@ async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer
     }
     assert_eq!(count(&db, "SELECT count(*) FROM match_comment_likes").await, 19_940);
     assert_eq!(count(&db, "SELECT count(*) FROM customer_ad_views").await, 19_960);
+
+    // 1,000 more past their retention, all at the table's end (about 14 pages): the walk reaches them with long
+    // ranges, and still deletes at most a batch (25) per long range, or a page's rows per range of the first span
+    // (one page here), never the whole lot at once.
+    db::query(
+        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
+         SELECT $1, 'admob', 'u', 'rewarded', 5, $2 FROM generate_series(1, 1000)",
+    )
+    .bind(user)
+    .bind(days_ago(200))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let again = run(&db, &job, "old-logs-cleanup").await;
+    let views = &again.details["tables"]["customer_ad_views"];
+    assert_eq!(views["deleted"], 1_000, "{views}");
+    assert!(views["batches"].as_i64().unwrap() >= 14, "at most a page's rows a statement: {views}");
 }
 
 async fn grant(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc>) {
