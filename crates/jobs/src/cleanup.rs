@@ -70,13 +70,15 @@ impl Walk {
 
 /// How a walk finds its rows: the way the planner would serve a plain `DELETE` of them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Route {
     /// Through the table's pages in physical order (the planner would scan the table).
     #[default]
     Pages,
     /// Through an index on the rule's columns (the planner would use one: few rows match).
     Index,
+    /// Through an index, and then, when more rows matched than the planner expected, the table's pages.
+    IndexThenPages,
 }
 
 /// Deletes the rows of `rule` older than `cutoff` (counts them on a dry run), batch by batch.
@@ -89,7 +91,11 @@ pub(crate) enum Route {
 ///   so a table where few rows are old is not walked in thousands of statements, and no statement deletes more
 ///   than `batch` rows (the next one starts where it stopped).
 /// - [`Route::Index`]: when an index serves the condition (few rows match), each batch deletes up to `batch` of
-///   the matching rows found through it, until a batch finds fewer.
+///   the matching rows found through it, until a batch finds fewer; if far more match than the planner expected
+///   (stale statistics), the page walk takes the rest ([`Route::IndexThenPages`]).
+///
+/// The planner is asked about the `DELETE` itself: for a `SELECT` that reads no column it may prefer an index-only
+/// scan where the `DELETE` reads the table.
 ///
 /// A batch commits without waiting for its WAL to reach the disk (`synchronous_commit = off`): a crash can only
 /// undo the last batches' deletes, which the next run makes again. On the page route, rows written behind the walk
@@ -100,24 +106,29 @@ pub(crate) async fn purge(
     cutoff: DateTime<Utc>,
     batching: Batching,
 ) -> Result<Walk, JobError> {
-    let route = route(ctx, rule, cutoff).await?;
-    let mut walk = match route {
-        Route::Pages => purge_pages(ctx, rule, cutoff, batching).await?,
+    let (mut walk, done) = match route(ctx, rule, cutoff).await? {
         Route::Index => purge_by_index(ctx, rule, cutoff, batching).await?,
+        _ => (Walk::default(), false),
     };
-    walk.route = route;
+    if !done {
+        let by_pages = purge_pages(ctx, rule, cutoff, batching).await?;
+        walk.route = if walk.batches > 0 { Route::IndexThenPages } else { Route::Pages };
+        walk.deleted += by_pages.deleted;
+        walk.batches += by_pages.batches;
+        walk.longest_batch_ms = walk.longest_batch_ms.max(by_pages.longest_batch_ms);
+        walk.elapsed_ms = walk.elapsed_ms.saturating_add(by_pages.elapsed_ms);
+    }
     Ok(walk)
 }
 
 /// The route the planner takes for the rule's rows (see [`purge`]).
 async fn route(ctx: &JobContext, rule: &Rule, cutoff: DateTime<Utc>) -> Result<Route, JobError> {
     let Rule { table, condition } = *rule;
-    let plan: serde_json::Value = db::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} t WHERE {condition}"
-    )))
-    .bind(cutoff)
-    .fetch_one(&ctx.pool)
-    .await?;
+    let plan: serde_json::Value =
+        db::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) DELETE FROM {table} t WHERE {condition}")))
+            .bind(cutoff)
+            .fetch_one(&ctx.pool)
+            .await?;
     fn scans_table(node: &serde_json::Value) -> bool {
         node["Node Type"] == "Seq Scan" || node["Plans"].as_array().is_some_and(|plans| plans.iter().any(scans_table))
     }
@@ -206,16 +217,17 @@ async fn purge_pages(
     Ok(walk)
 }
 
-/// [`Route::Index`]: batches of up to `batch` matching rows found through the index, until one finds fewer. A dry
-/// run counts them in one statement.
+/// [`Route::Index`]: batches of up to `batch` matching rows found through the index, until one finds fewer, or, after
+/// [`MOST_INDEX_BATCHES`] full ones, leaves the rest to the page walk (`false`: not done). A dry run counts them in
+/// one statement.
 async fn purge_by_index(
     ctx: &JobContext,
     rule: &Rule,
     cutoff: DateTime<Utc>,
     batching: Batching,
-) -> Result<Walk, JobError> {
+) -> Result<(Walk, bool), JobError> {
     let Rule { table, condition } = *rule;
-    let mut walk = Walk::default();
+    let mut walk = Walk { route: Route::Index, ..Walk::default() };
     if ctx.args.dry_run {
         let started = Instant::now();
         let rows: i64 =
@@ -224,7 +236,7 @@ async fn purge_by_index(
                 .fetch_one(&ctx.pool)
                 .await?;
         walk.batch(started, rows);
-        return Ok(walk);
+        return Ok((walk, true));
     }
     // The condition is checked again on the row deleted: a row an update moved or changed meanwhile is left.
     let sql = format!(
@@ -252,10 +264,18 @@ async fn purge_by_index(
         walk.batch(started, rows);
         batching.rest_after(started.elapsed()).await;
         if rows < batching.batch {
-            return Ok(walk);
+            return Ok((walk, true));
+        }
+        if walk.batches >= MOST_INDEX_BATCHES {
+            // Far more rows than the planner expected: each batch would walk the index's dead entries from its
+            // start again; the table's pages take the rest in one pass.
+            return Ok((walk, false));
         }
     }
 }
+
+/// Full batches the index route takes before it leaves the rest to the page walk (see [`purge_by_index`]).
+const MOST_INDEX_BATCHES: i64 = 16;
 
 /// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (docs/jobs/old-logs-cleanup.md).
 ///

@@ -245,6 +245,49 @@ async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer
     assert!(views["batches"].as_i64().unwrap() >= 14, "at most a page's rows a statement: {views}");
 }
 
+#[tokio::test]
+async fn when_far_more_rows_match_than_the_planner_expects_the_index_route_leaves_the_rest_to_the_pages() {
+    let db = TestDb::new().await;
+    let user = db.user().await;
+    db::query("ALTER TABLE match_comment_likes SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    db::query("INSERT INTO customer_users (email) SELECT 'l' || g || '@example.com' FROM generate_series(1, 20000) g")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db::query(
+        "WITH c AS (INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'great match')
+                    RETURNING id)
+         INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at)
+         SELECT c.id, u.id, $2 FROM c, customer_users u WHERE u.id <> $1",
+    )
+    .bind(user)
+    .bind(days_ago(10))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    // Statistics that know no old like; then a quarter of them turn old behind the planner's back.
+    db::query("ANALYZE match_comment_likes").execute(db.pool()).await.unwrap();
+    db::query("UPDATE match_comment_likes SET created_at = $1 WHERE customer_user_id::text < '4'")
+        .bind(days_ago(400))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let old: i64 = db::query_scalar("SELECT count(*) FROM match_comment_likes WHERE created_at < $1")
+        .bind(days_ago(365))
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert!(old > 3_000, "{old}");
+
+    let job =
+        OldLogsCleanup { batching: Batching { batch: 100, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let report = run(&db, &job, "old-logs-cleanup").await;
+    let likes = &report.details["tables"]["match_comment_likes"];
+    assert_eq!(likes["route"], "index_then_pages", "{likes}");
+    assert_eq!(likes["deleted"], old, "{likes}");
+    assert_eq!(count(&db, "SELECT count(*) FROM match_comment_likes").await, 20_000 - old);
+}
+
 async fn grant(db: &TestDb, user: Uuid, amount: i32, key: &str, at: DateTime<Utc>) {
     db::query("SELECT hattrick_grant_credits($1, $2, 'admin_grant', $3, NULL, '{}', $4)")
         .bind(user)
