@@ -192,8 +192,19 @@ impl Engine {
 
     /// Runs `job` once now by hand (trigger `manual`). A dry run writes nothing, not even a run-log row.
     pub async fn run_manual(&self, job: &str, args: RunArgs) -> Result<RunResult, ManualError> {
+        self.run_manual_until(job, args, CancellationToken::new()).await
+    }
+
+    /// [`Engine::run_manual`], stopped by `stop` (the command line's SIGTERM or SIGINT): the run ends
+    /// `interrupted`, its SQL is cancelled, and the job can be run again at once.
+    pub async fn run_manual_until(
+        &self,
+        job: &str,
+        args: RunArgs,
+        stop: CancellationToken,
+    ) -> Result<RunResult, ManualError> {
         let (claim, definition) = self.claim_manual(job, args.dry_run, None).await?;
-        Ok(self.execute(&claim, &definition, args, CancellationToken::new()).await)
+        Ok(self.execute(&claim, &definition, args, stop).await)
     }
 
     /// Starts `job` by hand and returns its run id as soon as the run is claimed; the run goes on in the
@@ -323,15 +334,16 @@ impl Engine {
             }
             other => other,
         };
-        if matches!(result, Err(JobError::TimedOut(_))) {
-            ctx.cancel.cancel();
-            self.cancel_sql(&claim.job, claim.run_id).await;
-        }
         // Cancelled because this instance is stopping (a deploy), not because the run went wrong.
         let result = match result {
             Err(JobError::Cancelled) if shutdown.is_cancelled() => Err(JobError::Interrupted),
             other => other,
         };
+        // A statement still in flight when the run stopped waiting for it would go on without anyone to read it.
+        if matches!(result, Err(JobError::TimedOut(_) | JobError::Interrupted)) {
+            ctx.cancel.cancel();
+            self.cancel_sql(&claim.job, claim.run_id).await;
+        }
         self.finish(claim, definition, result, started, dry_run).await
     }
 

@@ -124,8 +124,14 @@ async fn runs(settings: &Settings, args: RunsArgs) -> anyhow::Result<ExitCode> {
     admin::audit::record(&mut tx, &entry, now).await?;
     tx.commit().await?;
     let mut all_succeeded = true;
+    let stop = super::stop_on_signal();
     for run in failed {
-        match engine.run_manual(&run.job, engine::RunArgs::default()).await {
+        if stop.is_cancelled() {
+            crate::outln!("{} (failed run {}): not run again, stopped by a signal", run.job, run.run_id);
+            all_succeeded = false;
+            continue;
+        }
+        match engine.run_manual_until(&run.job, engine::RunArgs::default(), stop.clone()).await {
             Ok(result) => {
                 all_succeeded &= result.outcome == Outcome::Success;
                 let error = result.error.map(|e| format!(": {e}")).unwrap_or_default();

@@ -60,8 +60,8 @@ struct RunLine<'a> {
     error: Option<&'a str>,
 }
 
-/// Runs one job once now (trigger `manual`) and prints its report. Exit codes: 0 success, 1 the job failed,
-/// 2 unknown job, 3 already running.
+/// Runs one job once now (trigger `manual`) and prints its report. Exit codes: 0 success, 1 the job failed or
+/// was interrupted (SIGTERM or SIGINT: the run is recorded `interrupted`), 2 unknown job, 3 already running.
 pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<ExitCode> {
     let clock = match args.at {
         Some(at) => {
@@ -87,7 +87,8 @@ pub async fn run(settings: &Settings, args: RunCommandArgs) -> anyhow::Result<Ex
     let definitions = if args.dry_run { startup::Definitions::ReadOnly } else { startup::Definitions::Sync };
     let engine = startup::engine(settings, clock, definitions).await?;
     let run_args = RunArgs { dry_run: args.dry_run, silent: args.silent, from: args.from, to: args.to };
-    let result = match engine.run_manual(&args.job, run_args).await {
+    // SIGTERM or SIGINT ends the run `interrupted` (recorded, its SQL cancelled), so it can be run again at once.
+    let result = match engine.run_manual_until(&args.job, run_args, super::stop_on_signal()).await {
         Ok(result) => result,
         Err(ManualError::AlreadyRunning(job)) => {
             eprintln!("error: {job} is already running; try again when it has finished");

@@ -539,3 +539,53 @@ async fn every_job_runs_repeatedly_on_the_apps_legacy_schema() {
     assert!(promotional >= 300, "every seeded user got the VIP day: {promotional}");
     testkit::assert_ledger_invariants(db.pool()).await;
 }
+
+#[tokio::test]
+async fn a_run_stopped_by_sigterm_is_recorded_interrupted_and_can_run_again_at_once() {
+    let db = migrated().await;
+    // 3,000 dead tokens over many pages, one page a batch, each batch followed by a rest of 100 times its length:
+    // the run takes many seconds.
+    db::query(
+        "WITH u AS (INSERT INTO customer_users (email) SELECT 'k' || g || '@example.com' FROM generate_series(1, 3000) g
+                    RETURNING id)
+         INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
+         SELECT id, id::text, 'android', 'phone', false FROM u",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["run", "dead-token-cleanup"])
+        .env_remove("HATTRICK_CONFIG")
+        .env("DATABASE_URL", db.url())
+        .env("HATTRICK_CLEANUP__BATCH", "1")
+        .env("HATTRICK_CLEANUP__REST", "100")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hattrick");
+    let status_of_run = || async {
+        db::query_scalar::<String>("SELECT status FROM job_execution_logs WHERE job_name = 'dead-token-cleanup'")
+            .fetch_optional(db.pool())
+            .await
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    while status_of_run().await.as_deref() != Some("running") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the run never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "an interrupted run is not a success: {}", stdout(&output));
+    assert!(stdout(&output).contains("dead-token-cleanup interrupted"), "{}", stdout(&output));
+    assert_eq!(status_of_run().await.as_deref(), Some("interrupted"), "recorded, not left running");
+    let left = db::query_scalar::<i64>("SELECT count(*) FROM customer_push_tokens").fetch_one(db.pool()).await.unwrap();
+    assert!(left > 0, "stopped part-way");
+
+    let again = hattrick(&["run", "dead-token-cleanup"], Some(db.url()));
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let left = db::query_scalar::<i64>("SELECT count(*) FROM customer_push_tokens").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(left, 0);
+}
