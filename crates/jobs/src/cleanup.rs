@@ -205,11 +205,14 @@ async fn purge_pages(
             _ => from + span,
         };
         // About `batch` rows per statement: a range that found few is followed by a longer one, a range that
-        // found more than a batch by a shorter one.
+        // found more than a batch by a shorter one (as long as would have held a batch: the first span comes from
+        // the table's average density, and old rows may sit packed in a part of it).
         span = if picked.saturating_mul(2) < batching.batch {
             span.saturating_mul(2).min(longest_span)
         } else if stopped_early {
-            (span / 2).max(first_span)
+            (span / 2).max(1)
+        } else if picked > batching.batch.saturating_mul(2) {
+            (span.saturating_mul(batching.batch) / picked).max(1)
         } else {
             span
         };
