@@ -46,7 +46,9 @@ report = json.load(open(sys.argv[1]))
 details = report.get("details", report)
 def walk(name, w):
     if isinstance(w, dict) and "elapsed_ms" in w:
-        print(f"      {name}: {w.get('deleted', 0)} rows in {w['elapsed_ms'] / 1000:.2f} s ({w.get('batches')} batches)")
+        what = f"{w['folded']} rows folded" if "folded" in w else f"{w.get('deleted', 0)} rows deleted"
+        route = f", route {w['route']}" if "route" in w else ""
+        print(f"      {name}: {what} in {w['elapsed_ms'] / 1000:.2f} s ({w.get('batches')} batches{route})")
 def visit(prefix, node):
     if isinstance(node, dict):
         walk(prefix, node)
