@@ -143,6 +143,31 @@ impl TestDb {
     pub async fn user(&self) -> uuid::Uuid {
         crate::NewUser::new().insert(&self.pool).await
     }
+
+    /// Inserts `n` users with the schema's defaults in one statement (fixtures that need many rows).
+    pub async fn users(&self, n: i64) {
+        db::query(
+            "INSERT INTO customer_users (email) SELECT gen_random_uuid() || '@example.com' FROM generate_series(1, $1)",
+        )
+        .bind(n)
+        .execute(&self.pool)
+        .await
+        .expect("insert users");
+    }
+
+    /// Inserts `n` users, each with one inactive device token: `n` tokens for `dead-token-cleanup` to delete.
+    pub async fn users_with_dead_tokens(&self, n: i64) {
+        db::query(
+            "WITH u AS (INSERT INTO customer_users (email)
+                        SELECT gen_random_uuid() || '@example.com' FROM generate_series(1, $1) RETURNING id)
+             INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
+             SELECT id, id::text, 'android', 'phone', false FROM u",
+        )
+        .bind(n)
+        .execute(&self.pool)
+        .await
+        .expect("insert users with dead tokens");
+    }
 }
 
 impl Drop for TestDb {

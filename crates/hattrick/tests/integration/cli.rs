@@ -545,15 +545,7 @@ async fn a_run_stopped_by_sigterm_is_recorded_interrupted_and_can_run_again_at_o
     let db = migrated().await;
     // 3,000 dead tokens over many pages, one page a batch, each batch followed by a rest of 100 times its length:
     // the run takes many seconds.
-    db::query(
-        "WITH u AS (INSERT INTO customer_users (email) SELECT 'k' || g || '@example.com' FROM generate_series(1, 3000) g
-                    RETURNING id)
-         INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
-         SELECT id, id::text, 'android', 'phone', false FROM u",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
+    db.users_with_dead_tokens(3_000).await;
     let child = Command::new(env!("CARGO_BIN_EXE_hattrick"))
         .args(["run", "dead-token-cleanup"])
         .env_remove("HATTRICK_CONFIG")

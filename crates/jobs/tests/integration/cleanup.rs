@@ -160,28 +160,32 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
     assert_eq!(run(&db, &job, "old-logs-cleanup").await.items, 0, "a re-run finds nothing");
 }
 
-#[tokio::test]
-async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer_ranges() {
-    let db = TestDb::new().await;
-    let user = db.user().await;
-    db::query("INSERT INTO customer_users (email) SELECT 'l' || g || '@example.com' FROM generate_series(1, 20000) g")
-        .execute(db.pool())
-        .await
-        .unwrap();
-    // 20,000 likes, 60 of them older than a year: the planner serves them by `created_at`'s index.
+/// Every user but `author` likes a comment of `author`'s: every `old_every`-th like (none with `None`) dated 400 days
+/// ago, the others 10 days ago.
+async fn likes_of_everyone(db: &TestDb, author: Uuid, old_every: Option<i64>) {
     db::query(
         "WITH c AS (INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'great match')
                     RETURNING id)
          INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at)
-         SELECT c.id, u.id, CASE WHEN row_number() OVER () % 333 = 0 THEN $2 ELSE $3 END
+         SELECT c.id, u.id, CASE WHEN row_number() OVER () % $2 = 0 THEN $3 ELSE $4 END
          FROM c, customer_users u WHERE u.id <> $1",
     )
-    .bind(user)
+    .bind(author)
+    .bind(old_every)
     .bind(days_ago(400))
     .bind(days_ago(10))
     .execute(db.pool())
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer_ranges() {
+    let db = TestDb::new().await;
+    let user = db.user().await;
+    db.users(20_000).await;
+    // 20,000 likes, 60 of them older than a year: the planner serves them by `created_at`'s index.
+    likes_of_everyone(&db, user, Some(333)).await;
     // 20,000 ad views of as many users, every 500th past its retention: no index serves `completed_at` alone, the
     // walk goes by pages.
     db::query(
@@ -250,21 +254,8 @@ async fn when_far_more_rows_match_than_the_planner_expects_the_index_route_leave
     let db = TestDb::new().await;
     let user = db.user().await;
     db::query("ALTER TABLE match_comment_likes SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
-    db::query("INSERT INTO customer_users (email) SELECT 'l' || g || '@example.com' FROM generate_series(1, 20000) g")
-        .execute(db.pool())
-        .await
-        .unwrap();
-    db::query(
-        "WITH c AS (INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (1, $1, 'great match')
-                    RETURNING id)
-         INSERT INTO match_comment_likes (comment_id, customer_user_id, created_at)
-         SELECT c.id, u.id, $2 FROM c, customer_users u WHERE u.id <> $1",
-    )
-    .bind(user)
-    .bind(days_ago(10))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    db.users(20_000).await;
+    likes_of_everyone(&db, user, None).await;
     // Statistics that know no old like; then a quarter of them turn old behind the planner's back.
     db::query("ANALYZE match_comment_likes").execute(db.pool()).await.unwrap();
     db::query("UPDATE match_comment_likes SET created_at = $1 WHERE customer_user_id::text < '4'")
@@ -292,10 +283,7 @@ async fn when_far_more_rows_match_than_the_planner_expects_the_index_route_leave
 async fn old_rows_packed_into_part_of_a_sparse_table_are_still_deleted_about_a_batch_at_a_time() {
     let db = TestDb::new().await;
     db::query("ALTER TABLE customer_ad_views SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
-    db::query("INSERT INTO customer_users (email) SELECT 'p' || g || '@example.com' FROM generate_series(1, 2000) g")
-        .execute(db.pool())
-        .await
-        .unwrap();
+    db.users(2_000).await;
     // 20,000 recent views, nine in ten deleted again and vacuumed: pages that hold a tenth of what they can, and
     // a density of a few rows a page. 2,000 old views then fill the free space of the first pages.
     db::query(
@@ -435,16 +423,7 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     let db = TestDb::new().await;
     // 150,000 users with an inactive token on their device (one unbatched delete of them takes seconds), the first
     // 2,000 of them with 20 ledger rows older than a year.
-    db::query(
-        "WITH u AS (
-             INSERT INTO customer_users (email) SELECT 'w' || g || '@example.com' FROM generate_series(1, 150000) g
-             RETURNING id)
-         INSERT INTO customer_push_tokens (customer_user_id, token, platform, device_id, is_active)
-         SELECT id, id::text, 'android', 'phone', false FROM u",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
+    db.users_with_dead_tokens(150_000).await;
     db::query(
         "SELECT hattrick_grant_credits(u.id, 5, 'ad_reward', u.id || ':' || g, NULL, '{}',
                                        $1 - interval '400 days' + g * interval '1 hour')
