@@ -619,7 +619,9 @@ impl Dispatcher {
         // Tokens of the users to send to, each value once per user, minus those already final for the row.
         let sending: Vec<usize> = (0..rows.len()).filter(|&i| decisions[i] == Decision::Send).collect();
         let users: Vec<uuid::Uuid> = sending.iter().map(|&i| rows[i].customer_user_id).collect();
-        let ids: Vec<i64> = sending.iter().map(|&i| rows[i].id).collect();
+        // Only a row an earlier round recorded can have final tokens: a round writes its deliveries and the row's
+        // `attempts` in one transaction, and redrive keeps `attempts`. A first claim has nothing to look up.
+        let ids: Vec<i64> = sending.iter().filter(|&&i| rows[i].attempts > 1).map(|&i| rows[i].id).collect();
         let tokens = sqlx::query!(
             "SELECT DISTINCT ON (customer_user_id, token) customer_user_id, token, platform
              FROM customer_push_tokens WHERE customer_user_id = ANY($1) AND is_active IS NOT FALSE
@@ -628,12 +630,16 @@ impl Dispatcher {
         )
         .fetch_all(db::unnamed(&mut tx))
         .await?;
-        let done = sqlx::query!(
-            "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
-            &ids,
-        )
-        .fetch_all(db::unnamed(&mut tx))
-        .await?;
+        let done = if ids.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query!(
+                "SELECT outbox_id, token, status FROM hattrick_push_deliveries WHERE outbox_id = ANY($1) AND status <> 'retry'",
+                &ids,
+            )
+            .fetch_all(db::unnamed(&mut tx))
+            .await?
+        };
         let mut by_user: HashMap<uuid::Uuid, Vec<(String, String)>> = HashMap::new();
         for row in tokens {
             by_user.entry(row.customer_user_id).or_default().push((row.token, row.platform));
