@@ -354,6 +354,9 @@ impl EngagementSettings {
     }
 }
 
+/// Bytes in a MiB, the unit of `cleanup.wal_mb_per_second`.
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
+
 /// `[cleanup]`: the housekeeping jobs (docs/jobs/dead-token-cleanup.md, docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -380,6 +383,9 @@ pub struct CleanupSettings {
     pub vacuum_timeout: HumanDuration,
     /// After each batch, rest this many times as long as the batch took (0 to 100; 0: no rest).
     pub rest: f64,
+    /// At most this many MiB of WAL per second, on average, from the batches (0: no cap); a batch rests long
+    /// enough for its WAL to fit.
+    pub wal_mb_per_second: f64,
 }
 
 impl CleanupSettings {
@@ -405,6 +411,12 @@ impl CleanupSettings {
         if !(0.0..=100.0).contains(&cleanup.rest) {
             problems.push(format!("cleanup.rest: must be 0 to 100 (got {})", cleanup.rest));
         }
+        if !(0.0..=100_000.0).contains(&cleanup.wal_mb_per_second) {
+            problems.push(format!(
+                "cleanup.wal_mb_per_second: must be 0 (no cap) to 100000 (got {})",
+                cleanup.wal_mb_per_second
+            ));
+        }
         if cleanup.vacuum && cleanup.vacuum_timeout.0.is_zero() {
             problems.push("cleanup.vacuum_timeout: must be more than zero".to_owned());
         }
@@ -426,6 +438,7 @@ impl Default for CleanupSettings {
             vacuum: false,
             vacuum_timeout: HumanDuration(Duration::from_secs(30 * 60)),
             rest: jobs::cleanup::Batching::default().rest,
+            wal_mb_per_second: jobs::cleanup::DEFAULT_WAL_PER_SECOND / MIB,
         }
     }
 }

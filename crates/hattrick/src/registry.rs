@@ -177,6 +177,7 @@ impl Wiring<'_> {
             batch: cleanup.batch,
             vacuum: cleanup.vacuum.then_some(cleanup.vacuum_timeout.0),
             rest: cleanup.rest,
+            wal_per_second: (cleanup.wal_mb_per_second > 0.0).then_some(cleanup.wal_mb_per_second * crate::config::MIB),
         }
     }
 }

@@ -24,20 +24,54 @@ pub struct Batching {
     /// After each batch, rest this many times as long as the batch took (0: none), leaving the database's disk and
     /// cores to the app for that share of the time.
     pub rest: f64,
+    /// At most this many bytes of WAL per second, on average, while a batch runs and rests (`None`: no cap). A
+    /// batch's WAL is what the server wrote between the start and the end of its statement; a batch that wrote
+    /// `w` bytes in `t` rests at least `w / rate - t`. WAL is what a delete costs the app's commits: they wait for
+    /// the disk to flush it, and the number of rows says little about it (the first change to a page after a
+    /// checkpoint writes the whole page).
+    pub wal_per_second: Option<f64>,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { batch: 2_000, vacuum: None, rest: 1.0 }
+        Self { batch: 2_000, vacuum: None, rest: 1.0, wal_per_second: Some(DEFAULT_WAL_PER_SECOND) }
     }
 }
 
+/// The default WAL cap of the housekeeping jobs, bytes per second (BENCHMARKS.md, "Resting by WAL").
+pub const DEFAULT_WAL_PER_SECOND: f64 = 16.0 * 1024.0 * 1024.0;
+
+/// What one batch did, for its rest: how long it took and the WAL it wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchCost {
+    pub(crate) took: Duration,
+    pub(crate) wal: i64,
+}
+
 impl Batching {
-    /// Rests after a batch that took `took` (see [`Batching::rest`]).
-    pub(crate) async fn rest_after(&self, took: Duration) {
-        if self.rest > 0.0 {
-            tokio::time::sleep(took.mul_f64(self.rest.min(100.0))).await;
+    /// How long to rest after a batch: the longer of [`Batching::rest`] times its time and what its WAL needs
+    /// to stay under [`Batching::wal_per_second`].
+    pub(crate) fn rest_for(&self, cost: BatchCost) -> Duration {
+        let by_time = if self.rest > 0.0 { cost.took.mul_f64(self.rest.min(100.0)) } else { Duration::ZERO };
+        let by_wal = match self.wal_per_second {
+            Some(rate) if rate > 0.0 && cost.wal > 0 => {
+                Duration::from_secs_f64(cost.wal as f64 / rate).saturating_sub(cost.took)
+            }
+            _ => Duration::ZERO,
+        };
+        by_time.max(by_wal)
+    }
+
+    /// Rests after a batch (see [`Batching::rest_for`]); a cancelled run stops resting at once. Returns the rest.
+    pub(crate) async fn rest_after(&self, ctx: &JobContext, cost: BatchCost) -> Duration {
+        let rest = self.rest_for(cost);
+        if !rest.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
+                () = ctx.cancel.cancelled() => {}
+            }
         }
+        rest
     }
 }
 
@@ -53,19 +87,54 @@ pub(crate) struct Rule {
 pub(crate) struct Walk {
     pub(crate) route: Route,
     pub(crate) deleted: i64,
-    pub(crate) batches: i64,
-    pub(crate) longest_batch_ms: u64,
-    pub(crate) elapsed_ms: u64,
+    #[serde(flatten)]
+    pub(crate) batches: Batches,
 }
 
 impl Walk {
-    pub(crate) fn batch(&mut self, started: Instant, rows: i64) {
-        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// Counts a batch that started at `started`, deleted `rows` and wrote `wal` bytes of WAL, and rests after it.
+    async fn batch(&mut self, ctx: &JobContext, batching: Batching, started: Instant, rows: i64, wal: i64) {
         self.deleted += rows;
-        self.batches += 1;
-        self.longest_batch_ms = self.longest_batch_ms.max(took);
-        self.elapsed_ms = self.elapsed_ms.saturating_add(took);
+        self.batches.done(ctx, batching, started, wal).await;
     }
+}
+
+/// A job's batches over one table: how many, how long, the WAL they wrote and the rests after them.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub(crate) struct Batches {
+    pub(crate) batches: i64,
+    pub(crate) longest_batch_ms: u64,
+    pub(crate) elapsed_ms: u64,
+    /// WAL written while the batches ran, bytes.
+    pub(crate) wal_bytes: i64,
+    /// Time spent resting after them.
+    pub(crate) rested_ms: u64,
+}
+
+impl Batches {
+    /// Counts a batch that started at `started` and wrote `wal` bytes of WAL, and rests after it.
+    pub(crate) async fn done(&mut self, ctx: &JobContext, batching: Batching, started: Instant, wal: i64) {
+        let took = started.elapsed();
+        self.batches += 1;
+        self.longest_batch_ms = self.longest_batch_ms.max(millis(took));
+        self.elapsed_ms = self.elapsed_ms.saturating_add(millis(took));
+        self.wal_bytes = self.wal_bytes.saturating_add(wal);
+        let rested = batching.rest_after(ctx, BatchCost { took, wal }).await;
+        self.rested_ms = self.rested_ms.saturating_add(millis(rested));
+    }
+
+    /// Adds `other`, later batches over the same table.
+    fn add(&mut self, other: Batches) {
+        self.batches += other.batches;
+        self.longest_batch_ms = self.longest_batch_ms.max(other.longest_batch_ms);
+        self.elapsed_ms = self.elapsed_ms.saturating_add(other.elapsed_ms);
+        self.wal_bytes = self.wal_bytes.saturating_add(other.wal_bytes);
+        self.rested_ms = self.rested_ms.saturating_add(other.rested_ms);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a walk finds its rows: the way the planner would serve a plain `DELETE` of them.
@@ -112,11 +181,9 @@ pub(crate) async fn purge(
     };
     if !done {
         let by_pages = purge_pages(ctx, rule, cutoff, batching).await?;
-        walk.route = if walk.batches > 0 { Route::IndexThenPages } else { Route::Pages };
+        walk.route = if walk.batches.batches > 0 { Route::IndexThenPages } else { Route::Pages };
         walk.deleted += by_pages.deleted;
-        walk.batches += by_pages.batches;
-        walk.longest_batch_ms = walk.longest_batch_ms.max(by_pages.longest_batch_ms);
-        walk.elapsed_ms = walk.elapsed_ms.saturating_add(by_pages.elapsed_ms);
+        walk.batches.add(by_pages.batches);
     }
     Ok(walk)
 }
@@ -159,12 +226,16 @@ async fn purge_pages(
     // ($5; none on a dry run, which counts the whole range), taken in page order, the order a TID range scan
     // returns them in; when it reaches that many, the next batch starts on the page where it stopped.
     let pages_in_range = "t.ctid >= format('(%s,0)', $2::bigint)::tid AND t.ctid < format('(%s,0)', $3::bigint)::tid";
-    let async_commit = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+    // The batch's settings and the WAL position before it come from the one-row FROM item, read before the
+    // output columns; the WAL it wrote is the last output column, read after the delete ran.
+    let start = "FROM (SELECT set_config('synchronous_commit', 'off', true), pg_current_wal_insert_lsn() AS wal) AS s";
+    let wal = "(pg_current_wal_insert_lsn() - s.wal)::bigint";
     let whole_range = format!(
         "WITH gone AS (DELETE FROM {table} t WHERE {pages_in_range} AND NOT $4 AND ({condition}) RETURNING 1),
               would AS (SELECT 1 FROM {table} t WHERE {pages_in_range} AND $4 AND ({condition}))
-         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would), (SELECT count(*) FROM gone), NULL::bigint
-         {async_commit}"
+         SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM would), (SELECT count(*) FROM gone), NULL::bigint,
+                {wal}
+         {start}"
     );
     let up_to_a_batch = format!(
         "WITH picked AS MATERIALIZED (
@@ -174,8 +245,8 @@ async fn purge_pages(
              DELETE FROM {table} t WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND NOT $4 AND ({condition})
              RETURNING 1)
          SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone),
-                (SELECT max((ctid::text::point)[0])::bigint FROM picked)
-         {async_commit}"
+                (SELECT max((ctid::text::point)[0])::bigint FROM picked), {wal}
+         {start}"
     );
     let mut walk = Walk::default();
     let mut from = 0;
@@ -193,10 +264,9 @@ async fn purge_pages(
         if long {
             query = query.bind(batching.batch);
         }
-        let (picked, gone, last_page): (i64, i64, Option<i64>) = query.fetch_one(&mut *tx).await?;
+        let (picked, gone, last_page, wal): (i64, i64, Option<i64>, i64) = query.fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        walk.batch(started, if ctx.args.dry_run { picked } else { gone });
-        batching.rest_after(started.elapsed()).await;
+        walk.batch(ctx, batching, started, if ctx.args.dry_run { picked } else { gone }, wal).await;
         let stopped_early = long && !ctx.args.dry_run && picked >= batching.batch;
         from = match last_page {
             // The rest of the page it stopped on is the next batch's; a batch whose rows all changed under it
@@ -238,7 +308,7 @@ async fn purge_by_index(
                 .bind(cutoff)
                 .fetch_one(&ctx.pool)
                 .await?;
-        walk.batch(started, rows);
+        walk.batch(ctx, batching, started, rows, 0).await;
         return Ok((walk, true));
     }
     // The condition is checked again on the row deleted: a row an update moved or changed meanwhile is left.
@@ -247,7 +317,7 @@ async fn purge_by_index(
              DELETE FROM {table} t
              WHERE t.ctid = ANY(ARRAY(SELECT t.ctid FROM {table} t WHERE {condition} LIMIT $2)) AND ({condition})
              RETURNING 1)
-         SELECT count(*) FROM gone"
+         SELECT count(*), (pg_current_wal_insert_lsn() - $3::pg_lsn)::bigint FROM gone"
     );
     loop {
         ctx.check_cancelled()?;
@@ -255,21 +325,24 @@ async fn purge_by_index(
         let mut tx = ctx.begin().await?;
         // The index the planner chose for the whole set, also for each batch of it (a scan with a limit may look
         // cheaper to it, and would read the table from the start again for every batch).
-        db::query("SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true)")
-            .execute(&mut *tx)
-            .await?;
-        let rows: i64 = db::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+        let wal_from: String = db::query_scalar(
+            "SELECT pg_current_wal_insert_lsn()::text
+             FROM (SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true)) s",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (rows, wal): (i64, i64) = db::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(cutoff)
             .bind(batching.batch)
+            .bind(wal_from)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        walk.batch(started, rows);
-        batching.rest_after(started.elapsed()).await;
+        walk.batch(ctx, batching, started, rows, wal).await;
         if rows < batching.batch {
             return Ok((walk, true));
         }
-        if walk.batches >= MOST_INDEX_BATCHES {
+        if walk.batches.batches >= MOST_INDEX_BATCHES {
             // Far more rows than the planner expected: each batch would walk the index's dead entries from its
             // start again; the table's pages take the rest in one pass.
             return Ok((walk, false));
@@ -321,4 +394,27 @@ pub(crate) async fn analyze(ctx: &JobContext, tables: &[&str], batching: Batchin
         done.push((*table).to_owned());
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rest(rest: f64, wal_per_second: Option<f64>, took_ms: u64, wal: i64) -> Duration {
+        Batching { batch: 1, vacuum: None, rest, wal_per_second }
+            .rest_for(BatchCost { took: Duration::from_millis(took_ms), wal })
+    }
+
+    #[test]
+    fn a_batch_rests_the_longer_of_its_time_share_and_what_its_wal_needs() {
+        let mib = 1024.0 * 1024.0;
+        assert_eq!(rest(0.0, None, 10, 1 << 30), Duration::ZERO, "no rest, no cap");
+        assert_eq!(rest(2.0, None, 10, 1 << 30), Duration::from_millis(20), "the time share alone");
+        // 1 MiB at 4 MiB/s is 250 ms, of which the batch took 10.
+        assert_eq!(rest(0.0, Some(4.0 * mib), 10, 1 << 20), Duration::from_millis(240));
+        assert_eq!(rest(30.0, Some(4.0 * mib), 10, 1 << 20), Duration::from_millis(300), "the share is longer");
+        assert_eq!(rest(0.0, Some(4.0 * mib), 300, 1 << 20), Duration::ZERO, "the batch alone was slow enough");
+        assert_eq!(rest(1.0, Some(4.0 * mib), 10, 0), Duration::from_millis(10), "no WAL (a dry run)");
+        assert_eq!(rest(200.0, None, 10, 0), Duration::from_millis(1000), "the share is capped at 100 times");
+    }
 }

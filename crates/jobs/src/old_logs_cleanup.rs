@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use engine::{Job, JobContext, JobDefaults, JobError, JobReport, MisfirePolicy, RunFuture};
 use serde_json::json;
 
-use crate::cleanup::{Batching, Rule, analyze, purge};
+use crate::cleanup::{Batches, Batching, Rule, analyze, purge};
 
 /// How long `old-logs-cleanup` keeps each table's rows (docs/jobs/old-logs-cleanup.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,8 @@ impl Ledger {
                     (SELECT count(DISTINCT customer_user_id) FROM folded)
                         + (SELECT count(DISTINCT customer_user_id) FROM would),
                     (SELECT count(*) FROM carried),
-                    (SELECT count(*) FROM keys)"
+                    (SELECT count(*) FROM keys),
+                    (pg_current_wal_insert_lsn() - $7::pg_lsn)::bigint"
         )
     }
 }
@@ -230,9 +231,8 @@ struct Compaction {
     carried: i64,
     /// Idempotency keys kept.
     keys_kept: i64,
-    batches: i64,
-    longest_batch_ms: u64,
-    elapsed_ms: u64,
+    #[serde(flatten)]
+    batches: Batches,
 }
 
 /// Folds every user's ledger rows older than `cutoff` into carry-forward rows dated at the cut-off (docs/ledger.md).
@@ -258,10 +258,13 @@ async fn compact(
         // The users to fold are found in the ledger's (user, created_at) index, in user order from the cursor:
         // over the whole run one pass of the index that reads the table only for old rows. A scan of the table
         // per batch would make the run quadratic in its batches.
-        db::query("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
-            .execute(&mut *tx)
-            .await?;
-        let (last, folded, users, carried, keys): (Option<String>, i64, i64, i64, i64) =
+        let wal_from: String = db::query_scalar(
+            "SELECT pg_current_wal_insert_lsn()::text
+             FROM (SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)) s",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (last, folded, users, carried, keys, wal): (Option<String>, i64, i64, i64, i64, i64) =
             db::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(cutoff)
                 .bind(&cursor)
@@ -269,6 +272,7 @@ async fn compact(
                 .bind(ctx.now)
                 .bind(ctx.args.dry_run)
                 .bind(ctx.run_id.to_string())
+                .bind(wal_from)
                 .fetch_one(&mut *tx)
                 .await?;
         tx.commit().await?;
@@ -276,11 +280,7 @@ async fn compact(
         done.users += users;
         done.carried += carried;
         done.keys_kept += keys;
-        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        done.batches += 1;
-        done.longest_batch_ms = done.longest_batch_ms.max(took);
-        done.elapsed_ms = done.elapsed_ms.saturating_add(took);
-        batching.rest_after(started.elapsed()).await;
+        done.batches.done(ctx, batching, started, wal).await;
         match last {
             Some(last) => cursor = last,
             None => return Ok(done),

@@ -199,6 +199,10 @@ fn engagement_and_cleanup_mistakes_are_named() {
     assert!(message.contains("cleanup.batch: must be at least 1 (got 0)"), "{message}");
     let message = rejected("", &[("HATTRICK_CLEANUP__KEEP_OUTBOX", "12h")]);
     assert!(message.contains("cleanup.keep_outbox: must be at least one day"), "{message}");
+    let message = rejected("[cleanup]\nwal_mb_per_second = -1\n", &[]);
+    assert!(message.contains("cleanup.wal_mb_per_second: must be 0 (no cap) to 100000 (got -1)"), "{message}");
+    let settings = load("", &[("HATTRICK_CLEANUP__WAL_MB_PER_SECOND", "0")]).unwrap();
+    assert_eq!(settings.cleanup.wal_mb_per_second, 0.0, "0 turns the cap off");
 }
 
 #[test]

@@ -52,8 +52,10 @@ async fn dead_tokens_go_in_batches_and_live_ones_stay() {
     token(&db, user, "inactive", false, days_ago(1)).await;
     token(&db, user, "stale", true, days_ago(91)).await;
     token(&db, user, "inactive-and-stale", false, days_ago(200)).await;
-    let job =
-        DeadTokenCleanup { batching: Batching { batch: 2, vacuum: None, rest: 0.0 }, ..DeadTokenCleanup::default() };
+    let job = DeadTokenCleanup {
+        batching: Batching { batch: 2, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..DeadTokenCleanup::default()
+    };
 
     let dry = job.run(&db.context("dead-token-cleanup", now(), RunArgs { dry_run: true, ..RunArgs::default() })).await;
     assert_eq!(dry.unwrap().details["deleted"], 3, "a dry run counts");
@@ -136,7 +138,10 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
         .unwrap();
     }
 
-    let job = OldLogsCleanup { batching: Batching { batch: 3, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup {
+        batching: Batching { batch: 3, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..OldLogsCleanup::default()
+    };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let tables = &report.details["tables"];
     let deleted = |table: &str| tables[table]["deleted"].as_i64().unwrap_or(-1);
@@ -200,7 +205,10 @@ async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer
     .await
     .unwrap();
     db::query("ANALYZE match_comment_likes, customer_ad_views").execute(db.pool()).await.unwrap();
-    let job = OldLogsCleanup { batching: Batching { batch: 25, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup {
+        batching: Batching { batch: 25, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..OldLogsCleanup::default()
+    };
 
     let dry = job.run(&db.context("old-logs-cleanup", now(), RunArgs { dry_run: true, ..RunArgs::default() })).await;
     let dry = &dry.unwrap().details["tables"];
@@ -270,8 +278,10 @@ async fn when_far_more_rows_match_than_the_planner_expects_the_index_route_leave
         .unwrap();
     assert!(old > 3_000, "{old}");
 
-    let job =
-        OldLogsCleanup { batching: Batching { batch: 100, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup {
+        batching: Batching { batch: 100, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..OldLogsCleanup::default()
+    };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let likes = &report.details["tables"]["match_comment_likes"];
     assert_eq!(likes["route"], "index_then_pages", "{likes}");
@@ -309,8 +319,10 @@ async fn old_rows_packed_into_part_of_a_sparse_table_are_still_deleted_about_a_b
     .unwrap();
     db::query("ANALYZE customer_ad_views").execute(db.pool()).await.unwrap();
 
-    let job =
-        OldLogsCleanup { batching: Batching { batch: 100, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup {
+        batching: Batching { batch: 100, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..OldLogsCleanup::default()
+    };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let views = &report.details["tables"]["customer_ad_views"];
     assert_eq!((views["route"].as_str(), views["deleted"].as_i64()), (Some("pages"), Some(2_000)), "{views}");
@@ -369,7 +381,10 @@ async fn compaction_folds_old_ledger_rows_into_carry_forward_rows_and_keeps_thei
     let before = balance(&db, user).await;
     assert_eq!(before, (135, 170, 35));
 
-    let job = OldLogsCleanup { batching: Batching { batch: 5, vacuum: None, rest: 0.0 }, ..OldLogsCleanup::default() };
+    let job = OldLogsCleanup {
+        batching: Batching { batch: 5, vacuum: None, rest: 0.0, wal_per_second: None },
+        ..OldLogsCleanup::default()
+    };
     let report = run(&db, &job, "old-logs-cleanup").await;
     let credits = &report.details["tables"]["customer_credit_transactions"];
     assert_eq!(credits["folded"], 3, "{report:?}");
@@ -473,7 +488,8 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
             }
         })
     };
-    let batching = Batching { batch: 1000, vacuum: Some(std::time::Duration::from_secs(60)), rest: 0.0 };
+    let batching =
+        Batching { batch: 1000, vacuum: Some(std::time::Duration::from_secs(60)), rest: 0.0, wal_per_second: None };
     let tokens = DeadTokenCleanup { batching, ..DeadTokenCleanup::default() };
     let logs = OldLogsCleanup { batching, ..OldLogsCleanup::default() };
     let token_report = run(&db, &tokens, "dead-token-cleanup").await;
@@ -484,4 +500,48 @@ async fn no_cleanup_batch_blocks_a_concurrent_writer_for_long() {
     assert!(token_report.items > 0, "{token_report:?}");
     assert_eq!(log_report.details["tables"]["customer_credit_transactions"]["folded"], 40_000, "{log_report:?}");
     assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
+async fn a_wal_cap_makes_each_batch_rest_until_its_wal_fits_and_the_run_reports_both() {
+    let db = TestDb::new().await;
+    let user = db.user().await;
+    db.users(3_000).await;
+    // 3,000 likes, a third of them old (the index route), and 3,000 old ad views (the page walk).
+    likes_of_everyone(&db, user, Some(3)).await;
+    db::query(
+        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
+         SELECT u.id, 'admob', 'u', 'rewarded', 5, $1 FROM customer_users u",
+    )
+    .bind(days_ago(200))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db::query("ANALYZE match_comment_likes, customer_ad_views").execute(db.pool()).await.unwrap();
+    // 1 MiB a second: each batch of 500 writes tens of kilobytes, so each rests some milliseconds.
+    let rate = 1024.0 * 1024.0;
+    let batching = Batching { batch: 500, vacuum: None, rest: 0.0, wal_per_second: Some(rate) };
+    let report = run(&db, &OldLogsCleanup { batching, ..OldLogsCleanup::default() }, "old-logs-cleanup").await;
+    let tables = &report.details["tables"];
+    for (table, deleted) in [("match_comment_likes", 1_000), ("customer_ad_views", 3_001)] {
+        let t = &tables[table];
+        assert_eq!(t["deleted"], deleted, "{table}: {tables}");
+        let field = |name: &str| t[name].as_f64().unwrap();
+        let wal = field("wal_bytes");
+        // At least some tens of bytes a row: the delete's WAL is measured, not left at zero.
+        assert!(wal > 40.0 * deleted as f64, "{table}: {t}");
+        // Each batch lasted (its time plus its rest) at least what its WAL takes at the rate; each of the two
+        // millisecond counts may lose up to a millisecond a batch to rounding.
+        let paced = field("elapsed_ms") + field("rested_ms") + 2.0 * field("batches");
+        assert!(paced >= wal / rate * 1000.0, "{table}: {t}");
+        assert!(field("rested_ms") > 0.0, "{table}: {t}");
+    }
+
+    // Without a cap and with no rest, nothing rests; the WAL is still reported.
+    let batching = Batching { batch: 500, vacuum: None, rest: 0.0, wal_per_second: None };
+    likes_of_everyone(&db, user, Some(3)).await;
+    let report = run(&db, &OldLogsCleanup { batching, ..OldLogsCleanup::default() }, "old-logs-cleanup").await;
+    let likes = &report.details["tables"]["match_comment_likes"];
+    assert_eq!((likes["deleted"].as_i64(), likes["rested_ms"].as_i64()), (Some(1_000), Some(0)), "{likes}");
+    assert!(likes["wal_bytes"].as_i64().unwrap() > 40_000, "{likes}");
 }
