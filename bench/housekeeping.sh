@@ -143,3 +143,7 @@ cat "$work/cleanup.txt"
 read -r n_d p50_d p99_d max_d < <(percentiles 'during*')
 echo "    workload during cleanup ($((slice * 5)) s): $n_d transactions, p50 $p50_d ms, p99 $p99_d ms, max $max_d ms"
 python3 -c "print(f'    p99 ratio during/alone: {$p99_d / $p99:.2f}')"
+# Which part of the run costs the app: p99 of each 5-second slice, in order.
+for ((i = 0; i < slice; i++)); do read -r _ _ p _ < <(percentiles "during$i"); printf '%s ' "$p"; done \
+    | fold -w 100 -s | sed 's/^/    p99 by slice (ms): /'
+echo
