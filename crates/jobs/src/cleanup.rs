@@ -39,7 +39,7 @@ impl Default for Batching {
 }
 
 /// The default WAL cap of the housekeeping jobs, bytes per second (BENCHMARKS.md, "Resting by WAL").
-pub const DEFAULT_WAL_PER_SECOND: f64 = 16.0 * 1024.0 * 1024.0;
+pub const DEFAULT_WAL_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
 
 /// What one batch did, for its rest: how long it took and the WAL it wrote.
 #[derive(Debug, Clone, Copy)]
