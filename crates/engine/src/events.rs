@@ -199,6 +199,9 @@ impl Engine {
                     poll_interval_ms = settings.poll_interval.as_millis(),
                     "events: no direct URL to LISTEN on; polling the change table"
                 );
+                // Changes made while no lane ran are looked at now, not after the first poll interval (the
+                // listener does the same when it connects).
+                wake.notify_one();
                 tokio::spawn(async {})
             }
         };

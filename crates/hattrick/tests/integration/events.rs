@@ -596,3 +596,23 @@ async fn incremental_evaluation_grants_exactly_what_a_full_sweep_grants() {
         eprintln!("case {case}: {granted_by_events} unlocks, the same by events and by a sweep");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_listener_the_lane_looks_at_the_table_when_it_starts_not_a_poll_interval_later() {
+    let db = TestDb::new().await;
+    badge(db.pool(), "first-words", r#"{"type": "comments", "count": 1}"#).await;
+    let user = db.user().await;
+    // Made while no lane runs.
+    comment(db.pool(), user).await;
+    let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
+    let settings = Settings::load(&Sources { file: None, env }).unwrap();
+    let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
+    let stop = CancellationToken::new();
+    // Polling once a minute, with no listener to wake it.
+    let events =
+        EventSettings { listen_url: None, debounce: Duration::from_millis(50), poll_interval: Duration::from_secs(60) };
+    let lane = tokio::spawn(Arc::clone(&engine).run_events(events, stop.clone()));
+    within(db.pool(), Duration::from_secs(5), HAS_BADGE, user).await;
+    stop.cancel();
+    lane.await.unwrap();
+}
