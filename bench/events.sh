@@ -69,8 +69,9 @@ generate triggers
 
 echo "== (2) triggers on, hattrick serve with events; $rate comments/s for $secs s"
 psql "$DATABASE_URL" -c "TRUNCATE match_comments, hattrick_changes CASCADE" -c "VACUUM ANALYZE match_comments"
-# The 5-minute sweep is moved out of the window, so the figures are the event path's alone.
-HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" HATTRICK_PUSH__QUIET_HOURS_START=off \
+# The 5-minute sweep is moved out of the window, so the figures are the event path's alone. The URL is a direct
+# connection, so the lane listens on it (docs/events.md); without DATABASE_DIRECT_URL it would only poll.
+DATABASE_DIRECT_URL=$DATABASE_URL HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" HATTRICK_PUSH__QUIET_HOURS_START=off \
     "${pin_app[@]}" $bin serve --roles scheduler --listen 127.0.0.1:0 2> "$work/serve.log" &
 serve=$!
 sleep 3
@@ -100,6 +101,26 @@ echo "   $commenters users commented, $unlocked badges: p50 ${p50} ms, p99 ${p99
 runs=$(psql -At "$DATABASE_URL" -c "SELECT count(*) || ' event runs, ' || round(avg(duration_ms)) || ' ms each on average'
                                    FROM job_execution_logs WHERE trigger = 'event'")
 echo "   $runs"
+# What else ran while the comments came: the slowest reactions, and the scheduled runs beside them.
+echo "   the 5 slowest reactions (comment time, ms), and the scheduled runs that overlapped the window:"
+psql -At "$DATABASE_URL" <<'SQL' | sed 's/^/     /'
+WITH first AS (SELECT customer_user_id, min(created_at) AS at FROM match_comments GROUP BY customer_user_id),
+badge AS (SELECT customer_user_id,
+                 to_timestamp(('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::bigint / 1000.0) AS at
+          FROM customer_badges)
+(SELECT 'slow reaction ' || to_char(f.at, 'HH24:MI:SS.MS') || ' ' || round(extract(epoch FROM b.at - f.at) * 1000)
+ FROM first f JOIN badge b USING (customer_user_id) ORDER BY b.at - f.at DESC LIMIT 5)
+UNION ALL
+(SELECT 'first event run ' || to_char(started_at, 'HH24:MI:SS.MS') || ' ' || duration_ms || ' ms, ' || items_processed
+        || ' items, passes ' || coalesce(details -> 'passes', 'null')::text
+ FROM job_execution_logs WHERE trigger = 'event' ORDER BY started_at LIMIT 3)
+UNION ALL
+(SELECT 'run ' || job_name || ' ' || to_char(started_at, 'HH24:MI:SS.MS') || ' ' || duration_ms || ' ms'
+ FROM job_execution_logs
+ WHERE trigger IS DISTINCT FROM 'event' AND status <> 'skipped'
+   AND started_at BETWEEN (SELECT min(created_at) FROM match_comments) AND (SELECT max(created_at) FROM match_comments)
+ ORDER BY started_at);
+SQL
 p99() { awk '{ v[NR] = $1 } END { print v[int(NR * 0.99)] }' "$work/$1.ms"; }
 awk -v b="$(p99 baseline)" -v t="$(p99 triggers)" -v e="$(p99 events)" 'BEGIN {
     printf "   app insert p99, triggers alone / baseline: %.2f; triggers and hattrick serving / baseline: %.2f\n", t / b, e / b }'
