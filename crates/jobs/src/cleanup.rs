@@ -26,9 +26,9 @@ pub struct Batching {
     pub rest: f64,
     /// At most this many bytes of WAL per second, on average, while a batch runs and rests (`None`: no cap). A
     /// batch's WAL is what the server wrote between the start and the end of its statement; a batch that wrote
-    /// `w` bytes in `t` rests at least `w / rate - t`. WAL is what a delete costs the app's commits: they wait for
-    /// the disk to flush it, and the number of rows says little about it (the first change to a page after a
-    /// checkpoint writes the whole page).
+    /// `w` bytes in `t` rests at least `w / rate - t`. WAL is what a delete costs the app: each `max_wal_size` or
+    /// so of it forces a checkpoint, whose end stalls the app's commits, and the number of rows says little about
+    /// it (the first change to a page after a checkpoint writes the whole page).
     pub wal_per_second: Option<f64>,
 }
 
