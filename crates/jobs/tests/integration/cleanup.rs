@@ -184,6 +184,19 @@ async fn likes_of_everyone(db: &TestDb, author: Uuid, old_every: Option<i64>) {
     .unwrap();
 }
 
+/// `per_user` ad views of every user, completed at `at`.
+async fn ad_views_of_everyone(db: &TestDb, per_user: i64, at: DateTime<Utc>) {
+    db::query(
+        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
+         SELECT u.id, 'admob', 'u', 'rewarded', 5, $2 FROM customer_users u, generate_series(1, $1)",
+    )
+    .bind(per_user)
+    .bind(at)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn few_old_rows_go_through_their_index_and_a_sparse_page_walk_takes_longer_ranges() {
     let db = TestDb::new().await;
@@ -296,27 +309,13 @@ async fn old_rows_packed_into_part_of_a_sparse_table_are_still_deleted_about_a_b
     db.users(2_000).await;
     // 20,000 recent views, nine in ten deleted again and vacuumed: pages that hold a tenth of what they can, and
     // a density of a few rows a page. 2,000 old views then fill the free space of the first pages.
-    db::query(
-        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
-         SELECT u.id, 'admob', 'u', 'rewarded', 5, $1 FROM customer_users u, generate_series(1, 10)",
-    )
-    .bind(days_ago(10))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    ad_views_of_everyone(&db, 10, days_ago(10)).await;
     db::query("DELETE FROM customer_ad_views WHERE (ctid::text::point)[1]::int % 10 <> 0")
         .execute(db.pool())
         .await
         .unwrap();
     sqlx::raw_sql("VACUUM ANALYZE customer_ad_views").execute(db.pool()).await.unwrap();
-    db::query(
-        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
-         SELECT u.id, 'admob', 'u', 'rewarded', 5, $1 FROM customer_users u",
-    )
-    .bind(days_ago(200))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    ad_views_of_everyone(&db, 1, days_ago(200)).await;
     db::query("ANALYZE customer_ad_views").execute(db.pool()).await.unwrap();
 
     let job = OldLogsCleanup {
@@ -509,14 +508,7 @@ async fn a_wal_cap_makes_each_batch_rest_until_its_wal_fits_and_the_run_reports_
     db.users(3_000).await;
     // 3,000 likes, a third of them old (the index route), and 3,000 old ad views (the page walk).
     likes_of_everyone(&db, user, Some(3)).await;
-    db::query(
-        "INSERT INTO customer_ad_views (customer_user_id, ad_network, ad_unit_id, ad_type, reward_amount, completed_at)
-         SELECT u.id, 'admob', 'u', 'rewarded', 5, $1 FROM customer_users u",
-    )
-    .bind(days_ago(200))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    ad_views_of_everyone(&db, 1, days_ago(200)).await;
     db::query("ANALYZE match_comment_likes, customer_ad_views").execute(db.pool()).await.unwrap();
     // 1 MiB a second: each batch of 500 writes tens of kilobytes, so each rests some milliseconds.
     let rate = 1024.0 * 1024.0;
