@@ -315,9 +315,15 @@ async fn zones_in_use(pool: &db::Pool, business: Tz) -> Result<BTreeMap<String, 
 /// The statement deciding a zone's users for a day (see [`decide`] for its parameters): `[users without a zone,
 /// users with the zone name $13]`. It is set-based on purpose: the eligible users of a zone come from hash joins
 /// over the job's tables (one pass each), not from a lookup per user, which at a million users cost more than the
-/// whole statement does now. Only eligible users are then probed (`LIMIT 1` keeps the probe a keyed index lookup)
-/// for an outcome recorded earlier: as an anti-join, the planner could not see how many outcomes a date already
-/// has (they are written during the day) and once scanned them all for every user.
+/// whole statement does now.
+///
+/// A user decided earlier for the date is passed by through `hattrick_local_sends`' key: its insert conflicts and
+/// returns nothing, so it is neither counted nor pushed again. The statement never reads that table otherwise: a
+/// read of it beside the insert (a probe per user, or an anti-join) is planned from the table's statistics, which
+/// say "empty" before a zone's first decision (it is empty then, and analysed so after a migration or a seed), and
+/// the plan became a scan of the table per user, a scan that grows with every outcome this very statement inserts
+/// (quadratic: 115 s at a million users, BENCHMARKS.md "The curves"). Only a dry run, which inserts nothing,
+/// probes for earlier outcomes instead (`$8`: the probe's condition is a one-time filter otherwise).
 fn statement(spec: &Engagement<'_>) -> [String; 2] {
     let texts = TextJoin::new("$11", "b.locale");
     let title = render_sql(&texts.title, spec.message);
@@ -342,7 +348,7 @@ fn statement(spec: &Engagement<'_>) -> [String; 2] {
                  FROM eligible e
                  LEFT JOIN LATERAL (
                      SELECT true AS done FROM hattrick_local_sends s
-                     WHERE s.job_name = $2 AND s.local_date = $3 AND s.customer_user_id = e.customer_user_id
+                     WHERE $8 AND s.job_name = $2 AND s.local_date = $3 AND s.customer_user_id = e.customer_user_id
                      LIMIT 1) recorded_before ON true
                  WHERE recorded_before.done IS NULL
              ),

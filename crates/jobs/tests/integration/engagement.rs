@@ -374,6 +374,8 @@ async fn runs_of_the_same_tick_twice_and_concurrently_push_once() {
     assert_eq!(c.items, 0);
     assert_eq!(outbox_size(&db).await, 50);
     let dry_run = RunArgs { dry_run: true, ..RunArgs::default() };
+    let today = reminders.run(&db.context("daily-reward-reminders", now, dry_run.clone())).await.unwrap();
+    assert_eq!(today.details["served"], 0, "a dry run passes by the users decided already: {today:?}");
     let tomorrow = now + Duration::days(1);
     let dry = reminders.run(&db.context("daily-reward-reminders", tomorrow, dry_run)).await.unwrap();
     assert_eq!(dry.details["served"], 50, "everyone is due again on the 11th: {dry:?}");
