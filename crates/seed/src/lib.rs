@@ -189,7 +189,7 @@ pub async fn seed_database(url: &str, options: &SeedOptions) -> anyhow::Result<S
     let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
     let dropped = indexes::drop_for_load(&mut tx, &names, DROP_UNIQUE).await?;
     tx.commit().await.context("committing the seed's preparations")?;
-    drop(conn);
+    sqlx::Connection::close(conn).await.context("closing the preparations' connection")?;
 
     let load_started = Instant::now();
     let loaded = load(url, world, bars.load.clone()).await;
@@ -371,6 +371,7 @@ async fn verify_schema(url: &str) -> anyhow::Result<()> {
         tracing::info!(changes = plan.actions.len(), "the schema needed changes after the load:\n{plan}");
         migrator.apply(&plan).await.context("restoring the schema after the load")?;
     }
+    migrator.close().await.context("releasing the migration lock")?;
     Ok(())
 }
 
@@ -378,6 +379,7 @@ async fn analyze(url: &str, tables: &[&str]) -> anyhow::Result<()> {
     let mut conn = db::connect_one(url, "hattrick seed").await.context("connecting to ANALYZE")?;
     let sql = format!("ANALYZE {}, badges, subscription_plans, scheduled_notifications", tables.join(", "));
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.context("ANALYZE")?;
+    sqlx::Connection::close(conn).await.context("closing the ANALYZE connection")?;
     Ok(())
 }
 

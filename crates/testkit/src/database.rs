@@ -213,7 +213,7 @@ async fn ensure_template(admin_url: &str) -> String {
             .expect("connect to the template database");
         let plan = migrator.plan().await.expect("plan the template's migration");
         migrator.apply(&plan).await.expect("migrate the template");
-        drop(migrator);
+        migrator.close().await.expect("release the migration lock");
         db::query(AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
             .execute(&mut admin)
             .await

@@ -367,6 +367,17 @@ impl Migrator {
         Ok(Self { _lock: lock, conn, schema, events: true })
     }
 
+    /// Releases the migration lock and closes the connections, telling the server so. Dropping a migrator releases
+    /// the lock too (its transaction ends with its connection), but the server then logs a client that vanished in
+    /// an open transaction.
+    pub async fn close(self) -> Result<()> {
+        let Self { _lock: mut lock, conn, .. } = self;
+        conn.close().await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut lock).await?;
+        sqlx::Connection::close(lock).await?;
+        Ok(())
+    }
+
     /// Whether the change-capture triggers should be installed (the default) or removed (`events.enabled = false`,
     /// for databases where triggers are not allowed).
     pub fn with_events(mut self, on: bool) -> Self {

@@ -166,7 +166,7 @@ async fn simulate(
     let mut migrator = db::migrate::Migrator::connect(url).await?.with_events(true);
     let plan = migrator.plan().await?;
     migrator.apply(&plan).await?;
-    drop(migrator);
+    migrator.close().await?;
     let mut options = seed::SeedOptions::new(args.users, args.seed);
     options.now = Some(begin);
     options.business_zone = engine::schedule::parse_time_zone(&settings.time.business_zone)?;

@@ -24,13 +24,12 @@ pub async fn migrate(settings: &Settings, args: MigrateArgs) -> anyhow::Result<E
         .with_events(settings.events.enabled);
     let plan = migrator.plan().await.context("planning the migration")?;
     crate::out!("{plan}");
-    if args.check {
+    if args.check || !plan.blockers.is_empty() {
+        migrator.close().await.context("releasing the migration lock")?;
         return Ok(if plan.blockers.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
-    if !plan.blockers.is_empty() {
-        return Ok(ExitCode::FAILURE);
-    }
     let report = migrator.apply(&plan).await.context("applying the migration")?;
+    migrator.close().await.context("releasing the migration lock")?;
     crate::outln!("applied {} step(s)", report.applied.len());
     for constraint in &report.left_not_valid {
         crate::outln!("left NOT VALID (rows violate it; fix them and run migrate again): {constraint}");
