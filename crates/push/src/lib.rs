@@ -17,4 +17,4 @@ pub use dispatcher::{Dispatcher, DispatcherSettings, QuietHours};
 pub use message::{InvalidMessage, MAX_PAYLOAD_BYTES, PushMessage, Ttl};
 pub use oauth::{AuthError, Credentials, METADATA_HOST, MetadataServer, ServiceAccount, TokenSource};
 pub use outcome::{Outcome, classify};
-pub use transport::{FcmTransport, LogTransport, Transport};
+pub use transport::{FcmTransport, LogTransport, Transport, TransportError};

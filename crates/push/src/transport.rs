@@ -46,23 +46,42 @@ pub fn http_client(endpoint: &str, timeout: Duration) -> Result<reqwest::Client,
 /// streams are served in order by one task at each end, so a few connections send more than one.
 pub const FCM_CONNECTIONS: usize = 4;
 
+/// Why an [`FcmTransport`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The endpoint does not make a URL of FCM's send method.
+    #[error("FCM endpoint {endpoint:?}: {reason}")]
+    Endpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: url::ParseError,
+    },
+    /// The HTTP client cannot be built (its TLS configuration).
+    #[error("FCM HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// FCM HTTP v1.
 #[derive(Debug, Clone)]
 pub struct FcmTransport {
     clients: Vec<reqwest::Client>,
     next: Arc<AtomicUsize>,
-    url: String,
+    /// The send method's URL, parsed once: a request clones it rather than parsing its text again.
+    url: reqwest::Url,
     tokens: TokenSource,
 }
 
 impl FcmTransport {
     /// A transport for `credentials`, sending to `endpoint` (`https://fcm.googleapis.com` in production).
-    pub fn new(credentials: Credentials, endpoint: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(credentials: Credentials, endpoint: &str, timeout: Duration) -> Result<Self, TransportError> {
+        let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), credentials.project_id());
+        let url = reqwest::Url::parse(&url)
+            .map_err(|reason| TransportError::Endpoint { endpoint: endpoint.to_owned(), reason })?;
         let clients = (0..FCM_CONNECTIONS).map(|_| http_client(endpoint, timeout)).collect::<Result<Vec<_>, _>>()?;
         // The token endpoint is a separate host (HTTP/1.1 or 2, as it offers).
         install_crypto_provider();
         let token_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        let url = format!("{}/v1/projects/{}/messages:send", endpoint.trim_end_matches('/'), credentials.project_id());
         Ok(Self {
             clients,
             next: Arc::new(AtomicUsize::new(0)),
@@ -85,7 +104,7 @@ impl FcmTransport {
             }
         };
         let http = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
-        let response = http.post(&self.url).bearer_auth(&*token).json(&message.wire(true)).send().await;
+        let response = http.post(self.url.clone()).bearer_auth(&*token).json(&message.wire(true)).send().await;
         let response = match response {
             Ok(response) => response,
             Err(error) => {

@@ -142,3 +142,15 @@ async fn an_unreachable_endpoint_is_a_transient_failure() {
     .unwrap();
     assert_eq!(fcm.send(&message("a")).await, Outcome::Retry { code: "NETWORK".into(), after: None });
 }
+
+#[tokio::test]
+async fn an_endpoint_that_makes_no_url_is_refused_when_the_transport_is_built() {
+    let fake = fake(FakeConfig::default()).await;
+    let account = ServiceAccount::from_json(&fake.service_account_json()).unwrap();
+    // Passes the configuration's scheme check, but every request to it would fail.
+    let error =
+        FcmTransport::new(push::Credentials::ServiceAccount(account), "https://fcm example", Duration::from_secs(2))
+            .expect_err("a host with a space is no URL");
+    assert!(matches!(error, push::TransportError::Endpoint { .. }), "{error:?}");
+    assert!(error.to_string().contains("\"https://fcm example\""), "{error}");
+}
