@@ -143,6 +143,13 @@ impl Condition {
         }
     }
 
+    /// Whether paying a badge's own rewards can meet the condition: XP can reach a level and credits can reach
+    /// a `credits_earned` amount. Nothing else a badge pays moves a statistic a condition reads (promotional VIP
+    /// days are not a paid subscription), so a sweep's cascade rounds test only these conditions.
+    pub fn reachable_by_rewards(&self) -> bool {
+        matches!(self, Condition::XpLevel { .. } | Condition::CreditsEarned { .. })
+    }
+
     /// The condition as an SQL test of the sweep's per-user stats row `s`, or None for a manual badge. The
     /// numbers are the parsed ones (integers, and a percent checked to be from 0 to 100), never raw input.
     pub fn sql_test(&self) -> Option<String> {

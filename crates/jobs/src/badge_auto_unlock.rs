@@ -230,10 +230,17 @@ impl Job for BadgeAutoUnlock {
             .await?;
             let mut skipped = Vec::new();
             let (mut kinds, mut tests) = (Vec::new(), Vec::new());
+            // A cascade round tests only the conditions a badge's rewards can meet (levels, credits earned): the
+            // statistics the others read do not move when a badge is paid, and the first pass tested them all.
+            let (mut cascade_kinds, mut cascade_tests) = (Vec::new(), Vec::new());
             for badge in &badges {
                 match Condition::parse(&badge.unlock_condition) {
                     Ok(condition) => {
                         if let Some(test) = condition.sql_test() {
+                            if condition.reachable_by_rewards() {
+                                cascade_kinds.push(condition.kind());
+                                cascade_tests.push((badge.id, test.clone()));
+                            }
                             kinds.push(condition.kind());
                             tests.push((badge.id, test));
                         }
@@ -294,15 +301,18 @@ impl Job for BadgeAutoUnlock {
                 ctx.check_cancelled()?;
                 let mut tx = ctx.begin().await?;
                 domain::scratch::prepare(&mut tx).await?;
+                // The chunk's last user, in uuid order from the candidates' index (no text conversion: `max` has no
+                // uuid version before PostgreSQL 16, and a text `max` compares by collation).
                 let boundary: Option<Uuid> = sqlx::query_scalar!(
-                    "SELECT max(customer_user_id::text)::uuid FROM (
+                    r#"SELECT customer_user_id AS "boundary!" FROM (
                          SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
-                         WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk",
+                         WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk
+                       ORDER BY customer_user_id DESC LIMIT 1"#,
                     cursor,
                     CHUNK,
                     run,
                 )
-                .fetch_one(db::unnamed(&mut tx))
+                .fetch_optional(db::unnamed(&mut tx))
                 .await?;
                 let Some(boundary) = boundary else {
                     tx.commit().await?;
@@ -313,7 +323,11 @@ impl Job for BadgeAutoUnlock {
                         "unlocks": pass_unlocks,
                         "ms": u64::try_from(pass_started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     }));
-                    let subjects = if rounds < MAX_CASCADE_ROUNDS { next_round(&ctx.pool, run).await? } else { 0 };
+                    let subjects = if rounds < MAX_CASCADE_ROUNDS && !cascade_tests.is_empty() {
+                        next_round(&ctx.pool, run).await?
+                    } else {
+                        0
+                    };
                     if subjects > 0 {
                         rounds += 1;
                         (pass_started, pass_unlocks) = (std::time::Instant::now(), 0);
@@ -328,7 +342,7 @@ impl Job for BadgeAutoUnlock {
                             pass_subjects = Some(subjects);
                             Scope::Changed
                         };
-                        fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?;
+                        fill_candidates(ctx, &candidates_sql(&cascade_kinds, &cascade_tests, scope)).await?;
                         cursor = Uuid::nil();
                         continue;
                     }
@@ -354,17 +368,19 @@ impl Job for BadgeAutoUnlock {
                 let paid = unlocks::pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
                 pushes += paid.pushes;
                 // The users paid XP or credits, the only rewards another condition reads (a silent run pays them
-                // too, without the pushes).
-                sqlx::query!(
-                    "INSERT INTO hattrick_run_cascade (run_id, subject)
+                // too, without the pushes); none when no active badge has a condition they can meet.
+                if !cascade_tests.is_empty() {
+                    sqlx::query!(
+                        "INSERT INTO hattrick_run_cascade (run_id, subject)
                      SELECT DISTINCT $1::uuid, u.customer_user_id
                      FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id
                      WHERE coalesce(b.reward_xp, 0) > 0 OR coalesce(b.reward_credits, 0) > 0
                      ON CONFLICT DO NOTHING",
-                    run,
-                )
-                .execute(db::unnamed(&mut tx))
-                .await?;
+                        run,
+                    )
+                    .execute(db::unnamed(&mut tx))
+                    .await?;
+                }
                 let counts = sqlx::query!(
                     r#"SELECT b.slug, count(*) AS "unlocks!"
                        FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug"#,
@@ -449,7 +465,6 @@ async fn next_round(pool: &db::Pool, run: Uuid) -> Result<u64, sqlx::Error> {
     Ok(moved)
 }
 
-/// The live users a sweep evaluates.
 /// About how many users there are, to choose a cascade round's scope: the planner's estimate, free to read (a
 /// count of a million users took longer than an event run's own work), else the count.
 async fn users_estimate(pool: &db::Pool) -> Result<i64, sqlx::Error> {
@@ -466,6 +481,7 @@ async fn users_estimate(pool: &db::Pool) -> Result<i64, sqlx::Error> {
     }
 }
 
+/// The live users a sweep evaluates.
 async fn users_evaluated(pool: &db::Pool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "users!" FROM customer_users WHERE deleted_at IS NULL AND is_active IS NOT FALSE"#

@@ -280,6 +280,29 @@ async fn one_sweep_settles_cascades_so_the_next_finds_nothing() {
 }
 
 #[tokio::test]
+async fn rewards_that_no_condition_reads_run_no_cascade_round() {
+    let db = TestDb::new().await;
+    // XP and credits are paid, but no active badge tests a level or credits earned: nothing can cascade.
+    badge(&db, "commenter", json!({"type": "comments", "count": 1}), 600, 300, 0).await;
+    badge(&db, "streaker", json!({"type": "login_streak", "days": 0}), 50, 0, 0).await;
+    let alice = user(&db, "alice").await;
+    exec(
+        &db,
+        &format!("INSERT INTO match_comments (match_id, customer_user_id, content) VALUES (3, '{alice}', 'goal')"),
+    )
+    .await;
+    let report = sweep(&db).await;
+    assert_eq!(report.items, 2, "{report:?}");
+    assert_eq!(report.details["cascade_rounds"], 0, "{report:?}");
+    assert_eq!(report.details["passes"].as_array().map(Vec::len), Some(1), "{report:?}");
+    let cascade: i64 =
+        db::query_scalar("SELECT count(*) FROM hattrick_run_cascade").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(cascade, 0);
+    assert_eq!(sweep(&db).await.items, 0);
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
 async fn a_malformed_condition_is_reported_and_the_other_badges_proceed() {
     let db = TestDb::new().await;
     badge(&db, "broken", json!({"type":"comments","count":"many"}), 0, 0, 0).await;
