@@ -31,10 +31,16 @@ impl Budget {
         Ok(())
     }
 
-    /// Fails if the pending pushes would take the run past `max_pushes`; `so_far` is what the run already enqueued.
-    pub async fn check_pushes(&self, conn: &mut PgConnection, so_far: i64) -> Result<(), JobError> {
+    /// Fails if the pushes of `source` not in the outbox yet would take the run past `max_pushes`; `so_far` is what
+    /// the run already enqueued.
+    pub async fn check_pushes(
+        &self,
+        conn: &mut PgConnection,
+        source: outbox::Source,
+        so_far: i64,
+    ) -> Result<(), JobError> {
         let Some(max) = self.max_pushes else { return Ok(()) };
-        let pending = outbox::pending(conn).await?;
+        let pending = outbox::pending(conn, source).await?;
         if so_far + pending > max {
             return Err(JobError::Failed(format!(
                 "budget: this run would enqueue {} pushes, more than max_pushes = {max}; nothing of this batch was \

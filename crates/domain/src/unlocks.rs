@@ -7,6 +7,15 @@ use crate::messages::BADGE_UNLOCK;
 use crate::outbox::{self, Category};
 use crate::{Budget, ledger};
 
+/// One unlock push per badge just given, in the user's language: the badge's names fill the message and its id
+/// and slug ride in the data.
+const UNLOCK_PUSHES: outbox::Source = outbox::Source(
+    "(SELECT 'badge:' || b.id || ':' || u.customer_user_id AS dedupe_key, u.customer_user_id,
+             jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en) AS vars,
+             jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug) AS data, b.icon_url AS image_url
+      FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id)",
+);
+
 /// What paying a batch of unlocks wrote.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Paid {
@@ -20,7 +29,7 @@ pub struct Paid {
 
 /// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
 /// `total_unlocks`, XP and credits through the ledger, promotional VIP days, the unlock pushes (`write` false: a
-/// silent back-fill, no pushes).
+/// silent back-fill, no pushes and no push budget).
 pub async fn pay_unlocks(
     conn: &mut PgConnection,
     now: chrono::DateTime<chrono::Utc>,
@@ -74,16 +83,13 @@ pub async fn pay_unlocks(
     .execute(db::unnamed(&mut *conn))
     .await?
     .rows_affected();
-    sqlx::query!(
-        "INSERT INTO hattrick_push_batch (dedupe_key, customer_user_id, vars, data, image_url)
-         SELECT 'badge:' || b.id || ':' || u.customer_user_id, u.customer_user_id,
-                jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en),
-                jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug), b.icon_url
-         FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id",
-    )
-    .execute(db::unnamed(&mut *conn))
-    .await?;
-    budget.check_pushes(&mut *conn, pushes_so_far).await?;
-    let pushes = outbox::flush(&mut *conn, &BADGE_UNLOCK, Category::Reward, now, write).await?;
+    // The pushes are read from the unlocks themselves (nothing staged); a silent back-fill writes none, so no push
+    // budget applies to it.
+    let pushes = if write {
+        budget.check_pushes(&mut *conn, UNLOCK_PUSHES, pushes_so_far).await?;
+        outbox::insert(&mut *conn, UNLOCK_PUSHES, &BADGE_UNLOCK, Category::Reward, now).await?
+    } else {
+        0
+    };
     Ok(Paid { applied, vip_extensions: i64::try_from(vip_rows).unwrap_or(i64::MAX), pushes })
 }

@@ -210,7 +210,10 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
         let mut pushes = 0;
         for (message, stage) in tier.pushes() {
             db::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
-            budget.check_pushes(&mut tx, totals.pushes + pushes).await?;
+            if write {
+                // A silent back-fill writes no push, so no push budget applies to it.
+                budget.check_pushes(&mut tx, outbox::BATCH, totals.pushes + pushes).await?;
+            }
             pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
         }
         if tier.notify_badges() && moved > 0 {

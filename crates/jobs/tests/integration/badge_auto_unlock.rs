@@ -420,4 +420,13 @@ async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     .await
     .unwrap();
     assert_eq!(written, 0);
+    // A silent back-fill writes no push, so the push budget does not stop it (as its message advises).
+    let silent = limited.run(&context(&db, RunArgs { silent: true, ..RunArgs::default() })).await.unwrap();
+    assert_eq!((silent.items, &silent.details["pushes"]), (50, &json!(0)), "{silent:?}");
+    let (badges, pushes): (i64, i64) =
+        db::query_as("SELECT (SELECT count(*) FROM customer_badges), (SELECT count(*) FROM push_outbox)")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!((badges, pushes), (50, 0));
 }
