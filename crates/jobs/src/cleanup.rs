@@ -104,11 +104,16 @@ impl Walk {
 pub(crate) struct Batches {
     pub(crate) batches: i64,
     pub(crate) longest_batch_ms: u64,
+    /// Time in the batches, summed before it is rounded to milliseconds (a batch under a millisecond counts).
     pub(crate) elapsed_ms: u64,
     /// WAL written while the batches ran, bytes.
     pub(crate) wal_bytes: i64,
     /// Time spent resting after them.
     pub(crate) rested_ms: u64,
+    #[serde(skip)]
+    elapsed: Duration,
+    #[serde(skip)]
+    rested: Duration,
 }
 
 impl Batches {
@@ -117,19 +122,22 @@ impl Batches {
         let took = started.elapsed();
         self.batches += 1;
         self.longest_batch_ms = self.longest_batch_ms.max(millis(took));
-        self.elapsed_ms = self.elapsed_ms.saturating_add(millis(took));
+        self.elapsed += took;
+        self.elapsed_ms = millis(self.elapsed);
         self.wal_bytes = self.wal_bytes.saturating_add(wal);
-        let rested = batching.rest_after(ctx, BatchCost { took, wal }).await;
-        self.rested_ms = self.rested_ms.saturating_add(millis(rested));
+        self.rested += batching.rest_after(ctx, BatchCost { took, wal }).await;
+        self.rested_ms = millis(self.rested);
     }
 
     /// Adds `other`, later batches over the same table.
     fn add(&mut self, other: Batches) {
         self.batches += other.batches;
         self.longest_batch_ms = self.longest_batch_ms.max(other.longest_batch_ms);
-        self.elapsed_ms = self.elapsed_ms.saturating_add(other.elapsed_ms);
+        self.elapsed += other.elapsed;
+        self.elapsed_ms = millis(self.elapsed);
         self.wal_bytes = self.wal_bytes.saturating_add(other.wal_bytes);
-        self.rested_ms = self.rested_ms.saturating_add(other.rested_ms);
+        self.rested += other.rested;
+        self.rested_ms = millis(self.rested);
     }
 }
 
