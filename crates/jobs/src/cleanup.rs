@@ -99,21 +99,21 @@ impl Walk {
     }
 }
 
-/// A job's batches over one table: how many, how long, the WAL they wrote and the rests after them.
+/// A job's batches over one table: how many, how long, the WAL they wrote and the rests after them. Times are kept
+/// whole and reported in milliseconds (`*_ms`), so a batch under a millisecond still counts in the sums.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub(crate) struct Batches {
     pub(crate) batches: i64,
-    pub(crate) longest_batch_ms: u64,
-    /// Time in the batches, summed before it is rounded to milliseconds (a batch under a millisecond counts).
-    pub(crate) elapsed_ms: u64,
+    #[serde(rename = "longest_batch_ms", serialize_with = "as_millis")]
+    pub(crate) longest_batch: Duration,
+    /// Time in the batches.
+    #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
+    pub(crate) elapsed: Duration,
     /// WAL written while the batches ran, bytes.
     pub(crate) wal_bytes: i64,
     /// Time spent resting after them.
-    pub(crate) rested_ms: u64,
-    #[serde(skip)]
-    elapsed: Duration,
-    #[serde(skip)]
-    rested: Duration,
+    #[serde(rename = "rested_ms", serialize_with = "as_millis")]
+    pub(crate) rested: Duration,
 }
 
 impl Batches {
@@ -121,27 +121,27 @@ impl Batches {
     pub(crate) async fn done(&mut self, ctx: &JobContext, batching: Batching, started: Instant, wal: i64) {
         let took = started.elapsed();
         self.batches += 1;
-        self.longest_batch_ms = self.longest_batch_ms.max(millis(took));
+        self.longest_batch = self.longest_batch.max(took);
         self.elapsed += took;
-        self.elapsed_ms = millis(self.elapsed);
         self.wal_bytes = self.wal_bytes.saturating_add(wal);
         self.rested += batching.rest_after(ctx, BatchCost { took, wal }).await;
-        self.rested_ms = millis(self.rested);
     }
 
     /// Adds `other`, later batches over the same table.
     fn add(&mut self, other: Batches) {
         self.batches += other.batches;
-        self.longest_batch_ms = self.longest_batch_ms.max(other.longest_batch_ms);
+        self.longest_batch = self.longest_batch.max(other.longest_batch);
         self.elapsed += other.elapsed;
-        self.elapsed_ms = millis(self.elapsed);
         self.wal_bytes = self.wal_bytes.saturating_add(other.wal_bytes);
         self.rested += other.rested;
-        self.rested_ms = millis(self.rested);
     }
 }
 
-fn millis(d: Duration) -> u64 {
+fn as_millis<S: serde::Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(millis(*d))
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture};
 use serde_json::json;
 
-use crate::cleanup::{Batching, Rule, analyze, purge};
+use crate::cleanup::{Batching, Rule, analyze, millis, purge};
 
 /// `dead-token-cleanup` (docs/jobs/dead-token-cleanup.md): deletes device tokens that are inactive or not updated for
 /// `max_age`.
@@ -58,9 +58,9 @@ impl Job for DeadTokenCleanup {
                     "remaining": remaining,
                     "active": active,
                     "batches": walk.batches.batches,
-                    "longest_batch_ms": walk.batches.longest_batch_ms,
+                    "longest_batch_ms": millis(walk.batches.longest_batch),
                     "wal_bytes": walk.batches.wal_bytes,
-                    "rested_ms": walk.batches.rested_ms,
+                    "rested_ms": millis(walk.batches.rested),
                     "cutoff": cutoff,
                     "analyzed": analyzed,
                     "dry_run": ctx.args.dry_run,
