@@ -9,6 +9,7 @@ use db::Pool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Clock;
@@ -266,8 +267,21 @@ impl Engine {
     }
 
     /// Carries out a claimed run: heartbeats while it works, cancels it at its timeout (its SQL too), records
-    /// how it ended and when to retry.
+    /// how it ended and when to retry. What the run logs carries its `run` span (job, run id, trigger).
     pub async fn execute(
+        &self,
+        claim: &Claim,
+        definition: &JobDefinition,
+        args: RunArgs,
+        shutdown: CancellationToken,
+    ) -> RunResult {
+        // Instrumented, not entered: a guard held across an await would leave the span entered on whatever the
+        // thread polls next, and other runs' lines would carry this run's span.
+        let span = tracing::info_span!("run", job = %claim.job, run_id = %claim.run_id, trigger = %claim.trigger);
+        self.execute_in_span(claim, definition, args, shutdown).instrument(span).await
+    }
+
+    async fn execute_in_span(
         &self,
         claim: &Claim,
         definition: &JobDefinition,
@@ -289,43 +303,43 @@ impl Engine {
             cancel: shutdown.child_token(),
             deadline,
         };
-        let span = tracing::info_span!("run", job = %claim.job, run_id = %claim.run_id, trigger = %claim.trigger);
-        let _entered = span.enter();
         let Some(job) = self.registry.job(&claim.job) else {
             return self
                 .finish(claim, definition, Err(JobError::Failed("job is not registered".into())), started, dry_run)
                 .await;
         };
 
-        let heartbeat = (!dry_run).then(|| {
-            let pool = self.pool.clone();
-            let cancel = ctx.cancel.clone();
-            let every = self.settings.heartbeat;
-            let run_id = claim.run_id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match store::heartbeat(&pool, run_id).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(%run_id, "run lost its lease (declared abandoned); cancelling it");
-                            cancel.cancel();
-                            return;
+        // Stopped when the run ends, and also when the run itself is dropped unfinished (a shutdown past its grace
+        // aborts it): a heartbeat outliving its run would keep a handed-over row looking alive.
+        let heartbeat = (!dry_run)
+            .then(|| {
+                let pool = self.pool.clone();
+                let cancel = ctx.cancel.clone();
+                let every = self.settings.heartbeat;
+                let run_id = claim.run_id;
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        match store::heartbeat(&pool, run_id).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::warn!(%run_id, "run lost its lease (declared abandoned); cancelling it");
+                                cancel.cancel();
+                                return;
+                            }
+                            Err(e) => tracing::warn!(%run_id, error = %e, "heartbeat failed"),
                         }
-                        Err(e) => tracing::warn!(%run_id, error = %e, "heartbeat failed"),
                     }
-                }
+                })
             })
-        });
+            .map(AbortOnDrop);
 
         let result = tokio::select! {
             result = job.run(&ctx) => result,
             () = tokio::time::sleep_until(deadline) => Err(JobError::TimedOut(definition.timeout)),
             () = ctx.cancel.cancelled() => Err(JobError::Cancelled),
         };
-        if let Some(heartbeat) = heartbeat {
-            heartbeat.abort();
-        }
+        drop(heartbeat);
         // The run's statement_timeout is the time it had left: the server cancelling a statement for it
         // (SQLSTATE 57014) is the same timeout, seen first by the database.
         let result = match result {
@@ -622,6 +636,8 @@ impl Engine {
                 // A run that ends may unblock a queued tick (policy `all`) or a retry: look again at once.
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
+            // Runs that ended meanwhile are let go of here, so the set holds only running work.
+            while tasks.try_join_next().is_some() {}
         }
         tracing::info!(runs = tasks.len(), "shutting down: waiting for running work");
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
@@ -651,6 +667,15 @@ impl Engine {
         .fetch_all(&self.pool)
         .await
         .unwrap_or_default()
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
