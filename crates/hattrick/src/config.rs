@@ -384,7 +384,8 @@ pub struct CleanupSettings {
     /// After each batch, rest this many times as long as the batch took (0 to 100; 0: no rest).
     pub rest: f64,
     /// At most this many MiB of WAL per second, on average, from the batches (0: no cap); a batch rests long
-    /// enough for its WAL to fit.
+    /// enough for its WAL to fit, and a ledger compaction batch takes as many users as fit in an eighth of a
+    /// second of it.
     pub wal_mb_per_second: f64,
 }
 

@@ -62,6 +62,26 @@ impl Batching {
         by_time.max(by_wal)
     }
 
+    /// The WAL one batch may write at once: an eighth of a second of [`Batching::wal_per_second`] (1 MiB at the
+    /// default 8 MiB/s), `None` without a cap. The cap's rests keep the average down, but a batch's WAL arrives at
+    /// once: several MiB in one statement fill the server's WAL buffers and the app's commits wait behind their
+    /// write (BENCHMARKS.md, "Compaction in bursts of a MiB").
+    pub(crate) fn wal_burst(&self) -> Option<f64> {
+        self.wal_per_second.filter(|rate| *rate > 0.0).map(|rate| rate / 8.0)
+    }
+
+    /// How many units (users, for compaction) the next batch takes, at most `most`: as many as the last batch's
+    /// WAL per unit says fit in [`Batching::wal_burst`], and `most` without a cap or before any WAL was seen.
+    pub(crate) fn units_within_burst(&self, most: i64, last_units: i64, last_wal: i64) -> i64 {
+        match self.wal_burst() {
+            Some(burst) if last_units > 0 && last_wal > 0 => {
+                let per_unit = last_wal as f64 / last_units as f64;
+                ((burst / per_unit) as i64).clamp(1, most.max(1))
+            }
+            _ => most.max(1),
+        }
+    }
+
     /// Rests after a batch (see [`Batching::rest_for`]); a cancelled run stops resting at once. Returns the rest.
     pub(crate) async fn rest_after(&self, ctx: &JobContext, cost: BatchCost) -> Duration {
         let rest = self.rest_for(cost);
@@ -424,5 +444,22 @@ mod tests {
         assert_eq!(rest(0.0, Some(4.0 * mib), 300, 1 << 20), Duration::ZERO, "the batch alone was slow enough");
         assert_eq!(rest(1.0, Some(4.0 * mib), 10, 0), Duration::from_millis(10), "no WAL (a dry run)");
         assert_eq!(rest(200.0, None, 10, 0), Duration::from_millis(1000), "the share is capped at 100 times");
+    }
+
+    #[test]
+    fn a_batch_takes_as_many_units_as_fit_in_the_wal_burst() {
+        let mib = 1024.0 * 1024.0;
+        let capped = |rate: Option<f64>| Batching { batch: 2_000, vacuum: None, rest: 1.0, wal_per_second: rate };
+        // 8 MiB/s: bursts of 1 MiB. 400 users wrote 4,000 KiB, 10 KiB each: 102 fit.
+        assert_eq!(capped(Some(8.0 * mib)).units_within_burst(400, 400, 4_000 << 10), 102);
+        // Cheap units: never more than the most.
+        assert_eq!(capped(Some(8.0 * mib)).units_within_burst(400, 400, 1 << 10), 400);
+        // A unit above the burst still makes progress, one at a time.
+        assert_eq!(capped(Some(8.0 * mib)).units_within_burst(400, 1, 64 << 20), 1);
+        // No cap, no units or no WAL seen yet (a dry run): the most.
+        assert_eq!(capped(None).units_within_burst(400, 400, 4 << 20), 400);
+        assert_eq!(capped(Some(0.0)).units_within_burst(400, 400, 4 << 20), 400);
+        assert_eq!(capped(Some(8.0 * mib)).units_within_burst(400, 0, 4 << 20), 400);
+        assert_eq!(capped(Some(8.0 * mib)).units_within_burst(400, 400, 0), 400);
     }
 }

@@ -248,7 +248,10 @@ async fn compact(
     batching: Batching,
 ) -> Result<Compaction, JobError> {
     let sql = ledger.fold_sql();
-    let users_per_batch = (batching.batch / 5).max(1);
+    // A fifth of the batch in users (about five old rows each), fewer when that would write more WAL at once than
+    // the cap's burst: a user's fold rewrites pages spread over the ledger (3.8 MiB per 400 users at 1M users).
+    let most = (batching.batch / 5).max(1);
+    let mut users_per_batch = most;
     let mut cursor = uuid::Uuid::nil().to_string();
     let mut done = Compaction::default();
     loop {
@@ -281,6 +284,7 @@ async fn compact(
         done.carried += carried;
         done.keys_kept += keys;
         done.batches.done(ctx, batching, started, wal).await;
+        users_per_batch = batching.units_within_burst(most, users, wal);
         match last {
             Some(last) => cursor = last,
             None => return Ok(done),
