@@ -75,14 +75,16 @@ pub async fn insert(
     let body = render_sql(&texts.body, message);
     let (cte, joins) = (&texts.cte, &texts.joins);
     // The user is looked up row by row (LIMIT keeps the subquery a parameterised index scan): the planner cannot
-    // see how few rows a scratch table holds and would otherwise hash the whole users table.
+    // see how few rows a scratch table holds and would otherwise hash the whole users table. The source is kept
+    // whole (`OFFSET 0`): flattened into this statement, its `vars` would be built again at every placeholder
+    // that reads them (four `jsonb_build_object`s a row for a title and a body of two placeholders each).
     let sql = format!(
         "WITH {cte}
              INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, image_url, deep_link, data,
                                       not_before, created_at)
              SELECT b.customer_user_id, $1, b.dedupe_key, {title}, {body}, b.image_url, $3,
                     jsonb_build_object('type', $2::text, 'deepLink', $3::text) || b.data, $4, $4
-             FROM {source} b
+             FROM (SELECT * FROM {source} s OFFSET 0) b
              CROSS JOIN LATERAL (
                  SELECT hattrick_locale(u.locale_preference) AS locale FROM customer_users u
                  WHERE u.id = b.customer_user_id AND u.deleted_at IS NULL AND u.is_active IS NOT FALSE

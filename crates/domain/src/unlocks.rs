@@ -8,12 +8,15 @@ use crate::outbox::{self, Category};
 use crate::{Budget, ledger};
 
 /// One unlock push per badge just given, in the user's language: the badge's names fill the message and its id
-/// and slug ride in the data.
+/// and slug ride in the data. Those values are built once per badge (`OFFSET 0` keeps the planner from building
+/// them again for every unlock), not once per push.
 const UNLOCK_PUSHES: outbox::Source = outbox::Source(
-    "(SELECT 'badge:' || b.id || ':' || u.customer_user_id AS dedupe_key, u.customer_user_id,
-             jsonb_build_object('name_tr', b.name_tr, 'name_en', b.name_en) AS vars,
-             jsonb_build_object('badgeId', b.id::text, 'badgeSlug', b.slug) AS data, b.icon_url AS image_url
-      FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id)",
+    "(SELECT 'badge:' || b.id || ':' || u.customer_user_id AS dedupe_key, u.customer_user_id, b.vars, b.data,
+             b.image_url
+      FROM hattrick_unlocks u
+      JOIN (SELECT id, jsonb_build_object('name_tr', name_tr, 'name_en', name_en) AS vars,
+                   jsonb_build_object('badgeId', id::text, 'badgeSlug', slug) AS data, icon_url AS image_url
+            FROM badges OFFSET 0) b ON b.id = u.badge_id)",
 );
 
 /// What paying a batch of unlocks wrote.
