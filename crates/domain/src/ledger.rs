@@ -18,6 +18,19 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::messages::LEVEL_UP;
+use crate::outbox::{self, Category};
+
+/// The level-up pushes of the bonuses staged in a batch (keys `level-up:{user}:{level}`, written only by [`apply`]):
+/// the level's names fill the message, the level rides in the data.
+const LEVEL_UP_PUSHES: outbox::Source = outbox::Source(
+    "(SELECT g.idempotency_key AS dedupe_key, g.customer_user_id,
+             jsonb_build_object('name_tr', l.name_tr, 'name_en', l.name_en) AS vars,
+             jsonb_build_object('level', l.level) AS data, NULL::text AS image_url
+      FROM hattrick_credit_grants g JOIN hattrick_levels() l ON l.level = g.metadata ->> 'level_up'
+      WHERE g.idempotency_key LIKE 'level-up:%')",
+);
+
 /// What one [`apply`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -167,33 +180,46 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
                  FROM moved m JOIN hattrick_levels() l ON l.xp_from > m.before AND l.xp_from <= m.after
                  WHERE l.credits > 0
                  ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING customer_user_id, metadata ->> 'level_up' AS level
-             ),
-             pushed AS (
-                 SELECT hattrick_enqueue_level_up(c.customer_user_id, c.level, $1) FROM crossed c WHERE $2
+                 RETURNING 1
              )
              SELECT (SELECT count(*) FROM inserted) AS "rows!",
                     (SELECT coalesce(sum(xp_amount), 0) FROM inserted)::bigint AS "total!",
-                    (SELECT count(*) FROM crossed) + 0 * (SELECT count(*) FROM pushed) AS "level_ups!""#,
+                    (SELECT count(*) FROM crossed) AS "level_ups!""#,
             at,
-            push,
         )
         .fetch_one(db::unnamed(&mut *conn))
         .await?;
         applied.xp_rows = xp.rows;
         applied.xp = xp.total;
         applied.level_ups = xp.level_ups;
+        // The level-up pushes, all at once from the bonuses just staged, before a used bonus key is dropped below:
+        // a level crossed again after a deduction gets its push (deduplicated by the outbox), never its bonus.
+        if push && xp.level_ups > 0 {
+            outbox::insert(&mut *conn, LEVEL_UP_PUSHES, &LEVEL_UP, Category::Reward, at).await?;
+        }
     }
 
     if lock_balances(&mut *conn, &CREDIT_LEDGER, at).await? {
-        // Under the locks the balances read here are current; a user with several grants in the batch gets them
-        // chained in key order.
+        // Under the locks the balances are current. Each touched balance moves once, by its user's total, and
+        // hands back where it started; a user's rows chain from there in key order. (Reading the balances in a
+        // join instead let the planner hash the whole balance table for every batch: it cannot see how few rows a
+        // scratch table holds.)
         let credits = sqlx::query!(
-            r#"WITH chained AS (
-                 SELECT g.*, c.balance + coalesce(sum(g.amount) OVER (
+            r#"WITH moved AS (
+                 UPDATE customer_credits c
+                 SET balance = c.balance + p.total, lifetime_earned = c.lifetime_earned + p.earned,
+                     lifetime_spent = c.lifetime_spent + p.spent, updated_at = $1
+                 FROM (SELECT customer_user_id, sum(amount)::int AS total, sum(greatest(amount, 0))::int AS earned,
+                              sum(greatest(-amount, 0))::int AS spent
+                       FROM hattrick_credit_grants GROUP BY customer_user_id) p
+                 WHERE c.customer_user_id = p.customer_user_id
+                 RETURNING c.customer_user_id, c.balance - p.total AS start
+             ),
+             chained AS (
+                 SELECT g.*, m.start + coalesce(sum(g.amount) OVER (
                             PARTITION BY g.customer_user_id ORDER BY g.idempotency_key
                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                 FROM hattrick_credit_grants g JOIN customer_credits c ON c.customer_user_id = g.customer_user_id
+                 FROM hattrick_credit_grants g JOIN moved m ON m.customer_user_id = g.customer_user_id
              ),
              inserted AS (
                  INSERT INTO customer_credit_transactions (id, customer_user_id, amount, transaction_type,
@@ -202,21 +228,9 @@ pub async fn apply(conn: &mut PgConnection, at: DateTime<Utc>, push: bool) -> Re
                  SELECT hattrick_uuid7(), customer_user_id, amount, transaction_type, description, reference_id,
                         reference_type, before, before + amount, metadata, idempotency_key, $1
                  FROM chained
-                 RETURNING customer_user_id, amount
-             ),
-             moved AS (
-                 UPDATE customer_credits c
-                 SET balance = c.balance + p.total, lifetime_earned = c.lifetime_earned + p.earned,
-                     lifetime_spent = c.lifetime_spent + p.spent, updated_at = $1
-                 FROM (SELECT customer_user_id, sum(amount)::int AS total, sum(greatest(amount, 0))::int AS earned,
-                              sum(greatest(-amount, 0))::int AS spent
-                       FROM inserted GROUP BY customer_user_id) p
-                 WHERE c.customer_user_id = p.customer_user_id
-                 RETURNING 1
+                 RETURNING amount
              )
-             SELECT (SELECT count(*) FROM inserted) AS "rows!",
-                    ((SELECT coalesce(sum(amount), 0) FROM inserted) + 0 * (SELECT count(*) FROM moved))::bigint
-                        AS "total!""#,
+             SELECT count(*) AS "rows!", coalesce(sum(amount), 0)::bigint AS "total!" FROM inserted"#,
             at,
         )
         .fetch_one(db::unnamed(&mut *conn))

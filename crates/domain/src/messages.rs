@@ -58,8 +58,8 @@ pub const BADGE_UNLOCK: Message = Message {
     about: "a badge was unlocked",
 };
 
-/// A user reached a level (`{name_tr}`, `{name_en}`: the level's names). Written in SQL
-/// (`hattrick_enqueue_level_up`), also by the app's own ledger calls.
+/// A user reached a level (`{name_tr}`, `{name_en}`: the level's names). Written by the ledger for hattrick's
+/// grants, and in SQL (`hattrick_enqueue_level_up`) for the app's own ledger calls.
 pub const LEVEL_UP: Message = Message {
     kind: "level_up",
     deep_link: "goalgpt://profile",

@@ -135,6 +135,42 @@ async fn the_apps_own_level_ups_are_written_in_the_users_language() {
 }
 
 #[tokio::test]
+async fn a_level_up_paid_by_a_job_is_the_same_push_as_one_paid_by_the_apps_own_call() {
+    let db = TestDb::new().await;
+    put(&db, "level_up", "de", "Level aufgestiegen! ⬆️", "Du hast {name_en} erreicht! 🎉").await;
+    let (by_app, by_job) = (
+        NewUser::new().locale("de_CH").insert(db.pool()).await,
+        NewUser::new().locale("de_CH").insert(db.pool()).await,
+    );
+    db::query("SELECT hattrick_grant_xp($1, 2500, 'admin_grant', 'k')").bind(by_app).execute(db.pool()).await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    domain::scratch::prepare(&mut tx).await.unwrap();
+    db::query(
+        "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type)
+         VALUES ('k', $1, 2500, 'admin_grant')",
+    )
+    .bind(by_job)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let applied = domain::ledger::apply(&mut tx, Utc::now(), true).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(applied.level_ups, 2, "silver and gold");
+    let pushes = |user: Uuid| {
+        db::query_as::<(String, String, String, String, Option<String>, serde_json::Value)>(
+            "SELECT category, title, body, deep_link, image_url, data FROM push_outbox
+             WHERE customer_user_id = $1 ORDER BY dedupe_key",
+        )
+        .bind(user)
+        .fetch_all(db.pool())
+    };
+    let (app, job) = (pushes(by_app).await.unwrap(), pushes(by_job).await.unwrap());
+    assert_eq!(app.len(), 2);
+    assert_eq!(job, app, "the same texts, link and data, whoever paid the level");
+    assert_eq!((job[0].1.as_str(), job[0].2.as_str()), ("Level aufgestiegen! ⬆️", "Du hast Gold erreicht! 🎉"));
+}
+
+#[tokio::test]
 async fn a_text_written_around_hattrick_is_caught_by_the_start_up_check_and_rendering_shows_fallbacks() {
     let db = TestDb::new().await;
     // Written with SQL, not through hattrick: a placeholder streak warnings do not carry.
