@@ -39,7 +39,7 @@ impl Default for Batching {
 }
 
 /// The default WAL cap of the housekeeping jobs, bytes per second (BENCHMARKS.md, "Resting by WAL").
-pub const DEFAULT_WAL_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
+pub const DEFAULT_WAL_PER_SECOND: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// What one batch did, for its rest: how long it took and the WAL it wrote.
 #[derive(Debug, Clone, Copy)]
@@ -62,8 +62,8 @@ impl Batching {
         by_time.max(by_wal)
     }
 
-    /// The WAL one batch may write at once: an eighth of a second of [`Batching::wal_per_second`] (1 MiB at the
-    /// default 8 MiB/s), `None` without a cap. The cap's rests keep the average down, but a batch's WAL arrives at
+    /// The WAL one batch may write at once: an eighth of a second of [`Batching::wal_per_second`] (512 KiB at
+    /// the default 4 MiB/s), `None` without a cap. The cap's rests keep the average down, but a batch's WAL arrives at
     /// once: several MiB in one statement fill the server's WAL buffers and the app's commits wait behind their
     /// write (BENCHMARKS.md, "Compaction in bursts of a MiB").
     pub(crate) fn wal_burst(&self) -> Option<f64> {
