@@ -182,7 +182,41 @@ impl JobContext {
 
     /// The `application_name` the run's transactions carry (the runner cancels their SQL by it).
     pub fn application_name(&self) -> String {
-        format!("hattrick {} {}", self.job, self.run_id)
+        application_name(&self.job, self.run_id)
+    }
+
+    /// Runs `statement`, one that cannot run in a transaction (a `VACUUM`), on its own as one simple-protocol
+    /// statement, and keeps it within the run's bounds all the same. Setting the session's `statement_timeout` or
+    /// `application_name` would leave them on the server connection a pooler hands to other clients, so the
+    /// statement's text starts with a comment naming the run instead ([`outside_transaction_tag`]): the runner
+    /// cancels it with the run's other SQL when the run times out or is interrupted, and past `limit` (a bound of
+    /// its own, with the setting that gives it) this cancels it and fails the run, naming both.
+    pub async fn outside_transaction(&self, statement: &str, limit: Option<(Duration, &str)>) -> Result<(), JobError> {
+        let tagged = format!("{} {statement}", outside_transaction_tag(&self.application_name()));
+        let run = sqlx::raw_sql(sqlx::AssertSqlSafe(tagged.clone())).execute(&self.pool);
+        let Some((limit, setting)) = limit else {
+            run.await?;
+            return Ok(());
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok(done) => {
+                done?;
+                Ok(())
+            }
+            Err(_) => {
+                sqlx::query!(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+                     WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+                    &tagged,
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Err(JobError::Failed(format!(
+                    "{statement} took longer than {setting} ({} s) and was cancelled",
+                    limit.as_secs_f64()
+                )))
+            }
+        }
     }
 
     /// `Err(Cancelled)` once the run has been cancelled (timeout, shutdown, lost lease): long jobs call it between
@@ -195,6 +229,18 @@ impl JobContext {
     pub fn reference_time(&self) -> DateTime<Utc> {
         self.tick.unwrap_or(self.now)
     }
+}
+
+/// The `application_name` of run `run_id` of `job` ([`JobContext::application_name`]).
+pub(crate) fn application_name(job: &str, run_id: Uuid) -> String {
+    format!("hattrick {job} {run_id}")
+}
+
+/// The comment that starts the text of a run's statement outside its transactions
+/// ([`JobContext::outside_transaction`]): `/* <application_name> */`. The runner cancels a run's SQL by its
+/// `application_name` and by this prefix.
+pub(crate) fn outside_transaction_tag(application_name: &str) -> String {
+    format!("/* {application_name} */")
 }
 
 /// What a run did: stored in the run log (`items_processed`, `details`) and printed by `hattrick run`.

@@ -12,7 +12,7 @@
 //! reaching another badge): the users it paid are evaluated again, round after round, so the next sweep finds
 //! nothing.
 
-use engine::{Job, JobContext, JobDefaults, JobReport, MisfirePolicy, RunFuture, Trigger};
+use engine::{Job, JobContext, JobDefaults, JobError, JobReport, MisfirePolicy, RunFuture, Trigger};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -51,7 +51,7 @@ async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
 }
 
 /// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.
-async fn fill_candidates(ctx: &JobContext, sql: &str) -> Result<u64, sqlx::Error> {
+async fn fill_candidates(ctx: &JobContext, sql: &str) -> Result<u64, JobError> {
     crate::fill_run_table(ctx, sql, "hattrick_run_badge_candidates").await
 }
 

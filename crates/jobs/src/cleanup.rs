@@ -383,10 +383,9 @@ const MOST_INDEX_BATCHES: i64 = 16;
 
 /// `ANALYZE`s (or `VACUUM (ANALYZE)`s) the tables a run changed (docs/jobs/old-logs-cleanup.md).
 ///
-/// `ANALYZE` runs in the run's transaction (its statement timeout). `VACUUM` cannot run in a transaction, and a
-/// session `statement_timeout` would stay on a server connection a pooler hands to other clients, so each
-/// `VACUUM` is one simple-protocol statement bounded here: past `vacuum_timeout` its backend is cancelled (found
-/// by its statement text) and the run fails with the table named.
+/// `ANALYZE` runs in the run's transaction (its statement timeout). `VACUUM` cannot run in a transaction: each is
+/// one statement outside it ([`JobContext::outside_transaction`]), cancelled with the run's SQL, and past
+/// `vacuum_timeout` cancelled and the run failed with the table named.
 pub(crate) async fn analyze(ctx: &JobContext, tables: &[&str], batching: Batching) -> Result<Vec<String>, JobError> {
     let mut done = Vec::new();
     for table in tables {
@@ -397,26 +396,11 @@ pub(crate) async fn analyze(ctx: &JobContext, tables: &[&str], batching: Batchin
                 tx.commit().await?;
             }
             Some(timeout) => {
-                let statement = format!("VACUUM (ANALYZE) {table}");
-                let vacuum = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone())).execute(&ctx.pool);
-                match tokio::time::timeout(timeout, vacuum).await {
-                    Ok(result) => {
-                        result?;
-                    }
-                    Err(_) => {
-                        sqlx::query!(
-                            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
-                             WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
-                            &statement,
-                        )
-                        .fetch_all(&ctx.pool)
-                        .await?;
-                        return Err(JobError::Failed(format!(
-                            "{statement} took longer than cleanup.vacuum_timeout ({} s) and was cancelled",
-                            timeout.as_secs_f64()
-                        )));
-                    }
-                }
+                ctx.outside_transaction(
+                    &format!("VACUUM (ANALYZE) {table}"),
+                    Some((timeout, "cleanup.vacuum_timeout")),
+                )
+                .await?;
             }
         }
         done.push((*table).to_owned());

@@ -39,12 +39,13 @@ pub use subscription_expiry_alerts::SubscriptionExpiryAlerts;
 /// after, for a vacuum of 0.2 s). The vacuum does not truncate the table's empty tail: that needs an exclusive
 /// lock, which every other run writing the same table holds off, and the vacuum would wait up to 5 s for it while
 /// keeping the next run's vacuum of the table waiting behind it (runs of the demo's day lost 10 s that way). Returns
-/// the rows inserted.
-pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &str) -> Result<u64, sqlx::Error> {
+/// the rows inserted. The vacuum runs outside a transaction but within the run's bounds: a run that times out or is
+/// interrupted cancels it too.
+pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &str) -> Result<u64, engine::JobError> {
     let mut tx = ctx.begin().await?;
     let filled =
         db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE, TRUNCATE false) {table}"))).execute(&ctx.pool).await?;
+    ctx.outside_transaction(&format!("VACUUM (ANALYZE, TRUNCATE false) {table}"), None).await?;
     Ok(filled)
 }

@@ -83,7 +83,7 @@ pub(crate) async fn clear_queue(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::
 }
 
 /// Evaluates `condition` once for the whole run, into the run's queue of referrals to pay.
-pub(crate) async fn fill_queue(ctx: &JobContext, condition: &str) -> Result<u64, sqlx::Error> {
+pub(crate) async fn fill_queue(ctx: &JobContext, condition: &str) -> Result<u64, JobError> {
     let sql = format!(
         "INSERT INTO hattrick_run_referral_queue (run_id, referral_id)
          SELECT $2, r.id FROM referrals r

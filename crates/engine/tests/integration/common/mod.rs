@@ -76,6 +76,33 @@ impl Job for SleepingSqlJob {
     }
 }
 
+/// Sleeps in one statement outside a transaction ([`JobContext::outside_transaction`]), bounded by `limit`.
+pub struct SleepingOutsideJob {
+    pub seconds: f64,
+    pub limit: Option<Duration>,
+}
+
+impl Job for SleepingOutsideJob {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let statement = format!("SELECT pg_sleep({})", self.seconds);
+            ctx.outside_transaction(&statement, self.limit.map(|limit| (limit, "the test's limit"))).await?;
+            Ok(JobReport::default())
+        })
+    }
+}
+
+/// Statements of runs outside their transactions that still sleep.
+pub async fn sleeping_outside(pool: &Pool) -> i64 {
+    db::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE '/* hattrick %pg_sleep%' AND state = 'active'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 pub async fn create_test_runs(pool: &Pool) {
     db::query(
         "CREATE TABLE IF NOT EXISTS test_runs (job text, tick timestamptz, run_id uuid, trigger text,
