@@ -188,7 +188,7 @@ impl JobContext {
     /// Runs `statement`, one that cannot run in a transaction (a `VACUUM`), on its own as one simple-protocol
     /// statement, and keeps it within the run's bounds all the same. Setting the session's `statement_timeout` or
     /// `application_name` would leave them on the server connection a pooler hands to other clients, so the
-    /// statement's text starts with a comment naming the run instead ([`outside_transaction_tag`]): the runner
+    /// statement's text starts with a comment naming the run instead (`/* hattrick <job> <run id> */`): the runner
     /// cancels it with the run's other SQL when the run times out or is interrupted, and past `limit` (a bound of
     /// its own, with the setting that gives it) this cancels it and fails the run, naming both.
     pub async fn outside_transaction(&self, statement: &str, limit: Option<(Duration, &str)>) -> Result<(), JobError> {
@@ -204,13 +204,7 @@ impl JobContext {
                 Ok(())
             }
             Err(_) => {
-                sqlx::query!(
-                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
-                     WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
-                    &tagged,
-                )
-                .fetch_all(&self.pool)
-                .await?;
+                cancel_run_sql(&self.pool, &self.application_name()).await?;
                 Err(JobError::Failed(format!(
                     "{statement} took longer than {setting} ({} s) and was cancelled",
                     limit.as_secs_f64()
@@ -237,10 +231,23 @@ pub(crate) fn application_name(job: &str, run_id: Uuid) -> String {
 }
 
 /// The comment that starts the text of a run's statement outside its transactions
-/// ([`JobContext::outside_transaction`]): `/* <application_name> */`. The runner cancels a run's SQL by its
-/// `application_name` and by this prefix.
-pub(crate) fn outside_transaction_tag(application_name: &str) -> String {
+/// ([`JobContext::outside_transaction`]): `/* <application_name> */`.
+fn outside_transaction_tag(application_name: &str) -> String {
     format!("/* {application_name} */")
+}
+
+/// Cancels whatever SQL the run named `application_name` has in flight: its transactions carry the name in
+/// `application_name`, its statements outside them in a leading comment ([`JobContext::outside_transaction`]).
+pub(crate) async fn cancel_run_sql(pool: &Pool, application_name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_cancel_backend(pid) AS "cancelled!" FROM pg_stat_activity
+           WHERE application_name = $1 OR starts_with(query, $2)"#,
+        application_name,
+        outside_transaction_tag(application_name),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(())
 }
 
 /// What a run did: stored in the run log (`items_processed`, `details`) and printed by `hattrick run`.

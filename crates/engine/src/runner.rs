@@ -361,19 +361,9 @@ impl Engine {
         self.finish(claim, definition, result, started, dry_run).await
     }
 
-    /// Cancels whatever SQL the run still has in flight: its transactions carry its id in `application_name`, its
-    /// statements outside them in a leading comment ([`JobContext::outside_transaction`]).
+    /// Cancels whatever SQL the run still has in flight ([`crate::job::cancel_run_sql`]).
     async fn cancel_sql(&self, job: &str, run_id: Uuid) {
-        let name = crate::job::application_name(job, run_id);
-        if let Err(e) = sqlx::query_scalar!(
-            r#"SELECT pg_cancel_backend(pid) AS "cancelled!" FROM pg_stat_activity
-               WHERE application_name = $1 OR starts_with(query, $2)"#,
-            name,
-            crate::job::outside_transaction_tag(&name),
-        )
-        .fetch_all(&self.pool)
-        .await
-        {
+        if let Err(e) = crate::job::cancel_run_sql(&self.pool, &crate::job::application_name(job, run_id)).await {
             tracing::warn!(error = %e, "could not cancel the timed-out run's queries");
         }
     }

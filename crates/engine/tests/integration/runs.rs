@@ -156,26 +156,13 @@ async fn a_tick_arriving_while_the_job_runs_is_skipped_as_overlap() {
 #[tokio::test]
 async fn a_timeout_cancels_the_run_and_its_sql() {
     let db = TestDb::new().await;
-    let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
-    let mut job = definition("stuck", "* * * * *", MisfirePolicy::RunOnce);
-    job.timeout = Duration::from_millis(700);
-    let engine = engine(db.pool(), &clock, "a", vec![(job, Arc::new(SleepingSqlJob { seconds: 60.0 }))]).await;
-    step(&engine).await;
-    clock.set(utc("2026-03-10T10:01:00Z")).unwrap();
-    let started = std::time::Instant::now();
-    let runs = step(&engine).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let sleeper = Arc::new(SleepingSqlJob { seconds: 60.0 });
+    let (runs, took) = first_tick(db.pool(), "stuck", Duration::from_millis(700), sleeper).await;
+    assert!(took < Duration::from_secs(10));
     assert_eq!(runs[0].outcome, Outcome::Timeout);
     // The server is not left running the statement.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sleeping: i64 = db::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
-    )
-    .fetch_one(db.pool())
-    .await
-    .unwrap();
-    assert_eq!(sleeping, 0);
+    assert_eq!(running_statements(db.pool(), "SELECT pg_sleep%").await, 0);
     let log = log(db.pool(), "stuck").await;
     assert_eq!((log[0].2.as_str(), log[0].3.as_deref()), ("failed", Some("timeout")));
 }
@@ -183,40 +170,31 @@ async fn a_timeout_cancels_the_run_and_its_sql() {
 #[tokio::test]
 async fn a_timeout_cancels_the_runs_statements_outside_its_transactions_too() {
     let db = TestDb::new().await;
-    let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
-    let mut job = definition("vacuuming", "* * * * *", MisfirePolicy::RunOnce);
-    job.timeout = Duration::from_millis(700);
-    let engine =
-        engine(db.pool(), &clock, "a", vec![(job, Arc::new(SleepingOutsideJob { seconds: 60.0, limit: None }))]).await;
-    step(&engine).await;
-    clock.set(utc("2026-03-10T10:01:00Z")).unwrap();
-    let runs = step(&engine).await;
+    let sleeper = Arc::new(SleepingOutsideJob { seconds: 60.0, limit: None });
+    let (runs, _) = first_tick(db.pool(), "vacuuming", Duration::from_millis(700), sleeper).await;
     assert_eq!(runs[0].outcome, Outcome::Timeout);
     // Cancelled by its leading comment: no session setting names the run.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sleeping_outside(db.pool()).await, 0, "the statement outside a transaction is cancelled too");
+    assert_eq!(
+        running_statements(db.pool(), "/* hattrick %pg_sleep%").await,
+        0,
+        "the statement outside a transaction is cancelled too"
+    );
 }
 
 #[tokio::test]
 async fn a_statement_outside_the_transactions_past_its_own_limit_is_cancelled_and_fails_the_run() {
     let db = TestDb::new().await;
-    let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
-    let mut job = definition("vacuuming", "* * * * *", MisfirePolicy::RunOnce);
-    job.timeout = Duration::from_secs(60);
-    let sleeper = SleepingOutsideJob { seconds: 60.0, limit: Some(Duration::from_millis(500)) };
-    let engine = engine(db.pool(), &clock, "a", vec![(job, Arc::new(sleeper))]).await;
-    step(&engine).await;
-    clock.set(utc("2026-03-10T10:01:00Z")).unwrap();
-    let started = std::time::Instant::now();
-    let runs = step(&engine).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let sleeper = Arc::new(SleepingOutsideJob { seconds: 60.0, limit: Some(Duration::from_millis(500)) });
+    let (runs, took) = first_tick(db.pool(), "vacuuming", Duration::from_secs(60), sleeper).await;
+    assert!(took < Duration::from_secs(10));
     assert_eq!(runs[0].outcome, Outcome::Error);
     assert_eq!(
         runs[0].error.as_deref(),
         Some("SELECT pg_sleep(60) took longer than the test's limit (0.5 s) and was cancelled")
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sleeping_outside(db.pool()).await, 0);
+    assert_eq!(running_statements(db.pool(), "/* hattrick %pg_sleep%").await, 0);
 }
 
 #[tokio::test]

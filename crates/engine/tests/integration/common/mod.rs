@@ -92,15 +92,30 @@ impl Job for SleepingOutsideJob {
     }
 }
 
-/// Statements of runs outside their transactions that still sleep.
-pub async fn sleeping_outside(pool: &Pool) -> i64 {
+/// Statements still running on the test's database whose text is `LIKE` the pattern.
+pub async fn running_statements(pool: &Pool, like: &str) -> i64 {
     db::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE '/* hattrick %pg_sleep%' AND state = 'active'",
+         WHERE datname = current_database() AND query LIKE $1 AND state = 'active'",
     )
+    .bind(like)
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// Runs `job`, named `name` and every minute with `timeout`, on one engine at its first tick (10:01, after the
+/// engine's first look at 10:00); returns that tick's runs and how long the tick took.
+pub async fn first_tick(pool: &Pool, name: &str, timeout: Duration, job: Arc<dyn Job>) -> (Vec<RunResult>, Duration) {
+    let clock = Clock::fixed(utc("2026-03-10T10:00:00Z"));
+    let mut definition = definition(name, "* * * * *", MisfirePolicy::RunOnce);
+    definition.timeout = timeout;
+    let engine = engine(pool, &clock, "a", vec![(definition, job)]).await;
+    step(&engine).await;
+    clock.set(utc("2026-03-10T10:01:00Z")).unwrap();
+    let started = std::time::Instant::now();
+    let runs = step(&engine).await;
+    (runs, started.elapsed())
 }
 
 pub async fn create_test_runs(pool: &Pool) {
