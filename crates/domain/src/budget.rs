@@ -16,6 +16,11 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// Whether any limit is set.
+    pub fn is_limited(&self) -> bool {
+        self.max_grants.is_some() || self.max_pushes.is_some()
+    }
+
     /// Fails (before anything of the batch is written) if the batch's pending grants would take the run past
     /// `max_grants`; `so_far` is what the run already granted.
     pub async fn check_grants(&self, conn: &mut PgConnection, so_far: i64) -> Result<(), JobError> {

@@ -31,7 +31,7 @@ pub struct Paid {
 }
 
 /// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
-/// `total_unlocks`, XP and credits through the ledger, promotional VIP days, the unlock pushes (`write` false: a
+/// XP and credits through the ledger, promotional VIP days, the unlock pushes, then `total_unlocks` (`write` false: a
 /// silent back-fill, no pushes and no push budget).
 pub async fn pay_unlocks(
     conn: &mut PgConnection,
@@ -41,14 +41,6 @@ pub async fn pay_unlocks(
     grants_so_far: i64,
     pushes_so_far: i64,
 ) -> Result<Paid, engine::JobError> {
-    sqlx::query!(
-        "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
-         FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
-         WHERE b.id = n.badge_id",
-        now,
-    )
-    .execute(db::unnamed(&mut *conn))
-    .await?;
     sqlx::query!(
         "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
              description, reference_id, reference_type, metadata)
@@ -94,5 +86,22 @@ pub async fn pay_unlocks(
     } else {
         0
     };
+    // The counters last, their rows locked in id order: they are the only rows two batches of different users
+    // share (chunks granted at once, an operator's grant beside a sweep), so a batch holds them only at its end
+    // and two batches never lock them in opposite orders.
+    sqlx::query!(
+        "SELECT count(*) FROM (SELECT 1 FROM badges WHERE id IN (SELECT badge_id FROM hattrick_unlocks)
+                               ORDER BY id FOR NO KEY UPDATE) locked",
+    )
+    .fetch_one(db::unnamed(&mut *conn))
+    .await?;
+    sqlx::query!(
+        "UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = $1
+         FROM (SELECT badge_id, count(*) AS count FROM hattrick_unlocks GROUP BY badge_id) n
+         WHERE b.id = n.badge_id",
+        now,
+    )
+    .execute(db::unnamed(&mut *conn))
+    .await?;
     Ok(Paid { applied, vip_extensions: i64::try_from(vip_rows).unwrap_or(i64::MAX), pushes })
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::registry;
 use engine::MisfirePolicy;
 use engine::schedule::{Schedule, parse_time_zone};
+use jobs::BadgeAutoUnlock;
 
 /// A database URL: printed with its password hidden.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -211,6 +212,9 @@ pub struct JobSettings {
     pub max_grants: Option<i64>,
     /// A run stops with an error before it would enqueue more pushes than this (docs/jobs/README.md).
     pub max_pushes: Option<i64>,
+    /// Chunks one run grants at once, each on its own connection (badge-auto-unlock only; default 1,
+    /// docs/jobs/badge-auto-unlock.md).
+    pub chunks_at_once: Option<u32>,
 }
 
 /// `[rewards]`: amounts the jobs pay (docs/jobs/README.md).
@@ -997,6 +1001,20 @@ impl Settings {
             for (field, value) in [("max_grants", job.max_grants), ("max_pushes", job.max_pushes)] {
                 if let Some(value) = value.filter(|v| *v < 0) {
                     problems.push(format!("jobs.{name}.{field}: must not be negative (got {value})"));
+                }
+            }
+            if let Some(at_once) = job.chunks_at_once {
+                if name != BadgeAutoUnlock::DEFAULTS.name {
+                    problems.push(format!(
+                        "jobs.{name}.chunks_at_once: only {} grants in chunks",
+                        BadgeAutoUnlock::DEFAULTS.name
+                    ));
+                } else if at_once == 0 || at_once >= self.database.max_connections {
+                    problems.push(format!(
+                        "jobs.{name}.chunks_at_once: must be at least 1 and less than database.max_connections ({}): \
+                         each chunk holds a connection (got {at_once})",
+                        self.database.max_connections
+                    ));
                 }
             }
             if job.timeout.is_some_and(|t| t.0.is_zero()) {

@@ -30,7 +30,13 @@ pub struct JobEntry {
 pub const JOBS: &[JobEntry] = &[
     JobEntry {
         defaults: BadgeAutoUnlock::DEFAULTS,
-        build: |w| Ok(Arc::new(BadgeAutoUnlock { budget: w.budget(BadgeAutoUnlock::DEFAULTS) })),
+        build: |w| {
+            let settings = w.settings.jobs.get(BadgeAutoUnlock::DEFAULTS.name);
+            Ok(Arc::new(BadgeAutoUnlock {
+                budget: w.budget(BadgeAutoUnlock::DEFAULTS),
+                chunks_at_once: settings.and_then(|job| job.chunks_at_once).unwrap_or(1),
+            }))
+        },
     },
     JobEntry {
         defaults: ReferralTier2::DEFAULTS,

@@ -4,13 +4,17 @@
 //! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
 //! 2. computes each aggregate once for every live user, with the badges each user already owns, and evaluates
 //!    every badge against every user in the same statement, keeping only the unlocks not owned yet;
-//! 3. grants them in chunks of about 10,000 users, each chunk one transaction: badge rows, XP and credit grants
-//!    through the ledger, promotional VIP days, `total_unlocks` raised by the rows actually inserted, pushes.
+//! 3. grants them in chunks of about 10,000 users, each chunk one transaction, one chunk at a time or several at
+//!    once ([`Chunks`]): badge rows, XP and credit grants through the ledger, promotional VIP days, pushes, and
+//!    last `total_unlocks` raised by the rows actually inserted.
 //!
 //! The unique (user, badge) row and the idempotency keys make every step safe to repeat: a failed chunk leaves
 //! nothing behind, committed chunks are never paid again. Every run settles cascades (a badge's XP or credits
 //! reaching another badge): the users it paid are evaluated again, round after round, so the next sweep finds
 //! nothing.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::{Job, JobContext, JobDefaults, JobError, JobReport, MisfirePolicy, RunFuture, Trigger};
 use serde_json::json;
@@ -27,10 +31,19 @@ const EVENT_TOPIC: &str = BadgeAutoUnlock::DEFAULTS.name;
 const EVENT_BATCH: i64 = 50_000;
 
 /// The `badge-auto-unlock` job.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BadgeAutoUnlock {
     /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
+    /// Chunks granted at once, each in its own transaction on its own connection (`jobs.badge-auto-unlock.
+    /// chunks_at_once`; 1, the default, grants them one after another). A run with a budget grants one at a time.
+    pub chunks_at_once: u32,
+}
+
+impl Default for BadgeAutoUnlock {
+    fn default() -> Self {
+        Self { budget: Budget::default(), chunks_at_once: 1 }
+    }
 }
 
 impl BadgeAutoUnlock {
@@ -256,6 +269,8 @@ impl Job for BadgeAutoUnlock {
             } else {
                 None
             };
+            // Each pass's time covers finding its unlocks and paying them.
+            let mut pass_started = std::time::Instant::now();
             let candidates = if tests.is_empty() || changed == Some(0) {
                 0
             } else {
@@ -285,121 +300,54 @@ impl Job for BadgeAutoUnlock {
                 });
             }
 
-            let write = !ctx.args.silent;
-            let mut unlocked = serde_json::Map::new();
-            let (mut unlocks, mut grants, mut pushes, mut level_ups, mut vip, mut chunks) =
-                (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
-            // Chunks are ranges of user ids; the nil uuid sorts before every real id. A plain range condition (no
-            // "IS NULL OR") lets each chunk start where the last ended in the candidates' index.
-            let mut cursor = Uuid::nil();
+            let chunks = Chunks {
+                ctx,
+                budget: &self.budget,
+                write: !ctx.args.silent,
+                cascade: !cascade_tests.is_empty(),
+                cursor: tokio::sync::Mutex::new(Some(Uuid::nil())),
+                stop: AtomicBool::new(false),
+                totals: Mutex::new(Totals::default()),
+            };
+            // A budget is checked against what the run wrote before each chunk, so a run with one grants its
+            // chunks one at a time (docs/jobs/badge-auto-unlock.md).
+            let at_once = if self.budget.is_limited() { 1 } else { self.chunks_at_once.max(1) };
             let mut rounds = 0;
             // Per pass (the first, then each cascade round): users evaluated (None: everyone), unlocks, time.
             let mut passes: Vec<serde_json::Value> = Vec::new();
             let mut pass_subjects = changed.and_then(|users| u64::try_from(users).ok());
-            let (mut pass_started, mut pass_unlocks) = (std::time::Instant::now(), 0i64);
             loop {
-                ctx.check_cancelled()?;
-                let mut tx = ctx.begin().await?;
-                domain::scratch::prepare(&mut tx).await?;
-                // The chunk's last user, in uuid order from the candidates' index (no text conversion: `max` has no
-                // uuid version before PostgreSQL 16, and a text `max` compares by collation).
-                let boundary: Option<Uuid> = sqlx::query_scalar!(
-                    r#"SELECT customer_user_id AS "boundary!" FROM (
-                         SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
-                         WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk
-                       ORDER BY customer_user_id DESC LIMIT 1"#,
-                    cursor,
-                    CHUNK,
-                    run,
-                )
-                .fetch_optional(db::unnamed(&mut tx))
-                .await?;
-                let Some(boundary) = boundary else {
-                    tx.commit().await?;
-                    // Cascades (a badge's XP or credits reaching another badge) settle in this run, so the next run
-                    // finds nothing: the users who just unlocked something are evaluated again, and only they.
-                    passes.push(json!({
-                        "users": pass_subjects,
-                        "unlocks": pass_unlocks,
-                        "ms": u64::try_from(pass_started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    }));
-                    let subjects = if rounds < MAX_CASCADE_ROUNDS && !cascade_tests.is_empty() {
-                        next_round(&ctx.pool, run).await?
-                    } else {
-                        0
-                    };
-                    if subjects > 0 {
-                        rounds += 1;
-                        (pass_started, pass_unlocks) = (std::time::Instant::now(), 0);
-                        // A user's statistics read alone cost several times their share of a grouped pass over
-                        // everyone: a round with many subjects (after a first sweep, nearly every user) is a pass
-                        // over everyone, which finds the same unlocks.
-                        let live = users_estimate(&ctx.pool).await?;
-                        scope = if subjects.saturating_mul(EVERYONE_ABOVE) > u64::try_from(live).unwrap_or(0) {
-                            pass_subjects = None;
-                            Scope::Everyone
-                        } else {
-                            pass_subjects = Some(subjects);
-                            Scope::Changed
-                        };
-                        fill_candidates(ctx, &candidates_sql(&cascade_kinds, &cascade_tests, scope)).await?;
-                        cursor = Uuid::nil();
-                        continue;
-                    }
+                let pass_unlocks = chunks.grant_all(at_once).await?;
+                passes.push(json!({
+                    "users": pass_subjects,
+                    "unlocks": pass_unlocks,
+                    "ms": u64::try_from(pass_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                }));
+                // Cascades (a badge's XP or credits reaching another badge) settle in this run, so the next run
+                // finds nothing: the users who just unlocked something are evaluated again, and only they.
+                let subjects =
+                    if rounds < MAX_CASCADE_ROUNDS && chunks.cascade { next_round(&ctx.pool, run).await? } else { 0 };
+                if subjects == 0 {
                     break;
+                }
+                rounds += 1;
+                pass_started = std::time::Instant::now();
+                // A user's statistics read alone cost several times their share of a grouped pass over everyone: a
+                // round with many subjects (after a first sweep, nearly every user) is a pass over everyone, which
+                // finds the same unlocks.
+                let live = users_estimate(&ctx.pool).await?;
+                scope = if subjects.saturating_mul(EVERYONE_ABOVE) > u64::try_from(live).unwrap_or(0) {
+                    pass_subjects = None;
+                    Scope::Everyone
+                } else {
+                    pass_subjects = Some(subjects);
+                    Scope::Changed
                 };
-                sqlx::query!(
-                    r#"WITH inserted AS (
-                         INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
-                         SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3,
-                                '{"source": "badge-auto-unlock"}'
-                         FROM hattrick_run_badge_candidates c
-                         WHERE c.run_id = $4 AND c.customer_user_id > $1 AND c.customer_user_id <= $2
-                         ON CONFLICT (customer_user_id, badge_id) DO NOTHING
-                         RETURNING customer_user_id, badge_id)
-                     INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted"#,
-                    cursor,
-                    boundary,
-                    ctx.now,
-                    run,
-                )
-                .execute(db::unnamed(&mut tx))
-                .await?;
-                let paid = unlocks::pay_unlocks(&mut tx, ctx.now, write, &self.budget, grants, pushes).await?;
-                pushes += paid.pushes;
-                // The users paid XP or credits, the only rewards another condition reads (a silent run pays them
-                // too, without the pushes); none when no active badge has a condition they can meet.
-                if !cascade_tests.is_empty() {
-                    sqlx::query!(
-                        "INSERT INTO hattrick_run_cascade (run_id, subject)
-                     SELECT DISTINCT $1::uuid, u.customer_user_id
-                     FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id
-                     WHERE coalesce(b.reward_xp, 0) > 0 OR coalesce(b.reward_credits, 0) > 0
-                     ON CONFLICT DO NOTHING",
-                        run,
-                    )
-                    .execute(db::unnamed(&mut tx))
-                    .await?;
-                }
-                let counts = sqlx::query!(
-                    r#"SELECT b.slug, count(*) AS "unlocks!"
-                       FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug"#,
-                )
-                .fetch_all(db::unnamed(&mut tx))
-                .await?;
-                tx.commit().await?;
-                for (slug, count) in counts.into_iter().map(|row| (row.slug, row.unlocks)) {
-                    unlocks += count;
-                    pass_unlocks += count;
-                    let entry = unlocked.entry(slug).or_insert(json!(0));
-                    *entry = json!(entry.as_i64().unwrap_or(0) + count);
-                }
-                grants += paid.applied.credit_rows + paid.applied.xp_rows;
-                level_ups += paid.applied.level_ups;
-                vip += paid.vip_extensions;
-                chunks += 1;
-                cursor = boundary;
+                fill_candidates(ctx, &candidates_sql(&cascade_kinds, &cascade_tests, scope)).await?;
+                *chunks.cursor.lock().await = Some(Uuid::nil());
             }
+            let Totals { unlocked, unlocks, grants, pushes, level_ups, vip, chunks } =
+                chunks.totals.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             clear(&ctx.pool, run).await?;
             let users_evaluated = match changed {
                 Some(users) => {
@@ -428,6 +376,164 @@ impl Job for BadgeAutoUnlock {
                 }),
             })
         })
+    }
+}
+
+/// What the chunks of a run wrote, summed over its passes.
+#[derive(Debug, Default)]
+struct Totals {
+    /// Unlocks per badge slug.
+    unlocked: serde_json::Map<String, serde_json::Value>,
+    unlocks: i64,
+    grants: i64,
+    pushes: i64,
+    level_ups: i64,
+    vip: i64,
+    chunks: i64,
+}
+
+/// Grants the run's candidates (`hattrick_run_badge_candidates`) in chunks of about [`CHUNK`] users, each chunk
+/// one transaction, one or several at once.
+///
+/// Chunks are disjoint ranges of user ids, so two chunks never touch the same user's rows (badges, ledgers,
+/// balances, subscriptions, pushes); the only rows they share are the badges' `total_unlocks` counters, which
+/// [`unlocks::pay_unlocks`] raises last in a chunk, locking them in id order, so chunks granted at once wait
+/// for each other only at their ends and never deadlock.
+struct Chunks<'a> {
+    ctx: &'a JobContext,
+    budget: &'a Budget,
+    /// False for a silent back-fill: rewards without pushes.
+    write: bool,
+    /// Whether some active badge reads what a badge pays (levels, credits earned): the users paid are then
+    /// recorded as the next round's subjects.
+    cascade: bool,
+    /// The last user of the last chunk handed out (the nil uuid sorts before every real id); None once the
+    /// candidates are exhausted.
+    cursor: tokio::sync::Mutex<Option<Uuid>>,
+    /// Set when a chunk fails: the others finish the chunk they hold and take no new one.
+    stop: AtomicBool,
+    totals: Mutex<Totals>,
+}
+
+impl Chunks<'_> {
+    /// Grants every candidate, `at_once` chunks at a time; returns the unlocks. On a failure the chunks already
+    /// under way commit, no other starts, and the first error is returned.
+    async fn grant_all(&self, at_once: u32) -> Result<i64, JobError> {
+        self.stop.store(false, Ordering::Relaxed);
+        let results = futures_util::future::join_all((0..at_once).map(|_| async {
+            let mut unlocks = 0;
+            while let Some((from, to)) = self.next().await? {
+                match self.grant(from, to).await {
+                    Ok(granted) => unlocks += granted,
+                    Err(error) => {
+                        self.stop.store(true, Ordering::Relaxed);
+                        return Err(error);
+                    }
+                }
+            }
+            Ok(unlocks)
+        }))
+        .await;
+        results.into_iter().sum()
+    }
+
+    /// The next chunk, as the range (after, up to and including] of user ids; None when there is none or the
+    /// pass is stopping.
+    async fn next(&self) -> Result<Option<(Uuid, Uuid)>, JobError> {
+        self.ctx.check_cancelled()?;
+        let mut cursor = self.cursor.lock().await;
+        let Some(after) = *cursor else { return Ok(None) };
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        // The chunk's last user, in uuid order from the candidates' index (no text conversion: `max` has no uuid
+        // version before PostgreSQL 16, and a text `max` compares by collation). A plain range condition (no
+        // "IS NULL OR") lets each chunk start where the last ended in the index.
+        let boundary: Option<Uuid> = sqlx::query_scalar!(
+            r#"SELECT customer_user_id AS "boundary!" FROM (
+                 SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
+                 WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk
+               ORDER BY customer_user_id DESC LIMIT 1"#,
+            after,
+            CHUNK,
+            self.ctx.run_id,
+        )
+        .fetch_optional(&self.ctx.pool)
+        .await?;
+        *cursor = boundary;
+        Ok(boundary.map(|to| (after, to)))
+    }
+
+    /// Grants the candidates of the users in (`from`, `to`] in one transaction; returns the unlocks.
+    async fn grant(&self, from: Uuid, to: Uuid) -> Result<i64, JobError> {
+        let ctx = self.ctx;
+        let mut tx = ctx.begin().await?;
+        // The badge rows go in in (user, badge) order, the order of the candidates' index: another run granting
+        // the same users at the same time (its chunks may be cut elsewhere) meets this one's rows in the same
+        // order, so one waits for the other and they never deadlock.
+        domain::scratch::prepare(&mut tx).await?;
+        sqlx::query!(
+            r#"WITH inserted AS (
+                 INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
+                 SELECT hattrick_uuid7(), c.customer_user_id, c.badge_id, $3, '{"source": "badge-auto-unlock"}'
+                 FROM hattrick_run_badge_candidates c
+                 WHERE c.run_id = $4 AND c.customer_user_id > $1 AND c.customer_user_id <= $2
+                 ORDER BY c.customer_user_id, c.badge_id
+                 ON CONFLICT (customer_user_id, badge_id) DO NOTHING
+                 RETURNING customer_user_id, badge_id)
+             INSERT INTO hattrick_unlocks SELECT customer_user_id, badge_id FROM inserted"#,
+            from,
+            to,
+            ctx.now,
+            ctx.run_id,
+        )
+        .execute(db::unnamed(&mut tx))
+        .await?;
+        let (grants_so_far, pushes_so_far) = {
+            let totals = self.totals();
+            (totals.grants, totals.pushes)
+        };
+        let paid =
+            unlocks::pay_unlocks(&mut tx, ctx.now, self.write, self.budget, grants_so_far, pushes_so_far).await?;
+        // The users paid XP or credits, the only rewards another condition reads (a silent run pays them too,
+        // without the pushes).
+        if self.cascade {
+            sqlx::query!(
+                "INSERT INTO hattrick_run_cascade (run_id, subject)
+                 SELECT DISTINCT $1::uuid, u.customer_user_id
+                 FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id
+                 WHERE coalesce(b.reward_xp, 0) > 0 OR coalesce(b.reward_credits, 0) > 0
+                 ON CONFLICT DO NOTHING",
+                ctx.run_id,
+            )
+            .execute(db::unnamed(&mut tx))
+            .await?;
+        }
+        let counts = sqlx::query!(
+            r#"SELECT b.slug, count(*) AS "unlocks!"
+               FROM hattrick_unlocks u JOIN badges b ON b.id = u.badge_id GROUP BY b.slug"#,
+        )
+        .fetch_all(db::unnamed(&mut tx))
+        .await?;
+        tx.commit().await?;
+        let mut totals = self.totals();
+        let mut unlocks = 0;
+        for row in counts {
+            unlocks += row.unlocks;
+            let entry = totals.unlocked.entry(row.slug).or_insert(json!(0));
+            *entry = json!(entry.as_i64().unwrap_or(0) + row.unlocks);
+        }
+        totals.unlocks += unlocks;
+        totals.grants += paid.applied.credit_rows + paid.applied.xp_rows;
+        totals.pushes += paid.pushes;
+        totals.level_ups += paid.applied.level_ups;
+        totals.vip += paid.vip_extensions;
+        totals.chunks += 1;
+        Ok(unlocks)
+    }
+
+    fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -77,6 +77,19 @@ fn negative_amounts_are_named() {
 }
 
 #[test]
+fn chunks_at_once_is_named_where_it_cannot_apply() {
+    let message = rejected("[jobs.referral-tier2]\nchunks_at_once = 2\n", &[]);
+    assert!(
+        message.contains("jobs.referral-tier2.chunks_at_once: only badge-auto-unlock grants in chunks"),
+        "{message}"
+    );
+    let message = rejected("[jobs.badge-auto-unlock]\nchunks_at_once = 0\n", &[]);
+    assert!(message.contains("jobs.badge-auto-unlock.chunks_at_once: must be at least 1"), "{message}");
+    let message = rejected("[database]\nmax_connections = 4\n[jobs.badge-auto-unlock]\nchunks_at_once = 4\n", &[]);
+    assert!(message.contains("less than database.max_connections (4)") && message.contains("(got 4)"), "{message}");
+}
+
+#[test]
 fn a_bad_duration_and_a_misspelt_key_are_named() {
     let message = rejected("[engine]\nlease = \"sixty seconds\"\n", &[]);
     assert!(message.contains("engine.lease") && message.contains("invalid duration"), "{message}");

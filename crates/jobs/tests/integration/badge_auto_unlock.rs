@@ -353,7 +353,73 @@ async fn seventy_thousand_eligible_users_unlock_in_one_run() {
 }
 
 #[tokio::test]
+async fn two_sweeps_at_once_pay_every_unlock_once_without_deadlocking() {
+    two_sweeps_at_once_pay_every_unlock_once(1).await;
+}
+
+#[tokio::test]
+async fn chunks_granted_at_once_pay_every_unlock_once_and_settle_cascades_even_in_two_runs_at_once() {
+    two_sweeps_at_once_pay_every_unlock_once(3).await;
+}
+
+/// Two sweeps over 25,000 users at the same time, each granting `chunks_at_once` chunks at once: both insert the
+/// same badge rows and raise the same counters, and without one order for each they deadlock (as they did, in
+/// about one run in three, before the badge rows went in in (user, badge) order).
+async fn two_sweeps_at_once_pay_every_unlock_once(chunks_at_once: u32) {
+    let db = TestDb::new().await;
+    // Everyone unlocks three badges at once, and 600 XP levels them up to silver, which unlocks a fourth: every
+    // chunk raises the same counters, so chunks under way at once meet on them.
+    badge(&db, "welcome", json!({"type": "xp_level", "level": "bronze"}), 600, 5, 0).await;
+    badge(&db, "hello", json!({"type": "xp_level", "level": "bronze"}), 0, 3, 0).await;
+    badge(&db, "hi", json!({"type": "xp_level", "level": "bronze"}), 0, 0, 0).await;
+    badge(&db, "silver", json!({"type": "xp_level", "level": "silver"}), 0, 10, 0).await;
+    exec(&db, "INSERT INTO customer_users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 25000) g")
+        .await;
+    let job = BadgeAutoUnlock { chunks_at_once, ..BadgeAutoUnlock::default() };
+    let (first, second) = (context(&db, RunArgs::default()), context(&db, RunArgs::default()));
+    let (a, b) = tokio::join!(job.run(&first), job.run(&second));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.items + b.items, 100_000, "{a:?} {b:?}");
+    let again = job.run(&context(&db, RunArgs::default())).await.unwrap();
+    assert_eq!(again.items, 0, "{again:?}");
+    let counters: Vec<(String, i32, i64)> = db::query_as(
+        "SELECT b.slug, b.total_unlocks, (SELECT count(*) FROM customer_badges c WHERE c.badge_id = b.id)
+         FROM badges b ORDER BY b.slug",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    for (slug, total, rows) in counters {
+        assert_eq!((i64::from(total), rows), (25_000, 25_000), "{slug}");
+    }
+    // 5 + 3 credits, the silver level-up's 25 and silver's 10 for every user, each paid once.
+    let (credit_rows, credits, pushes): (i64, i64, i64) = db::query_as(
+        "SELECT (SELECT count(*) FROM customer_credit_transactions), (SELECT sum(balance) FROM customer_credits),
+                (SELECT count(*) FROM push_outbox)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!((credit_rows, credits), (100_000, 25_000 * (5 + 3 + 25 + 10)));
+    assert_eq!(pushes, 125_000, "four unlock pushes and one level-up push per user");
+    assert_ledger_invariants(db.pool()).await;
+}
+
+#[tokio::test]
 async fn a_failure_in_one_chunk_leaves_no_partial_grant_and_committed_chunks_are_not_paid_again() {
+    a_failed_chunk_leaves_nothing_and_is_paid_by_the_next_sweep(1).await;
+}
+
+#[tokio::test]
+async fn with_chunks_at_once_a_failed_chunk_lets_the_others_under_way_commit_and_starts_no_new_one() {
+    a_failed_chunk_leaves_nothing_and_is_paid_by_the_next_sweep(2).await;
+}
+
+/// Three chunks of 25,000 users, the last of which fails: with one chunk at a time the first two commit before
+/// it; with two at once the last is taken when one of the first two is done, and the other one under way
+/// commits too.
+async fn a_failed_chunk_leaves_nothing_and_is_paid_by_the_next_sweep(chunks_at_once: u32) {
+    let job = BadgeAutoUnlock { chunks_at_once, ..BadgeAutoUnlock::default() };
     let db = TestDb::new().await;
     let id = badge(&db, "everyone", json!({"type":"xp_level","level":"bronze"}), 100, 10, 0).await;
     exec(&db, "INSERT INTO customer_users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 25000) g")
@@ -372,7 +438,7 @@ async fn a_failure_in_one_chunk_leaves_no_partial_grant_and_committed_chunks_are
          CREATE TRIGGER sabotage BEFORE INSERT ON customer_badges FOR EACH ROW EXECUTE FUNCTION sabotage();",
     )
     .await;
-    let error = BadgeAutoUnlock::default().run(&context(&db, RunArgs::default())).await.unwrap_err();
+    let error = job.run(&context(&db, RunArgs::default())).await.unwrap_err();
     assert!(error.to_string().contains("injected failure"), "{error}");
     let (badges, xp_rows, credit_rows, total): (i64, i64, i64, i32) = db::query_as(
         "SELECT (SELECT count(*) FROM customer_badges), (SELECT count(*) FROM customer_xp_transactions),
@@ -386,7 +452,7 @@ async fn a_failure_in_one_chunk_leaves_no_partial_grant_and_committed_chunks_are
     assert_ledger_invariants(db.pool()).await;
 
     exec(&db, "DROP TRIGGER sabotage ON customer_badges").await;
-    let report = sweep(&db).await;
+    let report = job.run(&context(&db, RunArgs::default())).await.unwrap();
     assert_eq!(report.items, 5_000, "only the failed chunk's users");
     let (badges, xp_rows, total): (i64, i64, i32) = db::query_as(
         "SELECT (SELECT count(*) FROM customer_badges), (SELECT count(*) FROM customer_xp_transactions),
@@ -409,7 +475,8 @@ async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     let dry =
         BadgeAutoUnlock::default().run(&context(&db, RunArgs { dry_run: true, ..RunArgs::default() })).await.unwrap();
     assert_eq!(dry.details["would_unlock"]["everyone"], 50);
-    let limited = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(10) } };
+    // A budget grants one chunk at a time, whatever chunks_at_once says.
+    let limited = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(10) }, chunks_at_once: 4 };
     let error = limited.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("more than max_pushes = 10"), "{error}");
     let written: i64 = db::query_scalar(
