@@ -7,7 +7,8 @@
 -- Left out, as a floor should: idempotency checks, the balance locks in user order, running balances
 -- (`balance_before/after` are 0), the catalogue's texts in each user's language, budgets and the run's
 -- bookkeeping. The unlocks are given, so the statistics that find them are not part of this floor either
--- (bench/badge-floor.sql measures those). Run as `psql -f` on a database holding `floor_unlocks`.
+-- (bench/badge-floor.sql measures those). Run as `psql -f` on a database holding `floor_unlocks`: it defines
+-- `floor_chunk(n)` and the chunks, and bench/sweep-floor.sh calls them.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 CREATE INDEX ON floor_unlocks (customer_user_id);
@@ -27,8 +28,6 @@ BEGIN
     WHERE c.chunk = n;
     INSERT INTO customer_badges (id, customer_user_id, badge_id, unlocked_at, metadata)
     SELECT hattrick_uuid7(), customer_user_id, badge_id, now(), '{"source": "floor"}' FROM chunk_unlocks;
-    UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = now()
-    FROM (SELECT badge_id, count(*) AS count FROM chunk_unlocks GROUP BY badge_id) n WHERE b.id = n.badge_id;
     -- XP: ledger rows, balances and levels; every level crossed becomes a credit grant and a push.
     INSERT INTO customer_xp_transactions (id, customer_user_id, xp_amount, transaction_type, description,
         reference_id, reference_type, metadata, idempotency_key, created_at)
@@ -86,7 +85,10 @@ BEGIN
     SELECT customer_user_id, 'reward', 'level-up:' || customer_user_id || ':' || level, 'Seviye atladın', level,
            NULL, 'goalgpt://profile', jsonb_build_object('type', 'level_up', 'level', level), now(), now()
     FROM chunk_level_ups;
+    -- The counters last, locked in id order, as hattrick raises them: chunks run at once share only these rows.
+    PERFORM 1 FROM badges WHERE id IN (SELECT badge_id FROM chunk_unlocks) ORDER BY id FOR NO KEY UPDATE;
+    UPDATE badges b SET total_unlocks = coalesce(b.total_unlocks, 0) + n.count, updated_at = now()
+    FROM (SELECT badge_id, count(*) AS count FROM chunk_unlocks GROUP BY badge_id) n WHERE b.id = n.badge_id;
 END $$;
 
-\timing on
-SELECT format('CALL floor_chunk(%s)', n) FROM generate_series(0, (SELECT max(chunk) FROM floor_chunks)) n \gexec
+-- The chunks are then called by bench/sweep-floor.sh, one session after another or AT_ONCE sessions at once.

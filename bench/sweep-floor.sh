@@ -7,7 +7,11 @@
 # Prints each side's time, WAL (pg_stat_wal) and rows written, the time per unlock and the ratio. When
 # pg_stat_statements is loaded (shared_preload_libraries; BENCHMARKS.md says how), also the sweep's statements
 # by total time.
-# Usage: bench/sweep-floor.sh [USERS]   (needs a release build or HATTRICK_BIN, PostgreSQL on 127.0.0.1:5432)
+# AT_ONCE=N grants N chunks at once on both sides: the sweep with jobs.badge-auto-unlock.chunks_at_once = N, the
+# floor with N sessions calling its chunks (session k the chunks k, k+N, ...); the floor's time is then the wall
+# time of the sessions together.
+# Usage: [AT_ONCE=N] bench/sweep-floor.sh [USERS]   (needs a release build or HATTRICK_BIN, PostgreSQL on
+# 127.0.0.1:5432)
 # The template (sweep_floor_tpl_USERS) is kept for further runs; drop it by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,9 @@ users=${1:-100000}
 bin=${HATTRICK_BIN:-target/release/hattrick}
 server=postgres://postgres@127.0.0.1:5432
 template=sweep_floor_tpl_$users
+at_once=${AT_ONCE:-1}
 export HATTRICK_JOBS__BADGE_AUTO_UNLOCK__TIMEOUT=4h HATTRICK_EVENTS__ENABLED=false
+export HATTRICK_JOBS__BADGE_AUTO_UNLOCK__CHUNKS_AT_ONCE=$at_once
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -53,7 +59,7 @@ rows() { # database: the rows a sweep writes
         UNION ALL SELECT 'vip', count(*) FROM customer_subscriptions WHERE created_at >= '$2'" | paste -sd ' '
 }
 
-echo "== (1) hattrick's first sweep, $users users"
+echo "== (1) hattrick's first sweep, $users users, $at_once chunk(s) at once"
 fresh sweep_floor_run
 start=$(psql -tA "$server/sweep_floor_run" -c "SELECT now()")
 reset sweep_floor_run
@@ -79,8 +85,19 @@ start=$(psql -tA "$server/sweep_floor_floor" -c "SELECT now()")
 reset sweep_floor_floor
 # The procedure's statements are counted one by one (pg_stat_statements.track = all); the session is named as
 # hattrick's are, so the change-capture triggers skip its writes as they skip hattrick's.
-writes=$(PGAPPNAME=hattrick-floor PGOPTIONS="-c pg_stat_statements.track=all" psql "$server/sweep_floor_floor" -f bench/badge-sweep-floor.sql | awk '/^Time:/ { t += $2 } END { print t / 1000 }')
-echo "   the writes: $writes s, $(wal sweep_floor_floor)"
+psql "$server/sweep_floor_floor" -f bench/badge-sweep-floor.sql
+last=$(psql -tA "$server/sweep_floor_floor" -c "SELECT max(chunk) FROM floor_chunks")
+began=$(date +%s.%N)
+sessions=()
+for ((k = 0; k < at_once; k++)); do
+    echo "SELECT format('CALL floor_chunk(%s)', n) FROM generate_series($k, $last, $at_once) n \\gexec" |
+        PGAPPNAME=hattrick-floor PGOPTIONS="-c pg_stat_statements.track=all -c client_min_messages=warning" \
+        psql "$server/sweep_floor_floor" &
+    sessions+=($!)
+done
+for session in "${sessions[@]}"; do wait "$session"; done
+writes=$(awk -v a="$began" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+echo "   the writes ($at_once session(s) at once): $writes s, $(wal sweep_floor_floor)"
 echo "   rows: $(rows sweep_floor_floor "$start")"
 top sweep_floor_floor
 psql "$server/postgres" -c "DROP DATABASE sweep_floor_floor WITH (FORCE)"
