@@ -305,7 +305,7 @@ impl Job for BadgeAutoUnlock {
                 budget: &self.budget,
                 write: !ctx.args.silent,
                 cascade: !cascade_tests.is_empty(),
-                cursor: tokio::sync::Mutex::new(Some(Uuid::nil())),
+                cursor: tokio::sync::Mutex::new(None),
                 stop: AtomicBool::new(false),
                 totals: Mutex::new(Totals::default()),
             };
@@ -344,7 +344,6 @@ impl Job for BadgeAutoUnlock {
                     Scope::Changed
                 };
                 fill_candidates(ctx, &candidates_sql(&cascade_kinds, &cascade_tests, scope)).await?;
-                *chunks.cursor.lock().await = Some(Uuid::nil());
             }
             let Totals { unlocked, unlocks, grants, pushes, level_ups, vip, chunks } =
                 chunks.totals.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -407,8 +406,8 @@ struct Chunks<'a> {
     /// Whether some active badge reads what a badge pays (levels, credits earned): the users paid are then
     /// recorded as the next round's subjects.
     cascade: bool,
-    /// The last user of the last chunk handed out (the nil uuid sorts before every real id); None once the
-    /// candidates are exhausted.
+    /// The last user of the last chunk handed out (the nil uuid, which sorts before every real id, when a pass
+    /// starts); None once the candidates are exhausted.
     cursor: tokio::sync::Mutex<Option<Uuid>>,
     /// Set when a chunk fails: the others finish the chunk they hold and take no new one.
     stop: AtomicBool,
@@ -419,22 +418,26 @@ impl Chunks<'_> {
     /// Grants every candidate, `at_once` chunks at a time; returns the unlocks. On a failure the chunks already
     /// under way commit, no other starts, and the first error is returned.
     async fn grant_all(&self, at_once: u32) -> Result<i64, JobError> {
+        *self.cursor.lock().await = Some(Uuid::nil());
         self.stop.store(false, Ordering::Relaxed);
         let results = futures_util::future::join_all((0..at_once).map(|_| async {
-            let mut unlocks = 0;
-            while let Some((from, to)) = self.next().await? {
-                match self.grant(from, to).await {
-                    Ok(granted) => unlocks += granted,
-                    Err(error) => {
-                        self.stop.store(true, Ordering::Relaxed);
-                        return Err(error);
-                    }
-                }
+            let granted = self.grant_until_done().await;
+            if granted.is_err() {
+                self.stop.store(true, Ordering::Relaxed);
             }
-            Ok(unlocks)
+            granted
         }))
         .await;
         results.into_iter().sum()
+    }
+
+    /// Takes chunks and grants them until none is left or the pass stops; returns the unlocks.
+    async fn grant_until_done(&self) -> Result<i64, JobError> {
+        let mut unlocks = 0;
+        while let Some((from, to)) = self.next().await? {
+            unlocks += self.grant(from, to).await?;
+        }
+        Ok(unlocks)
     }
 
     /// The next chunk, as the range (after, up to and including] of user ids; None when there is none or the
