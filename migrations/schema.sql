@@ -441,6 +441,9 @@ CREATE TABLE hattrick_campaign_assignments (
         FOREIGN KEY (customer_user_id) REFERENCES customer_users (id) ON DELETE CASCADE,
     CONSTRAINT hattrick_campaign_assignments_variant_check CHECK (variant BETWEEN 0 AND 5)
 );
+-- The user foreign key's own index (the primary key leads with the campaign): a deleted user's assignments are
+-- found by key, not by a scan of every experiment's audience.
+CREATE INDEX hattrick_campaign_assignments_user_idx ON hattrick_campaign_assignments (customer_user_id);
 
 -- A user's choice per push category (docs/push.md "Preferences"): no row means on. The app writes it through
 -- hattrick_set_push_preference(); `is_push_allowed_mobile` stays the switch for every push.
@@ -503,6 +506,8 @@ CREATE TABLE push_outbox (
         CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'no_tokens', 'opted_out', 'cancelled'))
 );
 CREATE INDEX push_outbox_due_idx ON push_outbox (not_before) WHERE status = 'pending';
+-- The foreign key's own index: without it, every user the app deletes scans the whole outbox to cascade.
+CREATE INDEX push_outbox_user_idx ON push_outbox (customer_user_id);
 CREATE INDEX push_outbox_campaign_idx ON push_outbox (campaign_id) WHERE campaign_id IS NOT NULL;
 -- Claimed rows whose lease may have run out (a dispatcher died holding them).
 CREATE INDEX push_outbox_sending_idx ON push_outbox (not_before) WHERE status = 'sending';

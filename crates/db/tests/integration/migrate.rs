@@ -271,3 +271,39 @@ async fn keys_unique_across_users_become_unique_per_user_without_losing_one() {
     .unwrap_err();
     assert!(duplicate.to_string().contains("customer_xp_transactions_user_key_idx"), "{duplicate}");
 }
+
+/// Every foreign key of a table hattrick adds has an index that leads with its columns, so the app's deletes of
+/// the rows it points at (a user, a campaign) find the referencing rows by key instead of scanning the table: a
+/// hard-deleted user cascaded through a scan of every push ever queued before this held. The app's own tables
+/// keep the indexes the app gave them.
+#[tokio::test]
+async fn every_foreign_key_of_hattrick_tables_has_an_index_to_cascade_through() {
+    let db = TestDb::empty().await;
+    migrate(db.url()).await;
+    let unindexed: Vec<String> = db::query_scalar(
+        "SELECT c.conrelid::regclass::text || '.' || c.conname
+         FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+           AND (c.conrelid::regclass::text = 'push_outbox' OR c.conrelid::regclass::text LIKE 'hattrick\\_%')
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_index i
+               WHERE i.indrelid = c.conrelid
+                 AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey
+                 -- A partial index serves the key's lookups only when every non-null key is in it.
+                 AND (i.indpred IS NULL
+                      OR pg_get_expr(i.indpred, i.indrelid) = format('(%I IS NOT NULL)',
+                             (SELECT attname FROM pg_attribute WHERE attrelid = c.conrelid AND attnum = c.conkey[1]))))
+         ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert!(unindexed.is_empty(), "foreign keys without an index: {unindexed:?}");
+    // The check sees what it should: push_outbox's campaign key is served by its partial index.
+    let fks = count(
+        db.pool(),
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'push_outbox'::regclass",
+    )
+    .await;
+    assert_eq!(fks, 2);
+}
