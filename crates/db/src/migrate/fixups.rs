@@ -19,18 +19,54 @@ pub const USER_SCOPED_LEDGERS: &[&str] = &["customer_xp_transactions", "customer
 
 /// Whether `table` has a valid unique index on exactly `(customer_user_id, idempotency_key)`, whatever its name.
 pub async fn user_key_index_ready(pool: &crate::Pool, table: &str) -> Result<bool> {
+    index_ready(pool, table, &["customer_user_id", "idempotency_key"], true).await
+}
+
+/// Whether `table` has a valid, whole-table (not partial) index on exactly `columns`, unique if `unique`, whatever
+/// its name.
+async fn index_ready(pool: &crate::Pool, table: &str, columns: &[&str], unique: bool) -> Result<bool> {
     Ok(crate::query_scalar(
         "SELECT EXISTS (
              SELECT 1 FROM pg_index i
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+             WHERE i.indrelid = to_regclass($1) AND (i.indisunique OR NOT $3) AND i.indisvalid AND i.indpred IS NULL
                AND i.indexprs IS NULL
                AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)
-                   = ARRAY['customer_user_id', 'idempotency_key'])",
+                   = $2::text[])",
     )
     .bind(table)
+    .bind(columns)
+    .bind(unique)
     .fetch_one(pool)
     .await?)
+}
+
+/// An index hattrick once created on one of its own tables and no longer wants, with the columns of the index in
+/// `schema.sql` that took over its work.
+pub struct RetiredIndex {
+    /// The table.
+    pub table: &'static str,
+    /// The retired index's name.
+    pub name: &'static str,
+    /// The columns of its replacement, a plain index.
+    pub replacement: &'static [&'static str],
+}
+
+/// Indexes dropped once their replacement is built: each one still costs every write of its table.
+pub const RETIRED_INDEXES: &[RetiredIndex] = &[
+    // Partial to the capped rows; push_outbox_user_sent_idx serves the daily cap and the user foreign key.
+    RetiredIndex {
+        table: "push_outbox",
+        name: "push_outbox_capped_sent_idx",
+        replacement: &["customer_user_id", "sent_at"],
+    },
+    // The user foreign key's index for a few commits, before push_outbox_user_sent_idx took over its work.
+    RetiredIndex { table: "push_outbox", name: "push_outbox_user_idx", replacement: &["customer_user_id", "sent_at"] },
+];
+
+/// Whether the index that replaces `retired` is built, so that `retired` may go.
+pub async fn replacement_ready(pool: &crate::Pool, retired: &RetiredIndex) -> Result<bool> {
+    index_ready(pool, retired.table, retired.replacement, false).await
 }
 
 /// The app's tables hattrick inserts rows into without naming their `id` (the app's own code generates ids):
@@ -89,6 +125,12 @@ pub enum Fixup {
         /// Whether `old` is a constraint (dropped with `ALTER TABLE`) or a bare index (`DROP INDEX CONCURRENTLY`).
         constraint: bool,
     },
+    /// An index of [`RETIRED_INDEXES`] still present: dropped (`DROP INDEX CONCURRENTLY`) once its replacement
+    /// is built.
+    RetireIndex {
+        /// Its place in [`RETIRED_INDEXES`].
+        retired: usize,
+    },
     /// Copy PostgreSQL's time zone names into `hattrick_time_zones`.
     TimeZoneNames {
         /// Names not copied yet.
@@ -118,6 +160,10 @@ impl fmt::Display for Fixup {
                 "scope {table}'s idempotency keys to users: drop {old} (unique across users) once the per-user index \
                  is built"
             ),
+            Fixup::RetireIndex { retired } => {
+                let RetiredIndex { table, name, replacement } = &RETIRED_INDEXES[*retired];
+                write!(f, "drop {table}'s index {name} once the index on ({}) is built", replacement.join(", "))
+            }
             Fixup::TimeZoneNames { missing } => write!(f, "record {missing} time zone name(s) in hattrick_time_zones"),
             Fixup::IdDefault { table } => write!(
                 f,
@@ -208,6 +254,12 @@ pub async fn detect(conn: &mut PgConnection, live: &Catalog, first_adoption: boo
                     constraint: index.constraint.is_some(),
                 });
             }
+        }
+    }
+
+    for (retired, index) in RETIRED_INDEXES.iter().enumerate() {
+        if live.tables.get(index.table).is_some_and(|t| t.indexes.iter().any(|i| i.name == index.name)) {
+            fixups.push(Fixup::RetireIndex { retired });
         }
     }
 
@@ -325,10 +377,10 @@ pub async fn apply(pool: &crate::Pool, fixup: &Fixup) -> Result<()> {
             .await?;
             tx.commit().await?;
         }
-        Fixup::UserScopedKeys { .. } => {
-            return Err(crate::Error::Migration(
-                "user-scoped keys are applied by the migrator (it retries its DDL under lock_timeout)".to_owned(),
-            ));
+        Fixup::UserScopedKeys { .. } | Fixup::RetireIndex { .. } => {
+            return Err(crate::Error::Migration(format!(
+                "{fixup}: applied by the migrator (it runs DDL under lock_timeout and retries)"
+            )));
         }
         Fixup::TimeZoneNames { .. } => {
             crate::query(

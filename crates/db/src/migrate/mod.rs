@@ -7,13 +7,15 @@
 //! created by another program and may be in any of several shapes (docs/schema.md, "Operating on a live database").
 //!
 //! Rules that keep a live database safe (docs/schema.md):
-//! - nothing is dropped or retyped except a check constraint we replace on the same column;
+//! - nothing is retyped, and nothing is dropped except a check constraint we replace on the same column, a
+//!   ledger's old key unique across users once the per-user index exists, and an index of hattrick's own tables it
+//!   retired once its replacement is built (`fixups::RETIRED_INDEXES`);
 //! - a column added to an existing table is nullable unless it has a default;
 //! - checks and foreign keys are added `NOT VALID` and validated only when no row violates them; violations are
 //!   reported, not fatal;
 //! - indexes on existing tables are built `CONCURRENTLY`, and an equivalent index of another name is reused;
 //! - every DDL statement runs under `lock_timeout` and is retried when it times out;
-//! - one migrator at a time, by a session advisory lock.
+//! - one migrator at a time, by a transaction-scoped advisory lock held on a connection of its own.
 
 mod catalog;
 mod fixups;
@@ -521,6 +523,21 @@ impl Migrator {
                             .push(format!("{table}.{old} (kept: the per-user key index is not built)"));
                     }
                 }
+                Action::Fixup(Fixup::RetireIndex { retired }) => {
+                    let index = &fixups::RETIRED_INDEXES[*retired];
+                    if fixups::replacement_ready(&self.conn, index).await? {
+                        self.ddl(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", index.name)).await?;
+                        report.applied.push(action.to_string());
+                    } else {
+                        tracing::warn!(table = index.table, index = index.name, "its replacement is not built: kept");
+                        report.left_not_valid.push(format!(
+                            "{}.{} (kept: its replacement on ({}) is not built)",
+                            index.table,
+                            index.name,
+                            index.replacement.join(", ")
+                        ));
+                    }
+                }
                 Action::Fixup(fixup) => {
                     fixups::apply(&self.conn, fixup).await?;
                     report.applied.push(action.to_string());
@@ -718,7 +735,8 @@ impl Migrator {
 pub struct ApplyReport {
     /// Every step carried out.
     pub applied: Vec<String>,
-    /// Constraints added but left `NOT VALID` because rows violate them.
+    /// Constraints added but left `NOT VALID` because rows violate them, and what a step kept because what it
+    /// waits for is not there yet (an old key or index whose replacement is not built).
     pub left_not_valid: Vec<String>,
 }
 

@@ -307,3 +307,44 @@ async fn every_foreign_key_of_hattrick_tables_has_an_index_to_cascade_through() 
     .await;
     assert_eq!(fks, 2);
 }
+
+/// An outbox as an earlier hattrick left it (the daily cap's partial index, then a plain user index) gets the one
+/// index that serves both, and loses the two old ones only once it is built; their rows and the cap's answers
+/// stay.
+#[tokio::test]
+async fn retired_outbox_indexes_go_once_their_replacement_is_built() {
+    let db = TestDb::empty().await;
+    migrate(db.url()).await;
+    sqlx::raw_sql(
+        "DROP INDEX push_outbox_user_sent_idx;
+         CREATE INDEX push_outbox_capped_sent_idx ON push_outbox (customer_user_id, sent_at)
+             WHERE status = 'sent' AND category IN ('engagement', 'campaign');
+         CREATE INDEX push_outbox_user_idx ON push_outbox (customer_user_id);",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let indexes = "SELECT count(*) FROM pg_indexes WHERE tablename = 'push_outbox'
+                   AND indexname IN ('push_outbox_capped_sent_idx', 'push_outbox_user_idx', 'push_outbox_user_sent_idx')";
+
+    // The drops alone, without the build: both old indexes are kept and said so.
+    let mut only_drops = plan(db.url()).await;
+    only_drops.actions.retain(|a| matches!(a, Action::Fixup(_)));
+    assert_eq!(only_drops.actions.len(), 2, "{only_drops}");
+    let report = Migrator::connect(db.url()).await.unwrap().apply(&only_drops).await.unwrap();
+    assert_eq!(report.left_not_valid.len(), 2, "{:?}", report.left_not_valid);
+    assert!(report.left_not_valid[0].contains("kept: its replacement on (customer_user_id, sent_at) is not built"));
+    assert_eq!(count(db.pool(), indexes).await, 2);
+
+    let text = migrate(db.url()).await.to_string();
+    assert!(text.contains("create index push_outbox_user_sent_idx (concurrently)"), "{text}");
+    assert!(text.contains("drop push_outbox's index push_outbox_capped_sent_idx"), "{text}");
+    assert!(text.contains("drop push_outbox's index push_outbox_user_idx"), "{text}");
+    assert_eq!(count(db.pool(), indexes).await, 1);
+    assert_eq!(
+        count(db.pool(), "SELECT count(*) FROM pg_indexes WHERE indexname = 'push_outbox_user_sent_idx'").await,
+        1
+    );
+    let again = plan(db.url()).await;
+    assert!(again.is_empty(), "second run would change:\n{again}");
+}
