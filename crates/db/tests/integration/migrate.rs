@@ -309,8 +309,7 @@ async fn every_foreign_key_of_hattrick_tables_has_an_index_to_cascade_through() 
 }
 
 /// An outbox as an earlier hattrick left it (the daily cap's partial index, then a plain user index) gets the one
-/// index that serves both, and loses the two old ones only once it is built; their rows and the cap's answers
-/// stay.
+/// index that serves both, and loses the two old ones only once it is built; a second run plans nothing.
 #[tokio::test]
 async fn retired_outbox_indexes_go_once_their_replacement_is_built() {
     let db = TestDb::empty().await;
