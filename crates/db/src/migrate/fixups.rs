@@ -17,11 +17,6 @@ const JOB_LOG_LEGACY_COLUMNS: &[(&str, &str)] =
 /// The ledgers whose idempotency keys are unique per user (`migrations/routines.sql`).
 pub const USER_SCOPED_LEDGERS: &[&str] = &["customer_xp_transactions", "customer_credit_transactions"];
 
-/// Whether `table` has a valid unique index on exactly `(customer_user_id, idempotency_key)`, whatever its name.
-pub async fn user_key_index_ready(pool: &crate::Pool, table: &str) -> Result<bool> {
-    index_ready(pool, table, &["customer_user_id", "idempotency_key"], true).await
-}
-
 /// Whether `table` has a valid, whole-table (not partial) index on exactly `columns`, unique if `unique`, whatever
 /// its name.
 async fn index_ready(pool: &crate::Pool, table: &str, columns: &[&str], unique: bool) -> Result<bool> {
@@ -64,9 +59,48 @@ pub const RETIRED_INDEXES: &[RetiredIndex] = &[
     RetiredIndex { table: "push_outbox", name: "push_outbox_user_idx", replacement: &["customer_user_id", "sent_at"] },
 ];
 
-/// Whether the index that replaces `retired` is built, so that `retired` may go.
-pub async fn replacement_ready(pool: &crate::Pool, retired: &RetiredIndex) -> Result<bool> {
-    index_ready(pool, retired.table, retired.replacement, false).await
+/// A fix-up's drop of an old key or index that must wait until what replaces it is built.
+pub struct WaitingDrop {
+    /// The statement that drops it.
+    pub sql: String,
+    /// Whether the replacement is built (a valid index), so the drop may run.
+    pub ready: bool,
+    /// What the report says while it is not.
+    pub kept: String,
+}
+
+impl Fixup {
+    /// For [`Fixup::UserScopedKeys`] and [`Fixup::RetireIndex`], the drop and whether it may run now; None for the
+    /// other fix-ups, which [`apply`] carries out. The migrator runs these drops itself, under its DDL retries.
+    pub async fn waiting_drop(&self, pool: &crate::Pool) -> Result<Option<WaitingDrop>> {
+        Ok(Some(match self {
+            Fixup::UserScopedKeys { table, old, constraint } => {
+                // The name as the catalog holds it (the app's may be mixed case).
+                let quoted = format!("\"{}\"", old.replace('"', "\"\""));
+                WaitingDrop {
+                    sql: if *constraint {
+                        format!("ALTER TABLE {table} DROP CONSTRAINT {quoted}")
+                    } else {
+                        format!("DROP INDEX CONCURRENTLY {quoted}")
+                    },
+                    ready: index_ready(pool, table, &["customer_user_id", "idempotency_key"], true).await?,
+                    kept: format!("{table}.{old} (kept: the per-user key index is not built)"),
+                }
+            }
+            Fixup::RetireIndex { retired } => {
+                let RetiredIndex { table, name, replacement } = &RETIRED_INDEXES[*retired];
+                WaitingDrop {
+                    sql: format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"),
+                    ready: index_ready(pool, table, replacement, false).await?,
+                    kept: format!(
+                        "{table}.{name} (kept: its replacement on ({}) is not built)",
+                        replacement.join(", ")
+                    ),
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
 }
 
 /// The app's tables hattrick inserts rows into without naming their `id` (the app's own code generates ids):

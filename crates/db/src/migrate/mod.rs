@@ -501,47 +501,20 @@ impl Migrator {
                     self.ddl(&concurrent).await?;
                     report.applied.push(action.to_string());
                 }
-                Action::Fixup(Fixup::UserScopedKeys { table, old, constraint }) => {
-                    if fixups::user_key_index_ready(&self.conn, table).await? {
-                        // The name as the catalog holds it (the app's may be mixed case).
-                        let quoted = format!("\"{}\"", old.replace('"', "\"\""));
-                        let sql = if *constraint {
-                            format!("ALTER TABLE {table} DROP CONSTRAINT {quoted}")
-                        } else {
-                            format!("DROP INDEX CONCURRENTLY {quoted}")
-                        };
+                Action::Fixup(fixup) => match fixup.waiting_drop(&self.conn).await? {
+                    Some(fixups::WaitingDrop { sql, ready: true, .. }) => {
                         self.ddl(&sql).await?;
                         report.applied.push(action.to_string());
-                    } else {
-                        tracing::warn!(
-                            table,
-                            old,
-                            "the per-user key index is not built: keys stay unique across users"
-                        );
-                        report
-                            .left_not_valid
-                            .push(format!("{table}.{old} (kept: the per-user key index is not built)"));
                     }
-                }
-                Action::Fixup(Fixup::RetireIndex { retired }) => {
-                    let index = &fixups::RETIRED_INDEXES[*retired];
-                    if fixups::replacement_ready(&self.conn, index).await? {
-                        self.ddl(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", index.name)).await?;
+                    Some(fixups::WaitingDrop { kept, .. }) => {
+                        tracing::warn!(step = %action, "{kept}");
+                        report.left_not_valid.push(kept);
+                    }
+                    None => {
+                        fixups::apply(&self.conn, fixup).await?;
                         report.applied.push(action.to_string());
-                    } else {
-                        tracing::warn!(table = index.table, index = index.name, "its replacement is not built: kept");
-                        report.left_not_valid.push(format!(
-                            "{}.{} (kept: its replacement on ({}) is not built)",
-                            index.table,
-                            index.name,
-                            index.replacement.join(", ")
-                        ));
                     }
-                }
-                Action::Fixup(fixup) => {
-                    fixups::apply(&self.conn, fixup).await?;
-                    report.applied.push(action.to_string());
-                }
+                },
                 Action::Routines => {
                     let mut tx = self.conn.begin().await?;
                     sqlx::raw_sql(ROUTINES_SQL)
