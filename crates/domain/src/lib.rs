@@ -11,7 +11,7 @@
 //! - [`conditions`] parses badge unlock conditions; [`unlocks`] pays badges just given;
 //! - [`operator`] holds the operator's audited actions (grant or revoke a badge, adjust a balance);
 //! - [`redrive`] sends failed pushes again and finds the failed runs to run again;
-//! - [`budget`] holds the per-run limits on grants and pushes;
+//! - [`budget`] holds the per-run limits on grants and pushes, shared by a run's batches;
 //! - [`scratch`] creates the per-transaction tables a batch is staged in.
 
 pub mod budget;
@@ -29,7 +29,7 @@ pub mod scratch;
 pub mod segment;
 pub mod unlocks;
 
-pub use budget::Budget;
+pub use budget::{Budget, Spending};
 pub use campaign::CampaignDraft;
 pub use days::DayZones;
 pub use delivery::DeliveryWindow;

@@ -15,7 +15,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::unlocks;
-use crate::{Budget, ledger};
+use crate::{Spending, ledger};
 
 /// Why an operator action did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,8 @@ pub async fn grant_badge(
     if inserted == 0 {
         return Ok(BadgeGrant { badge: slug, granted: false, xp: 0, credits: 0, pushes: 0 });
     }
-    let paid = unlocks::pay_unlocks(tx, now, true, &Budget::default(), 0, 0).await?;
+    // Operators' grants have no budget (docs/jobs/README.md).
+    let paid = unlocks::pay_unlocks(tx, now, true, &mut Spending::unlimited().batch()).await?;
     Ok(BadgeGrant {
         badge: slug,
         granted: true,

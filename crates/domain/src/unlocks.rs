@@ -3,9 +3,10 @@
 
 use sqlx::PgConnection;
 
+use crate::budget;
+use crate::ledger;
 use crate::messages::BADGE_UNLOCK;
 use crate::outbox::{self, Category};
-use crate::{Budget, ledger};
 
 /// One unlock push per badge just given, in the user's language: the badge's names fill the message and its id
 /// and slug ride in the data. Those values are built once per badge (`OFFSET 0` keeps the planner from building
@@ -32,14 +33,13 @@ pub struct Paid {
 
 /// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
 /// XP and credits through the ledger, promotional VIP days, the unlock pushes, then `total_unlocks` (`write` false: a
-/// silent back-fill, no pushes and no push budget).
+/// silent back-fill, no pushes and no push budget). `budget` is this batch's share of its run's budget: checked
+/// before the grants and before the pushes are written; the caller keeps it once the transaction commits.
 pub async fn pay_unlocks(
     conn: &mut PgConnection,
     now: chrono::DateTime<chrono::Utc>,
     write: bool,
-    budget: &Budget,
-    grants_so_far: i64,
-    pushes_so_far: i64,
+    budget: &mut budget::Batch<'_>,
 ) -> Result<Paid, engine::JobError> {
     sqlx::query!(
         "INSERT INTO hattrick_xp_grants (idempotency_key, customer_user_id, xp_amount, transaction_type,
@@ -60,8 +60,9 @@ pub async fn pay_unlocks(
     )
     .execute(db::unnamed(&mut *conn))
     .await?;
-    budget.check_grants(&mut *conn, grants_so_far).await?;
+    budget.check_grants(&mut *conn).await?;
     let applied = ledger::apply(&mut *conn, now, write).await?;
+    budget.granted(applied.credit_rows + applied.xp_rows);
     // Promotional VIP days extend the user's current VIP, else start now (docs/jobs/badge-auto-unlock.md).
     let vip_rows = sqlx::query!(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
@@ -81,8 +82,10 @@ pub async fn pay_unlocks(
     // The pushes are read from the unlocks themselves (nothing staged); a silent back-fill writes none, so no push
     // budget applies to it.
     let pushes = if write {
-        budget.check_pushes(&mut *conn, UNLOCK_PUSHES, pushes_so_far).await?;
-        outbox::insert(&mut *conn, UNLOCK_PUSHES, &BADGE_UNLOCK, Category::Reward, now).await?
+        budget.check_pushes(&mut *conn, UNLOCK_PUSHES).await?;
+        let pushes = outbox::insert(&mut *conn, UNLOCK_PUSHES, &BADGE_UNLOCK, Category::Reward, now).await?;
+        budget.pushed(pushes);
+        pushes
     } else {
         0
     };

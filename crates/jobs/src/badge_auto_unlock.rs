@@ -21,7 +21,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use domain::conditions::Condition;
-use domain::{Budget, unlocks};
+use domain::{Budget, Spending, unlocks};
 
 /// Users per transaction (docs/jobs/badge-auto-unlock.md).
 const CHUNK: i64 = 10_000;
@@ -36,7 +36,8 @@ pub struct BadgeAutoUnlock {
     /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
     /// Chunks granted at once, each in its own transaction on its own connection (`jobs.badge-auto-unlock.
-    /// chunks_at_once`; 1, the default, grants them one after another). A run with a budget grants one at a time.
+    /// chunks_at_once`; 1, the default, grants them one after another). A budget holds for the run whatever it is:
+    /// the chunks under way share it.
     pub chunks_at_once: u32,
 }
 
@@ -302,16 +303,14 @@ impl Job for BadgeAutoUnlock {
 
             let chunks = Chunks {
                 ctx,
-                budget: &self.budget,
+                budget: Spending::new(self.budget),
                 write: !ctx.args.silent,
                 cascade: !cascade_tests.is_empty(),
                 cursor: tokio::sync::Mutex::new(None),
                 stop: AtomicBool::new(false),
                 totals: Mutex::new(Totals::default()),
             };
-            // A budget is checked against what the run wrote before each chunk, so a run with one grants its
-            // chunks one at a time (docs/jobs/badge-auto-unlock.md).
-            let at_once = if self.budget.is_limited() { 1 } else { self.chunks_at_once.max(1) };
+            let at_once = self.chunks_at_once.max(1);
             let mut rounds = 0;
             // Per pass (the first, then each cascade round): users evaluated (None: everyone), unlocks, time.
             let mut passes: Vec<serde_json::Value> = Vec::new();
@@ -400,7 +399,9 @@ struct Totals {
 /// for each other only at their ends and never deadlock.
 struct Chunks<'a> {
     ctx: &'a JobContext,
-    budget: &'a Budget,
+    /// The run's budget: each chunk holds its share before it writes, so chunks under way at once cannot together
+    /// pass a limit.
+    budget: Spending,
     /// False for a silent back-fill: rewards without pushes.
     write: bool,
     /// Whether some active badge reads what a badge pays (levels, credits earned): the users paid are then
@@ -492,12 +493,8 @@ impl Chunks<'_> {
         )
         .execute(db::unnamed(&mut tx))
         .await?;
-        let (grants_so_far, pushes_so_far) = {
-            let totals = self.totals();
-            (totals.grants, totals.pushes)
-        };
-        let paid =
-            unlocks::pay_unlocks(&mut tx, ctx.now, self.write, self.budget, grants_so_far, pushes_so_far).await?;
+        let mut share = self.budget.batch();
+        let paid = unlocks::pay_unlocks(&mut tx, ctx.now, self.write, &mut share).await?;
         // The users paid XP or credits, the only rewards another condition reads (a silent run pays them too,
         // without the pushes).
         if self.cascade {
@@ -519,6 +516,7 @@ impl Chunks<'_> {
         .fetch_all(db::unnamed(&mut tx))
         .await?;
         tx.commit().await?;
+        share.keep();
         let mut totals = self.totals();
         let mut unlocks = 0;
         for row in counts {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use domain::messages::Message;
 use domain::outbox::{self, Category};
-use domain::{Budget, ledger};
+use domain::{Budget, Spending, ledger};
 
 /// Referrals per transaction.
 pub(crate) const BATCH: i64 = 5_000;
@@ -172,6 +172,7 @@ pub(crate) trait Tier {
 
 /// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
 pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &JobContext) -> Result<Totals, JobError> {
+    let spending = Spending::new(*budget);
     let run = ctx.run_id;
     clear_queue(&ctx.pool, run).await?;
     // An event run looks only at the referrals of the users whose logins or subscriptions changed (docs/events.md).
@@ -205,16 +206,20 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
         };
         cursor = reached;
         tier.stage_grants(&mut tx).await?;
-        budget.check_grants(&mut tx, totals.credit_rows + totals.xp_rows).await?;
+        let mut share = spending.batch();
+        share.check_grants(&mut tx).await?;
         let applied = ledger::apply(&mut tx, ctx.now, write).await?;
+        share.granted(applied.credit_rows + applied.xp_rows);
         let mut pushes = 0;
         for (message, stage) in tier.pushes() {
             db::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
             if write {
                 // A silent back-fill writes no push, so no push budget applies to it.
-                budget.check_pushes(&mut tx, outbox::BATCH, totals.pushes + pushes).await?;
+                share.check_pushes(&mut tx, outbox::BATCH).await?;
             }
-            pushes += outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
+            let flushed = outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
+            share.pushed(flushed);
+            pushes += flushed;
         }
         if tier.notify_badges() && moved > 0 {
             // hattrick's own writes are not captured by the triggers: say explicitly whose badge inputs changed.
@@ -230,6 +235,7 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
             .await?;
         }
         tx.commit().await?;
+        share.keep();
         totals.add(i64::try_from(moved).unwrap_or(i64::MAX), applied, pushes);
     }
 }

@@ -466,6 +466,43 @@ async fn a_failed_chunk_leaves_nothing_and_is_paid_by_the_next_sweep(chunks_at_o
     assert_ledger_invariants(db.pool()).await;
 }
 
+/// Four chunks of 10,000 users under way at once, each about to write 20,000 grants and 10,000 pushes: the budget
+/// holds for the run, not per chunk. Each chunk holds its share before it writes, so the first two to check take
+/// the budget, the others stop, and no interleaving lets all four write.
+#[tokio::test]
+async fn a_budget_holds_for_the_run_with_chunks_under_way_at_once() {
+    let db = TestDb::new().await;
+    let id = badge(&db, "everyone", json!({"type":"xp_level","level":"bronze"}), 10, 10, 0).await;
+    exec(&db, "INSERT INTO customer_users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 40000) g")
+        .await;
+    let written = || async {
+        let (badges, grants, pushes, total): (i64, i64, i64, i32) = db::query_as(
+            "SELECT (SELECT count(*) FROM customer_badges),
+                    (SELECT count(*) FROM customer_xp_transactions) + (SELECT count(*) FROM customer_credit_transactions),
+                    (SELECT count(*) FROM push_outbox), (SELECT total_unlocks FROM badges WHERE id = $1)",
+        )
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(i64::from(total), badges, "the counter counts the rows of committed chunks only");
+        (badges, grants, pushes)
+    };
+    let grants = BadgeAutoUnlock { budget: Budget { max_grants: Some(50_000), max_pushes: None }, chunks_at_once: 4 };
+    let error = grants.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
+    assert!(error.contains("would write 60000 grants, more than max_grants = 50000"), "{error}");
+    assert_eq!(written().await, (20_000, 40_000, 20_000), "two chunks of four");
+    let pushes = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(15_000) }, chunks_at_once: 4 };
+    let error = pushes.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
+    assert!(error.contains("would enqueue 20000 pushes, more than max_pushes = 15000"), "{error}");
+    assert_eq!(written().await, (30_000, 60_000, 30_000), "one chunk of the two left");
+    assert_ledger_invariants(db.pool()).await;
+    let rest = BadgeAutoUnlock { chunks_at_once: 4, ..BadgeAutoUnlock::default() };
+    assert_eq!(rest.run(&context(&db, RunArgs::default())).await.unwrap().items, 10_000);
+    assert_eq!(written().await, (40_000, 80_000, 40_000));
+    assert_ledger_invariants(db.pool()).await;
+}
+
 #[tokio::test]
 async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     let db = TestDb::new().await;
@@ -475,7 +512,6 @@ async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     let dry =
         BadgeAutoUnlock::default().run(&context(&db, RunArgs { dry_run: true, ..RunArgs::default() })).await.unwrap();
     assert_eq!(dry.details["would_unlock"]["everyone"], 50);
-    // A budget grants one chunk at a time, whatever chunks_at_once says.
     let limited = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(10) }, chunks_at_once: 4 };
     let error = limited.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("more than max_pushes = 10"), "{error}");
