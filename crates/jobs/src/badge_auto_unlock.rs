@@ -36,8 +36,8 @@ pub struct BadgeAutoUnlock {
     /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
     /// Chunks granted at once, each in its own transaction on its own connection (`jobs.badge-auto-unlock.
-    /// chunks_at_once`; 1, the default, grants them one after another). A budget holds for the run whatever it is:
-    /// the chunks under way share it.
+    /// chunks_at_once`; 1, the default, grants them one after another). With any value, a budget holds for the whole
+    /// run: the chunks under way share it.
     pub chunks_at_once: u32,
 }
 
