@@ -1,14 +1,14 @@
 //! Per-run budgets (docs/jobs/README.md): a run stops with a clear error before it would grant or push more than its
 //! limit, so the first production run on a database full of old eligibility cannot pay out a fortune by surprise.
-//! A run's batches written at once share one [`Spending`]: each holds its share before it writes, so a limit holds
-//! for the run however many of its transactions are under way.
+//!
+//! A batch (one transaction) counts what it wrote against its run's budget before it commits: past the limit it
+//! fails, its transaction rolls back, and nothing of it stays. The batches of one run share one [`Spending`], and
+//! each holds what it wrote there until it commits, so batches under way at once (a badge sweep's
+//! `chunks_at_once`) can never pass a limit together, whatever their interleaving.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use engine::JobError;
-use sqlx::PgConnection;
-
-use crate::{ledger, outbox};
 
 /// Limits of one run; `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,9 +19,7 @@ pub struct Budget {
     pub max_pushes: Option<i64>,
 }
 
-/// One run's budget in use: its limits, and what its batches have written or hold. Batches written at once (a
-/// badge sweep's `chunks_at_once`) share it, so together they can never pass a limit: each holds what it is about
-/// to write before it writes ([`Batch`]).
+/// One run's budget in use: its limits, and what its batches have written, committed or still under way.
 #[derive(Debug)]
 pub struct Spending {
     limits: Budget,
@@ -30,7 +28,7 @@ pub struct Spending {
 }
 
 /// Grants and pushes, counted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Amounts {
     grants: i64,
     pushes: i64,
@@ -47,84 +45,61 @@ impl Spending {
         Self::new(Budget::default())
     }
 
-    /// The share of the next batch, one transaction: empty until it checks what it is about to write.
+    /// The share of the next batch, one transaction.
     pub fn batch(&self) -> Batch<'_> {
-        Batch { spending: self, held: Amounts::default(), unwritten: Amounts::default(), kept: false }
+        Batch { spending: self, held: Amounts::default(), kept: false }
     }
 
-    fn spent(&self) -> std::sync::MutexGuard<'_, Amounts> {
-        self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn spent(&self) -> MutexGuard<'_, Amounts> {
+        self.spent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// One batch's share of its run's [`Spending`]. Before the batch writes its grants (or its pushes), the check
-/// holds what it would write, against the limit and what the run has written or holds elsewhere; once written,
-/// the held amount becomes what was actually written. [`Batch::keep`] after the transaction commits keeps it in
-/// the run's total; a batch dropped without it (its transaction failed or was rolled back) gives it all back.
+/// One batch's share of its run's [`Spending`]: what the batch wrote in its open transaction, counted against the
+/// run's limits as it writes. [`Batch::keep`] once the transaction has committed keeps it in the run's total; a
+/// batch dropped without it (it failed, its transaction rolled back) gives it back.
 #[derive(Debug)]
 pub struct Batch<'a> {
     spending: &'a Spending,
-    /// Counted in the run's total for this batch: held, then written.
     held: Amounts,
-    /// Held by the last check and not yet replaced by what was written.
-    unwritten: Amounts,
     kept: bool,
 }
 
 impl Batch<'_> {
-    /// Fails (before anything of the batch is written) if the batch's pending grants would take the run past
-    /// `max_grants`; otherwise holds them until [`Batch::granted`].
-    pub async fn check_grants(&mut self, conn: &mut PgConnection) -> Result<(), JobError> {
-        let Some(max) = self.spending.limits.max_grants else { return Ok(()) };
-        let pending = ledger::pending(conn).await?;
+    /// The batch has just written `rows` ledger rows (XP and credits, level-up bonuses included) in its open
+    /// transaction. Fails if they take the run past `max_grants`; the caller then returns the error and its
+    /// transaction rolls back, so nothing of the batch stays.
+    pub fn granted(&mut self, rows: i64) -> Result<(), JobError> {
         let mut spent = self.spending.spent();
-        if spent.grants + pending > max {
+        if let Some(max) = self.spending.limits.max_grants.filter(|max| spent.grants + rows > *max) {
             return Err(JobError::Failed(format!(
                 "budget: this run would write {} grants, more than max_grants = {max}; nothing of this batch was \
                  written (raise jobs.<name>.max_grants, or back-fill with --silent after review)",
-                spent.grants + pending
+                spent.grants + rows
             )));
         }
-        spent.grants += pending;
-        self.held.grants += pending;
-        self.unwritten.grants += pending;
+        spent.grants += rows;
+        self.held.grants += rows;
         Ok(())
     }
 
-    /// The batch wrote `rows` ledger rows (level-up bonuses included): they replace what its check held.
-    pub fn granted(&mut self, rows: i64) {
-        let change = rows - std::mem::take(&mut self.unwritten.grants);
-        self.spending.spent().grants += change;
-        self.held.grants += change;
-    }
-
-    /// Fails if the pushes of `source` not in the outbox yet would take the run past `max_pushes`; otherwise
-    /// holds them until [`Batch::pushed`].
-    pub async fn check_pushes(&mut self, conn: &mut PgConnection, source: outbox::Source) -> Result<(), JobError> {
-        let Some(max) = self.spending.limits.max_pushes else { return Ok(()) };
-        let pending = outbox::pending(conn, source).await?;
+    /// The batch has just enqueued `rows` pushes in its open transaction. Fails if they take the run past
+    /// `max_pushes`, as [`Batch::granted`] does.
+    pub fn pushed(&mut self, rows: i64) -> Result<(), JobError> {
         let mut spent = self.spending.spent();
-        if spent.pushes + pending > max {
+        if let Some(max) = self.spending.limits.max_pushes.filter(|max| spent.pushes + rows > *max) {
             return Err(JobError::Failed(format!(
                 "budget: this run would enqueue {} pushes, more than max_pushes = {max}; nothing of this batch was \
                  written (raise jobs.<name>.max_pushes, or run with --silent)",
-                spent.pushes + pending
+                spent.pushes + rows
             )));
         }
-        spent.pushes += pending;
-        self.held.pushes += pending;
-        self.unwritten.pushes += pending;
+        spent.pushes += rows;
+        self.held.pushes += rows;
         Ok(())
     }
 
-    /// The batch enqueued `rows` pushes: they replace what its last push check held.
-    pub fn pushed(&mut self, rows: i64) {
-        let change = rows - std::mem::take(&mut self.unwritten.pushes);
-        self.spending.spent().pushes += change;
-        self.held.pushes += change;
-    }
-
-    /// The batch's transaction committed: what it wrote stays in the run's total.
+    /// The batch's transaction has committed: what it wrote stays in the run's total.
     pub fn keep(mut self) {
         self.kept = true;
     }
@@ -144,36 +119,48 @@ impl Drop for Batch<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_batch_kept_stays_in_the_run_and_a_batch_dropped_gives_back_everything() {
-        let run = Spending::unlimited();
-        let mut kept = run.batch();
-        kept.granted(5);
-        kept.pushed(2);
-        kept.keep();
-        let mut failed = run.batch();
-        failed.granted(7);
-        failed.pushed(3);
+    fn spent(run: &Spending) -> (i64, i64) {
         let spent = *run.spent();
-        assert_eq!((spent.grants, spent.pushes), (12, 5), "a batch under way counts until it ends");
-        drop(failed);
-        let spent = *run.spent();
-        assert_eq!((spent.grants, spent.pushes), (5, 2));
+        (spent.grants, spent.pushes)
     }
 
     #[test]
-    fn what_a_batch_wrote_replaces_what_its_check_held() {
+    fn a_batch_kept_stays_in_the_run_and_a_batch_dropped_gives_back_what_it_held() {
         let run = Spending::unlimited();
-        let mut batch = run.batch();
-        // As a check would have held them: 10 grants pending, of which 8 were written (2 keys already used).
-        batch.held.grants = 10;
-        batch.unwritten.grants = 10;
-        run.spent().grants = 10;
-        batch.granted(8);
-        batch.pushed(4);
-        batch.pushed(1);
-        batch.keep();
-        let spent = *run.spent();
-        assert_eq!((spent.grants, spent.pushes), (8, 5));
+        let mut kept = run.batch();
+        kept.granted(5).unwrap();
+        kept.pushed(2).unwrap();
+        kept.keep();
+        let mut failed = run.batch();
+        failed.granted(7).unwrap();
+        failed.pushed(3).unwrap();
+        assert_eq!(spent(&run), (12, 5), "a batch under way counts until it ends");
+        drop(failed);
+        assert_eq!(spent(&run), (5, 2));
+    }
+
+    #[test]
+    fn batches_under_way_share_the_limit_and_the_one_past_it_fails_without_counting() {
+        let run = Spending::new(Budget { max_grants: Some(25), max_pushes: Some(10) });
+        let (mut a, mut b, mut c) = (run.batch(), run.batch(), run.batch());
+        a.granted(10).unwrap();
+        b.granted(10).unwrap();
+        let error = c.granted(10).unwrap_err().to_string();
+        assert!(error.contains("would write 30 grants, more than max_grants = 25"), "{error}");
+        assert_eq!(spent(&run), (20, 0));
+        // A batch that failed and rolled back frees its share for the next one.
+        drop(b);
+        c.granted(10).unwrap();
+        c.pushed(10).unwrap();
+        let error = a.pushed(1).unwrap_err().to_string();
+        assert!(error.contains("would enqueue 11 pushes, more than max_pushes = 10"), "{error}");
+        drop(a);
+        c.keep();
+        assert_eq!(spent(&run), (10, 10));
+        // Exactly at the limit is allowed.
+        let mut d = run.batch();
+        d.granted(15).unwrap();
+        d.keep();
+        assert_eq!(spent(&run), (25, 10));
     }
 }

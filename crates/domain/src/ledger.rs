@@ -46,22 +46,6 @@ pub struct Applied {
     pub level_ups: i64,
 }
 
-/// Counts the grants waiting in the scratch tables (for budgets, before anything is written).
-pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT (SELECT count(*) FROM hattrick_credit_grants g
-                 WHERE NOT EXISTS (SELECT 1 FROM customer_credit_transactions t
-                                   WHERE t.customer_user_id = g.customer_user_id
-                                     AND t.idempotency_key = g.idempotency_key))
-              + (SELECT count(*) FROM hattrick_xp_grants g
-                 WHERE NOT EXISTS (SELECT 1 FROM customer_xp_transactions t
-                                   WHERE t.customer_user_id = g.customer_user_id
-                                     AND t.idempotency_key = g.idempotency_key)) AS "pending!""#,
-    )
-    .fetch_one(db::unnamed(conn))
-    .await
-}
-
 /// The tables of one ledger, for the steps XP and credits share.
 struct LedgerTables {
     /// The session's scratch table of pending grants.

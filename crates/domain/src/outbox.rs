@@ -36,16 +36,6 @@ pub struct Source(pub &'static str);
 /// The session's scratch table of pushes, filled by the job and emptied by [`flush`].
 pub const BATCH: Source = Source("hattrick_push_batch");
 
-/// Counts the pushes of `source` that are not in the outbox yet (for budgets).
-pub async fn pending(conn: &mut PgConnection, source: Source) -> Result<i64, sqlx::Error> {
-    db::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM {} b WHERE NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.dedupe_key = b.dedupe_key)",
-        source.0
-    )))
-    .fetch_one(conn)
-    .await
-}
-
 /// Inserts the scratch table's rows as `message` pushes ([`insert`] from [`BATCH`]) and empties it; returns how
 /// many were new. `write` false (a silent back-fill) only empties the batch.
 pub async fn flush(

@@ -33,8 +33,9 @@ pub struct Paid {
 
 /// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
 /// XP and credits through the ledger, promotional VIP days, the unlock pushes, then `total_unlocks` (`write` false: a
-/// silent back-fill, no pushes and no push budget). `budget` is this batch's share of its run's budget: checked
-/// before the grants and before the pushes are written; the caller keeps it once the transaction commits.
+/// silent back-fill, no pushes and no push budget). `budget` is this batch's share of its run's budget: what it
+/// wrote is counted as it writes (past a limit it fails, and the caller's transaction rolls back); the caller keeps
+/// it once the transaction commits.
 pub async fn pay_unlocks(
     conn: &mut PgConnection,
     now: chrono::DateTime<chrono::Utc>,
@@ -60,9 +61,8 @@ pub async fn pay_unlocks(
     )
     .execute(db::unnamed(&mut *conn))
     .await?;
-    budget.check_grants(&mut *conn).await?;
     let applied = ledger::apply(&mut *conn, now, write).await?;
-    budget.granted(applied.credit_rows + applied.xp_rows);
+    budget.granted(applied.credit_rows + applied.xp_rows)?;
     // Promotional VIP days extend the user's current VIP, else start now (docs/jobs/badge-auto-unlock.md).
     let vip_rows = sqlx::query!(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
@@ -82,9 +82,8 @@ pub async fn pay_unlocks(
     // The pushes are read from the unlocks themselves (nothing staged); a silent back-fill writes none, so no push
     // budget applies to it.
     let pushes = if write {
-        budget.check_pushes(&mut *conn, UNLOCK_PUSHES).await?;
         let pushes = outbox::insert(&mut *conn, UNLOCK_PUSHES, &BADGE_UNLOCK, Category::Reward, now).await?;
-        budget.pushed(pushes);
+        budget.pushed(pushes)?;
         pushes
     } else {
         0

@@ -207,18 +207,14 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
         cursor = reached;
         tier.stage_grants(&mut tx).await?;
         let mut share = spending.batch();
-        share.check_grants(&mut tx).await?;
         let applied = ledger::apply(&mut tx, ctx.now, write).await?;
-        share.granted(applied.credit_rows + applied.xp_rows);
+        share.granted(applied.credit_rows + applied.xp_rows)?;
         let mut pushes = 0;
         for (message, stage) in tier.pushes() {
             db::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
-            if write {
-                // A silent back-fill writes no push, so no push budget applies to it.
-                share.check_pushes(&mut tx, outbox::BATCH).await?;
-            }
+            // A silent back-fill writes no push, so no push budget can stop it.
             let flushed = outbox::flush(&mut tx, message, Category::Reward, ctx.now, write).await?;
-            share.pushed(flushed);
+            share.pushed(flushed)?;
             pushes += flushed;
         }
         if tier.notify_badges() && moved > 0 {
