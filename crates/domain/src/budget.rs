@@ -56,8 +56,8 @@ impl Spending {
 }
 
 /// One batch's share of its run's [`Spending`]: what the batch wrote in its open transaction, counted against the
-/// run's limits as it writes. [`Batch::keep`] once the transaction has committed keeps it in the run's total; a
-/// batch dropped without it (it failed, its transaction rolled back) gives it back.
+/// run's limits as it writes. [`Batch::keep`] once the transaction's commit was tried keeps it in the run's total;
+/// a batch dropped without it (it failed, its transaction rolled back) gives it back.
 #[derive(Debug)]
 pub struct Batch<'a> {
     spending: &'a Spending,
@@ -99,7 +99,9 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// The batch's transaction has committed: what it wrote stays in the run's total.
+    /// The batch's transaction has committed, or its commit was tried: what it wrote stays in the run's total. Call
+    /// it after a commit that reported an error too, since the server may have committed all the same (the
+    /// connection lost after COMMIT was sent); the run fails on that error anyway.
     pub fn keep(mut self) {
         self.kept = true;
     }

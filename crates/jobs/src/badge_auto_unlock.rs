@@ -399,8 +399,8 @@ struct Totals {
 /// for each other only at their ends and never deadlock.
 struct Chunks<'a> {
     ctx: &'a JobContext,
-    /// The run's budget: each chunk holds its share before it writes, so chunks under way at once cannot together
-    /// pass a limit.
+    /// The run's budget: each chunk counts what it wrote there and holds it until it commits, so chunks under way
+    /// at once cannot together pass a limit.
     budget: Spending,
     /// False for a silent back-fill: rewards without pushes.
     write: bool,
@@ -515,8 +515,11 @@ impl Chunks<'_> {
         )
         .fetch_all(db::unnamed(&mut tx))
         .await?;
-        tx.commit().await?;
+        // Kept even when the commit reports an error: the server may have committed all the same (a connection
+        // lost after COMMIT was sent), and the run fails either way.
+        let committed = tx.commit().await;
         share.keep();
+        committed?;
         let mut totals = self.totals();
         let mut unlocks = 0;
         for row in counts {

@@ -230,8 +230,10 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
             .execute(db::unnamed(&mut tx))
             .await?;
         }
-        tx.commit().await?;
+        // Kept even when the commit reports an error (it may have committed all the same); the run fails either way.
+        let committed = tx.commit().await;
         share.keep();
+        committed?;
         totals.add(i64::try_from(moved).unwrap_or(i64::MAX), applied, pushes);
     }
 }

@@ -466,9 +466,9 @@ async fn a_failed_chunk_leaves_nothing_and_is_paid_by_the_next_sweep(chunks_at_o
     assert_ledger_invariants(db.pool()).await;
 }
 
-/// Four chunks of 10,000 users under way at once, each about to write 20,000 grants and 10,000 pushes: the budget
-/// holds for the run, not per chunk. Each chunk holds its share before it writes, so the first two to check take
-/// the budget, the others stop, and no interleaving lets all four write.
+/// Four chunks of 10,000 users under way at once, each writing 20,000 grants and 10,000 pushes: the budget holds
+/// for the run, not per chunk. Each chunk counts what it wrote and holds it until it commits, so the first two to
+/// count take the budget, the others roll back and stop, and no interleaving lets all four commit.
 #[tokio::test]
 async fn a_budget_holds_for_the_run_with_chunks_under_way_at_once() {
     let db = TestDb::new().await;
@@ -489,7 +489,34 @@ async fn a_budget_holds_for_the_run_with_chunks_under_way_at_once() {
         (badges, grants, pushes)
     };
     let grants = BadgeAutoUnlock { budget: Budget { max_grants: Some(50_000), max_pushes: None }, chunks_at_once: 4 };
-    let error = grants.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
+    // The badge's counter is held while the run starts: a chunk locks it last, after its counts, so the chunks
+    // that counted theirs wait there, all at once. Two of them waiting shows a budgeted run paying chunks at once
+    // (one chunk at a time never gets past one).
+    let mut counter = db.pool().begin().await.unwrap();
+    db::query("SELECT 1 FROM badges FOR NO KEY UPDATE").execute(&mut *counter).await.unwrap();
+    let run = context(&db, RunArgs::default());
+    let (result, waiting) = tokio::join!(grants.run(&run), async {
+        let mut waiting = 0;
+        for _ in 0..600 {
+            // Waiting on the counter's row, not on another lock (two chunks extending a table wait too).
+            waiting = db::query_scalar::<i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE '%FROM badges WHERE id IN (SELECT badge_id FROM hattrick_unlocks)%'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if waiting >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        counter.rollback().await.unwrap();
+        waiting
+    });
+    assert_eq!(waiting, 2, "two chunks past their counts at once");
+    let error = result.unwrap_err().to_string();
     assert!(error.contains("would write 60000 grants, more than max_grants = 50000"), "{error}");
     assert_eq!(written().await, (20_000, 40_000, 20_000), "two chunks of four");
     let pushes = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(15_000) }, chunks_at_once: 4 };
