@@ -28,7 +28,7 @@ pub struct Spending {
 }
 
 /// Grants and pushes, counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Amounts {
     grants: i64,
     pushes: i64,
@@ -70,32 +70,45 @@ impl Batch<'_> {
     /// transaction. Fails if they take the run past `max_grants`; the caller then returns the error and its
     /// transaction rolls back, so nothing of the batch stays.
     pub fn granted(&mut self, rows: i64) -> Result<(), JobError> {
-        let mut spent = self.spending.spent();
-        if let Some(max) = self.spending.limits.max_grants.filter(|max| spent.grants + rows > *max) {
-            return Err(JobError::Failed(format!(
-                "budget: this run would write {} grants, more than max_grants = {max}; nothing of this batch was \
-                 written (raise jobs.<name>.max_grants, or back-fill with --silent after review)",
-                spent.grants + rows
-            )));
-        }
-        spent.grants += rows;
-        self.held.grants += rows;
-        Ok(())
+        self.count(
+            rows,
+            self.spending.limits.max_grants,
+            |amounts| &mut amounts.grants,
+            |total, max| {
+                format!(
+                    "budget: this run would write {total} grants, more than max_grants = {max}; nothing of this batch \
+                     was written (raise jobs.<name>.max_grants, or back-fill with --silent after review)"
+                )
+            },
+        )
     }
 
     /// The batch has just enqueued `rows` pushes in its open transaction. Fails if they take the run past
     /// `max_pushes`, as [`Batch::granted`] does.
     pub fn pushed(&mut self, rows: i64) -> Result<(), JobError> {
+        self.count(rows, self.spending.limits.max_pushes, |amounts| &mut amounts.pushes, |total, max| {
+            format!(
+                "budget: this run would enqueue {total} pushes, more than max_pushes = {max}; nothing of this batch \
+                 was written (raise jobs.<name>.max_pushes, or run with --silent)"
+            )
+        })
+    }
+
+    /// Adds `rows` to the run's total of one kind (`amount`) and holds them, unless that would pass `limit`.
+    fn count(
+        &mut self,
+        rows: i64,
+        limit: Option<i64>,
+        amount: fn(&mut Amounts) -> &mut i64,
+        refusal: fn(i64, i64) -> String,
+    ) -> Result<(), JobError> {
         let mut spent = self.spending.spent();
-        if let Some(max) = self.spending.limits.max_pushes.filter(|max| spent.pushes + rows > *max) {
-            return Err(JobError::Failed(format!(
-                "budget: this run would enqueue {} pushes, more than max_pushes = {max}; nothing of this batch was \
-                 written (raise jobs.<name>.max_pushes, or run with --silent)",
-                spent.pushes + rows
-            )));
+        let total = *amount(&mut spent) + rows;
+        if let Some(max) = limit.filter(|max| total > *max) {
+            return Err(JobError::Failed(refusal(total, max)));
         }
-        spent.pushes += rows;
-        self.held.pushes += rows;
+        *amount(&mut spent) = total;
+        *amount(&mut self.held) += rows;
         Ok(())
     }
 
