@@ -14,7 +14,9 @@ mod pool;
 mod statement;
 
 pub use pool::{Pool, Unnamed, unnamed};
-pub use statement::{RUN_ROWS_KEPT, clear_run_rows, query, query_as, query_scalar};
+pub use statement::{
+    RUN_ROWS_KEPT, SMALL_RUN_ROWS, clear_run_rows, purge_dead_run_rows, query, query_as, query_scalar, stale_statistics,
+};
 
 use std::str::FromStr;
 use std::time::Duration;

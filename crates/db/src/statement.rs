@@ -41,23 +41,81 @@ where
 /// How long rows of a run stay in the `hattrick_run_*` scratch tables when the run died before deleting them.
 pub const RUN_ROWS_KEPT: &str = "1 day";
 
-/// Deletes the rows of `run` from `tables` (scratch tables keyed by `run_id`, with a `created_at`), and the rows any
-/// run left there more than [`RUN_ROWS_KEPT`] ago (a run killed half-way), in one statement.
+/// Deletes the rows of `run` from `tables` (scratch tables keyed by `run_id`), in one statement. Each delete is an
+/// index scan of the table's primary key, which leads with `run_id`: an event run clears its rows several times,
+/// and a scan of the whole table each time would cost it the size of the largest run the table ever held (a first
+/// sweep's candidates) and every dead row not yet vacuumed.
 pub async fn clear_run_rows<'c, E>(executor: E, run: uuid::Uuid, tables: &[&str]) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
+    delete_from_each(executor, tables, "run_id = $1", Some(run)).await
+}
+
+/// Deletes from `tables` the rows runs left there more than [`RUN_ROWS_KEPT`] ago (runs that died half-way), in one
+/// statement that reads each table whole; scheduled runs call it as they start, event runs never do.
+pub async fn purge_dead_run_rows<'c, E>(executor: E, tables: &[&str]) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    delete_from_each(executor, tables, &format!("created_at < now() - interval '{RUN_ROWS_KEPT}'"), None).await
+}
+
+async fn delete_from_each<'c, E>(
+    executor: E,
+    tables: &[&str],
+    condition: &str,
+    run: Option<uuid::Uuid>,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
     let Some((last, earlier)) = tables.split_last() else { return Ok(()) };
-    let condition = format!("run_id = $1 OR created_at < now() - interval '{RUN_ROWS_KEPT}'");
     let ctes: Vec<String> = earlier
         .iter()
         .enumerate()
         .map(|(i, table)| format!("d{i} AS (DELETE FROM {table} WHERE {condition} RETURNING 1)"))
         .collect();
     let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
-    query(sqlx::AssertSqlSafe(format!("{with}DELETE FROM {last} WHERE {condition}")))
-        .bind(run)
-        .execute(executor)
-        .await?;
+    let statement = query(sqlx::AssertSqlSafe(format!("{with}DELETE FROM {last} WHERE {condition}")));
+    match run {
+        Some(run) => statement.bind(run).execute(executor).await?,
+        None => statement.execute(executor).await?,
+    };
     Ok(())
+}
+
+/// Below this many rows, a scratch table's statistics do not change how the planner serves the statements that
+/// read it by run id (index scans, nested loops), so a run that put fewer rows there, into a table the planner
+/// already believes small, skips refreshing them ([`stale_statistics`]).
+pub const SMALL_RUN_ROWS: f64 = 1000.0;
+
+/// Whether `table`'s statistics need refreshing after a run put `filled` rows there: not when the run put none
+/// (it has nothing there to read), nor when both the rows filled and the rows the planner would estimate for the
+/// table now (its last analysed density times its current pages) are below [`SMALL_RUN_ROWS`]. An `ANALYZE` or
+/// `VACUUM` per event run, about ten a second under an app's steady traffic, cost more than the run's own
+/// statements and, taking the table's `SHARE UPDATE EXCLUSIVE` lock, kept cancelling autovacuum's work on it
+/// (BENCHMARKS.md, "Event runs at the cost of what changed").
+pub async fn stale_statistics<'c, E>(executor: E, table: &str, filled: u64) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    if filled == 0 {
+        return Ok(false);
+    }
+    #[allow(clippy::cast_precision_loss)] // a row count; precision past 2^53 does not matter here
+    if filled as f64 >= SMALL_RUN_ROWS {
+        return Ok(true);
+    }
+    // Never analysed (reltuples -1) or analysed with no pages: the planner guesses from the table's size.
+    let estimate: Option<f64> = query_scalar(
+        "SELECT CASE WHEN reltuples >= 0 AND relpages > 0
+                     THEN reltuples::float8 / relpages
+                          * (pg_relation_size(oid) / current_setting('block_size')::int) END
+         FROM pg_class WHERE oid = $1::regclass",
+    )
+    .bind(table)
+    .fetch_one(executor)
+    .await?;
+    Ok(estimate.is_none_or(|rows| rows >= SMALL_RUN_ROWS))
 }

@@ -72,8 +72,11 @@ pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<
     .await?
     .rows_affected();
     tx.commit().await?;
-    // The jobs' plans depend on how many subjects there are; autovacuum would notice only later.
-    sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
+    // The jobs' plans depend on how many subjects there are, which autovacuum would notice only later; a few
+    // subjects in a table the planner already believes small change nothing (`db::stale_statistics`).
+    if db::stale_statistics(pool, "hattrick_run_subjects", subjects).await? {
+        sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
+    }
     Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
 }
 
@@ -100,9 +103,12 @@ pub async fn forget(pool: &Pool, run_id: Uuid) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Deletes `run_id`'s taken changes and subjects, and those of runs that died long ago.
+/// The scratch tables of event runs, keyed by run id: the changes a run took and their subjects.
+pub const RUN_TABLES: &[&str] = &["hattrick_run_changes", "hattrick_run_subjects"];
+
+/// Deletes `run_id`'s taken changes and subjects.
 async fn clear_in(conn: &mut PgConnection, run_id: Uuid) -> Result<(), sqlx::Error> {
-    db::clear_run_rows(conn, run_id, &["hattrick_run_changes", "hattrick_run_subjects"]).await
+    db::clear_run_rows(conn, run_id, RUN_TABLES).await
 }
 
 /// The `jobs` whose topic has changes waiting.

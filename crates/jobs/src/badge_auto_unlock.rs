@@ -59,9 +59,12 @@ struct BadgeRow {
     unlock_condition: serde_json::Value,
 }
 
-/// Deletes the run's candidates and cascade rows, and those of runs that died long ago.
+/// The run's scratch tables: its candidates and the users its cascade rounds evaluate next.
+const RUN_TABLES: &[&str] = &["hattrick_run_badge_candidates", "hattrick_run_cascade"];
+
+/// Deletes the run's candidates and cascade rows.
 async fn clear(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
-    db::clear_run_rows(pool, run, &["hattrick_run_badge_candidates", "hattrick_run_cascade"]).await
+    db::clear_run_rows(pool, run, RUN_TABLES).await
 }
 
 /// Evaluates every badge for the users in `scope` into the run's candidates (`candidates_sql`); returns how many.
@@ -263,6 +266,7 @@ impl Job for BadgeAutoUnlock {
                 }
             }
             clear(&ctx.pool, run).await?;
+            crate::purge_dead_run_rows(ctx, RUN_TABLES).await?;
             // An event run looks only at the users whose inputs changed (docs/events.md).
             let mut scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
             let changed = if scope == Scope::Changed {
@@ -277,16 +281,16 @@ impl Job for BadgeAutoUnlock {
             } else {
                 fill_candidates(ctx, &candidates_sql(&kinds, &tests, scope)).await?
             };
-            let per_badge_candidates = sqlx::query!(
-                r#"SELECT b.slug, count(*) AS "users!"
+            if ctx.args.dry_run {
+                let per_badge_candidates = sqlx::query!(
+                    r#"SELECT b.slug, count(*) AS "users!"
                    FROM hattrick_run_badge_candidates c JOIN badges b ON b.id = c.badge_id
                    WHERE c.run_id = $1
                    GROUP BY b.slug, b.display_order ORDER BY b.display_order, b.slug"#,
-                run,
-            )
-            .fetch_all(&ctx.pool)
-            .await?;
-            if ctx.args.dry_run {
+                    run,
+                )
+                .fetch_all(&ctx.pool)
+                .await?;
                 clear(&ctx.pool, run).await?;
                 if changed.is_some() {
                     engine::events::forget(&ctx.pool, run).await?;
@@ -570,8 +574,10 @@ async fn next_round(pool: &db::Pool, run: Uuid) -> Result<u64, sqlx::Error> {
     .await?
     .rows_affected();
     tx.commit().await?;
-    // The next round's plan depends on how many subjects there are; autovacuum would notice only later.
-    sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
+    // The next round's plan depends on how many subjects there are, which autovacuum would notice only later.
+    if db::stale_statistics(pool, "hattrick_run_subjects", moved).await? {
+        sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
+    }
     Ok(moved)
 }
 

@@ -33,19 +33,33 @@ pub use streak_reset::StreakReset;
 pub use subscription_expiry_alerts::SubscriptionExpiryAlerts;
 
 /// Runs `sql`, an `INSERT` into the run-keyed scratch `table` (`$1` is the run's now, `$2` its id), in a transaction
-/// of the run, then vacuums and analyzes the table: the statements that read it are planned for its size, which
-/// autovacuum would notice only later, and its index answers alone (the new rows' pages are marked all-visible, so
-/// an index-only scan reads no table page: a badge chunk's boundary over 4.5 M candidates took 45 ms before, 6 ms
-/// after, for a vacuum of 0.2 s). The vacuum does not truncate the table's empty tail: that needs an exclusive
-/// lock, which every other run writing the same table holds off, and the vacuum would wait up to 5 s for it while
-/// keeping the next run's vacuum of the table waiting behind it (runs of the demo's day lost 10 s that way). Returns
-/// the rows inserted. The vacuum runs outside a transaction but within the run's bounds: a run that times out or is
-/// interrupted cancels it too.
+/// of the run, then, unless the rows are few and the table already small to the planner (`db::stale_statistics`),
+/// vacuums and analyzes the table: the statements that read it are planned for its size, which autovacuum would
+/// notice only later, and its index answers alone (the new rows' pages are marked all-visible, so an index-only
+/// scan reads no table page: a badge chunk's boundary over 4.5 M candidates took 45 ms before, 6 ms after, for a
+/// vacuum of 0.2 s). An event run's few rows skip it: a vacuum per event run cost more than the run's own work. The
+/// vacuum does not truncate the table's empty tail: that needs an exclusive lock, which every other run writing the
+/// same table holds off, and the vacuum would wait up to 5 s for it while keeping the next run's vacuum of the table
+/// waiting behind it (runs of the demo's day lost 10 s that way). Returns the rows inserted. The vacuum runs outside
+/// a transaction but within the run's bounds: a run that times out or is interrupted cancels it too.
 pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &str) -> Result<u64, engine::JobError> {
     let mut tx = ctx.begin().await?;
     let filled =
         db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
-    ctx.outside_transaction(&format!("VACUUM (ANALYZE, TRUNCATE false) {table}"), None).await?;
+    if db::stale_statistics(&ctx.pool, table, filled).await? {
+        ctx.outside_transaction(&format!("VACUUM (ANALYZE, TRUNCATE false) {table}"), None).await?;
+    }
     Ok(filled)
+}
+
+/// Deletes what runs that died long ago left in the job's scratch `tables` and in the event runs' tables
+/// ([`db::purge_dead_run_rows`]), when `ctx` is a scheduled or manual run: the statement reads each table whole, so
+/// event runs, about ten a second under an app's traffic, leave it to the sweeps.
+pub(crate) async fn purge_dead_run_rows(ctx: &engine::JobContext, tables: &[&str]) -> Result<(), sqlx::Error> {
+    if ctx.trigger == engine::Trigger::Event {
+        return Ok(());
+    }
+    let all: Vec<&str> = tables.iter().chain(engine::events::RUN_TABLES).copied().collect();
+    db::purge_dead_run_rows(&ctx.pool, &all).await
 }

@@ -4,4 +4,5 @@
 
 mod cluster;
 mod migrate;
+mod run_rows;
 mod tls;

@@ -616,3 +616,65 @@ async fn without_a_listener_the_lane_looks_at_the_table_when_it_starts_not_a_pol
     stop.cancel();
     lane.await.unwrap();
 }
+
+/// Rows a run that died two days ago left in every run-keyed scratch table.
+const DEAD_RUN_ROWS: &[(&str, &str)] = &[
+    ("hattrick_run_changes", "INSERT INTO hattrick_run_changes (run_id, change_id, created_at) VALUES ($1, -1, $2)"),
+    ("hattrick_run_subjects", "INSERT INTO hattrick_run_subjects (run_id, subject, created_at) VALUES ($1, $1, $2)"),
+    (
+        "hattrick_run_badge_candidates",
+        "INSERT INTO hattrick_run_badge_candidates (run_id, customer_user_id, badge_id, created_at)
+         VALUES ($1, $1, $1, $2)",
+    ),
+    ("hattrick_run_cascade", "INSERT INTO hattrick_run_cascade (run_id, subject, created_at) VALUES ($1, $1, $2)"),
+    (
+        "hattrick_run_referral_queue",
+        "INSERT INTO hattrick_run_referral_queue (run_id, referral_id, created_at) VALUES ($1, $1, $2)",
+    ),
+];
+
+/// Which scratch tables still hold the dead run's rows.
+async fn dead_rows_left(pool: &Pool, dead: Uuid) -> Vec<&'static str> {
+    let mut left = Vec::new();
+    for (table, _) in DEAD_RUN_ROWS {
+        let there: bool =
+            db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE run_id = $1)")))
+                .bind(dead)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if there {
+            left.push(*table);
+        }
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_runs_leave_a_dead_runs_scratch_rows_to_the_scheduled_runs() {
+    let db = TestDb::new().await;
+    let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
+    let settings = Settings::load(&Sources { file: None, env }).unwrap();
+    let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
+    let dead = Uuid::new_v4();
+    let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+    for (_, insert) in DEAD_RUN_ROWS {
+        db::query(sqlx::AssertSqlSafe(*insert)).bind(dead).bind(two_days_ago).execute(db.pool()).await.unwrap();
+    }
+    let everything: Vec<&str> = DEAD_RUN_ROWS.iter().map(|(table, _)| *table).collect();
+    badge(db.pool(), "first_words", r#"{"type": "comments", "count": 1}"#).await;
+    let user = db.user().await;
+    comment(db.pool(), user).await;
+
+    // An event run clears its own rows by run id and reads no table whole.
+    assert_eq!(event_runs(&engine, "badge-auto-unlock").await, 1);
+    assert_eq!(dead_rows_left(db.pool(), dead).await, everything);
+
+    // A scheduled or manual run purges its own tables and the event runs' tables.
+    let sweep = engine.run_manual("badge-auto-unlock", engine::RunArgs::default()).await.unwrap();
+    assert!(sweep.error.is_none(), "{:?}", sweep.error);
+    assert_eq!(dead_rows_left(db.pool(), dead).await, ["hattrick_run_referral_queue"]);
+    let tier2 = engine.run_manual("referral-tier2", engine::RunArgs::default()).await.unwrap();
+    assert!(tier2.error.is_none(), "{:?}", tier2.error);
+    assert_eq!(dead_rows_left(db.pool(), dead).await, Vec::<&str>::new());
+}

@@ -1,0 +1,86 @@
+//! The run-keyed scratch tables' helpers: clearing a run's rows, purging dead runs' rows, and when their statistics
+//! need refreshing.
+
+use db::Pool;
+use testkit::TestDb;
+use uuid::Uuid;
+
+async fn count(pool: &Pool, sql: &str) -> i64 {
+    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
+}
+
+async fn execute(pool: &Pool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect(sql);
+}
+
+#[tokio::test]
+async fn a_run_clears_its_own_rows_and_only_a_purge_takes_a_dead_runs() {
+    let db = TestDb::new().await;
+    let pool = db.pool();
+    let (run, other, dead) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (id, age) in [(run, "0"), (other, "1 hour"), (dead, "2 days")] {
+        for table in ["hattrick_run_subjects", "hattrick_run_cascade"] {
+            db::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (run_id, subject, created_at)
+                 SELECT $1, gen_random_uuid(), now() - $2::interval FROM generate_series(1, 3)"
+            )))
+            .bind(id)
+            .bind(age)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let tables = ["hattrick_run_subjects", "hattrick_run_cascade"];
+    db::clear_run_rows(pool, run, &tables).await.unwrap();
+    for table in tables {
+        let mut left: Vec<Uuid> = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT run_id FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        left.sort();
+        let mut expected = [other, dead];
+        expected.sort();
+        assert_eq!(left, expected, "{table}: the run's rows are gone, nobody else's");
+    }
+    db::purge_dead_run_rows(pool, &tables).await.unwrap();
+    for table in tables {
+        let left: Vec<Uuid> = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT run_id FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert_eq!(left, [other], "{table}: rows older than {} are purged, younger ones kept", db::RUN_ROWS_KEPT);
+    }
+    // A run's own clear reads the primary key, not the whole table.
+    execute(pool, "SET enable_seqscan = off").await;
+    let plan: Vec<String> = db::query_scalar(
+        "EXPLAIN DELETE FROM hattrick_run_subjects WHERE run_id = '00000000-0000-0000-0000-000000000000'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|line| line.contains("hattrick_run_subjects_pkey")), "{plan:#?}");
+}
+
+#[tokio::test]
+async fn statistics_are_stale_when_the_rows_filled_or_the_planners_estimate_are_not_small() {
+    let db = TestDb::new().await;
+    let pool = db.pool();
+    execute(pool, "CREATE TABLE scratch (run_id uuid NOT NULL, n int NOT NULL)").await;
+    assert!(db::stale_statistics(pool, "scratch", 1).await.unwrap(), "never analysed: the planner guesses");
+    assert!(!db::stale_statistics(pool, "scratch", 0).await.unwrap(), "a run that put no rows there reads none");
+
+    execute(pool, "INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 20) n; ANALYZE scratch")
+        .await;
+    assert!(!db::stale_statistics(pool, "scratch", 20).await.unwrap(), "a few rows in a small table");
+    assert!(db::stale_statistics(pool, "scratch", 1000).await.unwrap(), "{} rows filled", db::SMALL_RUN_ROWS);
+
+    // A large run's statistics make the planner expect many rows: the next small run refreshes them once.
+    execute(pool, "INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 5000) n; ANALYZE scratch")
+        .await;
+    assert!(db::stale_statistics(pool, "scratch", 3).await.unwrap(), "the planner still expects 5,020 rows");
+    assert!(!db::stale_statistics(pool, "scratch", 0).await.unwrap(), "but not for a run with no rows there");
+    execute(pool, "DELETE FROM scratch WHERE n > 3; ANALYZE scratch").await;
+    assert_eq!(count(pool, "SELECT count(*) FROM scratch").await, 6);
+    assert!(!db::stale_statistics(pool, "scratch", 3).await.unwrap(), "refreshed: small again");
+}
