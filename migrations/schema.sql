@@ -693,8 +693,8 @@ CREATE INDEX hattrick_changes_topic_idx ON hattrick_changes (topic, id);
 -- temporary tables, because behind a pooler in transaction mode a session is handed to other clients between
 -- transactions (docs/pooler.md). UNLOGGED: cheap to write, and emptied by a crash, which is what the rows of a run
 -- that died need anyway. A run deletes its rows as it ends, by run id through the primary key; rows older than a
--- day (a run killed half-way) are deleted by the next scheduled or manual run that uses the table (event runs never
--- read a table whole).
+-- day (a run killed half-way) are deleted by the next scheduled or manual run of badge-auto-unlock or a referral
+-- tier, which purges these tables (event runs never read a table whole).
 CREATE UNLOGGED TABLE hattrick_run_changes (
     run_id uuid NOT NULL,
     change_id bigint NOT NULL,

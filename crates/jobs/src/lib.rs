@@ -54,10 +54,11 @@ pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &
 }
 
 /// Deletes what runs that died long ago left in the job's scratch `tables` and in the event runs' tables
-/// ([`db::purge_dead_run_rows`]), when `ctx` is a scheduled or manual run: the statement reads each table whole, so
-/// event runs, about ten a second under an app's traffic, leave it to the sweeps.
+/// ([`db::purge_dead_run_rows`]), when `ctx` is a scheduled or manual run that writes: the statement reads each
+/// table whole, so event runs, about ten a second under an app's traffic, leave it to the sweeps, and a dry run
+/// leaves it to a run that writes.
 pub(crate) async fn purge_dead_run_rows(ctx: &engine::JobContext, tables: &[&str]) -> Result<(), sqlx::Error> {
-    if ctx.trigger == engine::Trigger::Event {
+    if ctx.trigger == engine::Trigger::Event || ctx.args.dry_run {
         return Ok(());
     }
     let all: Vec<&str> = tables.iter().chain(engine::events::RUN_TABLES).copied().collect();
