@@ -53,7 +53,8 @@ where
 }
 
 /// Deletes from `tables` the rows runs left there more than [`RUN_ROWS_KEPT`] ago (runs that died half-way), in one
-/// statement that reads each table whole; scheduled runs call it as they start, event runs never do.
+/// statement that reads each table whole; scheduled and manual runs that write call it as they start, event runs
+/// never do.
 pub async fn purge_dead_run_rows<'c, E>(executor: E, tables: &[&str]) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
