@@ -72,12 +72,19 @@ pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<
     .await?
     .rows_affected();
     tx.commit().await?;
-    // The jobs' plans depend on how many subjects there are, which autovacuum would notice only later; a few
-    // subjects in a table the planner already believes small change nothing (`db::stale_statistics`).
+    analyze_subjects(pool, subjects).await?;
+    Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
+}
+
+/// Refreshes the statistics of `hattrick_run_subjects` after a run put `subjects` rows there (a take, or a badge
+/// run's next cascade round): the plans that read them depend on how many there are, which autovacuum would notice
+/// only later; a few subjects in a table the planner already believes small change nothing
+/// (`db::stale_statistics`).
+pub async fn analyze_subjects(pool: &Pool, subjects: u64) -> Result<(), sqlx::Error> {
     if db::stale_statistics(pool, "hattrick_run_subjects", subjects).await? {
         sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
     }
-    Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
+    Ok(())
 }
 
 /// Deletes the changes [`take`] took for `run_id` (after the job acted on them) and the run's rows; returns how

@@ -574,10 +574,7 @@ async fn next_round(pool: &db::Pool, run: Uuid) -> Result<u64, sqlx::Error> {
     .await?
     .rows_affected();
     tx.commit().await?;
-    // The next round's plan depends on how many subjects there are, which autovacuum would notice only later.
-    if db::stale_statistics(pool, "hattrick_run_subjects", moved).await? {
-        sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
-    }
+    engine::events::analyze_subjects(pool, moved).await?;
     Ok(moved)
 }
 

@@ -77,9 +77,12 @@ pub(crate) fn tier3_eligible() -> String {
     )
 }
 
+/// The run's scratch table: its queue of referrals to pay.
+const RUN_TABLES: &[&str] = &["hattrick_run_referral_queue"];
+
 /// Deletes the run's queue.
 pub(crate) async fn clear_queue(pool: &db::Pool, run: Uuid) -> Result<(), sqlx::Error> {
-    db::clear_run_rows(pool, run, &["hattrick_run_referral_queue"]).await
+    db::clear_run_rows(pool, run, RUN_TABLES).await
 }
 
 /// Evaluates `condition` once for the whole run, into the run's queue of referrals to pay.
@@ -175,7 +178,7 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
     let spending = Spending::new(*budget);
     let run = ctx.run_id;
     clear_queue(&ctx.pool, run).await?;
-    crate::purge_dead_run_rows(ctx, &["hattrick_run_referral_queue"]).await?;
+    crate::purge_dead_run_rows(ctx, RUN_TABLES).await?;
     // An event run looks only at the referrals of the users whose logins or subscriptions changed (docs/events.md).
     let event = ctx.trigger == Trigger::Event;
     let condition = if event {

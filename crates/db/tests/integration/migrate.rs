@@ -4,6 +4,8 @@ use db::Pool;
 use db::migrate::{Action, Migrator};
 use testkit::TestDb;
 
+use crate::count;
+
 async fn migrate(url: &str) -> db::migrate::Plan {
     let mut migrator = Migrator::connect(url).await.expect("connect");
     let plan = migrator.plan().await.expect("plan");
@@ -13,10 +15,6 @@ async fn migrate(url: &str) -> db::migrate::Plan {
 
 async fn plan(url: &str) -> db::migrate::Plan {
     Migrator::connect(url).await.expect("connect").plan().await.expect("plan")
-}
-
-async fn count(pool: &Pool, sql: &str) -> i64 {
-    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
 }
 
 /// Every table docs/schema.md names.

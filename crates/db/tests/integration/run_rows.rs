@@ -5,9 +5,7 @@ use db::Pool;
 use testkit::TestDb;
 use uuid::Uuid;
 
-async fn count(pool: &Pool, sql: &str) -> i64 {
-    db::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.expect(sql)
-}
+use crate::count;
 
 async fn execute(pool: &Pool, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect(sql);
