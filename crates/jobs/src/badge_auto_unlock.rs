@@ -210,23 +210,33 @@ fn stats_sql(kinds: &[&str], scope: Scope) -> String {
 /// owned yet (no per-user table is written: a steady sweep costs the aggregates and little more). Each badge is
 /// one test of a stats column against its threshold, written into the statement, so a user is checked against
 /// every badge with a few comparisons and the owned-badge lookup runs only for the tests that pass. `$1` is now.
+///
+/// The two scopes differ in what pays off. Over everyone, users with nothing new (nearly all of them in a steady
+/// sweep) are dropped by one chain of comparisons, and only the others build the array of their new badges. An
+/// event run evaluates a handful of users, and the server plans its unnamed statement again on every run: there
+/// planning costs several times the execution, so the stats are planned as a subquery of their own (`OFFSET 0`
+/// keeps the badge tests out of their joins) and the chain, which saves nothing over a few users, is left out
+/// (BENCHMARKS.md, "Planning an event run's candidates").
 fn candidates_sql(kinds: &[&str], badges: &[(Uuid, String)], scope: Scope) -> String {
     let new = |id: &Uuid, test: &str| format!("({test} AND NOT ('{id}'::uuid = ANY (s.owned)))");
-    let any_new: Vec<String> = badges.iter().map(|(id, test)| new(id, test)).collect();
     let tests: Vec<String> =
         badges.iter().map(|(id, test)| format!("CASE WHEN {} THEN '{id}'::uuid END", new(id, test))).collect();
-    // Users with nothing new (nearly all of them in a steady sweep) are dropped by one chain of comparisons;
-    // only the others build the array of their new badges.
+    let (fence, any_new) = match scope {
+        Scope::Everyone => {
+            let any_new: Vec<String> = badges.iter().map(|(id, test)| new(id, test)).collect();
+            ("", format!("({}) AND", any_new.join("\n OR ")))
+        }
+        Scope::Changed => (" OFFSET 0", String::new()),
+    };
     format!(
         "INSERT INTO hattrick_run_badge_candidates (run_id, customer_user_id, badge_id)
          SELECT $2::uuid, s.customer_user_id, c.badge_id
-         FROM ({}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak, level_rank,
-                         lifetime_earned, paid_subscription, owned)
+         FROM ({}{fence}) AS s (customer_user_id, referrals, correct, settled, comments, likes, longest_streak,
+                                level_rank, lifetime_earned, paid_subscription, owned)
          CROSS JOIN LATERAL unnest(ARRAY[{}]) AS c(badge_id)
-         WHERE ({}) AND c.badge_id IS NOT NULL",
+         WHERE {any_new} c.badge_id IS NOT NULL",
         stats_sql(kinds, scope),
         tests.join(",\n"),
-        any_new.join("\n OR ")
     )
 }
 
