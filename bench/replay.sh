@@ -15,6 +15,9 @@
 # Per phase: the app's latency p50/p99, hattrick's CPU (share of one core), the rest of the machine's busy CPU
 # (PostgreSQL, less pgbench's own) and what it adds over phase 1, and the reaction latency p50/p99.
 # Usage: bench/replay.sh [USERS] [MINUTES] [RATE]   (defaults 1000000 60 100)
+# PHASES: the phases to run, in order (default "1 2 3"; "3" runs the events-on phase alone). STATEMENTS=N: after
+# the last phase, its N statements that took the server longest (pg_stat_statements must be loaded, with
+# `pg_stat_statements.track_planning = on` for planning times).
 # Uses the database bench/curves.sh left for USERS (hattrick_curves_USERS) when there is one, after marking its
 # pending pushes sent; else seeds hattrick_replay_USERS. Needs a release build (or HATTRICK_BIN), pgbench,
 # python3 and PostgreSQL on 127.0.0.1:5432. Run on an otherwise idle machine: CPU is measured machine-wide.
@@ -106,6 +109,8 @@ phase() { # number label events(true|false|none)
         sleep 5
     fi
     start=$(psql -tA "$DATABASE_URL" -c "SELECT now()")
+    [ -n "${STATEMENTS:-}" ] && psql "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+        -c "SELECT pg_stat_statements_reset()" > /dev/null
     [ -n "$serve" ] && hat=$(ticks "$serve")
     cpu0=$(busy)
     /usr/bin/time -f "%U %S" -o "$work/pgbench.cpu" pgbench -n -c 4 -j 2 -R "$rate" -T "$secs" \
@@ -147,9 +152,25 @@ EOF
     tail -n 1 "$work/summary"
 }
 echo "phase|app tx/s|app p50 ms|app p99 ms|hattrick CPU % of a core|database CPU % of a core|first comments|badges|reaction p50 ms|reaction p99 ms"
-phase 1 "app alone" none
-phase 2 "hattrick, events off" false
-phase 3 "hattrick, events on" true
-base=$(awk -F'|' 'NR == 1 { print $6 }' "$work/summary")
-awk -F'|' -v base="$base" 'NR > 1 { printf "   %s: the database works %+.1f %% of a core more than for the app alone; app p99 %.2fx\n", $1, $6 - base, $4 / p99 }
-    NR == 1 { p99 = $4 }' "$work/summary"
+phases=${PHASES:-1 2 3}
+for p in $phases; do
+    case $p in
+    1) phase 1 "app alone" none ;;
+    2) phase 2 "hattrick, events off" false ;;
+    3) phase 3 "hattrick, events on" true ;;
+    *) echo "PHASES: $p is not a phase (1, 2 or 3)" >&2; exit 2 ;;
+    esac
+done
+if [ "${phases%% *}" = 1 ]; then
+    base=$(awk -F'|' 'NR == 1 { print $6 }' "$work/summary")
+    awk -F'|' -v base="$base" 'NR > 1 { printf "   %s: the database works %+.1f %% of a core more than for the app alone; app p99 %.2fx\n", $1, $6 - base, $4 / p99 }
+        NR == 1 { p99 = $4 }' "$work/summary"
+fi
+if [ -n "${STATEMENTS:-}" ]; then
+    # The last phase's statements, by time spent planning and running them (pg_stat_statements, loaded, with
+    # track_planning on; reset as each phase starts).
+    psql "$DATABASE_URL" -c "SELECT calls, round(total_plan_time) AS plan_ms, round(total_exec_time) AS exec_ms,
+                                    left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS statement
+                             FROM pg_stat_statements WHERE query NOT LIKE '%bench_%'
+                             ORDER BY total_plan_time + total_exec_time DESC LIMIT $STATEMENTS"
+fi
