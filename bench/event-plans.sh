@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What an event run's badge candidates cost the server to plan and to run (BENCHMARKS.md, "Planning an event run's
-# candidates"), on a seeded database after its first sweep (bench/replay.sh leaves hattrick_replay_USERS):
+# candidates"), on the database bench/replay.sh leaves (hattrick_replay_USERS: seeded, first sweep paid,
+# `bench_users` numbered):
 #   capture SERVER_LOG   runs event runs (a first comment, a referred user's login) with log_min_duration_statement
 #                        = 0 and copies the statements they sent that read their subjects from the server's log (the
 #                        file the server writes its log to): $OUT/event.sql (the badge candidates, every badge),
@@ -78,7 +79,7 @@ for kind, sql in kinds.items():
     ;;
 plan)
     file=$2 secs=${3:-15} setting=${4:-}
-    script=${SCRIPT:-$(mktemp)}
+    script=$(mktemp)
     trap 'rm -f "$script"' EXIT
     {
         all=$(psql -tA -c "SELECT count(*) FROM bench_users")
