@@ -11,6 +11,14 @@ async fn execute(pool: &Pool, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect(sql);
 }
 
+/// The runs that have rows in `table`, in order.
+async fn runs_in(pool: &Pool, table: &str) -> Vec<Uuid> {
+    db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT run_id FROM {table} ORDER BY run_id")))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_run_clears_its_own_rows_and_only_a_purge_takes_a_dead_runs() {
     let db = TestDb::new().await;
@@ -31,23 +39,19 @@ async fn a_run_clears_its_own_rows_and_only_a_purge_takes_a_dead_runs() {
     }
     let tables = ["hattrick_run_subjects", "hattrick_run_cascade"];
     db::clear_run_rows(pool, run, &tables).await.unwrap();
+    let mut expected = vec![other, dead];
+    expected.sort();
     for table in tables {
-        let mut left: Vec<Uuid> = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT run_id FROM {table}")))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        left.sort();
-        let mut expected = [other, dead];
-        expected.sort();
-        assert_eq!(left, expected, "{table}: the run's rows are gone, nobody else's");
+        assert_eq!(runs_in(pool, table).await, expected, "{table}: the run's rows are gone, nobody else's");
     }
     db::purge_dead_run_rows(pool, &tables).await.unwrap();
     for table in tables {
-        let left: Vec<Uuid> = db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT run_id FROM {table}")))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        assert_eq!(left, [other], "{table}: rows older than {} are purged, younger ones kept", db::RUN_ROWS_KEPT);
+        assert_eq!(
+            runs_in(pool, table).await,
+            [other],
+            "{table}: rows older than {} are purged, younger ones kept",
+            db::RUN_ROWS_KEPT
+        );
     }
 }
 
