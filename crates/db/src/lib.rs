@@ -15,7 +15,8 @@ mod statement;
 
 pub use pool::{Pool, Unnamed, unnamed};
 pub use statement::{
-    RUN_ROWS_KEPT, SMALL_RUN_ROWS, clear_run_rows, purge_dead_run_rows, query, query_as, query_scalar, stale_statistics,
+    RUN_ROWS_KEPT, Reading, SMALL_RUN_ROWS, clear_run_rows, purge_dead_run_rows, query, query_as, query_scalar,
+    stale_statistics,
 };
 
 use std::str::FromStr;

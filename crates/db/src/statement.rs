@@ -91,13 +91,35 @@ where
 /// already believes small, skips refreshing them ([`stale_statistics`]).
 pub const SMALL_RUN_ROWS: f64 = 1000.0;
 
-/// Whether `table`'s statistics need refreshing after a run put `filled` rows there: not when the run put none
-/// (it has nothing there to read), nor when both the rows filled and the rows the planner would estimate for the
-/// table now (its last analysed density times its current pages) are below [`SMALL_RUN_ROWS`]. An `ANALYZE` or
+/// What the statements that read a run's rows of a scratch table want the planner to believe of them, which
+/// decides when a run refreshes the table's statistics ([`stale_statistics`]). Measured in BENCHMARKS.md,
+/// "Planning an event run's candidates".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Their number, once it is not small: statements that hash thousands of rows against another table where a
+    /// lookup per row would be slower (the referral tiers' queue over an event run's subjects: 18x faster at 50,000
+    /// subjects with refreshed statistics).
+    Counted,
+    /// That they are few, whatever their number: statements that read each row's user through an index either way
+    /// (the badge candidates over an event run's subjects: with a refreshed count the planner hashes over every
+    /// user or memoizes lookups that never repeat, 1.6x slower at 3,000 subjects and no faster at 50,000). Only an
+    /// estimate of many that an earlier run left is refreshed, by a run whose own rows are few.
+    Few,
+}
+
+/// Whether `table`'s statistics need refreshing after a run put `filled` rows there, for statements that read
+/// them as `reading` says: not when the run put none (it has nothing there to read), nor when both the rows filled
+/// and the rows the planner would estimate for the table now (its last analysed density times its current pages)
+/// are below [`SMALL_RUN_ROWS`]; with [`Reading::Few`], not when the rows filled are many either. An `ANALYZE` or
 /// `VACUUM` per event run, about ten a second under an app's steady traffic, cost more than the run's own
 /// statements and, taking the table's `SHARE UPDATE EXCLUSIVE` lock, kept cancelling autovacuum's work on it
 /// (BENCHMARKS.md, "Event runs at the cost of what changed").
-pub async fn stale_statistics<'c, E>(executor: E, table: &str, filled: u64) -> Result<bool, sqlx::Error>
+pub async fn stale_statistics<'c, E>(
+    executor: E,
+    table: &str,
+    filled: u64,
+    reading: Reading,
+) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
@@ -106,7 +128,7 @@ where
     }
     #[allow(clippy::cast_precision_loss)] // a row count; precision past 2^53 does not matter here
     if filled as f64 >= SMALL_RUN_ROWS {
-        return Ok(true);
+        return Ok(reading == Reading::Counted);
     }
     // Never analysed (reltuples -1) or analysed with no pages: the planner guesses from the table's size.
     let estimate: Option<f64> = query_scalar(

@@ -49,8 +49,16 @@ pub struct EventSettings {
 
 /// Takes up to `limit` of `topic`'s changes, oldest first, for the run `run_id`: their ids into
 /// `hattrick_run_changes` and their distinct subjects into `hattrick_run_subjects` (tables keyed by run that a job
-/// joins: `run_id` filters them). Returns the number of subjects. Rows of the run's earlier take are replaced.
-pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<i64, sqlx::Error> {
+/// joins: `run_id` filters them), then refreshes the subjects' statistics if the job's statements, which read them
+/// as `reading` says, need it ([`analyze_subjects`]). Returns the number of subjects. Rows of the run's earlier
+/// take are replaced.
+pub async fn take(
+    pool: &Pool,
+    run_id: Uuid,
+    topic: &str,
+    limit: i64,
+    reading: db::Reading,
+) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     clear_in(&mut tx, run_id).await?;
     sqlx::query!(
@@ -72,16 +80,17 @@ pub async fn take(pool: &Pool, run_id: Uuid, topic: &str, limit: i64) -> Result<
     .await?
     .rows_affected();
     tx.commit().await?;
-    analyze_subjects(pool, subjects).await?;
+    analyze_subjects(pool, subjects, reading).await?;
     Ok(i64::try_from(subjects).unwrap_or(i64::MAX))
 }
 
 /// Refreshes the statistics of `hattrick_run_subjects` after a run put `subjects` rows there (a take, or a badge
-/// run's next cascade round): the plans that read them depend on how many there are, which autovacuum would notice
-/// only later; a few subjects in a table the planner already believes small change nothing
+/// run's next cascade round), when the statements that read them as `reading` says would be planned better for
+/// it, which autovacuum would notice only later: a few subjects in a table the planner already believes small
+/// change nothing, and many change nothing for statements that look each subject up anyway
 /// (`db::stale_statistics`).
-pub async fn analyze_subjects(pool: &Pool, subjects: u64) -> Result<(), sqlx::Error> {
-    if db::stale_statistics(pool, "hattrick_run_subjects", subjects).await? {
+pub async fn analyze_subjects(pool: &Pool, subjects: u64, reading: db::Reading) -> Result<(), sqlx::Error> {
+    if db::stale_statistics(pool, "hattrick_run_subjects", subjects, reading).await? {
         sqlx::raw_sql("ANALYZE hattrick_run_subjects").execute(pool).await?;
     }
     Ok(())

@@ -30,6 +30,10 @@ const EVENT_TOPIC: &str = BadgeAutoUnlock::DEFAULTS.name;
 /// Changes one event run takes at most (the next run takes the rest).
 const EVENT_BATCH: i64 = 50_000;
 
+/// How the candidates read an event run's or a cascade round's subjects: each one's user through an index, so a
+/// refreshed count of thousands makes their plan slower, not faster (`db::Reading::Few`).
+const SUBJECTS: db::Reading = db::Reading::Few;
+
 /// The `badge-auto-unlock` job.
 #[derive(Debug, Clone)]
 pub struct BadgeAutoUnlock {
@@ -280,7 +284,7 @@ impl Job for BadgeAutoUnlock {
             // An event run looks only at the users whose inputs changed (docs/events.md).
             let mut scope = if ctx.trigger == Trigger::Event { Scope::Changed } else { Scope::Everyone };
             let changed = if scope == Scope::Changed {
-                Some(engine::events::take(&ctx.pool, run, EVENT_TOPIC, EVENT_BATCH).await?)
+                Some(engine::events::take(&ctx.pool, run, EVENT_TOPIC, EVENT_BATCH, SUBJECTS).await?)
             } else {
                 None
             };
@@ -584,7 +588,7 @@ async fn next_round(pool: &db::Pool, run: Uuid) -> Result<u64, sqlx::Error> {
     .await?
     .rows_affected();
     tx.commit().await?;
-    engine::events::analyze_subjects(pool, moved).await?;
+    engine::events::analyze_subjects(pool, moved, SUBJECTS).await?;
     Ok(moved)
 }
 

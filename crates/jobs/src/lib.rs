@@ -47,7 +47,7 @@ pub(crate) async fn fill_run_table(ctx: &engine::JobContext, sql: &str, table: &
     let filled =
         db::query(sqlx::AssertSqlSafe(sql)).bind(ctx.now).bind(ctx.run_id).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
-    if db::stale_statistics(&ctx.pool, table, filled).await? {
+    if db::stale_statistics(&ctx.pool, table, filled, db::Reading::Counted).await? {
         ctx.outside_transaction(&format!("VACUUM (ANALYZE, TRUNCATE false) {table}"), None).await?;
     }
     Ok(filled)

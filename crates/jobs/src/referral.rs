@@ -182,7 +182,7 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
     // An event run looks only at the referrals of the users whose logins or subscriptions changed (docs/events.md).
     let event = ctx.trigger == Trigger::Event;
     let condition = if event {
-        engine::events::take(&ctx.pool, run, T::TOPIC, EVENT_BATCH).await?;
+        engine::events::take(&ctx.pool, run, T::TOPIC, EVENT_BATCH, db::Reading::Counted).await?;
         format!(
             "({}) AND EXISTS (SELECT 1 FROM hattrick_run_subjects e
                               WHERE e.run_id = $2 AND e.subject = r.referred_user_id)",

@@ -60,28 +60,42 @@ async fn statistics_are_stale_when_the_rows_filled_or_the_planners_estimate_are_
     let db = TestDb::new().await;
     let pool = db.pool();
     execute(pool, "CREATE TABLE scratch (run_id uuid NOT NULL, n int NOT NULL)").await;
-    assert!(db::stale_statistics(pool, "scratch", 1).await.unwrap(), "never analysed: the planner guesses");
-    assert!(!db::stale_statistics(pool, "scratch", 0).await.unwrap(), "a run that put no rows there reads none");
+    assert!(stale(pool, 1).await.unwrap(), "never analysed: the planner guesses");
+    assert!(!stale(pool, 0).await.unwrap(), "a run that put no rows there reads none");
 
     execute(pool, "INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 20) n; ANALYZE scratch")
         .await;
-    assert!(!db::stale_statistics(pool, "scratch", 20).await.unwrap(), "a few rows in a small table");
-    assert!(db::stale_statistics(pool, "scratch", 1000).await.unwrap(), "{} rows filled", db::SMALL_RUN_ROWS);
+    assert!(!stale(pool, 20).await.unwrap(), "a few rows in a small table");
+    assert!(stale(pool, 1000).await.unwrap(), "{} rows filled", db::SMALL_RUN_ROWS);
+    assert!(!few(pool, 1000).await.unwrap(), "many rows, read as few: the small table's statistics serve them best");
 
     // A large run's statistics make the planner expect many rows: the next small run refreshes them once.
     execute(pool, "INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 5000) n; ANALYZE scratch")
         .await;
-    assert!(db::stale_statistics(pool, "scratch", 3).await.unwrap(), "the planner still expects 5,020 rows");
-    assert!(!db::stale_statistics(pool, "scratch", 0).await.unwrap(), "but not for a run with no rows there");
+    assert!(stale(pool, 3).await.unwrap(), "the planner still expects 5,020 rows");
+    assert!(!stale(pool, 0).await.unwrap(), "but not for a run with no rows there");
+    assert!(few(pool, 3).await.unwrap(), "read as few: the estimate of many is refreshed all the same");
+    assert!(!few(pool, 5000).await.unwrap(), "but not by a run whose own rows are many");
     execute(pool, "DELETE FROM scratch WHERE n > 3; ANALYZE scratch").await;
     assert_eq!(count(pool, "SELECT count(*) FROM scratch").await, 6);
-    assert!(!db::stale_statistics(pool, "scratch", 3).await.unwrap(), "refreshed: small again");
+    assert!(!stale(pool, 3).await.unwrap(), "refreshed: small again");
+    assert!(!few(pool, 3).await.unwrap(), "refreshed: small again, read as few");
 
     // The planner scales the analysed density by the table's pages now: rows added since the last analysis count.
     execute(pool, "TRUNCATE scratch; INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 600) n")
         .await;
     execute(pool, "ANALYZE scratch").await;
-    assert!(!db::stale_statistics(pool, "scratch", 3).await.unwrap(), "600 rows analysed");
+    assert!(!stale(pool, 3).await.unwrap(), "600 rows analysed");
     execute(pool, "INSERT INTO scratch SELECT gen_random_uuid(), n FROM generate_series(1, 600) n").await;
-    assert!(db::stale_statistics(pool, "scratch", 3).await.unwrap(), "twice the pages: about 1,200 rows expected");
+    assert!(stale(pool, 3).await.unwrap(), "twice the pages: about 1,200 rows expected");
+}
+
+/// `db::stale_statistics` of the test's `scratch` table for statements that count its rows.
+async fn stale(pool: &Pool, filled: u64) -> Result<bool, sqlx::Error> {
+    db::stale_statistics(pool, "scratch", filled, db::Reading::Counted).await
+}
+
+/// `db::stale_statistics` of the test's `scratch` table for statements that read its rows as few.
+async fn few(pool: &Pool, filled: u64) -> Result<bool, sqlx::Error> {
+    db::stale_statistics(pool, "scratch", filled, db::Reading::Few).await
 }
