@@ -14,9 +14,9 @@
 #   subjects FILE K      FILE over K subjects, with the subjects' statistics left from small runs and refreshed
 #                        with the K rows (`ANALYZE`, as an event run of 1,000 subjects or more does): the median
 #                        execution of 7, with JIT off as in job transactions;
-#   catchup K            K first comments written while hattrick is stopped, then `hattrick serve` (scheduler,
-#                        events on) started from the statistics small runs leave: its first badge event run takes
-#                        them all at once, as after an outage; prints that run's time and what it did.
+#   catchup K            a comment by each of K random users written while hattrick is stopped, then `hattrick
+#                        serve` (scheduler, events on) started from the statistics small runs leave: its first badge
+#                        event run takes them all at once, as after an outage; prints that run's time and passes.
 # FILE is a captured statement: $1 (now) and $2 (the run id) are replaced here.
 # Usage: bench/event-plans.sh capture|plan|subjects|catchup ...   (USERS=100000 by default; OUT=bench-out by default)
 set -euo pipefail
@@ -129,8 +129,7 @@ catchup)
     small_runs
     start=$(psql -tA -c "SELECT now()")
     psql -c "INSERT INTO match_comments (match_id, customer_user_id, content)
-             SELECT 9000, id, 'Bu maç çok iyi!' FROM customer_users u WHERE deleted_at IS NULL AND is_active IS NOT FALSE
-               AND NOT EXISTS (SELECT 1 FROM match_comments c WHERE c.customer_user_id = u.id) LIMIT $k"
+             SELECT 9000, id, 'Bu maç çok iyi!' FROM bench_users ORDER BY random() LIMIT $k"
     # The 5-minute sweep is moved out of the way: the event run is the only badge run.
     HATTRICK_EVENTS__ENABLED=true HATTRICK_PUSH__QUIET_HOURS_START=off HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" \
         $bin serve --roles scheduler --listen 127.0.0.1:0 2> /dev/null &
@@ -139,7 +138,7 @@ catchup)
     report=""
     for _ in $(seq 1 600); do
         report=$(psql -tA -F ' ' -c "SELECT duration_ms, items_processed, details->>'users_evaluated',
-                                            details->>'cascade_rounds'
+                                            (SELECT string_agg(p->>'ms', '+') FROM jsonb_array_elements(details->'passes') p)
                                      FROM job_execution_logs WHERE job_name = 'badge-auto-unlock' AND trigger = 'event'
                                        AND started_at >= '$start' AND status = 'success'
                                      ORDER BY started_at LIMIT 1")
@@ -149,8 +148,8 @@ catchup)
     kill -TERM $serve
     wait $serve || true
     [ -n "$report" ] || { echo "no badge event run succeeded within 120 s" >&2; exit 1; }
-    read -r ms unlocked evaluated rounds <<< "$report"
-    echo "$k first comments caught up: $ms ms, $unlocked unlocks, $evaluated users evaluated, $rounds cascade rounds"
+    read -r ms unlocked evaluated passes <<< "$report"
+    echo "$k users' comments caught up: $ms ms, $unlocked unlocks, $evaluated users evaluated, passes $passes ms"
     ;;
 *)
     sed -n '2,21p' "$0" >&2
