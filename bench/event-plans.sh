@@ -104,7 +104,8 @@ plan)
     tps=$(pgbench -n -M extended -c 1 -T "$secs" -f "$script" "$DATABASE_URL" 2>&1 | grep -oP 'tps = \K[0-9.]+')
     psql -tA -c "SELECT '$file: ' || round($tps) || ' tx/s, planning ' || round(mean_plan_time::numeric, 2)
                         || ' ms, execution ' || round(mean_exec_time::numeric, 2) || ' ms'
-                 FROM pg_stat_statements WHERE query LIKE 'INSERT INTO hattrick_run_%' AND calls > 1"
+                 FROM pg_stat_statements WHERE query LIKE 'INSERT INTO hattrick_run_%' AND calls > 1
+                   AND query NOT LIKE 'INSERT INTO hattrick_run_subjects%'"
     ;;
 subjects)
     file=$2 k=$3
