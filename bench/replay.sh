@@ -17,7 +17,9 @@
 # Usage: bench/replay.sh [USERS] [MINUTES] [RATE]   (defaults 1000000 60 100)
 # PHASES: the phases to run, in order (default "1 2 3"; "3" runs the events-on phase alone). STATEMENTS=N: after
 # the last phase, its N statements that took the server longest (pg_stat_statements must be loaded, with
-# `pg_stat_statements.track_planning = on` for planning times).
+# `pg_stat_statements.track_planning = on` for planning times). KEEP=DIR (a new or empty directory) keeps the run's
+# files there: pgbench's per-transaction logs (appN.*: client, transaction, latency in µs, ..., epoch second) to
+# look at a part of a phase, and hattrick's log of each phase (serveN.log).
 # Uses the database bench/curves.sh left for USERS (hattrick_curves_USERS) when there is one, after marking its
 # pending pushes sent; else seeds hattrick_replay_USERS. Needs a release build (or HATTRICK_BIN), pgbench,
 # python3 and PostgreSQL on 127.0.0.1:5432. Run on an otherwise idle machine: CPU is measured machine-wide.
@@ -31,8 +33,15 @@ bin=${HATTRICK_BIN:-target/release/hattrick}
 admin=postgres://postgres@127.0.0.1:5432/postgres
 db=hattrick_curves_$users
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
+if [ -n "${KEEP:-}" ]; then
+    # The phases' logs are found by name in the directory: a directory of an earlier run would mix its logs in.
+    [ -z "$(ls -A "$KEEP" 2> /dev/null)" ] || { echo "KEEP=$KEEP: not an empty directory" >&2; exit 2; }
+    mkdir -p "$KEEP"
+    work=$KEEP
+else
+    work=$(mktemp -d)
+fi
+trap 'kill $(jobs -p) 2> /dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 if ! psql -tA "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
     db=hattrick_replay_$users
     psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
