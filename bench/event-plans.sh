@@ -42,6 +42,12 @@ DELETE FROM hattrick_run_subjects;
 VACUUM hattrick_run_subjects;
 SQL
 }
+serve_events() { # [COMMAND...]: `hattrick serve` (scheduler, events on) run by COMMAND (`timeout 10`), if any; the
+    # 5-minute sweep is moved out of the way, so the event runs are the only badge runs. It replaces the shell it
+    # runs in, so `serve_events &` leaves its process in $!.
+    HATTRICK_EVENTS__ENABLED=true HATTRICK_PUSH__QUIET_HOURS_START=off HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" \
+        exec "$@" $bin serve --roles scheduler --listen 127.0.0.1:0 2> /dev/null
+}
 case ${1:-} in
 capture)
     log=$2
@@ -49,10 +55,7 @@ capture)
     from=$(wc -c < "$log")
     psql -c "ALTER DATABASE hattrick_replay_$users SET log_min_duration_statement = 0"
     HATTRICK_EVENTS__ENABLED=true $bin migrate > /dev/null
-    # The 5-minute sweep is moved out of the way: only the event run's statements are logged.
-    HATTRICK_EVENTS__ENABLED=true HATTRICK_PUSH__QUIET_HOURS_START=off HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" \
-        timeout 10 $bin serve --roles scheduler \
-        --listen 127.0.0.1:0 2> /dev/null &
+    serve_events timeout 10 &
     sleep 4
     psql -c "INSERT INTO match_comments (match_id, customer_user_id, content)
              SELECT 9000, id, 'Bu maç çok iyi!' FROM customer_users u WHERE deleted_at IS NULL
@@ -131,9 +134,7 @@ catchup)
     start=$(psql -tA -c "SELECT now()")
     psql -c "INSERT INTO match_comments (match_id, customer_user_id, content)
              SELECT 9000, id, 'Bu maç çok iyi!' FROM bench_users ORDER BY random() LIMIT $k"
-    # The 5-minute sweep is moved out of the way: the event run is the only badge run.
-    HATTRICK_EVENTS__ENABLED=true HATTRICK_PUSH__QUIET_HOURS_START=off HATTRICK_JOBS__BADGE_AUTO_UNLOCK__SCHEDULE="0 3 1 1 *" \
-        $bin serve --roles scheduler --listen 127.0.0.1:0 2> /dev/null &
+    serve_events &
     serve=$!
     trap 'kill $serve 2> /dev/null || true' EXIT
     report=""
