@@ -18,8 +18,9 @@
 # PHASES: the phases to run, in order (default "1 2 3"; "3" runs the events-on phase alone). STATEMENTS=N: after
 # the last phase, its N statements that took the server longest (pg_stat_statements must be loaded, with
 # `pg_stat_statements.track_planning = on` for planning times). KEEP=DIR (a new or empty directory) keeps the run's
-# files there: pgbench's per-transaction logs (appN.*: client, transaction, latency in µs, ..., epoch second) to
-# look at a part of a phase, and hattrick's log of each phase (serveN.log).
+# files there: pgbench's per-transaction logs (appN.*: client, transaction, latency in µs, ..., epoch second; to
+# look at a part of a phase, `bench/replay-minutes.py DIR N` reads them minute by minute), and hattrick's log of
+# each phase (serveN.log).
 # Uses the database bench/curves.sh left for USERS (hattrick_curves_USERS) when there is one, after marking its
 # pending pushes sent; else seeds hattrick_replay_USERS. Needs a release build (or HATTRICK_BIN), pgbench,
 # python3 and PostgreSQL on 127.0.0.1:5432. Run on an otherwise idle machine: CPU is measured machine-wide.
