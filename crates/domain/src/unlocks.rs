@@ -32,8 +32,10 @@ pub struct Paid {
 }
 
 /// Pays the badges in `hattrick_unlocks` (rows just inserted into `customer_badges`, in the caller's transaction):
-/// XP and credits through the ledger, promotional VIP days, the unlock pushes, then `total_unlocks` (`write` false: a
-/// silent back-fill, no pushes and no push budget). `budget` is this batch's share of its run's budget: what it
+/// promotional VIP days, the unlock pushes, XP and credits through the ledger, then `total_unlocks` (`write` false: a
+/// silent back-fill, no pushes and no push budget). The ledger comes after everything that does not need it: it
+/// locks the users' balance rows, which the app writes too (a login's streak, a reward claimed), and the app waits
+/// on them until this transaction commits. `budget` is this batch's share of its run's budget: what it
 /// wrote is counted as it writes (past a limit it fails, and the caller's transaction rolls back); the caller keeps
 /// it once the transaction commits.
 pub async fn pay_unlocks(
@@ -61,8 +63,6 @@ pub async fn pay_unlocks(
     )
     .execute(db::unnamed(&mut *conn))
     .await?;
-    let applied = ledger::apply(&mut *conn, now, write).await?;
-    budget.granted(applied.credit_rows + applied.xp_rows)?;
     // Promotional VIP days extend the user's current VIP, else start now (docs/jobs/badge-auto-unlock.md).
     let vip_rows = sqlx::query!(
         "INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, started_at,
@@ -88,6 +88,8 @@ pub async fn pay_unlocks(
     } else {
         0
     };
+    let applied = ledger::apply(&mut *conn, now, write).await?;
+    budget.granted(applied.credit_rows + applied.xp_rows)?;
     // The counters last, their rows locked in id order: they are the only rows two batches of different users
     // share (chunks granted at once, an operator's grant beside a sweep), so a batch holds them only at its end
     // and two batches never lock them in opposite orders.

@@ -211,8 +211,6 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
         cursor = reached;
         tier.stage_grants(&mut tx).await?;
         let mut share = spending.batch();
-        let applied = ledger::apply(&mut tx, ctx.now, write).await?;
-        share.granted(applied.credit_rows + applied.xp_rows)?;
         let mut pushes = 0;
         for (message, stage) in tier.pushes() {
             db::query(sqlx::AssertSqlSafe(stage)).execute(&mut *tx).await?;
@@ -234,6 +232,10 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
             .execute(db::unnamed(&mut tx))
             .await?;
         }
+        // The ledger last: it locks the users' balance rows, which the app writes too, and the app waits on them
+        // until this transaction commits (docs/ledger.md).
+        let applied = ledger::apply(&mut tx, ctx.now, write).await?;
+        share.granted(applied.credit_rows + applied.xp_rows)?;
         // Kept even when the commit reports an error (it may have committed all the same); the run fails either way.
         let committed = tx.commit().await;
         share.keep();
