@@ -11,11 +11,12 @@
 # reward claimed through `hattrick_grant_credits` (`customer_credits`), for APP_SECONDS (default 120; longer than
 # the sweep, which the script checks). Each run then prints the time in the server (pgbench's latency less its
 # schedule lag) of the app's transactions that ended during the sweep, at p50, p99, p99.9 and max, and how many
-# took over 100 and 500 ms: how long the app waited on the rows the sweep held (BENCHMARKS.md "The app's rows locked last").
+# took over 100 and 500 ms: how long the app waited on the rows the sweep held (BENCHMARKS.md "The app's rows
+# locked last").
 # Needs PostgreSQL on 127.0.0.1:5432, psql and python3 (and pgbench with APP_RATE). The templates are kept for
 # further rounds.
 set -euo pipefail
-old=$1; new=$2; users=${3:-100000}; rounds=${4:-2}
+old=$1; new=$2; users=${3:-100000}; rounds=${4:-2}; job=${JOB:-badge-auto-unlock}
 server=postgres://postgres@127.0.0.1:5432
 export HATTRICK_JOBS__BADGE_AUTO_UNLOCK__TIMEOUT=2h
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -60,12 +61,13 @@ for _ in $(seq "$rounds"); do
             sleep 2
         fi
         start=$(date +%s.%N)
-        DATABASE_URL=$server/$run "${bins[$v]}" run "${JOB:-badge-auto-unlock}" --json | V=$v python3 -c '
+        DATABASE_URL=$server/$run "${bins[$v]}" run "$job" --json | JOB=$job V=$v python3 -c '
 import json, os, sys
 r = json.load(sys.stdin)
 passes = r["details"].get("passes")
 first = "%d ms, %d unlocks" % (passes[0]["ms"], passes[0]["unlocks"]) if passes else "the whole run"
-print("%s: run %d ms, %d unlocks; first pass %s" % (os.environ["V"], r["duration_ms"], r["items"], first))'
+items = "unlocks" if os.environ["JOB"] == "badge-auto-unlock" else "items"
+print("%s: run %d ms, %d %s; first pass %s" % (os.environ["V"], r["duration_ms"], r["items"], items, first))'
         end=$(date +%s.%N)
         if [ -n "${APP_RATE:-}" ]; then
             # pgbench writes its logs as it goes and completes them only when it ends by itself.
