@@ -3,10 +3,10 @@
 
 Usage: bench/replay-minutes.py DIR PHASE [SKIP_SECONDS]
 
-Reads DIR/appPHASE.PID[.THREAD] (pgbench's per-transaction logs: client, transaction, latency in µs, script, epoch second,
-µs), prints each minute's transactions, p50 and p99 in ms, then the whole phase's p50 and p99 and the same without
-its first SKIP_SECONDS (default 0): a phase that begins with hattrick's catch-up of what an earlier phase left is
-told apart from its steady state this way.
+Reads DIR/appPHASE.PID[.THREAD] (pgbench's per-transaction logs: client, transaction, latency in µs, script,
+epoch second, µs), prints each minute's transactions, p50 and p99 in ms, then the whole phase's p50 and p99 and the
+same without its first SKIP_SECONDS (default 0): a phase that begins with hattrick's catch-up of what an earlier
+phase left is told apart from its steady state this way.
 """
 import os
 import re
