@@ -14,7 +14,8 @@
 #   (3) the same with events on (triggers installed, event runs).
 # Per phase: the app's latency p50/p99, hattrick's CPU (share of one core), the rest of the machine's busy CPU
 # (PostgreSQL, less pgbench's own) and what it adds over phase 1, and the reaction latency p50/p99.
-# Usage: bench/replay.sh [USERS] [MINUTES] [RATE]   (defaults 1000000 60 100)
+# Usage: bench/replay.sh [USERS] [MINUTES] [RATE]   (defaults 1000000 60 100); MINUTES is one length for every phase
+# or one per phase run, in order ("20 60" with PHASES="1 3": the app alone for 20 minutes, then events on for 60).
 # PHASES: the phases to run, in order (default "1 2 3"; "3" runs the events-on phase alone). STATEMENTS=N: after
 # the last phase, its N statements that took the server longest (pg_stat_statements must be loaded, with
 # `pg_stat_statements.track_planning = on` for planning times). KEEP=DIR (a new or empty directory) keeps the run's
@@ -29,7 +30,15 @@ cd "$(dirname "$0")/.."
 users=${1:-1000000}
 minutes=${2:-60}
 rate=${3:-100}
-secs=${PHASE_SECONDS:-$((minutes * 60))}   # PHASE_SECONDS: a shorter phase, to try the script
+read -r -a phase_minutes <<< "$minutes"
+for m in "${phase_minutes[@]}"; do
+    [[ $m =~ ^[1-9][0-9]*$ ]] || { echo "MINUTES: '$m' is not a whole number of minutes" >&2; exit 2; }
+done
+phases=${PHASES:-1 2 3}
+read -r -a phase_list <<< "$phases"
+if [ "${#phase_minutes[@]}" -ne 1 ] && [ "${#phase_minutes[@]}" -ne "${#phase_list[@]}" ]; then
+    echo "MINUTES: ${#phase_minutes[@]} lengths for ${#phase_list[@]} phases ($phases)" >&2; exit 2
+fi
 bin=${HATTRICK_BIN:-target/release/hattrick}
 admin=postgres://postgres@127.0.0.1:5432/postgres
 db=hattrick_curves_$users
@@ -52,7 +61,7 @@ if ! psql -tA "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | gr
         $bin run badge-auto-unlock --silent > /dev/null
 fi
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
-echo "== $users users ($db), $rate app transactions/s, $secs s per phase"
+echo "== $users users ($db), $rate app transactions/s, phases of $minutes minutes"
 HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
 psql "$DATABASE_URL" <<'SQL'
 UPDATE push_outbox SET status = 'sent', sent_at = now() WHERE status IN ('pending', 'sending');
@@ -162,8 +171,11 @@ EOF
     tail -n 1 "$work/summary"
 }
 echo "phase|app tx/s|app p50 ms|app p99 ms|hattrick CPU % of a core|database CPU % of a core|first comments|badges|reaction p50 ms|reaction p99 ms"
-phases=${PHASES:-1 2 3}
-for p in $phases; do
+i=0
+for p in "${phase_list[@]}"; do
+    # PHASE_SECONDS: every phase that short, to try the script.
+    secs=${PHASE_SECONDS:-$((${phase_minutes[$i]:-${phase_minutes[0]}} * 60))}
+    i=$((i + 1))
     case $p in
     1) phase 1 "app alone" none ;;
     2) phase 2 "hattrick, events off" false ;;
