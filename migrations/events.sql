@@ -1,14 +1,15 @@
 -- hattrick's change capture (docs/events.md): triggers on the app's tables record which users or referrals a write may
--- have made eligible for something, in hattrick_changes (topic = the job that should look, subject = a user id),
--- and wake hattrick with a NOTIFY.
+-- have made eligible for something, in hattrick_changes (topic = the job that should look, subject = a user id).
+-- hattrick looks at that table every events.poll_interval.
 --
 -- Applied by `hattrick migrate` when events are on (`events.enabled`, the default) and removed by it when they are
 -- off (CREATE OR REPLACE; the file runs as a whole in one transaction, under lock_timeout).
 --
 -- Rules every trigger here keeps, because it runs inside the app's own writes:
 -- - statement-level with transition tables: one INSERT ... SELECT per statement, never one per row;
--- - one constant-payload NOTIFY per transaction: PostgreSQL folds identical notifications of a transaction into
---   one, and NOTIFY serialises commits cluster-wide, so a per-row or per-user payload would cost every commit;
+-- - no NOTIFY: a notifying transaction holds PostgreSQL's cluster-wide notification lock from just before its
+--   commit until the commit is on disk, so the app's writes would commit one at a time and one slow flush would
+--   stall all of them (docs/events.md);
 -- - no exception blocks and nothing that can fail on the app's data: a plain INSERT into a table without
 --   constraints beyond its key;
 -- - hattrick's own sessions (application_name `hattrick...`) record nothing: its grants settle cascades on the next
@@ -23,7 +24,6 @@ BEGIN
     -- TG_ARGV[0]: the topic (job); new_rows.customer_user_id is the user.
     INSERT INTO hattrick_changes (topic, subject)
     SELECT DISTINCT TG_ARGV[0], n.customer_user_id FROM new_rows n WHERE n.customer_user_id IS NOT NULL;
-    PERFORM pg_notify('hattrick_changes', '');
     RETURN NULL;
 END
 $$;
@@ -42,7 +42,6 @@ BEGIN
     WHERE n.status = 'active'
       AND EXISTS (SELECT 1 FROM referrals r WHERE r.referred_user_id = n.customer_user_id AND r.tier = 2
                                               AND r.status = 'completed');
-    PERFORM pg_notify('hattrick_changes', '');
     RETURN NULL;
 END
 $$;
@@ -67,7 +66,6 @@ BEGIN
           AND EXISTS (SELECT 1 FROM referrals r WHERE r.referred_user_id = n.customer_user_id
                                                   AND r.status = 'pending');
     END IF;
-    PERFORM pg_notify('hattrick_changes', '');
     RETURN NULL;
 END
 $$;

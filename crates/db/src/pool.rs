@@ -56,7 +56,7 @@ impl Pool {
         }
     }
 
-    /// The sqlx pool underneath, for APIs that need one (`PgListener::connect_with`).
+    /// The sqlx pool underneath, for APIs that need an owned `PgPool`.
     pub fn inner(&self) -> &PgPool {
         &self.inner
     }

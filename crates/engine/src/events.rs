@@ -1,10 +1,11 @@
 //! Event runs (docs/events.md): the app's writes record changes in `hattrick_changes` (triggers of
-//! `migrations/events.sql`) and `NOTIFY hattrick_changes` on commit; the engine listens, waits a moment for more
-//! (debounce), and starts an incremental run (trigger `event`) of each job whose topic has rows. A job's topic is
-//! its name.
+//! `migrations/events.sql`); the engine looks at the table every `poll_interval` and starts an incremental run
+//! (trigger `event`) of each job whose topic has rows. A job's topic is its name.
 //!
-//! - Lost notifications lose nothing: the table is the truth. The listener reconnects after a database restart
-//!   and looks at the table right after; a poll of the table every `poll_interval` is the backstop.
+//! - The triggers do not `NOTIFY`: a notifying transaction holds PostgreSQL's cluster-wide notification lock from
+//!   just before its commit until the commit is flushed, so the app's writes would commit one at a time, and one
+//!   slow flush would stall every app connection (BENCHMARKS.md). A look is one indexed query, cheap enough to
+//!   repeat ten times a second, and it works the same through a transaction pooler.
 //! - An event run [`take`]s a batch of its topic's rows, acts on their subjects, and [`finish`]es by deleting
 //!   exactly the rows it took, so a change committed meanwhile (even with a smaller id, since ids are assigned
 //!   before commit) is left for the next run. A run cut off half-way leaves its rows, and the next run acts on
@@ -18,9 +19,8 @@ use std::time::Duration;
 
 use db::Pool;
 use sqlx::PgConnection;
-use sqlx::postgres::PgListener;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -28,22 +28,14 @@ use crate::job::RunArgs;
 use crate::runner::Engine;
 use crate::store;
 
-/// The channel the triggers notify.
-pub const CHANNEL: &str = "hattrick_changes";
-
 /// After a failed event run, the pause before the next (a failing run is not retried in a tight loop).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How event processing behaves.
 #[derive(Debug, Clone)]
 pub struct EventSettings {
-    /// Where to `LISTEN`: a direct connection URL (`DATABASE_DIRECT_URL`; a pooler in transaction mode breaks
-    /// `LISTEN` and hands the listening session to other clients). None: no listener, the table is polled every
-    /// `poll_interval`, which is then the reaction latency.
-    pub listen_url: Option<String>,
-    /// After a notification, wait this long for more before starting runs (batches bursts).
-    pub debounce: Duration,
-    /// Look at the table this often even without notifications.
+    /// Look at the change table this often: the longest a change waits before its run starts (unless that job's
+    /// event run is still busy), and the batching of bursts, since a look takes every change committed by then.
     pub poll_interval: Duration,
 }
 
@@ -138,52 +130,6 @@ pub async fn pending(pool: &Pool, jobs: &[String]) -> Result<Vec<String>, sqlx::
     .await
 }
 
-/// Listens on [`CHANNEL`] and wakes `wake` for every notification, and after every (re)connection (changes made
-/// while it was away are in the table). Reconnects with a growing pause until `shutdown`.
-async fn listen(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut pause = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        let connected = async {
-            let mut listener = PgListener::connect(&url).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        }
-        .await;
-        let mut listener = match connected {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(error = %error, "events: cannot listen; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                pause = (pause * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        tracing::info!("events: listening on {CHANNEL}");
-        pause = Duration::from_millis(200);
-        wake.notify_one();
-        loop {
-            tokio::select! {
-                received = listener.try_recv() => match received {
-                    Ok(Some(_)) => wake.notify_one(),
-                    // The connection was lost; notifications sent meanwhile are gone, the table is not.
-                    Ok(None) => {
-                        tracing::warn!("events: connection lost; reconnecting");
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "events: listener failed; reconnecting");
-                        break;
-                    }
-                },
-                () = shutdown.cancelled() => return,
-            }
-        }
-    }
-}
-
 impl Engine {
     /// The registered jobs that act on changes.
     pub fn incremental_jobs(&self) -> Vec<String> {
@@ -213,31 +159,17 @@ impl Engine {
         if jobs.is_empty() {
             return;
         }
-        let wake = Arc::new(Notify::new());
-        let listener = match settings.listen_url.clone() {
-            Some(url) => tokio::spawn(listen(url, Arc::clone(&wake), shutdown.clone())),
-            None => {
-                tracing::info!(
-                    poll_interval_ms = settings.poll_interval.as_millis(),
-                    "events: no direct URL to LISTEN on; polling the change table"
-                );
-                // Changes made while no lane ran are looked at now, not after the first poll interval (the
-                // listener does the same when it connects).
-                wake.notify_one();
-                tokio::spawn(async {})
-            }
-        };
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut runs = JoinSet::new();
-        tracing::info!(jobs = ?jobs, "events: on");
+        // The first tick is at once: changes made while no lane ran are looked at when it starts. A look that
+        // overruns its interval delays the next rather than bunching them.
+        let mut looks = tokio::time::interval(settings.poll_interval);
+        looks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tracing::info!(jobs = ?jobs, poll_interval_ms = settings.poll_interval.as_millis(), "events: on");
         while !shutdown.is_cancelled() {
             tokio::select! {
-                () = wake.notified() => {
-                    // More changes usually follow the first (one request writes several tables): batch them.
-                    tokio::time::sleep(settings.debounce).await;
-                }
-                () = tokio::time::sleep(settings.poll_interval) => {}
-                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                _ = looks.tick() => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => continue,
                 () = shutdown.cancelled() => break,
             }
             let due = match pending(self.pool(), &jobs).await {
@@ -251,30 +183,26 @@ impl Engine {
                 if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(job.clone()) {
                     continue;
                 }
-                let (engine, busy, wake, stop) =
-                    (Arc::clone(&self), Arc::clone(&busy), Arc::clone(&wake), cancel_runs.clone());
+                let (engine, busy, stop) = (Arc::clone(&self), Arc::clone(&busy), cancel_runs.clone());
                 runs.spawn(async move {
-                    let outcome = engine.run_event(&job, stop).await;
-                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
-                    match outcome {
-                        // Changes may have arrived during the run: look again at once.
-                        Ok(Some(true)) => wake.notify_one(),
-                        // Another instance is on it, or the job is paused: its run looks again when it ends.
-                        Ok(None) => {}
-                        // The run failed (the database may be restarting): its changes are still there; look
-                        // again shortly rather than at the next notification, which may never come.
-                        Ok(Some(false)) | Err(_) => {
-                            if let Err(error) = outcome {
-                                tracing::warn!(job, error = %error, "events: cannot start an event run");
-                            }
-                            tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                            wake.notify_one();
+                    // Changes that arrive during the run wait for the first look after it: at most one interval.
+                    // Another instance on it, or the job paused: the next look tries again.
+                    let outcome = engine.run_event(&job, stop.clone()).await;
+                    if let Err(error) = &outcome {
+                        tracing::warn!(job, error = %error, "events: cannot start an event run");
+                    }
+                    // A failed run (the database may be restarting) left its changes: this job is not tried again
+                    // for a moment rather than at every look.
+                    if matches!(outcome, Ok(Some(false)) | Err(_)) {
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                            () = stop.cancelled() => {}
                         }
                     }
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
                 });
             }
         }
-        let _ = listener.await;
         let grace = tokio::time::sleep(self.settings().shutdown_grace);
         tokio::pin!(grace);
         loop {

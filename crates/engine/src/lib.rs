@@ -7,7 +7,7 @@
 //!   run across any number of instances.
 //! - [`runner`]: one instance's [`Engine`]: the scheduler loop, heartbeats, timeouts, retries, shutdown.
 //! - [`metrics`]: counters per job, trigger and outcome.
-//! - [`events`]: event runs from the app's changes (LISTEN/NOTIFY, the change table).
+//! - [`events`]: event runs from the app's changes (the change table, looked at every `poll_interval`).
 
 pub mod clock;
 pub mod events;

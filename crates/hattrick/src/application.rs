@@ -70,13 +70,8 @@ impl Application {
         let engine =
             startup::engine_with(settings, options.clock.clone(), options.definitions, engine_settings).await?;
         let roles = options.roles;
-        let events = (roles.scheduler && roles.events).then(|| {
-            options.events.unwrap_or_else(|| EventSettings {
-                listen_url: settings.direct_url(),
-                debounce: settings.events.debounce.0,
-                poll_interval: settings.events.poll_interval.0,
-            })
-        });
+        let events = (roles.scheduler && roles.events)
+            .then(|| options.events.unwrap_or(EventSettings { poll_interval: settings.events.poll_interval.0 }));
         let dispatcher = if roles.dispatcher {
             let transport = startup::transport(settings).await?;
             tracing::info!(transport = transport.name(), "outbox dispatcher on");

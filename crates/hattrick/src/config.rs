@@ -124,8 +124,9 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// The app's database (`DATABASE_URL`).
     pub url: Option<DatabaseUrl>,
-    /// A direct connection to the same database (`DATABASE_DIRECT_URL`): event runs `LISTEN` on it. Without it
-    /// they poll the change table every `events.poll_interval`. On a direct `url`, set it to the same value.
+    /// No longer used (`DATABASE_DIRECT_URL`): event runs once listened on it, and now look at the change table
+    /// through `url`. Accepted so that a configuration naming it still loads; [`Settings::deprecations`] says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_url: Option<DatabaseUrl>,
     /// Largest number of connections one instance opens.
     pub max_connections: u32,
@@ -627,31 +628,27 @@ pub struct EventsSettings {
     /// Install change-capture triggers (`hattrick migrate`) and start event runs (`serve`); false: the scheduled
     /// sweeps alone (for databases where triggers are not allowed).
     pub enabled: bool,
-    /// After a notification, wait this long for more before starting runs.
-    pub debounce: HumanDuration,
-    /// Look at the change table this often even without notifications (the backstop).
+    /// No longer used: the wait for more changes after a notification, from when the triggers notified. Accepted
+    /// so that a configuration naming it still loads; [`Settings::deprecations`] says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<HumanDuration>,
+    /// Look at the change table this often: the longest a change waits for its event run to start, and the
+    /// batching of bursts.
     pub poll_interval: HumanDuration,
 }
 
 impl EventsSettings {
-    /// Polling and debounce within bounds.
+    /// Polling within bounds.
     fn problems(&self, problems: &mut Vec<String>) {
-        if self.poll_interval.0 < Duration::from_millis(100) {
-            problems.push("events.poll_interval: at least 100ms".to_owned());
-        }
-        if self.debounce.0 > Duration::from_secs(10) {
-            problems.push("events.debounce: at most 10s (events should be handled within seconds)".to_owned());
+        if self.poll_interval.0 < Duration::from_millis(10) {
+            problems.push("events.poll_interval: at least 10ms".to_owned());
         }
     }
 }
 
 impl Default for EventsSettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            debounce: HumanDuration(Duration::from_millis(100)),
-            poll_interval: HumanDuration(Duration::from_secs(5)),
-        }
+        Self { enabled: true, debounce: None, poll_interval: HumanDuration(Duration::from_millis(100)) }
     }
 }
 
@@ -1028,10 +1025,24 @@ impl Settings {
         self.database.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_else(|| db::DEFAULT_DATABASE_URL.to_owned())
     }
 
-    /// Where event processing listens: `database.direct_url` only (`LISTEN` through a transaction pooler would
-    /// register on a server connection other clients get next). None: event runs poll the change table.
-    pub fn direct_url(&self) -> Option<String> {
-        self.database.direct_url.as_ref().map(|u| u.expose().to_owned())
+    /// Settings that are accepted but no longer do anything, each as `setting: what to do` (logged at start).
+    pub fn deprecations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if self.database.direct_url.is_some() {
+            found.push(
+                "database.direct_url (DATABASE_DIRECT_URL): no longer used; event runs look at the change table \
+                 through database.url every events.poll_interval, so remove it"
+                    .to_owned(),
+            );
+        }
+        if self.events.debounce.is_some() {
+            found.push(
+                "events.debounce: no longer used; events.poll_interval alone sets how long changes gather, so \
+                 remove it"
+                    .to_owned(),
+            );
+        }
+        found
     }
 
     /// The configuration as TOML, secrets redacted.

@@ -44,7 +44,7 @@ pub const JOBS: &[JobEntry] = &[
             Ok(Arc::new(ReferralTier2 {
                 amounts: w.referral_amounts()?,
                 budget: w.budget(ReferralTier2::DEFAULTS),
-                notify_badges: w.settings.events.enabled,
+                hand_over_to_badges: w.settings.events.enabled,
             }))
         },
     },
@@ -54,7 +54,7 @@ pub const JOBS: &[JobEntry] = &[
             Ok(Arc::new(ReferralTier3 {
                 amounts: w.referral_amounts()?,
                 budget: w.budget(ReferralTier3::DEFAULTS),
-                notify_badges: w.settings.events.enabled,
+                hand_over_to_badges: w.settings.events.enabled,
             }))
         },
     },

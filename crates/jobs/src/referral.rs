@@ -170,7 +170,7 @@ pub(crate) trait Tier {
     /// The pushes of a batch, in order: their message and the statement filling `hattrick_push_batch` for it.
     fn pushes(&self) -> Vec<(&'static Message, String)>;
     /// Whether the users a batch pays become changes for `badge-auto-unlock` (events on).
-    fn notify_badges(&self) -> bool;
+    fn hand_over_to_badges(&self) -> bool;
 }
 
 /// Locks and advances, pays and pushes eligible referrals batch after batch, each batch one transaction.
@@ -219,14 +219,12 @@ pub(crate) async fn pay_in_batches<T: Tier>(tier: &T, budget: &Budget, ctx: &Job
             share.pushed(flushed)?;
             pushes += flushed;
         }
-        if tier.notify_badges() && moved > 0 {
+        if tier.hand_over_to_badges() && moved > 0 {
             // hattrick's own writes are not captured by the triggers: say explicitly whose badge inputs changed.
             sqlx::query!(
-                "WITH paid AS (INSERT INTO hattrick_changes (topic, subject)
-                               SELECT $1, referrer_user_id FROM hattrick_referral_batch
-                               UNION SELECT $1, referred_user_id FROM hattrick_referral_batch
-                               RETURNING 1)
-                 SELECT pg_notify('hattrick_changes', '') FROM (SELECT 1 FROM paid LIMIT 1) p",
+                "INSERT INTO hattrick_changes (topic, subject)
+                 SELECT $1, referrer_user_id FROM hattrick_referral_batch
+                 UNION SELECT $1, referred_user_id FROM hattrick_referral_batch",
                 crate::BadgeAutoUnlock::DEFAULTS.name,
             )
             .execute(db::unnamed(&mut tx))

@@ -16,7 +16,7 @@ pub struct ReferralTier2 {
     pub budget: Budget,
     /// Hand the users it pays to `badge-auto-unlock`'s event runs (their referral count and credits changed):
     /// true when events are on, so a `referrals` badge follows a payment within seconds.
-    pub notify_badges: bool,
+    pub hand_over_to_badges: bool,
 }
 
 impl ReferralTier2 {
@@ -27,8 +27,8 @@ impl ReferralTier2 {
 impl Tier for ReferralTier2 {
     const TOPIC: &'static str = Self::DEFAULTS.name;
 
-    fn notify_badges(&self) -> bool {
-        self.notify_badges
+    fn hand_over_to_badges(&self) -> bool {
+        self.hand_over_to_badges
     }
 
     fn condition(&self) -> String {

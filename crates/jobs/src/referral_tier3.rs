@@ -14,8 +14,8 @@ pub struct ReferralTier3 {
     pub amounts: ReferralAmounts,
     /// Per-run limits (docs/jobs/README.md).
     pub budget: Budget,
-    /// Hand the users it pays to `badge-auto-unlock`'s event runs (as [`ReferralTier2::notify_badges`]).
-    pub notify_badges: bool,
+    /// Hand the users it pays to `badge-auto-unlock`'s event runs (as [`ReferralTier2::hand_over_to_badges`]).
+    pub hand_over_to_badges: bool,
 }
 
 impl ReferralTier3 {
@@ -26,8 +26,8 @@ impl ReferralTier3 {
 impl Tier for ReferralTier3 {
     const TOPIC: &'static str = Self::DEFAULTS.name;
 
-    fn notify_badges(&self) -> bool {
-        self.notify_badges
+    fn hand_over_to_badges(&self) -> bool {
+        self.hand_over_to_badges
     }
 
     fn condition(&self) -> String {

@@ -49,7 +49,8 @@ fn pooler_url() -> Option<String> {
 /// A database that exists for one test and is dropped when the value is.
 ///
 /// With `HATTRICK_TEST_POOLER_URL` set, [`TestDb::url`] and [`TestDb::pool`] go through that pooler, the way a
-/// deployment reaches the app's database; [`TestDb::direct_url`] always reaches the server itself (for `LISTEN`).
+/// deployment reaches the app's database; [`TestDb::direct_url`] always reaches the server itself (for sessions a
+/// pooler would not keep).
 pub struct TestDb {
     name: String,
     url: String,
@@ -102,7 +103,7 @@ impl TestDb {
         &self.url
     }
 
-    /// The test database's URL on the server itself, never through a pooler (`DATABASE_DIRECT_URL`).
+    /// The test database's URL on the server itself, never through a pooler.
     pub fn direct_url(&self) -> &str {
         &self.direct_url
     }

@@ -192,7 +192,6 @@ async fn simulate(
 
     let mut settings = settings.clone();
     settings.database.url = Some(crate::config::DatabaseUrl::new(url));
-    settings.database.direct_url = None;
     settings.push.transport = crate::config::TransportKind::Fcm;
     settings.push.service_account = Some(key);
     settings.push.fcm_endpoint = fake.endpoint();
@@ -216,11 +215,7 @@ async fn simulate(
     let roles = Roles { scheduler: true, events: true, dispatcher: true, api: None };
     let options = Options {
         engine: Some(engine_settings),
-        events: Some(engine::events::EventSettings {
-            listen_url: Some(url.to_owned()),
-            debounce: Duration::from_millis(20),
-            poll_interval: Duration::from_millis(500),
-        }),
+        events: Some(engine::events::EventSettings { poll_interval: Duration::from_millis(20) }),
         ..Options::new(clock.clone(), roles)
     };
     let application = Application::build(&settings, options).await?;

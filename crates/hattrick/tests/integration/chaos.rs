@@ -131,7 +131,6 @@ async fn three_instances_under_kills_faults_and_a_database_restart_keep_every_pr
     let clock = Clock::scaled(business_start, 60.0, SystemTime::now());
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", url.clone()),
-        ("DATABASE_DIRECT_URL", cluster.direct_url()),
         ("HATTRICK_CLOCK", clock.describe()),
         ("FIREBASE_SERVICE_ACCOUNT_PATH", key.display().to_string()),
         ("HATTRICK_PUSH__FCM_ENDPOINT", fake.endpoint()),

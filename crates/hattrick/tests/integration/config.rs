@@ -162,6 +162,30 @@ fn the_binary_refuses_to_start_on_bad_configuration() {
 }
 
 #[test]
+fn settings_that_no_longer_do_anything_load_with_a_warning() {
+    // Event runs once listened on a direct connection and waited `debounce` after a notification; they now look
+    // at the change table every `poll_interval`. A configuration written for that still starts.
+    let file = config_file("deprecated", "[events]\ndebounce = \"250ms\"\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_hattrick"))
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env("DATABASE_DIRECT_URL", "postgres://app:s3cret@db.internal:5432/goalgpt")
+        .output()
+        .expect("run hattrick");
+    std::fs::remove_file(&file).ok();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("database.direct_url (DATABASE_DIRECT_URL): no longer used"), "{stderr}");
+    assert!(stderr.contains("events.debounce: no longer used"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("poll_interval = \"100ms\""), "{printed}");
+
+    let settings = load("", &[]).unwrap();
+    assert!(settings.deprecations().is_empty(), "{:?}", settings.deprecations());
+    assert!(rejected("[events]\npoll_interval = \"5ms\"\n", &[]).contains("events.poll_interval: at least 10ms"));
+}
+
+#[test]
 fn push_settings_are_checked_and_the_firebase_variable_is_read() {
     let message = rejected(
         "[push]\nquiet_hours_start = \"23h\"\nbatch = 0\nfcm_endpoint = \"fcm.googleapis.com\"\ntransport = \"fcm\"\n",

@@ -1,8 +1,8 @@
-//! Reacting to the app's writes (docs/events.md): change-capture triggers, LISTEN/NOTIFY, incremental event runs.
+//! Reacting to the app's writes (docs/events.md): change-capture triggers, the lane's looks at the change table,
+//! incremental event runs.
 //!
 //! The app's writes come from the test database's pool, which is named like the app (not `hattrick...`), so the
-//! triggers record them. The backstop poll is set far beyond the 2 s budget, so a test passing in time proves the
-//! notification path (or, after a restart, the reconnection catch-up).
+//! triggers record them. The lane looks every 100 ms, the default; the tests hold it to the contract's 2 s.
 
 use crate::common;
 
@@ -19,20 +19,19 @@ use uuid::Uuid;
 
 /// The engine of one instance with event processing on.
 struct Events {
-    engine: Arc<engine::Engine>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Events {
-    /// Through `url` (a pooler when the suite runs through one), listening on `direct_url`.
-    async fn start(url: &str, direct_url: &str, poll_interval: Duration) -> Self {
-        Self::start_with(url, direct_url, poll_interval, false).await
+    /// Through `url` (a pooler when the suite runs through one), looking at the change table every 100 ms.
+    async fn start(url: &str) -> Self {
+        Self::start_with(url, false).await
     }
 
     /// [`Events::start`], and with `scheduler` the scheduler loop too, as `serve` runs it, on a short lease: it is
     /// what reaps a run whose end a database crash lost.
-    async fn start_with(url: &str, direct_url: &str, poll_interval: Duration, scheduler: bool) -> Self {
+    async fn start_with(url: &str, scheduler: bool) -> Self {
         let mut env = vec![("DATABASE_URL".to_owned(), url.to_owned())];
         if scheduler {
             env.push(("HATTRICK_ENGINE__LEASE".to_owned(), "3s".to_owned()));
@@ -41,36 +40,12 @@ impl Events {
         let settings = Settings::load(&Sources { file: None, env }).unwrap();
         let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
         let stop = CancellationToken::new();
-        let events = EventSettings {
-            listen_url: Some(direct_url.to_owned()),
-            debounce: Duration::from_millis(50),
-            poll_interval,
-        };
+        let events = EventSettings { poll_interval: settings.events.poll_interval.0 };
         let mut tasks = vec![tokio::spawn(Arc::clone(&engine).run_events(events, stop.clone()))];
         if scheduler {
             tasks.push(tokio::spawn(Arc::clone(&engine).run_until_stopped(stop.clone())));
         }
-        let started = Self { engine, stop, tasks };
-        started.wait_listening().await;
-        started
-    }
-
-    /// Waits until the listener's session has issued its LISTEN.
-    async fn wait_listening(&self) {
-        for _ in 0..200 {
-            let listening: bool = db::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                                WHERE datname = current_database() AND query LIKE 'LISTEN%')",
-            )
-            .fetch_one(self.engine.pool())
-            .await
-            .unwrap_or(false);
-            if listening {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the event listener never listened");
+        Self { stop, tasks }
     }
 
     async fn stop(self) {
@@ -121,7 +96,7 @@ const HAS_BADGE: &str = "SELECT EXISTS (SELECT 1 FROM customer_badges WHERE cust
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url()).await;
     badge(db.pool(), "chatty", r#"{"type": "comments", "count": 3}"#).await;
     let user = db.user().await;
     let bystander = db.user().await;
@@ -163,10 +138,7 @@ async fn a_comment_reaching_a_badge_threshold_unlocks_it_within_two_seconds() {
 
 /// Runs `job` as its scheduled sweep would and returns its items.
 async fn events_free_sweep(db: &TestDb, job: &str) -> i64 {
-    let env = vec![
-        ("DATABASE_URL".to_owned(), db.url().to_owned()),
-        ("DATABASE_DIRECT_URL".to_owned(), db.direct_url().to_owned()),
-    ];
+    let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
     let settings = Settings::load(&Sources { file: None, env }).unwrap();
     let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
     let result = engine.run_manual(job, engine::RunArgs::default()).await.unwrap();
@@ -192,7 +164,7 @@ async fn referral(pool: &Pool, db: &TestDb) -> (Uuid, Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url()).await;
     badge(db.pool(), "recruiter", r#"{"type": "referrals", "count": 1}"#).await;
     let (referrer, referred) = referral(db.pool(), &db).await;
     let (_, other_referred) = referral(db.pool(), &db).await;
@@ -248,7 +220,7 @@ async fn a_referred_users_first_login_pays_tier_2_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_pays_tier_3_within_two_seconds() {
     let db = TestDb::new().await;
-    let events = Events::start(db.url(), db.direct_url(), Duration::from_secs(60)).await;
+    let events = Events::start(db.url()).await;
     let (_, referred) = referral(db.pool(), &db).await;
     db::query("UPDATE referrals SET status = 'completed', tier = 2 WHERE referred_user_id = $1")
         .bind(referred)
@@ -344,6 +316,26 @@ async fn hattricks_own_writes_and_bulk_statements_capture_one_row_per_user_and_s
     assert_eq!(count, 2);
 }
 
+#[tokio::test]
+async fn nothing_the_app_runs_of_hattricks_takes_the_notification_lock() {
+    let db = TestDb::new().await;
+    // A notifying transaction holds PostgreSQL's cluster-wide notification lock through its commit's flush: the
+    // app's writes would commit one at a time. None of the functions hattrick installs (the capture triggers,
+    // the ledger functions the app calls) may notify.
+    let notifying: Vec<String> = db::query_scalar(
+        "SELECT proname::text FROM pg_proc WHERE proname LIKE 'hattrick%' AND prosrc ~* 'notify' ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(notifying, Vec::<String>::new());
+    let capturing: i64 = db::query_scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'hattrick\\_capture\\_%'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(capturing, 3, "the capture functions are installed, so the check above looked at them");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_while_events_flow_loses_nothing() {
     let mut cluster = common::PrivateCluster::start().await;
@@ -366,10 +358,10 @@ async fn a_database_restart_while_events_flow_loses_nothing() {
     }
     // The scheduler too: with synchronous_commit off, the crash can lose the commit that recorded a run's end, and
     // the row stays `running` until a scheduler reaps it (as every `serve` does) and the lane moves on.
-    let events = Events::start_with(&url, &cluster.direct_url(), Duration::from_secs(60), true).await;
+    let events = Events::start_with(&url, true).await;
 
     // The app comments steadily; half-way the database crashes and comes back. Writes are retried until they
-    // commit, as an app would; the ones right after the restart land before hattrick listens again.
+    // commit, as an app would; the ones right after the restart land while hattrick's looks still fail.
     let mut committed = 0;
     for (i, user) in users.iter().enumerate() {
         if i == 30 {
@@ -566,10 +558,7 @@ async fn incremental_evaluation_grants_exactly_what_a_full_sweep_grants() {
         let mut engines = Vec::new();
         for db in [&incremental, &full] {
             seed::seed_database(db.url(), &options).await.unwrap();
-            let env = vec![
-                ("DATABASE_URL".to_owned(), db.url().to_owned()),
-                ("DATABASE_DIRECT_URL".to_owned(), db.direct_url().to_owned()),
-            ];
+            let env = vec![("DATABASE_URL".to_owned(), db.url().to_owned())];
             let settings = Settings::load(&Sources { file: None, env }).unwrap();
             let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
             // The baseline: everything the seeded population earned is granted, cascades included; nothing pending.
@@ -598,7 +587,7 @@ async fn incremental_evaluation_grants_exactly_what_a_full_sweep_grants() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_listener_the_lane_looks_at_the_table_when_it_starts_not_a_poll_interval_later() {
+async fn the_lane_looks_at_the_table_when_it_starts_not_a_poll_interval_later() {
     let db = TestDb::new().await;
     badge(db.pool(), "first-words", r#"{"type": "comments", "count": 1}"#).await;
     let user = db.user().await;
@@ -608,9 +597,8 @@ async fn without_a_listener_the_lane_looks_at_the_table_when_it_starts_not_a_pol
     let settings = Settings::load(&Sources { file: None, env }).unwrap();
     let engine = startup::engine(&settings, Clock::system(), startup::Definitions::Sync).await.unwrap();
     let stop = CancellationToken::new();
-    // Polling once a minute, with no listener to wake it.
-    let events =
-        EventSettings { listen_url: None, debounce: Duration::from_millis(50), poll_interval: Duration::from_secs(60) };
+    // Looking once a minute.
+    let events = EventSettings { poll_interval: Duration::from_secs(60) };
     let lane = tokio::spawn(Arc::clone(&engine).run_events(events, stop.clone()));
     within(db.pool(), Duration::from_secs(5), HAS_BADGE, user).await;
     stop.cancel();

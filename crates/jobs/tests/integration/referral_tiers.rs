@@ -21,11 +21,11 @@ async fn run(db: &TestDb, job: &dyn Job, name: &str) -> JobReport {
 }
 
 fn tier2() -> ReferralTier2 {
-    ReferralTier2 { amounts: ReferralAmounts::default(), budget: Budget::default(), notify_badges: false }
+    ReferralTier2 { amounts: ReferralAmounts::default(), budget: Budget::default(), hand_over_to_badges: false }
 }
 
 fn tier3() -> ReferralTier3 {
-    ReferralTier3 { amounts: ReferralAmounts::default(), budget: Budget::default(), notify_badges: false }
+    ReferralTier3 { amounts: ReferralAmounts::default(), budget: Budget::default(), hand_over_to_badges: false }
 }
 
 async fn user(db: &TestDb, locale: &str) -> Uuid {
@@ -253,7 +253,7 @@ async fn a_budget_stops_the_run_before_anything_is_written_and_silent_writes_no_
     let limited = ReferralTier2 {
         amounts: ReferralAmounts::default(),
         budget: Budget { max_grants: Some(5), max_pushes: None },
-        notify_badges: false,
+        hand_over_to_badges: false,
     };
     let error = limited.run(&context(&db, "referral-tier2", RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("budget: this run would write 6 grants, more than max_grants = 5"), "{error}");

@@ -46,7 +46,6 @@ impl AdminServer {
         std::fs::write(&key, fake.service_account_json()).unwrap();
         let env = [
             ("DATABASE_URL", db.url().to_owned()),
-            ("DATABASE_DIRECT_URL", db.direct_url().to_owned()),
             ("FIREBASE_SERVICE_ACCOUNT_PATH", key.display().to_string()),
             ("HATTRICK_PUSH__FCM_ENDPOINT", fake.endpoint()),
             ("HATTRICK_PUSH__TRANSPORT", "fcm".to_owned()),
@@ -192,7 +191,7 @@ impl PrivateCluster {
         }
     }
 
-    /// The cluster itself (`DATABASE_DIRECT_URL`: `LISTEN`, the seed).
+    /// The cluster itself, never through the pooler (the seed).
     pub fn direct_url(&self) -> String {
         self.cluster.as_ref().unwrap().url("postgres")
     }
