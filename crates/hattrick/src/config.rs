@@ -380,6 +380,8 @@ pub struct CleanupSettings {
     pub keep_campaigns: HumanDuration,
     /// `job_execution_logs`.
     pub keep_job_logs: HumanDuration,
+    /// `job_execution_logs` rows of event runs (trigger `event`), at most `keep_job_logs`.
+    pub keep_event_runs: HumanDuration,
     /// `push_outbox` rows in a final state.
     pub keep_outbox: HumanDuration,
     /// `VACUUM (ANALYZE)` the cleaned tables instead of `ANALYZE` (docs/jobs/old-logs-cleanup.md).
@@ -408,6 +410,7 @@ impl CleanupSettings {
             ("keep_likes", cleanup.keep_likes),
             ("keep_campaigns", cleanup.keep_campaigns),
             ("keep_job_logs", cleanup.keep_job_logs),
+            ("keep_event_runs", cleanup.keep_event_runs),
             ("keep_outbox", cleanup.keep_outbox),
         ] {
             if value.0 < Duration::from_secs(86_400) {
@@ -440,6 +443,7 @@ impl Default for CleanupSettings {
             keep_likes: HumanDuration(retention.likes),
             keep_campaigns: HumanDuration(retention.campaigns),
             keep_job_logs: HumanDuration(retention.job_logs),
+            keep_event_runs: HumanDuration(retention.event_runs),
             keep_outbox: HumanDuration(retention.outbox),
             vacuum: false,
             vacuum_timeout: HumanDuration(Duration::from_secs(30 * 60)),

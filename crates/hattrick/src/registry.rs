@@ -125,6 +125,7 @@ pub const JOBS: &[JobEntry] = &[
                     likes: cleanup.keep_likes.0,
                     campaigns: cleanup.keep_campaigns.0,
                     job_logs: cleanup.keep_job_logs.0,
+                    event_runs: cleanup.keep_event_runs.0,
                     outbox: cleanup.keep_outbox.0,
                 },
                 batching: w.batching(),

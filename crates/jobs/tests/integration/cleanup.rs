@@ -125,6 +125,18 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
             .await
             .unwrap();
     }
+    // Event runs, ten a second under an app's traffic, are kept a week.
+    for (status, days) in [("success", 8), ("failed", 8), ("running", 8), ("success", 6)] {
+        db::query(
+            "INSERT INTO job_execution_logs (job_name, started_at, status, trigger)
+             VALUES ('badge-auto-unlock', $1, $2, 'event')",
+        )
+        .bind(days_ago(days))
+        .bind(status)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
     for (status, days) in [("sent", 31), ("no_tokens", 31), ("pending", 31), ("sent", 29)] {
         db::query(
             "INSERT INTO push_outbox (customer_user_id, category, dedupe_key, title, body, not_before, status, created_at)
@@ -148,14 +160,15 @@ async fn old_logs_go_by_each_tables_rule_and_the_rest_stays() {
     assert_eq!(deleted("customer_ad_views"), 1, "{report:?}");
     assert_eq!(deleted("match_comment_likes"), 1);
     assert_eq!(deleted("scheduled_notifications"), 2, "sent and cancelled; a pending campaign stays");
+    assert_eq!(deleted("job_execution_logs (event runs)"), 2, "a running event run and last week's stay");
     assert_eq!(deleted("job_execution_logs"), 2, "a running row stays");
     assert_eq!(deleted("push_outbox"), 2, "final rows only");
-    assert_eq!(report.items, 8);
+    assert_eq!(report.items, 10);
     for (table, left) in [
         ("customer_ad_views", 1),
         ("match_comment_likes", 1),
         ("scheduled_notifications", 2),
-        ("job_execution_logs", 2),
+        ("job_execution_logs", 4),
         ("push_outbox", 2),
     ] {
         assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")).await, left, "{table}");
