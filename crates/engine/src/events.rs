@@ -166,6 +166,8 @@ impl Engine {
         let mut looks = tokio::time::interval(settings.poll_interval);
         looks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(jobs = ?jobs, poll_interval_ms = settings.poll_interval.as_millis(), "events: on");
+        // Whether the last look failed: an outage is logged when it starts and ends, not ten times a second.
+        let mut failing = false;
         while !shutdown.is_cancelled() {
             tokio::select! {
                 _ = looks.tick() => {}
@@ -173,9 +175,16 @@ impl Engine {
                 () = shutdown.cancelled() => break,
             }
             let due = match pending(self.pool(), &jobs).await {
-                Ok(due) => due,
+                Ok(due) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("events: hattrick_changes readable again");
+                    }
+                    due
+                }
                 Err(error) => {
-                    tracing::warn!(error = %error, "events: cannot read hattrick_changes; retrying");
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %error, "events: cannot read hattrick_changes");
+                    }
                     continue;
                 }
             };
