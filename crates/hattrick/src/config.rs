@@ -380,7 +380,7 @@ pub struct CleanupSettings {
     pub keep_campaigns: HumanDuration,
     /// `job_execution_logs`.
     pub keep_job_logs: HumanDuration,
-    /// `job_execution_logs` rows of event runs (trigger `event`), at most `keep_job_logs`.
+    /// `job_execution_logs` rows of event runs (trigger `event`); longer than `keep_job_logs` changes nothing.
     pub keep_event_runs: HumanDuration,
     /// `push_outbox` rows in a final state.
     pub keep_outbox: HumanDuration,

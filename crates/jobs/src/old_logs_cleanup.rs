@@ -22,7 +22,7 @@ pub struct Retention {
     /// `job_execution_logs` (and the local-time jobs' day records).
     pub job_logs: Duration,
     /// `job_execution_logs` rows of event runs (trigger `event`): ten a second under an app's steady traffic, so
-    /// kept for less time than the rest (at most `job_logs`).
+    /// kept for less time than the rest (longer than `job_logs` changes nothing: its rule deletes them anyway).
     pub event_runs: Duration,
     /// `push_outbox` rows in a final state.
     pub outbox: Duration,
