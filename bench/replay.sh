@@ -21,10 +21,13 @@
 # `pg_stat_statements.track_planning = on` for planning times). KEEP=DIR (a new or empty directory) keeps the run's
 # files there: pgbench's per-transaction logs (appN.*: client, transaction, latency in µs, ..., epoch second; to
 # look at a part of a phase, `bench/replay-minutes.py DIR N` reads them minute by minute), and hattrick's log of
-# each phase (serveN.log).
+# each phase (serveN.log); N is the phase's place in PHASES, counted from 1.
 # Uses the database bench/curves.sh left for USERS (hattrick_curves_USERS) when there is one, after marking its
 # pending pushes sent; else seeds hattrick_replay_USERS. Needs a release build (or HATTRICK_BIN), pgbench,
 # python3 and PostgreSQL on 127.0.0.1:5432. Run on an otherwise idle machine: CPU is measured machine-wide.
+# HATTRICK_BINS="A B ...": one binary per phase, in order, to compare two builds on the same database taking turns
+# (PHASES="1 3 3 3 3" HATTRICK_BINS="old new old new old"; the first also seeds); each phase's `migrate` installs
+# its own build's triggers, and the phase's label names its binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-1000000}
@@ -40,6 +43,13 @@ if [ "${#phase_minutes[@]}" -ne 1 ] && [ "${#phase_minutes[@]}" -ne "${#phase_li
     echo "MINUTES: ${#phase_minutes[@]} lengths for ${#phase_list[@]} phases ($phases)" >&2; exit 2
 fi
 bin=${HATTRICK_BIN:-target/release/hattrick}
+read -r -a phase_bins <<< "${HATTRICK_BINS:-}"
+if [ "${#phase_bins[@]}" -ne 0 ]; then
+    [ "${#phase_bins[@]}" -eq "${#phase_list[@]}" ] ||
+        { echo "HATTRICK_BINS: ${#phase_bins[@]} binaries for ${#phase_list[@]} phases ($phases)" >&2; exit 2; }
+    for b in "${phase_bins[@]}"; do [ -x "$b" ] || { echo "HATTRICK_BINS: $b is not an executable" >&2; exit 2; }; done
+    bin=${phase_bins[0]}
+fi
 admin=postgres://postgres@127.0.0.1:5432/postgres
 db=hattrick_curves_$users
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -117,8 +127,8 @@ while ! grep -q TRANSPORT "$work/fake.env" 2> /dev/null; do sleep 0.1; done
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # jiffies, all cores
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
-phase() { # number label events(true|false|none)
-    local label=$2 events=$3 serve="" cpu0 cpu1 hat=0 start
+phase() { # number label events(true|false|none) binary
+    local label=$2 events=$3 bin=$4 serve="" cpu0 cpu1 hat=0 start
     if [ "$events" != none ]; then
         HATTRICK_EVENTS__ENABLED=$events $bin migrate > /dev/null
         (set -a; . "$work/fake.env"; set +a
@@ -175,11 +185,13 @@ i=0
 for p in "${phase_list[@]}"; do
     # PHASE_SECONDS: every phase that short, to try the script.
     secs=${PHASE_SECONDS:-$((${phase_minutes[$i]:-${phase_minutes[0]}} * 60))}
+    pbin=${phase_bins[$i]:-$bin}
+    by=${phase_bins[$i]:+ ($(basename "$pbin"))}
     i=$((i + 1))
     case $p in
-    1) phase 1 "app alone" none ;;
-    2) phase 2 "hattrick, events off" false ;;
-    3) phase 3 "hattrick, events on" true ;;
+    1) phase $i "app alone" none "$pbin" ;;
+    2) phase $i "hattrick, events off$by" false "$pbin" ;;
+    3) phase $i "hattrick, events on$by" true "$pbin" ;;
     *) echo "PHASES: $p is not a phase (1, 2 or 3)" >&2; exit 2 ;;
     esac
 done
