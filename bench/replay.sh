@@ -73,52 +73,10 @@ fi
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
 echo "== $users users ($db), $rate app transactions/s, phases of $minutes minutes"
 HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
-psql "$DATABASE_URL" <<'SQL'
-UPDATE push_outbox SET status = 'sent', sent_at = now() WHERE status IN ('pending', 'sending');
-DROP TABLE IF EXISTS bench_users, bench_new;
-CREATE TABLE bench_users AS SELECT row_number() OVER () AS n, id FROM customer_users
-    WHERE deleted_at IS NULL AND is_active IS NOT FALSE;
-ALTER TABLE bench_users ADD PRIMARY KEY (n);
-CREATE TABLE bench_new AS SELECT row_number() OVER () AS n, id FROM customer_users u
-    WHERE deleted_at IS NULL AND is_active IS NOT FALSE
-      AND NOT EXISTS (SELECT 1 FROM match_comments c WHERE c.customer_user_id = u.id);
-ALTER TABLE bench_new ADD PRIMARY KEY (n);
-VACUUM ANALYZE;
-CHECKPOINT;
-SQL
+psql "$DATABASE_URL" -f bench/app-tables.sql
 all=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_users")
 new=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_new")
 echo "   $all live users, $new of them never commented"
-cat > "$work/app.sql" <<SQL
-\set pick random(1, 1000)
-\set n random(1, $all)
-\if :pick <= 330
-UPDATE customer_users SET last_login_at = now() WHERE id = (SELECT id FROM bench_users WHERE n = :n);
-UPDATE customer_xp SET current_streak_days = current_streak_days + 1,
-    longest_streak_days = greatest(longest_streak_days, current_streak_days + 1), last_activity_date = current_date
-WHERE customer_user_id = (SELECT id FROM bench_users WHERE n = :n) AND last_activity_date IS DISTINCT FROM current_date;
-\elif :pick <= 550
-\set m random(1, $new)
-INSERT INTO match_comments (match_id, customer_user_id, content, created_at, updated_at)
-SELECT 9000 + :m % 40, id, 'Bu maç çok iyi!', now(), now() FROM bench_new WHERE n = :m;
-\elif :pick <= 880
-UPDATE customer_predictions SET is_correct = random() < 0.5, settled_at = now()
-WHERE id = (SELECT id FROM customer_predictions WHERE customer_user_id = (SELECT id FROM bench_users WHERE n = :n) AND is_correct IS NULL LIMIT 1);
-\elif :pick <= 990
-INSERT INTO customer_daily_rewards (customer_user_id, reward_date, day_number, reward_type, reward_amount, claimed_at)
-VALUES ((SELECT id FROM bench_users WHERE n = :n), current_date, 1, 'credits', 10, now()) ON CONFLICT (customer_user_id, reward_date) DO NOTHING;
-SELECT hattrick_grant_credits((SELECT id FROM bench_users WHERE n = :n), 10, 'daily_reward', 'replay-claim:' || (SELECT id FROM bench_users WHERE n = :n) || ':' || current_date, NULL, '{}', now());
-\elif :pick <= 995
-WITH friend AS (INSERT INTO customer_users (email, created_at, timezone)
-                VALUES ('friend-' || gen_random_uuid() || '@replay.example', now(), 'Europe/Istanbul') RETURNING id)
-INSERT INTO referrals (referrer_user_id, referred_user_id, referral_code, created_at, expires_at)
-SELECT (SELECT id FROM bench_users WHERE n = :n), id, 'REPLAY', now(), now() + interval '30 days' FROM friend;
-\else
-INSERT INTO customer_subscriptions (customer_user_id, status, platform, amount, currency, started_at, expired_at,
-    auto_renew_enabled, created_at, updated_at)
-VALUES ((SELECT id FROM bench_users WHERE n = :n), 'active', 'ios', 99.90, 'TRY', now(), now() + interval '30 days', true, now(), now());
-\endif
-SQL
 
 $bin fake-fcm --listen 127.0.0.1:0 --write-service-account "$work/key.json" --latency-ms 5 --accept-token bench \
     > "$work/fake.env" 2> /dev/null &
@@ -143,7 +101,7 @@ phase() { # number label events(true|false|none) binary
     [ -n "$serve" ] && hat=$(ticks "$serve")
     cpu0=$(busy)
     /usr/bin/time -f "%U %S" -o "$work/pgbench.cpu" pgbench -n -c 4 -j 2 -R "$rate" -T "$secs" \
-        -f "$work/app.sql" -l --log-prefix="$work/app$1" "$DATABASE_URL" > "$work/pgbench$1.out" 2>&1
+        -D users="$all" -D new="$new" -f bench/app.sql -l --log-prefix="$work/app$1" "$DATABASE_URL" > "$work/pgbench$1.out" 2>&1
     cpu1=$(busy)
     [ -n "$serve" ] && hat=$(($(ticks "$serve") - hat))
     # Comments of the last minutes still settling: a sweep runs every 5 minutes.
