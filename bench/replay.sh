@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # App traffic against a seeded population at a fixed rate, with and without hattrick (BENCHMARKS.md "The curves"):
-# what hattrick costs a running app and how fast it reacts. pgbench plays the app: RATE transactions per second on
-# 4 connections, each one of the demo simulator's actions for a random user, in its proportions (a login with its
-# streak, a comment, a prediction settled, a daily reward claimed through hattrick_grant_credits, and now and then
-# a friend signing up with a referral code or a subscription sold). Comments come from users who never commented,
-# so each one's first comment in the replay earns the seeded `first_comment` badge: reaction latency is the time
-# from that comment's commit to the badge row. A phase counts only the first comments made in it: a user who
-# commented in an earlier phase has the badge already (about 5 % of a 20-minute phase's commenters per phase
-# before it, at a million users).
+# what hattrick costs a running app and how fast it reacts. pgbench plays the app (bench/app.sql): RATE transactions
+# per second on 4 connections, each one of the demo simulator's actions for a random user, in its proportions (a login
+# with its streak, a comment, a prediction settled, a daily reward claimed through hattrick_grant_credits, and now and
+# then a friend signing up with a referral code or a subscription sold). Comments come from users who never commented,
+# so each one's first comment in the replay earns the seeded `first_comment` badge: reaction latency is the time from
+# that comment's commit to the badge row. A phase counts only the first comments made in it: a user who commented in
+# an earlier phase has the badge already (about 5 % of a 20-minute phase's commenters per phase before it, at a
+# million users).
 # Three phases of MINUTES minutes each, one after the other on the same database:
 #   (1) the app alone: no change-capture triggers, no hattrick;
 #   (2) `hattrick serve` (scheduler and dispatcher, pushes to a fake FCM), events off: the scheduled jobs only;
