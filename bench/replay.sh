@@ -52,16 +52,8 @@ if [ "${#phase_bins[@]}" -ne 0 ]; then
 fi
 admin=postgres://postgres@127.0.0.1:5432/postgres
 db=hattrick_curves_$users
-psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-if [ -n "${KEEP:-}" ]; then
-    # The phases' logs are found by name in the directory: a directory of an earlier run would mix its logs in.
-    [ -z "$(ls -A "$KEEP" 2> /dev/null)" ] || { echo "KEEP=$KEEP: not an empty directory" >&2; exit 2; }
-    mkdir -p "$KEEP"
-    work=$KEEP
-else
-    work=$(mktemp -d)
-fi
-trap 'kill $(jobs -p) 2> /dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+. bench/lib.sh
+work_dir
 if ! psql -tA "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
     db=hattrick_replay_$users
     psql "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
@@ -78,12 +70,7 @@ all=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_users")
 new=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FROM bench_new")
 echo "   $all live users, $new of them never commented"
 
-$bin fake-fcm --listen 127.0.0.1:0 --write-service-account "$work/key.json" --latency-ms 5 --accept-token bench \
-    > "$work/fake.env" 2> /dev/null &
-while ! grep -q TRANSPORT "$work/fake.env" 2> /dev/null; do sleep 0.1; done
-
-busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # jiffies, all cores
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+fake_fcm
 hz=$(getconf CLK_TCK)
 phase() { # number label events(true|false|none) binary
     local label=$2 events=$3 bin=$4 serve="" cpu0 cpu1 hat=0 start

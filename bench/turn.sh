@@ -26,15 +26,8 @@ bin=${HATTRICK_BIN:-target/release/hattrick}
 admin=postgres://postgres@127.0.0.1:5432/postgres
 template=hattrick_turn_$users
 db=hattrick_turn_run
-psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-if [ -n "${KEEP:-}" ]; then
-    [ -z "$(ls -A "$KEEP" 2> /dev/null)" ] || { echo "KEEP=$KEEP: not an empty directory" >&2; exit 2; }
-    mkdir -p "$KEEP"
-    work=$KEEP
-else
-    work=$(mktemp -d)
-fi
-trap 'kill $(jobs -p) 2> /dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+. bench/lib.sh
+work_dir
 if ! psql -tA "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$template'" | grep -q 1; then
     psql "$admin" -c "CREATE DATABASE $template"
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/$template HATTRICK_EVENTS__ENABLED=false $bin migrate > /dev/null
@@ -61,13 +54,8 @@ export HATTRICK_TIME__BUSINESS_ZONE=$zone HATTRICK_ENGAGEMENT__DAILY_REWARD_REMI
 for setting in "$@"; do export "${setting?}"; done
 echo "== $users users, $rate app transactions/s; the turn of $zone at $at${*:+; $*}"
 
-$bin fake-fcm --listen 127.0.0.1:0 --write-service-account "$work/key.json" --latency-ms 5 --accept-token bench \
-    > "$work/fake.env" 2> /dev/null &
-fake=$!
-while ! grep -q TRANSPORT "$work/fake.env" 2> /dev/null; do sleep 0.1; done
+fake_fcm
 serve=""
-busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # jiffies, all cores
-ticks() { if [ -n "$1" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
 mark() { # part: the wall clock, the WAL written so far, the machine's busy CPU, the fake's and the dispatcher's
     echo "$1 $(date +%s.%N) $(psql -tA "$DATABASE_URL" -c "SELECT wal_bytes FROM pg_stat_wal") $(busy)" \
         "$(ticks "$fake") $(ticks "$serve")" >> "$work/marks"
