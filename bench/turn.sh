@@ -6,7 +6,8 @@
 # to a minute ago); 30 s after it ends, `hattrick serve --roles dispatcher` sends its pushes to a fake FCM; once the
 # outbox is drained the dispatcher stops and the app runs on alone to the end (APP_SECONDS, default 300).
 # Prints, for each part (the app alone, the job, the pause, the dispatch, the app alone again), how long it took,
-# the app's latency p50 / p99 / max and the WAL the server wrote; and the app's p99 every 10 seconds.
+# the app's latency p50 / p99 / max, the WAL the server wrote, and the CPU (in cores) of the machine, of hattrick's
+# process and of the fake FCM; and the app's p99 every 10 seconds.
 # Usage: bench/turn.sh [USERS] [RATE] [NAME=VALUE ...]   (defaults 1000000 100)
 # The settings given (hattrick's environment, e.g. HATTRICK_ENGAGEMENT__PARALLELISM=1 or
 # HATTRICK_PUSH__RATE_PER_MINUTE=60000) apply to the job and to the dispatcher. Every run is on a fresh copy of
