@@ -216,6 +216,9 @@ pub struct JobSettings {
     /// Chunks one run grants at once, each on its own connection (badge-auto-unlock only; default 1,
     /// docs/jobs/badge-auto-unlock.md).
     pub chunks_at_once: Option<u32>,
+    /// Unlocks one chunk grants in its transaction, a user's never split (badge-auto-unlock only; default 10,000,
+    /// docs/jobs/badge-auto-unlock.md).
+    pub unlocks_per_chunk: Option<u32>,
 }
 
 /// `[rewards]`: amounts the jobs pay (docs/jobs/README.md).
@@ -1004,18 +1007,22 @@ impl Settings {
                     problems.push(format!("jobs.{name}.{field}: must not be negative (got {value})"));
                 }
             }
-            if let Some(at_once) = job.chunks_at_once {
-                if name != BadgeAutoUnlock::DEFAULTS.name {
-                    problems.push(format!(
-                        "jobs.{name}.chunks_at_once: only {} grants in chunks",
-                        BadgeAutoUnlock::DEFAULTS.name
-                    ));
-                } else if at_once == 0 || at_once >= self.database.max_connections {
+            let chunked = [("chunks_at_once", job.chunks_at_once), ("unlocks_per_chunk", job.unlocks_per_chunk)];
+            if name != BadgeAutoUnlock::DEFAULTS.name {
+                for (field, _) in chunked.iter().filter(|(_, value)| value.is_some()) {
+                    problems
+                        .push(format!("jobs.{name}.{field}: only {} grants in chunks", BadgeAutoUnlock::DEFAULTS.name));
+                }
+            } else {
+                if let Some(at_once) = job.chunks_at_once.filter(|n| *n == 0 || *n >= self.database.max_connections) {
                     problems.push(format!(
                         "jobs.{name}.chunks_at_once: must be at least 1 and less than database.max_connections ({}): \
                          each chunk holds a connection (got {at_once})",
                         self.database.max_connections
                     ));
+                }
+                if job.unlocks_per_chunk == Some(0) {
+                    problems.push(format!("jobs.{name}.unlocks_per_chunk: must be at least 1 (got 0)"));
                 }
             }
             if job.timeout.is_some_and(|t| t.0.is_zero()) {

@@ -35,6 +35,9 @@ pub const JOBS: &[JobEntry] = &[
             Ok(Arc::new(BadgeAutoUnlock {
                 budget: w.budget(BadgeAutoUnlock::DEFAULTS),
                 chunks_at_once: settings.and_then(|job| job.chunks_at_once).unwrap_or(1),
+                unlocks_per_chunk: settings
+                    .and_then(|job| job.unlocks_per_chunk)
+                    .unwrap_or(jobs::badge_auto_unlock::UNLOCKS_PER_CHUNK),
             }))
         },
     },

@@ -4,9 +4,9 @@
 //! 1. parses every active badge's condition; a malformed one is skipped and reported, the others proceed;
 //! 2. computes each aggregate once for every live user, with the badges each user already owns, and evaluates
 //!    every badge against every user in the same statement, keeping only the unlocks not owned yet;
-//! 3. grants them in chunks of about 10,000 users, each chunk one transaction, one chunk at a time or several at
-//!    once ([`Chunks`]): badge rows, XP and credit grants through the ledger, promotional VIP days, pushes, and
-//!    last `total_unlocks` raised by the rows actually inserted.
+//! 3. grants them in chunks of about [`UNLOCKS_PER_CHUNK`] unlocks (a user's never split), each chunk one
+//!    transaction, one chunk at a time or several at once ([`Chunks`]): badge rows, XP and credit grants through
+//!    the ledger, promotional VIP days, pushes, and last `total_unlocks` raised by the rows actually inserted.
 //!
 //! The unique (user, badge) row and the idempotency keys make every step safe to repeat: a failed chunk leaves
 //! nothing behind, committed chunks are never paid again. Every run settles cascades (a badge's XP or credits
@@ -23,8 +23,10 @@ use uuid::Uuid;
 use domain::conditions::Condition;
 use domain::{Budget, Spending, unlocks};
 
-/// Users per transaction (docs/jobs/badge-auto-unlock.md).
-const CHUNK: i64 = 10_000;
+/// Unlocks per transaction by default (`jobs.badge-auto-unlock.unlocks_per_chunk`, docs/jobs/badge-auto-unlock.md):
+/// a chunk holds its users' balance rows, which the app writes too, for the ledger's part of it, so its size is
+/// counted in the work it does rather than in users.
+pub const UNLOCKS_PER_CHUNK: u32 = 10_000;
 /// The topic of the app's changes this job acts on in an event run (its name).
 const EVENT_TOPIC: &str = BadgeAutoUnlock::DEFAULTS.name;
 /// Changes one event run takes at most (the next run takes the rest).
@@ -43,11 +45,14 @@ pub struct BadgeAutoUnlock {
     /// chunks_at_once`; 1, the default, grants them one after another). With any value, a budget holds for the whole
     /// run: the chunks under way share it.
     pub chunks_at_once: u32,
+    /// Unlocks one chunk grants, rounded up to its last user's (`jobs.badge-auto-unlock.unlocks_per_chunk`;
+    /// [`UNLOCKS_PER_CHUNK`] by default).
+    pub unlocks_per_chunk: u32,
 }
 
 impl Default for BadgeAutoUnlock {
     fn default() -> Self {
-        Self { budget: Budget::default(), chunks_at_once: 1 }
+        Self { budget: Budget::default(), chunks_at_once: 1, unlocks_per_chunk: UNLOCKS_PER_CHUNK }
     }
 }
 
@@ -324,6 +329,7 @@ impl Job for BadgeAutoUnlock {
                 budget: Spending::new(self.budget),
                 write: !ctx.args.silent,
                 cascade: !cascade_tests.is_empty(),
+                unlocks_per_chunk: i64::from(self.unlocks_per_chunk.max(1)),
                 cursor: tokio::sync::Mutex::new(None),
                 stop: AtomicBool::new(false),
                 totals: Mutex::new(Totals::default()),
@@ -408,8 +414,8 @@ struct Totals {
     chunks: i64,
 }
 
-/// Grants the run's candidates (`hattrick_run_badge_candidates`) in chunks of about [`CHUNK`] users, each chunk
-/// one transaction, one or several at once.
+/// Grants the run's candidates (`hattrick_run_badge_candidates`) in chunks of about `unlocks_per_chunk` of them,
+/// each chunk one transaction, one or several at once.
 ///
 /// Chunks are disjoint ranges of user ids, so two chunks never touch the same user's rows (badges, ledgers,
 /// balances, subscriptions, pushes); the only rows they share are the badges' `total_unlocks` counters, which
@@ -425,6 +431,8 @@ struct Chunks<'a> {
     /// Whether some active badge reads what a badge pays (levels, credits earned): the users paid are then
     /// recorded as the next round's subjects.
     cascade: bool,
+    /// A chunk ends with the user of its this-many-th candidate (all of that user's candidates included).
+    unlocks_per_chunk: i64,
     /// The last user of the last chunk handed out (the nil uuid, which sorts before every real id, when a pass
     /// starts); None once the candidates are exhausted.
     cursor: tokio::sync::Mutex<Option<Uuid>>,
@@ -468,19 +476,21 @@ impl Chunks<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        // The chunk's last user, in uuid order from the candidates' index (no text conversion: `max` has no uuid
-        // version before PostgreSQL 16, and a text `max` compares by collation). A plain range condition (no
-        // "IS NULL OR") lets each chunk start where the last ended in the index.
+        // The chunk's last user: the user of its `unlocks_per_chunk`-th candidate, or of the pass's last one, read
+        // from the candidates' index in uuid order (a plain range condition, no "IS NULL OR", lets each chunk start
+        // where the last ended in the index). A user's candidates all fall in one chunk, so chunks stay disjoint
+        // ranges of users; their size follows the unlocks, however many badges a user unlocks at once.
         let boundary: Option<Uuid> = sqlx::query_scalar!(
-            r#"SELECT customer_user_id AS "boundary!" FROM (
-                 SELECT DISTINCT customer_user_id FROM hattrick_run_badge_candidates
-                 WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id LIMIT $2) chunk
-               ORDER BY customer_user_id DESC LIMIT 1"#,
+            r#"SELECT coalesce(
+                 (SELECT customer_user_id FROM hattrick_run_badge_candidates
+                  WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id OFFSET $2::bigint - 1 LIMIT 1),
+                 (SELECT customer_user_id FROM hattrick_run_badge_candidates
+                  WHERE run_id = $3 AND customer_user_id > $1 ORDER BY customer_user_id DESC LIMIT 1)) AS boundary"#,
             after,
-            CHUNK,
+            self.unlocks_per_chunk,
             self.ctx.run_id,
         )
-        .fetch_optional(&self.ctx.pool)
+        .fetch_one(&self.ctx.pool)
         .await?;
         *cursor = boundary;
         Ok(boundary.map(|to| (after, to)))

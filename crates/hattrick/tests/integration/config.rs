@@ -87,6 +87,15 @@ fn chunks_at_once_is_named_where_it_cannot_apply() {
     assert!(message.contains("jobs.badge-auto-unlock.chunks_at_once: must be at least 1"), "{message}");
     let message = rejected("[database]\nmax_connections = 4\n[jobs.badge-auto-unlock]\nchunks_at_once = 4\n", &[]);
     assert!(message.contains("less than database.max_connections (4)") && message.contains("(got 4)"), "{message}");
+    let message = rejected("[jobs.streak-reset]\nunlocks_per_chunk = 500\n", &[]);
+    assert!(
+        message.contains("jobs.streak-reset.unlocks_per_chunk: only badge-auto-unlock grants in chunks"),
+        "{message}"
+    );
+    let message = rejected("[jobs.badge-auto-unlock]\nunlocks_per_chunk = 0\n", &[]);
+    assert!(message.contains("jobs.badge-auto-unlock.unlocks_per_chunk: must be at least 1 (got 0)"), "{message}");
+    let message = rejected("[jobs.badge-auto-unlock]\nunlocks_per_chunk = -5\n", &[]);
+    assert!(message.contains("unlocks_per_chunk"), "{message}");
 }
 
 #[test]

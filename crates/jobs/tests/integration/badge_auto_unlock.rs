@@ -352,6 +352,25 @@ async fn seventy_thousand_eligible_users_unlock_in_one_run() {
     assert_ledger_invariants(db.pool()).await;
 }
 
+/// A chunk ends with the user of its `unlocks_per_chunk`-th unlock and takes all of that user's: five users with two
+/// unlocks each make chunks of one user each at one unlock a chunk, of two, two and one users at three (split users
+/// would make four chunks of three unlocks or fewer), and one chunk at ten and above.
+#[tokio::test]
+async fn chunks_are_cut_by_unlocks_and_never_split_a_user() {
+    for (unlocks_per_chunk, chunks) in [(1, 5), (3, 3), (4, 3), (10, 1), (11, 1)] {
+        let db = TestDb::new().await;
+        badge(&db, "one", json!({"type":"xp_level","level":"bronze"}), 0, 0, 0).await;
+        badge(&db, "two", json!({"type":"xp_level","level":"bronze"}), 0, 0, 0).await;
+        exec(&db, "INSERT INTO customer_users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 5) g")
+            .await;
+        let job = BadgeAutoUnlock { unlocks_per_chunk, ..BadgeAutoUnlock::default() };
+        let report = job.run(&context(&db, RunArgs::default())).await.unwrap();
+        assert_eq!((report.items, &report.details["chunks"]), (10, &json!(chunks)), "{unlocks_per_chunk}: {report:?}");
+        let owned: i64 = db::query_scalar("SELECT count(*) FROM customer_badges").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(owned, 10);
+    }
+}
+
 #[tokio::test]
 async fn two_sweeps_at_once_pay_every_unlock_once_without_deadlocking() {
     two_sweeps_at_once_pay_every_unlock_once(1).await;
@@ -488,7 +507,11 @@ async fn a_budget_holds_for_the_run_with_chunks_under_way_at_once() {
         assert_eq!(i64::from(total), badges, "the counter counts the rows of committed chunks only");
         (badges, grants, pushes)
     };
-    let grants = BadgeAutoUnlock { budget: Budget { max_grants: Some(50_000), max_pushes: None }, chunks_at_once: 4 };
+    let grants = BadgeAutoUnlock {
+        budget: Budget { max_grants: Some(50_000), max_pushes: None },
+        chunks_at_once: 4,
+        ..BadgeAutoUnlock::default()
+    };
     // The badge's counter is held while the run starts: a chunk locks it last, after its counts, so the chunks
     // that counted theirs wait there, all at once. Two of them waiting shows a budgeted run paying chunks at once
     // (one chunk at a time never gets past one).
@@ -519,7 +542,11 @@ async fn a_budget_holds_for_the_run_with_chunks_under_way_at_once() {
     let error = result.unwrap_err().to_string();
     assert!(error.contains("would write 60000 grants, more than max_grants = 50000"), "{error}");
     assert_eq!(written().await, (20_000, 40_000, 20_000), "two chunks of four");
-    let pushes = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(15_000) }, chunks_at_once: 4 };
+    let pushes = BadgeAutoUnlock {
+        budget: Budget { max_grants: None, max_pushes: Some(15_000) },
+        chunks_at_once: 4,
+        ..BadgeAutoUnlock::default()
+    };
     let error = pushes.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("would enqueue 20000 pushes, more than max_pushes = 15000"), "{error}");
     assert_eq!(written().await, (30_000, 60_000, 30_000), "one chunk of the two left");
@@ -539,7 +566,11 @@ async fn budgets_stop_a_sweep_and_a_dry_run_writes_nothing() {
     let dry =
         BadgeAutoUnlock::default().run(&context(&db, RunArgs { dry_run: true, ..RunArgs::default() })).await.unwrap();
     assert_eq!(dry.details["would_unlock"]["everyone"], 50);
-    let limited = BadgeAutoUnlock { budget: Budget { max_grants: None, max_pushes: Some(10) }, chunks_at_once: 4 };
+    let limited = BadgeAutoUnlock {
+        budget: Budget { max_grants: None, max_pushes: Some(10) },
+        chunks_at_once: 4,
+        ..BadgeAutoUnlock::default()
+    };
     let error = limited.run(&context(&db, RunArgs::default())).await.unwrap_err().to_string();
     assert!(error.contains("more than max_pushes = 10"), "{error}");
     let written: i64 = db::query_scalar(
