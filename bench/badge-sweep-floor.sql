@@ -1,9 +1,10 @@
 -- The floor of a first badge sweep's writes (BENCHMARKS.md "Unlocks at the cost of their rows"): the rows
 -- badge-auto-unlock wrote for the unlocks in `floor_unlocks` (customer_user_id, badge_id; loaded by
 -- bench/sweep-floor.sh from hattrick's own run on another copy of the same database), written again by plain
--- set-based statements, one transaction per chunk of 10,000 users as hattrick's chunks are: the badge rows, the
--- badges' unlock counters, the XP ledger rows and balances with their levels, a credit grant and a push for every
--- level crossed, the credit ledger rows and balances, the promotional VIP subscriptions and the unlock pushes.
+-- set-based statements, one transaction per chunk of about 10,000 unlocks (a user's never split) as hattrick's
+-- chunks are: the badge rows, the badges' unlock counters, the XP ledger rows and balances with their levels, a
+-- credit grant and a push for every level crossed, the credit ledger rows and balances, the promotional VIP
+-- subscriptions and the unlock pushes.
 -- Left out, as a floor should: idempotency checks, the balance locks in user order, running balances
 -- (`balance_before/after` are 0), the catalogue's texts in each user's language, budgets and the run's
 -- bookkeeping. The unlocks are given, so the statistics that find them are not part of this floor either
@@ -12,9 +13,10 @@
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 CREATE INDEX ON floor_unlocks (customer_user_id);
+-- A user's chunk: the number of unlocks before theirs, in user order, divided by 10,000.
 CREATE TABLE floor_chunks AS
-SELECT customer_user_id, (row_number() OVER (ORDER BY customer_user_id) - 1) / 10000 AS chunk
-FROM (SELECT DISTINCT customer_user_id FROM floor_unlocks) u;
+SELECT customer_user_id, ((sum(unlocks) OVER (ORDER BY customer_user_id))::bigint - unlocks) / 10000 AS chunk
+FROM (SELECT customer_user_id, count(*) AS unlocks FROM floor_unlocks GROUP BY customer_user_id) u;
 CREATE INDEX ON floor_chunks (chunk);
 ANALYZE floor_unlocks, floor_chunks;
 
